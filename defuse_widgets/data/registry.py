@@ -1,0 +1,41 @@
+"""One entry point, :func:`load_dataset`, for every dataset by name."""
+from __future__ import annotations
+
+from .._validation import check_choice
+from .embedded import load_digits8, load_mnist5k
+from .splits import DataSplits
+
+EMBEDDED = ("mnist5k", "digits")
+TORCHVISION = ("mnist", "fashionmnist", "svhn", "gtsrb")
+DATASETS = EMBEDDED + TORCHVISION
+
+
+def load_dataset(name: str, *, root: str | None = None, download: bool = False,
+                 seed: int = 0) -> DataSplits:
+    """Load a dataset by name.
+
+    Parameters
+    ----------
+    name : {"mnist5k", "digits", "mnist", "fashionmnist", "svhn", "gtsrb"}
+        ``mnist5k`` (default of the CLI) and ``digits`` ship with installed
+        packages; the others are read through torchvision from ``root``.
+    root : str, optional
+        Folder holding (or receiving) torchvision's files. Required for the
+        torchvision datasets.
+    download : bool, default=False
+        Let torchvision download missing files (needs internet).
+    seed : int, default=0
+        Seed of the deterministic train/validation/test split.
+
+    Returns
+    -------
+    DataSplits
+    """
+    check_choice("dataset", name, DATASETS)
+    if name == "mnist5k":
+        return load_mnist5k(seed=seed)
+    if name == "digits":
+        return load_digits8(seed=seed)
+    from .torchvision_sets import load_torchvision
+
+    return load_torchvision(name, root=root, download=download, seed=seed)

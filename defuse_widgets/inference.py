@@ -1,0 +1,54 @@
+"""Batched, inference-mode forward passes shared by every stage."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Return logits of shape (n, n_classes) for images X of shape (n, C, H, W), on CPU."""
+    was_training = model.training
+    model.eval()
+    out = [model(X[i:i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(X), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def predict(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:
+    """Return predicted classes of shape (n,) for images X of shape (n, C, H, W)."""
+    return predict_logits(model, X, **kw).argmax(1)
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kw) -> float:
+    """Return the share of images X (n, C, H, W) whose prediction equals y (n,)."""
+    if len(y) == 0:
+        return float("nan")
+    return float((predict(model, X, **kw) == y.cpu()).float().mean())
+
+
+@torch.inference_mode()
+def encode_mean(vae: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Return encoder means of shape (n, n_latent) for images X of shape (n, C, H, W)."""
+    was_training = vae.training
+    vae.eval()
+    out = [vae.encode(X[i:i + batch_size].to(device))[0].float().cpu()
+           for i in range(0, len(X), batch_size)]
+    vae.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def decode(vae: nn.Module, z: torch.Tensor, *, batch_size: int = 1024,
+           device: torch.device | str = "cpu") -> torch.Tensor:
+    """Return images (n, C, H, W) decoded from codes z of shape (n, n_latent)."""
+    was_training = vae.training
+    vae.eval()
+    z = torch.as_tensor(z, dtype=torch.float32)
+    out = [vae.decode(z[i:i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(z), batch_size)]
+    vae.train(was_training)
+    return torch.cat(out)
