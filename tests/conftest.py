@@ -20,3 +20,28 @@ def digits():
     from defuse_widgets.data import load_digits8
 
     return load_digits8()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(digits):
+    """A real classifier and β-VAE trained briefly on the 8x8 digits."""
+    from defuse_widgets.models import BetaVAE, MnistCNN
+    from defuse_widgets.training import train_classifier, train_vae
+
+    seed_everything(0)
+    clf = train_classifier(MnistCNN(1, 8, 10), digits.X_train, digits.y_train, epochs=3,
+                           seed=0, progress=False)
+    vae = train_vae(BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=16),
+                    digits.X_train, beta=0.5, epochs=8, batch_size=64, anneal_steps=50,
+                    seed=0, progress=False)
+    return clf, vae
+
+
+@pytest.fixture(scope="session")
+def tiny_adversarial(digits, tiny_models):
+    """Adversarial examples of the tiny models (centred noise, Q=8)."""
+    from defuse_widgets.identification import identify
+
+    clf, vae = tiny_models
+    return identify(clf, vae, digits.X_train[:400], digits.y_train[:400], Q=8, a=5, b=5,
+                    centered=True, max_per_instance=5, progress=False)

@@ -11,7 +11,7 @@ DATASETS = EMBEDDED + TORCHVISION
 
 
 def load_dataset(name: str, *, root: str | None = None, download: bool = False,
-                 seed: int = 0) -> DataSplits:
+                 seed: int = 0, image_size: int | None = None) -> DataSplits:
     """Load a dataset by name.
 
     Parameters
@@ -26,6 +26,8 @@ def load_dataset(name: str, *, root: str | None = None, download: bool = False,
         Let torchvision download missing files (needs internet).
     seed : int, default=0
         Seed of the deterministic train/validation/test split.
+    image_size : int, optional
+        GTSRB only: side of the resized images (default 128, the paper's).
 
     Returns
     -------
@@ -38,4 +40,4 @@ def load_dataset(name: str, *, root: str | None = None, download: bool = False,
         return load_digits8(seed=seed)
     from .torchvision_sets import load_torchvision
 
-    return load_torchvision(name, root=root, download=download, seed=seed)
+    return load_torchvision(name, root=root, download=download, seed=seed, image_size=image_size)

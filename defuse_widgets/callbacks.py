@@ -1,0 +1,59 @@
+"""Callbacks that observe a correction sweep (after skorch's design).
+
+A widget's live plot is just a callback: it receives each epoch's record and
+each λ's result as they are produced.
+"""
+from __future__ import annotations
+
+import time
+
+
+class Callback:
+    """Base class with no-op hooks; override the ones you need.
+
+    Every hook receives the :class:`~defuse_widgets.correction.Corrector` first.
+    """
+
+    def on_train_begin(self, corrector, **kw) -> None:
+        """Called once before the first λ."""
+
+    def on_lam_begin(self, corrector, *, lam: float, **kw) -> None:
+        """Called before fine-tuning with ``lam``."""
+
+    def on_batch_end(self, corrector, *, lam: float, epoch: int, batch: int,
+                     n_batches: int, **kw) -> None:
+        """Called after every optimisation step."""
+
+    def on_epoch_end(self, corrector, *, record: dict, **kw) -> None:
+        """Called after each epoch with its record (λ, epoch, loss, accuracies)."""
+
+    def on_lam_end(self, corrector, *, result: dict, **kw) -> None:
+        """Called after each λ with the record of its selected epoch."""
+
+    def on_train_end(self, corrector, **kw) -> None:
+        """Called once at the end, also after a cancelled sweep."""
+
+
+class History(list):
+    """A list of per-epoch record dicts, in the order they were produced."""
+
+    def column(self, key: str) -> list:
+        """Values of ``key`` across all records (None where missing)."""
+        return [r.get(key) for r in self]
+
+
+class PrintProgress(Callback):
+    """Print one line per λ: its selected epoch's accuracies and the time it took."""
+
+    def __init__(self, *, keys=("validation", "test", "region_test"), file=None):
+        self.keys = keys
+        self.file = file
+
+    def on_lam_begin(self, corrector, *, lam, **kw):
+        self._t0 = time.perf_counter()
+
+    def on_lam_end(self, corrector, *, result, **kw):
+        parts = [f"{k}={result[k]:.3f}" for k in self.keys if k in result]
+        dt = time.perf_counter() - self._t0
+        print(f"  [{corrector.name}] lam={result['lam']:<8g} epoch={result['epoch']} "
+              f"{' '.join(parts)} ({dt:.1f}s)", file=self.file, flush=True)

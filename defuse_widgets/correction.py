@@ -1,0 +1,272 @@
+"""Correction (paper §3.3): fine-tune on L(D) + λ·L(D_f), sweeping λ."""
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ._validation import (check_choice, check_images, check_int, check_labels, check_module,
+                          check_number, resolve_device)
+from .callbacks import Callback, History
+from .inference import accuracy
+from .seeding import seed_everything
+
+#: The paper's λ sweep (appendix B).
+PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+              1.0, 2.0, 5.0, 10.0, 20.0, 100.0, 1000.0)
+
+SELECTIONS = ("balanced", "validation", "training")
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Corrector:
+    """Fine-tune a classifier on the training data plus the failure data D_f.
+
+    For each λ in ``lams`` a fresh copy of the classifier is fine-tuned for
+    ``epochs`` epochs with Adam on ``get_loss`` = L(D) + λ·L(D_f). Each epoch
+    ends with an evaluation on every set in ``eval_sets``; per λ the epoch with
+    the best selection score is kept, and overall the λ with the best score.
+
+    Parameters
+    ----------
+    lams : sequence of float, default=PAPER_LAMS
+        λ values, each ≥ 0.
+    epochs : int, default=3
+        Epochs per λ (paper: 3 for MNIST, 5 for SVHN/GTSRB).
+    lr : float, default=1e-3
+    batch_size : int, default=256
+        Batch size over D; every step also takes a batch of the same size
+        from D_f, cycling through it.
+    selection : {"balanced", "validation", "training"}, default="balanced"
+        Model-selection score. ``"validation"``: validation accuracy (the
+        paper's SVHN/GTSRB rule). ``"training"``: accuracy on D ∪ D_f (the
+        paper's MNIST rule). ``"balanced"``: mean of validation accuracy and
+        accuracy on the ``"region_validation"`` eval set, so the choice of λ
+        weighs both goals without looking at any test set.
+    device : str or torch.device, optional
+        CUDA when available if not given.
+    seed : int, default=0
+    callbacks : sequence of Callback, optional
+    checkpoint_dir : str or Path, optional
+        When given, each λ's selected weights are saved there as
+        ``lam_<i>.pt`` (a state_dict).
+    name : str, default="defuse"
+        Shown in progress output; e.g. ``"baseline"``.
+    progress : bool, default=False
+        Show a tqdm bar over λ.
+
+    Attributes
+    ----------
+    history_ : History
+        One record per epoch: lam, epoch, loss and one accuracy per eval set.
+    results_ : list of dict
+        The selected epoch's record for each finished λ.
+    best_ : dict
+        The record of the selected λ.
+    best_model_ : nn.Module
+        The classifier with the selected λ's weights.
+    cancelled_ : bool
+        True when :meth:`stop` ended the sweep early.
+    """
+
+    def __init__(self, *, lams=PAPER_LAMS, epochs: int = 3, lr: float = 1e-3,
+                 batch_size: int = 256, selection: str = "balanced", device=None,
+                 seed: int = 0, callbacks=(), checkpoint_dir=None, name: str = "defuse",
+                 progress: bool = False):
+        self.lams = lams
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.selection = selection
+        self.device = device
+        self.seed = seed
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.name = name
+        self.progress = progress
+        self._stop = threading.Event()
+
+    # -- public API ---------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask a running :meth:`fit` to stop after the current batch (thread-safe)."""
+        self._stop.set()
+
+    def get_loss(self, logits: torch.Tensor, y: torch.Tensor, logits_f: torch.Tensor,
+                 y_f: torch.Tensor, lam: float) -> torch.Tensor:
+        """Return L(D) + λ·L(D_f) for one step; override to change the objective.
+
+        Parameters
+        ----------
+        logits : Tensor of shape (b, n_classes)
+        y : Tensor of shape (b,)
+        logits_f : Tensor of shape (b_f, n_classes)
+        y_f : Tensor of shape (b_f,)
+        lam : float
+        """
+        return F.cross_entropy(logits, y) + lam * F.cross_entropy(logits_f, y_f)
+
+    def fit(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets=None) -> "Corrector":
+        """Run the λ sweep.
+
+        Parameters
+        ----------
+        classifier : nn.Module
+            Not modified; each λ fine-tunes a copy.
+        X : Tensor of shape (n, C, H, W)
+            Training data D.
+        y : Tensor of shape (n,)
+        X_f : Tensor of shape (n_f, C, H, W)
+            Failure data D_f (region samples with their annotator labels).
+        y_f : Tensor of shape (n_f,)
+        eval_sets : dict of str -> (X, y), optional
+            Sets evaluated after every epoch, e.g. ``validation``, ``test``,
+            ``region_validation``, ``region_test``.
+
+        Returns
+        -------
+        self
+        """
+        check_module("classifier", classifier)
+        lams = self._check_params()
+        X = check_images("X", X)
+        y = check_labels("y", y, n_samples=len(X))
+        X_f = check_images("X_f", X_f, shape=X.shape[1:])
+        y_f = check_labels("y_f", y_f, n_samples=len(X_f))
+        eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:])
+        dev = resolve_device(self.device)
+        self._stop.clear()
+        self.history_, self.results_ = History(), []
+        self.best_, self.best_model_, self.cancelled_ = None, None, False
+        self._best_states = []
+        base = copy.deepcopy(classifier).cpu()
+        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
+        self._call("on_train_begin")
+        try:
+            for i, lam in enumerate(tqdm(lams, desc=self.name, disable=not self.progress)):
+                self._fit_one(i, lam, base, X, y, X_f, y_f, eval_sets, dev)
+        except _Cancelled:
+            self.cancelled_ = True
+        if self.results_:
+            i_best = max(range(len(self.results_)),
+                         key=lambda i: (self.results_[i]["score"], -self.results_[i]["lam"]))
+            self.best_ = self.results_[i_best]
+            self.best_model_ = copy.deepcopy(base)
+            self.best_model_.load_state_dict(self._best_states[i_best])
+            self.best_model_.eval()
+        self._call("on_train_end")
+        return self
+
+    # -- internals ----------------------------------------------------------------
+    def _check_params(self) -> list:
+        lams = [check_number("lams[%d]" % i, v, low=0) for i, v in enumerate(self.lams)]
+        if not lams:
+            raise ValueError("lams must hold at least one λ value; got an empty sequence.")
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_number("lr", self.lr, low=0, low_inclusive=False)
+        check_choice("selection", self.selection, SELECTIONS)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
+        return lams
+
+    def _check_eval_sets(self, eval_sets, shape) -> dict:
+        if not isinstance(eval_sets, dict):
+            raise TypeError(f"eval_sets must be a dict of name -> (X, y); got {type(eval_sets)}.")
+        out = {}
+        for name, pair in eval_sets.items():
+            Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
+            out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
+                                          n_samples=len(Xe)))
+        needed = {"balanced": ("validation", "region_validation"),
+                  "validation": ("validation",)}.get(self.selection, ())
+        missing = [k for k in needed if k not in out]
+        if missing:
+            raise ValueError(f"eval_sets must contain {list(needed)} for selection="
+                             f"{self.selection!r}; missing {missing}.")
+        return out
+
+    def _call(self, hook: str, **kw) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, **kw)
+
+    def _score(self, rec: dict) -> float:
+        if self.selection == "balanced":
+            return 0.5 * (rec["validation"] + rec["region_validation"])
+        if self.selection == "validation":
+            return rec["validation"]
+        return rec["training"]
+
+    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev) -> dict:
+        n, n_f = len(y), len(y_f)
+        acc_d, acc_f = accuracy(model, X, y, device=dev), accuracy(model, X_f, y_f, device=dev)
+        rec = {"training": (acc_d * n + acc_f * n_f) / (n + n_f), "finetune": acc_f}
+        rec.update({k: accuracy(model, Xe, ye, device=dev) for k, (Xe, ye) in eval_sets.items()})
+        rec["score"] = self._score(rec)
+        return rec
+
+    def _fit_one(self, i, lam, base, X, y, X_f, y_f, eval_sets, dev) -> None:
+        self._call("on_lam_begin", lam=lam)
+        seed_everything(self.seed + i)
+        gen = torch.Generator().manual_seed(self.seed + i)
+        model = copy.deepcopy(base).to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        bs = self.batch_size
+        n_batches = math.ceil(len(X) / bs)
+        perm_f, pos_f = torch.randperm(len(X_f), generator=gen), 0
+        best, best_state = None, None
+        for epoch in range(1, self.epochs + 1):
+            perm, total = torch.randperm(len(X), generator=gen), 0.0
+            model.train()
+            for b in range(n_batches):
+                if self._stop.is_set():
+                    raise _Cancelled
+                idx = perm[b * bs:(b + 1) * bs]
+                if pos_f + bs > len(perm_f):
+                    perm_f, pos_f = torch.randperm(len(X_f), generator=gen), 0
+                idx_f = perm_f[pos_f:pos_f + bs]
+                pos_f += bs
+                xb = torch.cat([X[idx], X_f[idx_f]]).to(dev)
+                logits = model(xb)
+                loss = self.get_loss(logits[:len(idx)], y[idx].to(dev), logits[len(idx):],
+                                     y_f[idx_f].to(dev), lam)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                self._call("on_batch_end", lam=lam, epoch=epoch, batch=b + 1, n_batches=n_batches)
+            model.eval()
+            rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
+                   **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev)}
+            self.history_.append(rec)
+            self._call("on_epoch_end", record=rec)
+            if best is None or rec["score"] > best["score"]:
+                best = rec
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        self._best_states.append(best_state)
+        if self.checkpoint_dir is not None:
+            _save_atomic(best_state, Path(self.checkpoint_dir) / f"{self.name}_lam_{i}.pt")
+        self.results_.append(best)
+        self._call("on_lam_end", result=best)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def tradeoff_table(results: list, keys=("test", "region_test")) -> np.ndarray:
+    """Array of shape (n_lams, 1 + len(keys)): λ and the given accuracies per λ."""
+    return np.array([[r["lam"], *[r.get(k, np.nan) for k in keys]] for r in results])

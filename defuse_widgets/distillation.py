@@ -1,0 +1,138 @@
+"""Distillation (paper §3.2): a Dirichlet-process GMM over adversarial codes."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture
+
+from ._validation import check_codes, check_int, check_labels, check_number
+from .identification import AdversarialExamples
+from .regions import Regions
+
+
+class Distiller:
+    """Learn misclassification regions from unrestricted adversarial examples.
+
+    Fits scikit-learn's ``BayesianGaussianMixture`` with a (truncated
+    stick-breaking) Dirichlet-process prior and full covariances, then keeps
+    the components whose weight exceeds ``eps``.
+
+    Parameters
+    ----------
+    n_components : int, default=100
+        Upper bound K on the number of mixture components.
+    eps : float, default=0.01
+        Components with weight ≤ eps are dropped.
+    max_samples : int or None, default=50000
+        Random down-sampling of the codes before fitting (the paper uses 50,000).
+    max_iter : int, default=500
+    n_init : int, default=1
+    tol : float, default=1e-3
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    mixture_ : BayesianGaussianMixture
+        The fitted mixture.
+    regions_ : Regions
+        Kept components, with every input example assigned to one.
+    fit_index_ : ndarray of shape (n_fit,)
+        Indices of the examples the mixture was fitted on.
+    converged_ : bool
+    n_iter_ : int
+
+    Examples
+    --------
+    >>> distiller = Distiller(n_components=100, eps=0.01).fit(adversarial)  # doctest: +SKIP
+    >>> len(distiller.regions_)  # doctest: +SKIP
+    """
+
+    def __init__(self, *, n_components: int = 100, eps: float = 0.01,
+                 max_samples: int | None = 50000, max_iter: int = 500, n_init: int = 1,
+                 tol: float = 1e-3, random_state: int = 0):
+        self.n_components = n_components
+        self.eps = eps
+        self.max_samples = max_samples
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.tol = tol
+        self.random_state = random_state
+
+    def fit(self, X, *, source_label=None, predicted_label=None,
+            n_classes: int | None = None) -> "Distiller":
+        """Fit the mixture to adversarial codes.
+
+        Parameters
+        ----------
+        X : AdversarialExamples or ndarray of shape (n_examples, n_latent)
+            With an :class:`AdversarialExamples`, labels are taken from it.
+        source_label, predicted_label : ndarray of shape (n_examples,), optional
+            Labels for the per-region confusion histograms when X is an array.
+        n_classes : int, optional
+            Inferred from the labels when not given.
+
+        Returns
+        -------
+        self
+        """
+        if isinstance(X, AdversarialExamples):
+            source_label, predicted_label, X = X.true_label, X.predicted_label, X.codes
+        K = check_int("n_components", self.n_components, low=1)
+        eps = check_number("eps", self.eps, low=0, high=1, high_inclusive=False)
+        if self.max_samples is not None:
+            check_int("max_samples", self.max_samples, low=1)
+        if isinstance(X, np.ndarray) and X.ndim == 2 and len(X) == 0:
+            raise ValueError("X must hold at least one adversarial example; got an empty set "
+                             "(identification found no misclassified decodes: try a larger Q "
+                             "or a, b that perturb more).")
+        z = check_codes("X", X, min_rows=1)
+        n = len(z)
+        src = np.zeros(n, np.int64) if source_label is None else \
+            check_labels("source_label", source_label, n_samples=n).numpy()
+        pred = np.zeros(n, np.int64) if predicted_label is None else \
+            check_labels("predicted_label", predicted_label, n_samples=n).numpy()
+        if n_classes is None:
+            n_classes = int(max(src.max(), pred.max())) + 1
+        n_classes = check_int("n_classes", n_classes, low=1)
+
+        rng = np.random.default_rng(self.random_state)
+        if self.max_samples is not None and n > self.max_samples:
+            fit_index = np.sort(rng.choice(n, self.max_samples, replace=False))
+        else:
+            fit_index = np.arange(n)
+        if len(fit_index) < K:
+            raise ValueError(f"X must hold at least n_components={K} codes to fit the mixture; "
+                             f"got {len(fit_index)}. Lower n_components or find more "
+                             "adversarial examples.")
+        self.mixture_ = BayesianGaussianMixture(
+            n_components=K, covariance_type="full",
+            weight_concentration_prior_type="dirichlet_process",
+            max_iter=self.max_iter, n_init=self.n_init, tol=self.tol,
+            random_state=self.random_state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.mixture_.fit(z[fit_index])
+        self.fit_index_ = fit_index
+        self.converged_ = bool(self.mixture_.converged_)
+        self.n_iter_ = int(self.mixture_.n_iter_)
+        self.regions_ = self._regions(z, src, pred, eps, n_classes)
+        return self
+
+    def _regions(self, z, src, pred, eps, n_classes) -> Regions:
+        mix = self.mixture_
+        kept = np.flatnonzero(mix.weights_ > eps)
+        order = kept[np.argsort(-mix.weights_[kept], kind="stable")]
+        remap = np.full(mix.n_components, -1, dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        assignment = remap[mix.predict(z)]
+        return Regions(means=mix.means_[order].copy(), covariances=mix.covariances_[order].copy(),
+                       weights=mix.weights_[order].copy(), component=order.astype(np.int64),
+                       assignment=assignment, source_label=src, predicted_label=pred,
+                       n_classes=n_classes)
+
+
+def distill(adversarial, **params) -> Regions:
+    """Shortcut for ``Distiller(**params).fit(adversarial).regions_``."""
+    return Distiller(**params).fit(adversarial).regions_
