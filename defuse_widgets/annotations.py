@@ -6,9 +6,7 @@ keeps, per region, the classifier's predictions on the region's review set
 and every annotator's vote on those samples. Each vote is committed in its own
 transaction before :meth:`AnnotationStore.cast_vote` returns, so a crashed
 kernel loses nothing, and several processes (annotators in separate notebooks,
-a headless simulated crowd) may write to the same file at once.
-
-Only the standard library's :mod:`sqlite3` is used.
+a headless simulated crowd) may write to the same file at once (stdlib sqlite3).
 """
 from __future__ import annotations
 
@@ -34,38 +32,30 @@ SCHEMA_VERSION = 1
 _BUSY_TIMEOUT_S = 30.0
 _RETRY_DEADLINE_S = 120.0
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS review (
-    region INTEGER NOT NULL, sample INTEGER NOT NULL, predicted INTEGER NOT NULL,
-    PRIMARY KEY (region, sample));
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, annotator TEXT NOT NULL,
-    region INTEGER NOT NULL, sample INTEGER NOT NULL, label INTEGER NOT NULL,
-    timestamp REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS votes (
-    annotator TEXT NOT NULL, region INTEGER NOT NULL, sample INTEGER NOT NULL,
-    label INTEGER NOT NULL, timestamp REAL NOT NULL, event_id INTEGER NOT NULL,
-    UNIQUE (annotator, region, sample));
-CREATE INDEX IF NOT EXISTS votes_by_region ON votes (region, sample, annotator);
-CREATE INDEX IF NOT EXISTS votes_by_event ON votes (annotator, event_id);
-"""
+# ``events`` is an append-only log of votes and undos; ``votes`` holds the
+# current vote per (annotator, region, sample) and the id of the event behind it.
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review (region INTEGER NOT NULL, sample INTEGER NOT NULL,"
+    " predicted INTEGER NOT NULL, PRIMARY KEY (region, sample))",
+    "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,"
+    " annotator TEXT NOT NULL, region INTEGER NOT NULL, sample INTEGER NOT NULL,"
+    " label INTEGER NOT NULL, timestamp REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS votes (annotator TEXT NOT NULL, region INTEGER NOT NULL,"
+    " sample INTEGER NOT NULL, label INTEGER NOT NULL, timestamp REAL NOT NULL,"
+    " event_id INTEGER NOT NULL, UNIQUE (annotator, region, sample))",
+    "CREATE INDEX IF NOT EXISTS votes_by_region ON votes (region, sample, annotator)",
+    "CREATE INDEX IF NOT EXISTS votes_by_event ON votes (annotator, event_id)",
+]
+_LOG = ("INSERT INTO events (kind, annotator, region, sample, label, timestamp)"
+        " VALUES (?, ?, ?, ?, ?, ?)")
 
 
 @dataclass(frozen=True)
 class Vote:
-    """One annotator's label for one review sample.
+    """One annotator's ``label`` (class index or -1) for review ``sample`` of ``region``.
 
-    Attributes
-    ----------
-    annotator : str
-    region : int
-    sample : int
-        Index into the region's review set.
-    label : int
-        Class index, or ``NONE_OF_THE_ABOVE`` (-1).
-    timestamp : float
-        Seconds since the epoch when the vote was cast.
+    ``timestamp`` is in seconds since the epoch.
     """
 
     annotator: str
@@ -73,11 +63,6 @@ class Vote:
     sample: int
     label: int
     timestamp: float
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def _check_annotator(annotator: Any) -> str:
@@ -100,17 +85,15 @@ class AnnotationStore:
 
     Examples
     --------
-    >>> store = AnnotationStore(tmp_path / "votes.sqlite", n_classes=10)  # doctest: +SKIP
-    >>> store.set_review_set(0, [3, 3, 5])                                 # doctest: +SKIP
-    >>> store.cast_vote("ada", 0, 1, 8)                                    # doctest: +SKIP
+    >>> with AnnotationStore("votes.sqlite", n_classes=10) as store:  # doctest: +SKIP
+    ...     store.set_review_set(0, [3, 3, 5]); store.cast_vote("ada", 0, 1, 8)
     """
 
     def __init__(self, path: str | os.PathLike, *, n_classes: int | None = None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike naming a .sqlite file; "
                             f"got {_describe(path)}.")
-        if n_classes is not None:
-            n_classes = check_int("n_classes", n_classes, low=2)
+        n_classes = None if n_classes is None else check_int("n_classes", n_classes, low=2)
         self.path = Path(path)
         if self.path.is_dir():
             raise ValueError(f"path must name a file, not a folder; got {str(self.path)!r}.")
@@ -125,29 +108,23 @@ class AnnotationStore:
         try:
             self._retry(lambda: self._con.execute("PRAGMA journal_mode=WAL").fetchone())
             self._con.execute("PRAGMA synchronous=FULL")
-            self._con.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
             self._n_classes = self._write(lambda cur: self._init_schema(cur, n_classes))
         except BaseException:
-            self._con.close()
-            self._con = None
+            self.close()
             raise
 
-    # -- plumbing ---------------------------------------------------------
-
     def _init_schema(self, cur: sqlite3.Cursor, n_classes: int | None) -> int:
-        for statement in filter(str.strip, _SCHEMA.split(";")):
+        for statement in _SCHEMA:
             cur.execute(statement)
         meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
         if "n_classes" not in meta:
             if n_classes is None:
                 raise ValueError(f"n_classes is required to create a new store; got None and "
                                  f"{str(self.path)!r} holds no store yet.")
-            cur.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                            [("n_classes", str(n_classes)),
-                             ("schema_version", str(SCHEMA_VERSION))])
+            cur.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("n_classes", str(n_classes)), ("schema_version", str(SCHEMA_VERSION))])
             return n_classes
-        stored = int(meta["n_classes"])
-        version = int(meta.get("schema_version", SCHEMA_VERSION))
+        stored, version = int(meta["n_classes"]), int(meta.get("schema_version", 0))
         if version != SCHEMA_VERSION:
             raise ValueError(f"path must hold a store of schema version {SCHEMA_VERSION}; "
                              f"got version {version} in {str(self.path)!r}.")
@@ -159,8 +136,7 @@ class AnnotationStore:
     @property
     def _connection(self) -> sqlite3.Connection:
         if self._con is None:
-            raise ValueError(f"this AnnotationStore ({str(self.path)!r}) is closed; "
-                             "open a new one to read or write votes.")
+            raise ValueError(f"AnnotationStore({str(self.path)!r}) is closed; open a new one.")
         return self._con
 
     def _retry(self, fn: Callable[[], Any]) -> Any:
@@ -169,7 +145,8 @@ class AnnotationStore:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
@@ -196,7 +173,7 @@ class AnnotationStore:
         return self._transaction(fn, "BEGIN IMMEDIATE")
 
     def _read(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
-        return self._transaction(fn, "BEGIN")
+        return self._transaction(fn, "BEGIN")  # one snapshot for multi-query reads
 
     def _check_region(self, cur: sqlite3.Cursor, region: Any) -> tuple[int, int]:
         """Return (region, review-set size) or raise ValueError for an unknown region."""
@@ -210,16 +187,15 @@ class AnnotationStore:
         return region, n
 
     def _check_label(self, label: Any) -> int:
-        if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-            raise TypeError(f"label must be a class index in [0, {self._n_classes - 1}] or "
-                            f"{NONE_OF_THE_ABOVE} for 'none of the above'; got {_describe(label)}.")
-        label = int(label)
+        integral = isinstance(label, (int, np.integer)) and not isinstance(label, bool)
+        expected = (f"label must be a class index in [0, {self._n_classes - 1}] or "
+                    f"{NONE_OF_THE_ABOVE} for 'none of the above'; "
+                    f"got {int(label) if integral else _describe(label)}.")
+        if not integral:
+            raise TypeError(expected)
         if label != NONE_OF_THE_ABOVE and not 0 <= label < self._n_classes:
-            raise ValueError(f"label must be a class index in [0, {self._n_classes - 1}] or "
-                             f"{NONE_OF_THE_ABOVE} for 'none of the above'; got {label}.")
-        return label
-
-    # -- public API -------------------------------------------------------
+            raise ValueError(expected)
+        return int(label)
 
     @property
     def n_classes(self) -> int:
@@ -234,12 +210,9 @@ class AnnotationStore:
         region : int
             Region (cluster) index, >= 0.
         predicted : array-like of int, shape (n_samples,)
-            Predicted class of review samples ``0 .. n_samples - 1``.
-
-        Raises
-        ------
-        ValueError
-            If the region already has a different review set with votes on it.
+            Predicted class of review samples ``0 .. n_samples - 1``. An earlier,
+            different review set of the region is replaced only if it has no
+            votes yet; otherwise ValueError.
         """
         region = check_int("region", region, low=0)
         pred = check_labels("predicted", predicted, n_classes=self._n_classes).tolist()
@@ -265,12 +238,7 @@ class AnnotationStore:
         self._write(write)
 
     def review_predictions(self, region: int) -> np.ndarray:
-        """Return the classifier's predictions on a region's review set.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,), int64
-        """
+        """Return the classifier's predictions on a region's review set, shape (n_samples,)."""
         def read(cur):
             region_, _ = self._check_region(cur, region)
             return [p for (p,) in cur.execute(
@@ -284,38 +252,21 @@ class AnnotationStore:
             "SELECT DISTINCT region FROM review ORDER BY region")])
 
     def cast_vote(self, annotator: str, region: int, sample: int, label: int) -> Vote:
-        """Store one vote, committed before this returns.
+        """Store one vote and commit it before returning the :class:`Vote`.
 
-        A second vote by the same annotator on the same sample replaces the first.
-
-        Parameters
-        ----------
-        annotator : str
-        region : int
-        sample : int
-            Index into the region's review set.
-        label : int
-            Class index in ``[0, n_classes)`` or ``NONE_OF_THE_ABOVE``.
-
-        Returns
-        -------
-        Vote
+        ``sample`` indexes the region's review set; ``label`` is a class index in
+        ``[0, n_classes)`` or ``NONE_OF_THE_ABOVE``. A second vote by the same
+        annotator on the same sample replaces the first.
         """
         return self.cast_votes([(annotator, region, sample, label)])[0]
 
     def cast_votes(self, votes: Iterable[tuple[str, int, int, int]]) -> list[Vote]:
-        """Store many ``(annotator, region, sample, label)`` votes in one transaction.
+        """Store ``(annotator, region, sample, label)`` votes in one transaction.
 
-        All are validated first; either all are committed or none is.
-
-        Returns
-        -------
-        list of Vote
+        Either all are committed or, if one is invalid, none is. Returns the Votes.
         """
-        rows = []
-        for annotator, region, sample, label in votes:
-            rows.append((_check_annotator(annotator), check_int("region", region, low=0),
-                         check_int("sample", sample), self._check_label(label)))
+        rows = [(_check_annotator(a), check_int("region", r, low=0), check_int("sample", s),
+                 self._check_label(label)) for a, r, s, label in votes]
 
         def write(cur):
             sizes: dict[int, int] = {}
@@ -327,9 +278,7 @@ class AnnotationStore:
                     raise ValueError(f"sample must be an index into region {region}'s review "
                                      f"set, in [0, {sizes[region] - 1}]; got {sample}.")
                 now = time.time()
-                cur.execute("INSERT INTO events (kind, annotator, region, sample, label, timestamp)"
-                            " VALUES ('vote', ?, ?, ?, ?, ?)",
-                            (annotator, region, sample, label, now))
+                cur.execute(_LOG, ("vote", annotator, region, sample, label, now))
                 cur.execute(
                     "INSERT INTO votes (annotator, region, sample, label, timestamp, event_id) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (annotator, region, sample) DO UPDATE"
@@ -357,9 +306,7 @@ class AnnotationStore:
                 return None
             rowid, region, sample, label, stamp = row
             cur.execute("DELETE FROM votes WHERE rowid = ?", (rowid,))
-            cur.execute("INSERT INTO events (kind, annotator, region, sample, label, timestamp)"
-                        " VALUES ('undo', ?, ?, ?, ?, ?)",
-                        (annotator, region, sample, label, time.time()))
+            cur.execute(_LOG, ("undo", annotator, region, sample, label, time.time()))
             return Vote(annotator, region, sample, label, stamp)
 
         return self._write(write)
@@ -373,9 +320,8 @@ class AnnotationStore:
         if annotator is not None:
             where.append("annotator = ?")
             args.append(_check_annotator(annotator))
-        sql = ("SELECT annotator, region, sample, label, timestamp FROM votes"
-               + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY region, sample, annotator")
+        sql = ("SELECT annotator, region, sample, label, timestamp FROM votes WHERE "
+               + " AND ".join(where or ["1"]) + " ORDER BY region, sample, annotator")
         return self._read(lambda cur: [Vote(*row) for row in cur.execute(sql, args)])
 
     def vote_matrix(self, region: int) -> tuple[list[str], np.ndarray]:

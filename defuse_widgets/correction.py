@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ._validation import (check_choice, check_images, check_int, check_labels, check_module,
                           check_number, resolve_device)
 from .callbacks import Callback, History
-from .inference import accuracy
+from .inference import accuracy, n_outputs
 from .seeding import seed_everything
 
 #: The paper's λ sweep (appendix B).
@@ -139,11 +139,12 @@ class Corrector:
         check_module("classifier", classifier)
         lams = self._check_params()
         X = check_images("X", X)
-        y = check_labels("y", y, n_samples=len(X))
-        X_f = check_images("X_f", X_f, shape=X.shape[1:])
-        y_f = check_labels("y_f", y_f, n_samples=len(X_f))
-        eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:])
         dev = resolve_device(self.device)
+        k = n_outputs(classifier, X, device=dev)
+        y = check_labels("y", y, n_samples=len(X), n_classes=k)
+        X_f = check_images("X_f", X_f, shape=X.shape[1:])
+        y_f = check_labels("y_f", y_f, n_samples=len(X_f), n_classes=k)
+        eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:], k)
         self._stop.clear()
         self.history_, self.results_ = History(), []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
@@ -180,14 +181,14 @@ class Corrector:
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
         return lams
 
-    def _check_eval_sets(self, eval_sets, shape) -> dict:
+    def _check_eval_sets(self, eval_sets, shape, n_classes) -> dict:
         if not isinstance(eval_sets, dict):
             raise TypeError(f"eval_sets must be a dict of name -> (X, y); got {type(eval_sets)}.")
         out = {}
         for name, pair in eval_sets.items():
             Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
             out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
-                                          n_samples=len(Xe)))
+                                          n_samples=len(Xe), n_classes=n_classes))
         needed = {"balanced": ("validation", "region_validation"),
                   "validation": ("validation",)}.get(self.selection, ())
         missing = [k for k in needed if k not in out]

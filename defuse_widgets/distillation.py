@@ -133,6 +133,8 @@ class Distiller:
                        n_classes=n_classes)
 
 
-def distill(adversarial, **params) -> Regions:
-    """Shortcut for ``Distiller(**params).fit(adversarial).regions_``."""
-    return Distiller(**params).fit(adversarial).regions_
+def distill(adversarial, *, source_label=None, predicted_label=None, n_classes=None,
+            **params) -> Regions:
+    """Shortcut for ``Distiller(**params).fit(adversarial, ...).regions_``."""
+    return Distiller(**params).fit(adversarial, source_label=source_label,
+                                   predicted_label=predicted_label, n_classes=n_classes).regions_

@@ -52,3 +52,12 @@ def decode(vae: nn.Module, z: torch.Tensor, *, batch_size: int = 1024,
            for i in range(0, len(z), batch_size)]
     vae.train(was_training)
     return torch.cat(out)
+
+
+def n_outputs(model: nn.Module, X: torch.Tensor, *, device="cpu") -> int:
+    """Return the number of classes, read off the model's logits on one image of X."""
+    logits = predict_logits(model, X[:1], device=device)
+    if logits.ndim != 2:
+        raise ValueError("classifier must return logits of shape (n, n_classes); "
+                         f"got {tuple(logits.shape)}.")
+    return int(logits.shape[1])

@@ -1,0 +1,123 @@
+import copy
+
+import pytest
+import torch
+
+from defuse_widgets.callbacks import Callback, History
+from defuse_widgets.correction import PAPER_LAMS, Corrector
+
+
+@pytest.fixture(scope="module")
+def task(digits):
+    """D = digits train; D_f = 60 held-out 3s labelled 8 (a planted 'region label')."""
+    threes = digits.X_test[digits.y_test == 3]
+    X_f, y_f = threes[:30], torch.full((30,), 8)
+    X_rt, y_rt = threes[30:], torch.full((len(threes) - 30,), 8)
+    evals = {"validation": (digits.X_val, digits.y_val), "region_validation": (X_f, y_f),
+             "region_test": (X_rt, y_rt)}
+    return X_f, y_f, evals
+
+
+class Recorder(Callback):
+    def __init__(self, stop_after=None):
+        self.events, self.stop_after, self.batches = [], stop_after, 0
+
+    def on_lam_begin(self, corrector, *, lam, **kw):
+        self.events.append(("lam_begin", lam))
+
+    def on_batch_end(self, corrector, **kw):
+        self.batches += 1
+        if self.stop_after and self.batches >= self.stop_after:
+            corrector.stop()
+
+    def on_epoch_end(self, corrector, *, record, **kw):
+        self.events.append(("epoch", record["lam"], record["epoch"]))
+
+    def on_lam_end(self, corrector, *, result, **kw):
+        self.events.append(("lam_end", result["lam"]))
+
+
+def test_large_lambda_fixes_region_small_does_not(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    before = copy.deepcopy(clf.state_dict())
+    c = Corrector(lams=[0.0, 10.0], epochs=2, batch_size=128, seed=0).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    low, high = c.results_
+    assert c.before_["region_test"] < 0.1
+    assert low["region_test"] < 0.3
+    assert high["region_test"] > 0.8
+    assert c.best_["lam"] == 10.0
+    assert all(torch.equal(v, clf.state_dict()[k]) for k, v in before.items())  # input untouched
+    assert c.best_model_ is not clf
+
+
+def test_callbacks_and_history(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    rec = Recorder()
+    c = Corrector(lams=[1e-3, 1.0], epochs=2, batch_size=256, callbacks=[rec]).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert rec.events == [("lam_begin", 1e-3), ("epoch", 1e-3, 1), ("epoch", 1e-3, 2),
+                          ("lam_end", 1e-3), ("lam_begin", 1.0), ("epoch", 1.0, 1),
+                          ("epoch", 1.0, 2), ("lam_end", 1.0)]
+    assert isinstance(c.history_, History) and len(c.history_) == 4
+    assert c.history_.column("epoch") == [1, 2, 1, 2]
+    for r in c.results_:  # selected epoch has the best score of its lambda
+        scores = [h["score"] for h in c.history_ if h["lam"] == r["lam"]]
+        assert r["score"] == max(scores)
+
+
+def test_stop_ends_within_one_batch(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    rec = Recorder(stop_after=3)
+    c = Corrector(lams=[1.0, 2.0], epochs=3, batch_size=64, callbacks=[rec]).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert c.cancelled_ and rec.batches == 3
+    assert c.results_ == [] and c.best_model_ is None
+
+
+def test_checkpoints_and_custom_loss(tmp_path, digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+
+    class OnlyD(Corrector):
+        def get_loss(self, logits, y, logits_f, y_f, lam):
+            return torch.nn.functional.cross_entropy(logits, y)
+
+    c = OnlyD(lams=[100.0], epochs=1, checkpoint_dir=tmp_path).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert c.results_[0]["region_test"] < 0.3  # the overridden loss ignores D_f
+    state = torch.load(tmp_path / "defuse_lam_0.pt", weights_only=True)
+    assert set(state) == set(clf.state_dict())
+
+
+def test_paper_lambdas():
+    assert len(PAPER_LAMS) == 17 and PAPER_LAMS[0] == 1e-10 and PAPER_LAMS[-1] == 1000
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    ({"lams": [1.0, -0.5]}, ValueError, r"lams\[1\] must be >= 0"),
+    ({"lams": []}, ValueError, "lams must hold at least one"),
+    ({"epochs": 0}, ValueError, "epochs must be >= 1"),
+    ({"selection": "best"}, ValueError, "selection must be one of"),
+    ({"callbacks": [print]}, TypeError, "callbacks must hold Callback"),
+])
+def test_bad_parameters(digits, tiny_models, task, kw, exc, match):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    with pytest.raises(exc, match=match):
+        Corrector(**kw).fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+
+
+def test_missing_eval_sets_and_shapes(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    with pytest.raises(ValueError, match="eval_sets must contain"):
+        Corrector().fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets={})
+    with pytest.raises(ValueError, match=r"X_f must have shape \(n, 1, 8, 8\)"):
+        Corrector().fit(clf, digits.X_train, digits.y_train, X_f[:, :, :4], y_f, eval_sets=evals)
+    with pytest.raises(ValueError, match=r"y_f must hold class indices"):
+        Corrector(lams=[1.0]).fit(clf, digits.X_train, digits.y_train, X_f, y_f + 20,
+                                  eval_sets=evals)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from defuse_widgets.inference import accuracy
+from defuse_widgets.models import BetaVAE, MnistCNN
+from defuse_widgets.training import reconstruction_fidelity, train_classifier, train_vae, vae_loss
+
+
+def test_classifier_learns_digits(digits, tiny_models):
+    clf, _ = tiny_models
+    assert accuracy(clf, digits.X_test, digits.y_test) > 0.85
+
+
+def test_classifier_training_is_reproducible(digits):
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    a = train_classifier(MnistCNN(1, 8, 10), X, y, epochs=1, seed=5, progress=False)
+    b = train_classifier(MnistCNN(1, 8, 10), X, y, epochs=1, seed=5, progress=False)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def test_vae_loss_decreases_and_annealing(digits):
+    losses = []
+    vae = BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=8)
+    train_vae(vae, digits.X_train, epochs=4, anneal_steps=20, beta=1.0, progress=False,
+              on_epoch_end=lambda e, s: losses.append(s["loss"]))
+    assert losses[-1] < losses[0]
+    x = digits.X_train[:16]
+    recon, mu, logvar = vae(x)
+    zero, rec, kl = vae_loss(recon, x, mu, logvar, beta=0.0)
+    assert torch.isclose(zero, rec) and kl >= 0
+
+
+def test_fidelity_report(digits, tiny_models):
+    clf, vae = tiny_models
+    rep = reconstruction_fidelity(clf, vae, digits.X_test, digits.y_test)
+    assert rep["accuracy_images"] == pytest.approx(accuracy(clf, digits.X_test, digits.y_test))
+    assert 0.1 < rep["accuracy_reconstructions"] <= 1
+    assert 0 <= rep["active_dims"] <= 4
+
+
+def test_bad_inputs(digits):
+    vae = BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=8)
+    with pytest.raises(ValueError, match=r"X must hold pixel values in \[0, 1\]"):
+        train_vae(vae, digits.X_train * 16, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        train_vae(vae, digits.X_train, beta=-1, progress=False)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        train_classifier(MnistCNN(1, 8, 10), digits.X_train, digits.y_train, optimizer="sgd",
+                         progress=False)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        train_classifier("cnn", digits.X_train, digits.y_train, progress=False)
