@@ -3,6 +3,7 @@ import torch
 
 from defuse_widgets.inference import accuracy
 from defuse_widgets.models import BetaVAE, MnistCNN
+from defuse_widgets.seeding import seed_everything
 from defuse_widgets.training import reconstruction_fidelity, train_classifier, train_vae, vae_loss
 
 
@@ -13,8 +14,11 @@ def test_classifier_learns_digits(digits, tiny_models):
 
 def test_classifier_training_is_reproducible(digits):
     X, y = digits.X_train[:300], digits.y_train[:300]
-    a = train_classifier(MnistCNN(1, 8, 10), X, y, epochs=1, seed=5, progress=False)
-    b = train_classifier(MnistCNN(1, 8, 10), X, y, epochs=1, seed=5, progress=False)
+    models = []
+    for _ in range(2):
+        seed_everything(5)
+        models.append(train_classifier(MnistCNN(1, 8, 10), X, y, epochs=1, seed=5, progress=False))
+    a, b = models
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(v, w, msg=k)
 
