@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
     r.add_argument("--seed", type=int, help="seed of every stage [0]")
     r.add_argument("--out", help="session directory [runs/defuse; quick runs/defuse-quick]")
+    r.add_argument("--overwrite", action="store_true",
+                   help="delete an existing session in --out that used other settings")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     t = sub.add_parser("train", help="train the shipped classifier, beta-VAE and oracle",
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     from .pipeline import DefuseConfig, run_defuse
 
     kw = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f) is not None}
-    kw.update(dataset=args.dataset, progress=not args.no_progress)
+    kw.update(dataset=args.dataset, progress=not args.no_progress, overwrite=args.overwrite)
     if args.centered:
         kw["centered"] = True
     try:

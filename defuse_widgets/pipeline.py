@@ -58,6 +58,7 @@ class DefuseConfig:
     device: str | None = None
     seed: int = 0
     out: str = "runs/defuse"
+    overwrite: bool = False
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -123,9 +124,7 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
     cfg = cfg or DefuseConfig()
     dev = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    out = _prepare_session(cfg)
     t_start, timings = time.perf_counter(), {}
     data = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
     if classifier is None or vae is None or oracle is None:
@@ -228,6 +227,28 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
                                            device=dev).summary()
     res["timings"] = {**timings, "total": time.perf_counter() - t_start}
     return _finish(res, out, log)
+
+
+def _prepare_session(cfg: DefuseConfig) -> Path:
+    """Create the session folder; refuse to mix two configurations in one folder."""
+    import shutil
+
+    out = Path(cfg.out)
+    config = json.dumps({k: v for k, v in asdict(cfg).items()
+                         if k not in ("overwrite", "progress")}, indent=2, default=str)
+    old = out / "config.json"
+    if old.exists() and old.read_text() != config:
+        if not cfg.overwrite:
+            raise ValueError(f"out must be a new folder or one from the same configuration; "
+                             f"got {str(out)!r}, which holds a session run with other settings "
+                             "(its votes are kept). Choose another out or pass overwrite=True "
+                             "(--overwrite) to delete it.")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "config.json.tmp"
+    tmp.write_text(config)
+    tmp.replace(out / "config.json")
+    return out
 
 
 def _row(rec: dict) -> dict:

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from defuse_widgets.annotations import AnnotationStore
+from defuse_widgets.pipeline import DefuseConfig, figure4_table, run_defuse
+
+
+class Contrarian(nn.Module):
+    """An oracle that always names the class after the classifier's: every region is a bug."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x):
+        logits = self.classifier(x)
+        return 10 * torch.roll(nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float(),
+                               1, dims=1)
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(dataset="digits", Q=6, a=4, b=4, centered=True, max_per_instance=3,
+                n_components=4, max_samples=500, lams=(0.0, 5.0), epochs=1, n_finetune=64,
+                n_region_test=32, batch_size=128, out=str(tmp_path / "s"), progress=False)
+    return DefuseConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, tiny_models):
+    clf, vae = tiny_models
+    tmp = tmp_path_factory.mktemp("pipe")
+    res = run_defuse(_cfg(tmp), classifier=clf, vae=vae, oracle=Contrarian(clf), log=lambda *a: None)
+    return tmp, res
+
+
+def test_all_four_stages_run_and_write_a_session(session):
+    tmp, res = session
+    out = tmp / "s"
+    for f in ("config.json", "adversarial.npz", "regions.npz", "annotations.sqlite",
+              "results.json", "corrected_classifier.pt"):
+        assert (out / f).exists(), f
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["figure4"] == json.loads(json.dumps(res["figure4"]))
+    n_regions = res["distillation"]["n_regions"]
+    assert res["labeling"]["n_misclassification_regions"] == n_regions > 0
+    with AnnotationStore(out / "annotations.sqlite") as store:
+        assert len(store.votes()) == 5 * 10 * n_regions  # 5 workers x review set of 10
+
+
+def test_correction_improves_the_region_and_table_is_shaped_like_figure4(session):
+    _, res = session
+    f4 = res["figure4"]
+    assert f4["defuse"]["region_test"] > f4["before"]["region_test"]
+    assert f4["before"]["region_test"] == 0.0  # the contrarian oracle never agrees
+    table = figure4_table(res)
+    for row in ("Before finetuning", "Unrestricted adversarial examples", "Defuse"):
+        assert row in table
+    assert len(res["correction"]["defuse"]["tradeoff"]) == 2
+    assert res["novelty"]["n_queries"] == 10 * res["figure4"]["defuse"]["n_regions"]
+
+
+def test_refuses_to_mix_configurations(session, tiny_models):
+    tmp, _ = session
+    clf, vae = tiny_models
+    with pytest.raises(ValueError, match="out must be a new folder"):
+        run_defuse(_cfg(tmp, Q=7), classifier=clf, vae=vae, oracle=Contrarian(clf),
+                   log=lambda *a: None)
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        run_defuse(_cfg(tmp_path, dataset="imagenet"), log=lambda *a: None)
