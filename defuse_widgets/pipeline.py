@@ -62,6 +62,24 @@ class DefuseConfig:
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        from ._validation import check_choice, check_int, check_number
+        from .data.registry import DATASETS
+
+        check_choice("dataset", self.dataset, DATASETS)
+        for name in ("Q", "max_per_instance", "n_components", "max_samples", "review_size",
+                     "n_workers", "n_finetune", "n_region_test", "epochs", "batch_size"):
+            check_int(name, getattr(self, name), low=1)
+        check_number("a", self.a, low=0, low_inclusive=False)
+        check_number("b", self.b, low=0, low_inclusive=False)
+        check_number("tau", self.tau, low=0, low_inclusive=False)
+        check_number("eps", self.eps, low=0, high=1, high_inclusive=False)
+        check_number("rho", self.rho, low=0, high=1, high_inclusive=False)
+        check_number("error_rate", self.error_rate, low=0, high=1)
+        self.lams = tuple(check_number(f"lams[{i}]", v, low=0) for i, v in enumerate(self.lams))
+        if not self.lams:
+            raise ValueError("lams must hold at least one λ value; got an empty sequence.")
+
     @classmethod
     def quick(cls, **kw) -> "DefuseConfig":
         """A CI-sized run: Q=20, K=30, 5 λ values, 1 epoch each."""

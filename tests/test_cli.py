@@ -1,0 +1,41 @@
+import pytest
+
+from defuse_widgets.cli import build_parser, main
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--quick", "--dataset", "--Q", "--a", "--b", "--K", "--eps", "--tau", "--lams",
+                 "--epochs", "--device", "--seed", "--out", "SIMULATED"):
+        assert flag in out, flag
+
+
+def test_flags_reach_the_config():
+    args = build_parser().parse_args(["run", "--quick", "-Q", "7", "--lams", "0.1,1,10",
+                                      "--centered", "--K", "12"])
+    assert args.Q == 7 and args.lams == (0.1, 1.0, 10.0) and args.centered and args.n_components == 12
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--lams", "1,-2"], "--lams must be non-negative"),
+    (["run", "--lams", "a,b"], "--lams must be comma-separated numbers"),
+    (["run", "--dataset", "cifar"], "invalid choice"),
+])
+def test_bad_flags_exit_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--tau", "0"], "tau must be > 0"),
+    (["run", "-Q", "0"], "Q must be >= 1"),
+])
+def test_bad_values_are_reported_before_any_work(tmp_path, capsys, argv, message):
+    code = main(argv + ["--out", str(tmp_path / "s"), "--no-progress"])
+    assert code == 2
+    assert message in capsys.readouterr().err
