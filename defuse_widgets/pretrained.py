@@ -24,8 +24,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_SETTINGS = {
     "seed": 0,
     "classifier": dict(epochs=5, batch_size=64, lr=1.0, optimizer="adadelta"),
-    "vae": dict(family="mnist", beta=0.5, anneal_steps=2000, epochs=200, batch_size=64,
-                lr=1e-3),
+    "vae": dict(family="mnist", beta=0.25, anneal_steps=2000, epochs=200, batch_size=64,
+                lr=1e-3, augment=True),
     "oracle": dict(epochs=30, batch_size=64, lr=1e-3, optimizer="adam", augment=True,
                    seed_offset=1000),
 }
@@ -123,8 +123,8 @@ def train_default_models(out_dir=None, *, settings=None, device=None,
     torch.manual_seed(seed)
     vae = train_vae(BetaVAE.from_family(v["family"]), data.X_train, beta=v["beta"],
                     anneal_steps=v["anneal_steps"], epochs=v["epochs"],
-                    batch_size=v["batch_size"], lr=v["lr"], seed=seed, device=device,
-                    progress=progress)
+                    batch_size=v["batch_size"], lr=v["lr"], augment=v["augment"], seed=seed,
+                    device=device, progress=progress)
     log(f"beta-VAE trained ({time.perf_counter() - t0:.0f}s)")
 
     classifier.cpu(), vae.cpu(), oracle.cpu()
