@@ -209,9 +209,11 @@ class Corrector:
         return rec["training"]
 
     def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev) -> dict:
-        n, n_f = len(y), len(y_f)
-        acc_d, acc_f = accuracy(model, X, y, device=dev), accuracy(model, X_f, y_f, device=dev)
-        rec = {"training": (acc_d * n + acc_f * n_f) / (n + n_f), "finetune": acc_f}
+        acc_f = accuracy(model, X_f, y_f, device=dev)
+        rec = {"finetune": acc_f}
+        if self.selection == "training":  # a full pass over D, only when it is needed
+            n, n_f = len(y), len(y_f)
+            rec["training"] = (accuracy(model, X, y, device=dev) * n + acc_f * n_f) / (n + n_f)
         rec.update({k: accuracy(model, Xe, ye, device=dev) for k, (Xe, ye) in eval_sets.items()})
         rec["score"] = self._score(rec)
         return rec

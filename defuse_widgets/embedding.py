@@ -1,0 +1,306 @@
+"""A 2-D t-SNE map of the latent space (paper Fig. 2), fitted with openTSNE.
+
+The map is fitted once on the training codes (encoder means of the training
+images). Unrestricted adversarial examples are then placed into the same map
+with openTSNE's ``TSNEEmbedding.transform``, so adding codes never recomputes
+the map. ``joint=True`` instead embeds training and adversarial codes together,
+as the paper does for Fig. 2 (Appendix B.5: perplexity 30).
+
+Maps are cached as plain arrays (``np.savez``, no pickles): the 2-D
+coordinates and the codes they were fitted on. Loading rebuilds the openTSNE
+affinity index from the saved codes the first time :meth:`LatentMap.transform`
+needs it, so a cached map is displayed without any t-SNE work.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+from ._validation import check_codes, check_int, check_number
+
+__all__ = ["LatentMap", "fit_or_load"]
+
+#: ``callback(stage, iteration, n_iter) -> bool | None``; see :meth:`LatentMap.fit`.
+ProgressCallback = Callable[[str, int, int], "bool | None"]
+
+_FORMAT_VERSION = 1
+
+
+class LatentMap:
+    """t-SNE map of latent codes with out-of-sample placement of new codes.
+
+    Parameters
+    ----------
+    perplexity : float, default=30
+        t-SNE perplexity (paper: 30). Clamped to ``(n - 1) / 3`` for fewer
+        than 91 fitted codes.
+    joint : bool, default=False
+        When True, :meth:`fit` embeds ``train_codes`` and ``codes`` jointly
+        (paper Fig. 2); otherwise ``codes`` are placed with
+        :meth:`transform` into the map of ``train_codes`` alone.
+    n_iter : int, default=500
+        Iterations after the early-exaggeration phase.
+    early_exaggeration_iter : int, default=250
+    random_state : int, default=0
+    n_jobs : int, default=1
+        Threads for openTSNE (scikit-learn convention, -1 for all cores).
+
+    Attributes
+    ----------
+    embedding_ : ndarray of shape (n_train, 2)
+        Map coordinates of the training codes, centred on the origin.
+    codes_embedding_ : ndarray of shape (n_codes, 2) or None
+        Map coordinates of the ``codes`` given to :meth:`fit`.
+    reference_codes_ : ndarray of shape (n_reference, n_latent)
+        Codes the map's affinities were computed on: the training codes, then
+        ``codes`` when ``joint``.
+    reference_embedding_ : ndarray of shape (n_reference, 2)
+    codes_ : ndarray of shape (n_codes, n_latent) or None
+        The ``codes`` given to :meth:`fit`.
+    perplexity_ : float
+        The perplexity actually used after clamping.
+    interrupted_ : bool
+        True when a callback stopped the optimisation early.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> m = LatentMap(n_iter=50, early_exaggeration_iter=25).fit(rng.normal(size=(60, 4)))
+    >>> m.embedding_.shape, m.transform(rng.normal(size=(3, 4))).shape
+    ((60, 2), (3, 2))
+    """
+
+    def __init__(self, *, perplexity: float = 30.0, joint: bool = False, n_iter: int = 500,
+                 early_exaggeration_iter: int = 250, random_state: int = 0,
+                 n_jobs: int = 1) -> None:
+        self.perplexity = perplexity
+        self.joint = joint
+        self.n_iter = n_iter
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_codes, codes=None, *, callback: ProgressCallback | None = None
+            ) -> "LatentMap":
+        """Fit the map on ``train_codes`` and place ``codes`` into it.
+
+        Parameters
+        ----------
+        train_codes : ndarray of shape (n_train, n_latent)
+            Encoder means of the training images; at least 4 rows.
+        codes : ndarray of shape (n_codes, n_latent), optional
+            Adversarial codes; embedded jointly when ``joint``, else placed
+            with :meth:`transform`.
+        callback : callable, optional
+            ``callback(stage, iteration, n_iter)`` is called with stage
+            ``"affinities"``, ``"optimize"`` (every 25 iterations) and
+            ``"transform"``. Returning True during ``"optimize"`` stops the
+            optimisation; the map then holds the embedding reached so far.
+
+        Returns
+        -------
+        self : LatentMap
+        """
+        self._check_params()
+        train = check_codes("train_codes", train_codes, min_rows=4)
+        extra = None if codes is None else check_codes("codes", codes, n_latent=train.shape[1])
+        if self.joint and extra is None:
+            raise ValueError("codes must be given when joint=True; got None.")
+        reference = np.vstack([train, extra]) if self.joint else train
+        notify = callback or (lambda *a: None)
+
+        from openTSNE import TSNE
+        from openTSNE.affinity import PerplexityBasedNN
+
+        n_total = self.n_iter + self.early_exaggeration_iter
+        notify("affinities", 0, n_total)
+        self.perplexity_ = min(float(self.perplexity), (len(reference) - 1) / 3)
+        affinities = PerplexityBasedNN(reference, perplexity=self.perplexity_,
+                                       n_jobs=self.n_jobs, random_state=self.random_state)
+        done = [0]
+
+        def _progress(iteration, error, embedding):
+            done[0] += 25
+            return bool(notify("optimize", min(done[0], n_total), n_total))
+
+        tsne = TSNE(n_iter=self.n_iter, early_exaggeration_iter=self.early_exaggeration_iter,
+                    n_jobs=self.n_jobs, random_state=self.random_state,
+                    callbacks=_progress, callbacks_every_iters=25)
+        result = tsne.fit(reference, affinities=affinities)
+        self.interrupted_ = done[0] < n_total
+        emb = np.array(result, dtype=np.float64)
+        emb -= (emb.max(0) + emb.min(0)) / 2   # transform() assumes a centred map
+        self._set_fitted(reference, emb, len(train), affinities)
+        self.codes_ = extra
+        if extra is None:
+            self.codes_embedding_ = None
+        elif self.joint:
+            self.codes_embedding_ = emb[len(train):]
+        else:
+            notify("transform", 0, len(extra))
+            self.codes_embedding_ = self.transform(extra)
+        return self
+
+    def fit_transform(self, train_codes, codes=None, **kw) -> np.ndarray:
+        """Fit and return ``embedding_``, shape (n_train, 2)."""
+        return self.fit(train_codes, codes, **kw).embedding_
+
+    def transform(self, codes) -> np.ndarray:
+        """Place new codes into the fitted map without changing it.
+
+        Parameters
+        ----------
+        codes : ndarray of shape (m, n_latent)
+
+        Returns
+        -------
+        ndarray of shape (m, 2)
+        """
+        self._check_fitted()
+        z = check_codes("codes", codes, n_latent=self.reference_codes_.shape[1])
+        from openTSNE import TSNEEmbedding
+
+        # A fresh TSNEEmbedding each call: transform() re-centres its reference in
+        # place, and the fitted one still carries the progress callback.
+        reference = TSNEEmbedding(self.reference_embedding_, self._affinities(),
+                                  n_jobs=self.n_jobs, random_state=self.random_state)
+        n_ref = len(self.reference_codes_)
+        placed = reference.transform(z, perplexity=min(5.0, n_ref / 3), k=min(25, n_ref))
+        return np.array(placed, dtype=np.float64)
+
+    def place(self, codes) -> np.ndarray:
+        """Map coordinates of ``codes``, shape (m, 2).
+
+        ``codes_embedding_`` when ``codes`` are exactly the codes given to
+        :meth:`fit` (no work), otherwise :meth:`transform`.
+        """
+        self._check_fitted()
+        z = check_codes("codes", codes, n_latent=self.reference_codes_.shape[1])
+        if self.codes_ is not None and np.array_equal(self.codes_, z):
+            return self.codes_embedding_
+        return self.transform(z)
+
+    # ---------------------------------------------------------------- cache
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted map to ``path`` with ``np.savez`` (arrays only, no pickles)."""
+        self._check_fitted()
+        params = dict(self.get_params(), perplexity_=self.perplexity_,
+                      interrupted_=self.interrupted_, version=_FORMAT_VERSION)
+        no_codes = np.zeros((0, self.reference_codes_.shape[1]))
+        with open(path, "wb") as f:   # a file object keeps ``path`` exactly (no ".npz" added)
+            np.savez(f, reference_codes=self.reference_codes_,
+                     reference_embedding=self.reference_embedding_,
+                     n_train=np.int64(self.n_train_),
+                     codes=no_codes if self.codes_ is None else self.codes_,
+                     codes_embedding=(np.zeros((0, 2)) if self.codes_embedding_ is None
+                                      else self.codes_embedding_),
+                     has_codes=np.bool_(self.codes_ is not None),
+                     params=np.array(json.dumps(params)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LatentMap":
+        """Read a map written by :meth:`save`; no t-SNE is run.
+
+        The openTSNE affinity index needed by :meth:`transform` is rebuilt from
+        the saved codes on the first call to :meth:`transform`.
+        """
+        with np.load(path, allow_pickle=False) as data:
+            params = json.loads(str(data["params"]))
+            if params.pop("version", None) != _FORMAT_VERSION:
+                raise ValueError(f"path must be a LatentMap file of format version "
+                                 f"{_FORMAT_VERSION}; got {os.fspath(path)!r}.")
+            self = cls(**{k: v for k, v in params.items() if not k.endswith("_")})
+            self.perplexity_ = float(params["perplexity_"])
+            self.interrupted_ = bool(params["interrupted_"])
+            self._set_fitted(data["reference_codes"], data["reference_embedding"],
+                             int(data["n_train"]), None)
+            has = bool(data["has_codes"])
+            self.codes_ = data["codes"] if has else None
+            self.codes_embedding_ = data["codes_embedding"] if has else None
+        return self
+
+    # -------------------------------------------------------------- helpers
+    def get_params(self) -> dict:
+        """Constructor parameters as a dict (scikit-learn convention)."""
+        return dict(perplexity=self.perplexity, joint=self.joint, n_iter=self.n_iter,
+                    early_exaggeration_iter=self.early_exaggeration_iter,
+                    random_state=self.random_state, n_jobs=self.n_jobs)
+
+    def _set_fitted(self, reference, emb, n_train, affinities) -> None:
+        self.reference_codes_ = np.asarray(reference, dtype=np.float64)
+        self.reference_embedding_ = np.asarray(emb, dtype=np.float64)
+        self.n_train_ = n_train
+        self.embedding_ = self.reference_embedding_[:n_train]
+        self._affinity_index = affinities
+
+    def _affinities(self):
+        if self._affinity_index is None:
+            from openTSNE.affinity import PerplexityBasedNN
+            self._affinity_index = PerplexityBasedNN(
+                self.reference_codes_, perplexity=self.perplexity_, n_jobs=self.n_jobs,
+                random_state=self.random_state)
+        return self._affinity_index
+
+    def _check_params(self) -> None:
+        check_number("perplexity", self.perplexity, low=0, low_inclusive=False)
+        if not isinstance(self.joint, (bool, np.bool_)):
+            raise TypeError(f"joint must be True or False; got {self.joint!r}.")
+        check_int("n_iter", self.n_iter, low=0)
+        check_int("early_exaggeration_iter", self.early_exaggeration_iter, low=0)
+        check_int("random_state", self.random_state, low=0)
+        check_int("n_jobs", self.n_jobs)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "embedding_"):
+            raise RuntimeError("This LatentMap is not fitted yet; call fit() or load() first.")
+
+
+def fit_or_load(train_codes, codes=None, *, cache_path: str | os.PathLike | None = None,
+                callback: ProgressCallback | None = None, **params) -> LatentMap:
+    """Return a map of ``train_codes`` with ``codes`` placed, reusing ``cache_path``.
+
+    A cached map is reused when it was fitted on the same training codes with
+    the same parameters. If only ``codes`` differ, they are placed into the
+    cached map with :meth:`LatentMap.transform` (not when ``joint``, which
+    refits). A fresh, complete fit is written back to ``cache_path``.
+
+    Parameters
+    ----------
+    train_codes : ndarray of shape (n_train, n_latent)
+    codes : ndarray of shape (n_codes, n_latent), optional
+    cache_path : path, optional
+        An ``.npz`` file written by :meth:`LatentMap.save`.
+    callback : callable, optional
+        See :meth:`LatentMap.fit`.
+    **params
+        :class:`LatentMap` parameters.
+
+    Returns
+    -------
+    LatentMap
+    """
+    train = check_codes("train_codes", train_codes, min_rows=4)
+    extra = None if codes is None else check_codes("codes", codes, n_latent=train.shape[1])
+    new = LatentMap(**params)
+    if cache_path is not None and os.path.exists(cache_path):
+        cached = LatentMap.load(cache_path)
+        same_train = (cached.n_train_ == len(train) and
+                      np.array_equal(cached.reference_codes_[:cached.n_train_], train))
+        if same_train and cached.get_params() == new.get_params():
+            same_codes = (extra is None or cached.codes_ is not None and
+                          np.array_equal(cached.codes_, extra))
+            if same_codes or not new.joint:
+                if not same_codes:
+                    if callback:
+                        callback("transform", 0, len(extra))
+                    cached.codes_, cached.codes_embedding_ = extra, cached.place(extra)
+                return cached
+    new.fit(train, extra, callback=callback)
+    if cache_path is not None and not new.interrupted_:
+        new.save(cache_path)
+    return new

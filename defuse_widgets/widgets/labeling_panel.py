@@ -1,0 +1,422 @@
+"""The labeling panel: annotators vote on each region's review set (paper §4.1, Fig. 15).
+
+One image at a time with the classifier's prediction in red, a button per class
+and "None of the above". Every vote is committed to the SQLite
+:class:`~defuse_widgets.annotations.AnnotationStore` at once, so a new panel on
+the same file resumes where the annotator stopped. The panel only drives the
+core (:mod:`~defuse_widgets.failure_data`, :mod:`~defuse_widgets.labeling`).
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import ipywidgets as widgets
+import traitlets
+from torch import nn
+
+from ..annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
+from ..failure_data import export_failure_data, review_set
+from ..labeling import decide, decide_region
+from ..regions import Regions
+from ._render import to_png
+
+__all__ = ["KEYS_HELP", "LabelingPanel"]
+
+_SENTINEL = "·"  # kept in the key box so that a Backspace there is visible as a deletion
+_ALIASES = {",": "ArrowLeft", "<": "ArrowLeft", ".": "ArrowRight", ">": "ArrowRight",
+            "N": "n"}
+
+KEYS_HELP = (
+    "<b>Keys</b> (click the <i>Keys</i> box first, so that JupyterLab's command-mode "
+    "shortcuts such as <code>0 0</code> or <code>d d</code> never fire): "
+    "<code>0</code>–<code>9</code> vote for that class, <code>n</code> none of the above, "
+    "<code>Backspace</code> undo, <code>,</code>/<code>.</code> previous/next sample "
+    "(the arrow keys of <code>handle_key</code>).")
+
+
+def _red(text: Any) -> str:
+    return f"<span style='color:#dc0000'>{html.escape(str(text))}</span>"
+
+
+def _button(description: str, callback: Callable[[], Any], *, width: str = "auto",
+            **kw) -> widgets.Button:
+    button = widgets.Button(description=description, layout=widgets.Layout(width=width), **kw)
+    button.on_click(lambda _: callback())
+    return button
+
+
+class LabelingPanel(widgets.VBox):
+    """Collect annotator votes on the review sets of distilled regions.
+
+    Parameters
+    ----------
+    store : AnnotationStore or str or os.PathLike
+        The vote store, or the path of its SQLite file (opened, or created
+        with ``regions.n_classes`` classes, and closed by :meth:`close`).
+    regions : Regions
+        Candidate misclassification regions from distillation.
+    decoder : BetaVAE or any module with ``decode(z)``
+    classifier : nn.Module
+        Its prediction on each review sample is shown in red and recorded with
+        ``store.set_review_set`` the first time the region is shown.
+    class_names : sequence of str, optional
+        One per class; default ``"0" .. str(n_classes - 1)``.
+    annotator : str, default=""
+        Who votes; votes are refused while empty.
+    review_size : int, default=10
+        Review samples per region (paper: 10).
+    tau : float, default=0.5
+        Sample diversity τ of N(μ, τΣ).
+    seed : int, default=0
+        Base seed; region k's review set is always the same for a given seed.
+    rho : float, default=0.5
+        Disagreement share above which a region is a misclassification region.
+    n_finetune : int, default=256
+        Samples per accepted region in the exported D_f.
+    export_path : str or os.PathLike, optional
+        Where :meth:`export` writes; default ``failure_data.npz`` next to the store.
+    device : str or torch.device, optional
+        Where to decode and predict; by default the decoder's device.
+
+    Attributes
+    ----------
+    position : tuple of (int, int)
+        The shown ``(region, sample)``; set it to move.
+
+    Examples
+    --------
+    >>> panel = LabelingPanel("votes.sqlite", regions, vae, clf, annotator="ada")  # doctest: +SKIP
+    >>> panel.handle_key("8")  # vote 8 for the shown sample  # doctest: +SKIP
+    """
+
+    annotator = traitlets.Unicode("")
+    position = traitlets.Tuple(traitlets.Int(), traitlets.Int(), default_value=(0, 0))
+    rho = traitlets.Float(0.5)
+    status = traitlets.Unicode("")
+
+    def __init__(self, store: AnnotationStore | str | os.PathLike, regions: Regions,
+                 decoder: nn.Module, classifier: nn.Module, *,
+                 class_names: Sequence[str] | None = None, annotator: str = "",
+                 review_size: int = 10, tau: float = 0.5, seed: int = 0, rho: float = 0.5,
+                 n_finetune: int = 256, export_path: str | os.PathLike | None = None,
+                 device: Any = None):
+        super().__init__()
+        if not isinstance(regions, Regions) or len(regions) == 0:
+            raise TypeError(f"regions must be a non-empty Regions object; got {regions!r:.60}.")
+        self._owns_store = not isinstance(store, AnnotationStore)
+        self.store = (AnnotationStore(store, n_classes=regions.n_classes) if self._owns_store
+                      else store)
+        if self.store.n_classes != regions.n_classes:
+            raise ValueError(f"store must have the regions' {regions.n_classes} classes; "
+                             f"got {self.store.n_classes}.")
+        self.class_names = [str(c) for c in (range(regions.n_classes) if class_names is None
+                                             else class_names)]
+        if len(self.class_names) != regions.n_classes:
+            raise ValueError(f"class_names must have {regions.n_classes} entries; "
+                             f"got {len(self.class_names)}.")
+        self.regions, self.decoder, self.classifier = regions, decoder, classifier
+        self.review_size, self.tau, self.seed = int(review_size), float(tau), int(seed)
+        self.n_finetune, self.device = int(n_finetune), device
+        self.export_path = (Path(export_path) if export_path is not None
+                            else self.store.path.with_name("failure_data.npz"))
+        self._cache: dict[int, dict] = {}
+        self._vote_callbacks: list[Callable[[Vote], Any]] = []
+        self._hold, self._key_guard = 1, False  # no render until the view exists
+        self._build()
+        self.rho = rho
+        self.annotator = annotator
+        self._resume()
+        self._hold = 0
+        self._render()
+
+    # -- view -----------------------------------------------------------------------
+    def _build(self) -> None:
+        self._name = widgets.Text(description="Annotator", placeholder="your name",
+                                  continuous_update=False)
+        traitlets.link((self, "annotator"), (self._name, "value"))
+        self._progress = widgets.IntProgress(min=0, max=len(self.regions), description="Done")
+        self._progress_label = widgets.Label()
+        self._image = widgets.Image(format="png", width=192, height=192)
+        self._info, self._agreement = widgets.HTML(), widgets.HTML()
+        self._thumbs = [widgets.Image(format="png", width=48, height=48)
+                        for _ in range(self.review_size)]
+        self._thumb_buttons = [_button("·", lambda i=i: self.goto(self.position[0], i),
+                                       width="54px",
+                                       tooltip=f"go to sample {i + 1}")
+                               for i in range(self.review_size)]
+        self._class_buttons = [_button(name, lambda c=c: self.vote(c),
+                                       tooltip=f"key {c}" if c < 10 else "")
+                               for c, name in enumerate(self.class_names)]
+        self._none = _button("None of the above", lambda: self.vote(NONE_OF_THE_ABOVE),
+                             tooltip="key n")
+        self._prev = _button("◀ Previous", lambda: self.move(-1), tooltip="key , (ArrowLeft)")
+        self._next = _button("Next ▶", lambda: self.move(1), tooltip="key . (ArrowRight)")
+        self._undo = _button("Undo", self.undo, icon="undo", tooltip="key Backspace")
+        self._skip = _button("Skip region", self.skip, tooltip="leave this region for now")
+        self._keys = widgets.Text(value=_SENTINEL, description="Keys", continuous_update=True,
+                                  placeholder="click here, then type")
+        self._keys.observe(self._on_keys, "value")
+        self._export = _button("Export D_f", self._on_export, icon="download",
+                               tooltip="save the accepted regions' failure data as .npz")
+        self._status = widgets.HTML()
+        traitlets.dlink((self, "status"), (self._status, "value"))
+        strip = [widgets.VBox([img, b]) for img, b in zip(self._thumbs, self._thumb_buttons)]
+        wrap = widgets.Layout(flex_flow="row wrap")
+        self.children = [
+            widgets.HTML("<b>Defuse labeling</b>: is the classifier's prediction (red) "
+                         "right? Vote for the class you see."),
+            widgets.HBox([self._name, self._progress, self._progress_label]),
+            widgets.HBox([self._image, widgets.VBox([self._info, self._agreement])]),
+            widgets.HBox(strip, layout=wrap),
+            widgets.HBox(self._class_buttons + [self._none], layout=wrap),
+            widgets.HBox([self._prev, self._next, self._undo, self._skip]),
+            widgets.HBox([self._keys, widgets.HTML(KEYS_HELP)]),
+            widgets.HBox([self._export, self._status]),
+        ]
+
+    @traitlets.observe("annotator", "position", "rho")
+    def _render(self, change=None) -> None:
+        """Rebuild the view from ``annotator``, ``position``, ``rho`` and the store."""
+        if self._hold:
+            return
+        k, i = self.position
+        review = self._review(k)
+        names, matrix = self.store.vote_matrix(k)
+        who = self.annotator.strip()
+        mine = matrix[names.index(who)] if who in names else [MISSING] * self.review_size
+        done = self.store.progress(who)["regions_done"] if who else 0
+        self._progress.value = done
+        self._progress_label.value = f"{done}/{len(self.regions)} regions done"
+        self._image.value = review["large"][i]
+        pred, vote = (html.escape(x) for x in (self.class_names[review["predicted"][i]],
+                                                self._name_of(mine[i])))
+        self._info.value = (f"<b>Region {k + 1}</b> of {len(self.regions)}, sample {i + 1} of "
+                            f"{self.review_size}<br>classifier predicts <b style='color:#dc0000'>"
+                            f"{pred}</b><br>your vote: <b>{vote}</b>")
+        for j, (img, b) in enumerate(zip(self._thumbs, self._thumb_buttons)):
+            img.value = review["thumb"][j]
+            img.layout.border = "3px solid #1f77b4" if j == i else "3px solid transparent"
+            b.description = self._name_of(mine[j]) if mine[j] != MISSING else "·"
+            b.button_style = "info" if j == i else ("success" if mine[j] != MISSING else "")
+        for c, b in enumerate(self._class_buttons + [self._none]):
+            label = NONE_OF_THE_ABOVE if c == len(self._class_buttons) else c
+            b.button_style = "success" if mine[i] == label else ""
+            b.disabled = not who
+        self._undo.disabled = not who
+        self._agreement.value = self._agreement_html(names, matrix, review["predicted"], k)
+        accepted = sum(d.is_misclassification_region for d in self._decisions())
+        self._export.description = f"Export D_f ({accepted} regions)"
+
+    def _agreement_html(self, names, matrix, predicted, k) -> str:
+        if len(names) < 2:
+            return (f"<i>{len(names)} annotator(s) so far; agreement and decision appear "
+                    "once two have voted.</i>")
+        d = decide_region(matrix, predicted, region=k, rho=self.rho)
+        verdict = (f"<b style='color:#dc0000'>misclassification region</b>, label <b>"
+                   f"{html.escape(self.class_names[d.label])}</b>"
+                   if d.is_misclassification_region else "<b>not a misclassification region</b>")
+        return (f"{len(names)} annotators ({html.escape(', '.join(names))})<br>agreement "
+                f"{d.agreement:.0%}, disagreement with the classifier {d.disagreement:.0%} "
+                f"(ρ = {self.rho:g})<br>decision: {verdict}")
+
+    def _name_of(self, label: int) -> str:
+        if label == MISSING:
+            return "–"
+        return "none" if label == NONE_OF_THE_ABOVE else self.class_names[label]
+
+    @contextlib.contextmanager
+    def _held(self):
+        """Render once, at the end, however many state changes happen inside."""
+        self._hold += 1
+        try:
+            yield
+        finally:
+            self._hold -= 1
+            self._render()
+
+    # -- state ----------------------------------------------------------------------
+    def _review(self, k: int) -> dict:
+        """Region k's review set as PNGs, recorded in the store on first show."""
+        if k not in self._cache:
+            images, predicted = review_set(self.regions, k, self.decoder, self.classifier,
+                                           size=self.review_size, tau=self.tau, seed=self.seed,
+                                           device=self.device)
+            try:
+                self.store.set_review_set(k, predicted)
+            except ValueError as exc:
+                self.status = _red(exc)
+            pngs = {name: [to_png(x, size=size, label=self.class_names[p])
+                           for x, p in zip(images, predicted)]
+                    for name, size in (("large", 192), ("thumb", 48))}
+            self._cache[k] = {"predicted": predicted, **pngs}
+        return self._cache[k]
+
+    def _decisions(self) -> list:  # regions of another session's store are left out
+        return [d for d in decide(self.store, rho=self.rho) if d.region < len(self.regions)]
+
+    @traitlets.validate("position")
+    def _valid_position(self, proposal) -> tuple:
+        k, i = proposal["value"]
+        if not (0 <= k < len(self.regions) and 0 <= i < self.review_size):
+            raise traitlets.TraitError(f"position must be (region, sample) in [0, "
+                                       f"{len(self.regions) - 1}] x [0, {self.review_size - 1}];"
+                                       f" got {(k, i)}.")
+        return (int(k), int(i))
+
+    @traitlets.observe("annotator")
+    def _on_annotator(self, change) -> None:
+        if not self._hold:
+            with self._held():
+                self._resume()
+
+    def _resume(self) -> None:
+        """Go to the annotator's first sample without a vote (as stored)."""
+        who = self.annotator.strip()
+        if not who:
+            self.status = "Enter your name as annotator to start voting."
+            return
+        nxt = self.store.progress(who)["next"]
+        if nxt is None or nxt[0] >= len(self.regions):
+            shown = set(self.store.regions())
+            fresh = [k for k in range(len(self.regions)) if k not in shown]
+            nxt = (fresh[0], 0) if fresh else None
+        if nxt is not None:
+            self.position = nxt
+        self.status = html.escape(f"{who}: every region is labelled, thank you!" if nxt is None
+                                  else f"Welcome {who}: resuming at region {nxt[0] + 1}, "
+                                  f"sample {nxt[1] + 1}.")
+
+    # -- actions (what the buttons and keys call) -----------------------------------
+    def vote(self, label: int) -> Vote | None:
+        """Store the annotator's vote for the shown sample and move to the next one.
+
+        Parameters
+        ----------
+        label : int
+            Class index, or ``NONE_OF_THE_ABOVE`` (-1).
+
+        Returns
+        -------
+        Vote or None
+            The committed vote; None when no annotator name is set.
+        """
+        who = self.annotator.strip()
+        if not who:
+            self.status = "Enter your name as annotator before voting."
+            return None
+        k, i = self.position
+        self._review(k)
+        v = self.store.cast_vote(who, k, i, label)
+        with self._held():
+            self.status = html.escape(f"Saved: region {k + 1}, sample {i + 1} → "
+                                      f"{self._name_of(v.label)}.")
+            self.move(1)
+        for callback in self._vote_callbacks:
+            callback(v)
+        return v
+
+    def undo(self) -> Vote | None:
+        """Delete the annotator's most recent vote and show its sample again."""
+        who = self.annotator.strip()
+        v = self.store.undo(who) if who else None
+        with self._held():
+            if v is None:
+                self.status = "Nothing to undo."
+            else:
+                self.position = (v.region, v.sample)
+                self.status = html.escape(f"Undone: region {v.region + 1}, sample "
+                                          f"{v.sample + 1} ({self._name_of(v.label)}).")
+        return v
+
+    def move(self, step: int) -> None:
+        """Move ``step`` samples forward (negative: back), across region boundaries."""
+        k, i = self.position
+        flat = min(max(k * self.review_size + i + int(step), 0),
+                   len(self.regions) * self.review_size - 1)
+        self.position = divmod(flat, self.review_size)
+
+    def skip(self) -> None:
+        """Leave the current region without voting and show the next region's first sample."""
+        self.position = (min(self.position[0] + 1, len(self.regions) - 1), 0)
+
+    def goto(self, region: int, sample: int = 0) -> None:
+        """Show review sample ``sample`` of ``region``."""
+        self.position = (region, sample)
+
+    def handle_key(self, key: str) -> bool:
+        """Act on one key and return whether it is a shortcut.
+
+        Parameters
+        ----------
+        key : str
+            ``"0"``–``"9"`` (vote), ``"n"`` (none of the above), ``"Backspace"``
+            (undo), ``"ArrowLeft"`` / ``"ArrowRight"`` (move), as named by the
+            browser's ``KeyboardEvent.key``.
+        """
+        key = _ALIASES.get(key, key)
+        actions = {"n": lambda: self.vote(NONE_OF_THE_ABOVE), "Backspace": self.undo,
+                   "ArrowLeft": lambda: self.move(-1), "ArrowRight": lambda: self.move(1)}
+        if len(key) == 1 and key.isdigit() and int(key) < len(self.class_names):
+            actions[key] = lambda: self.vote(int(key))
+        if key not in actions:
+            return False
+        actions[key]()
+        return True
+
+    def _on_keys(self, change) -> None:
+        """Turn what was typed into the key box into :meth:`handle_key` calls."""
+        if self._key_guard or change["new"] == _SENTINEL:
+            return
+        new = change["new"]
+        keys = ["Backspace"] if _SENTINEL not in new else list(new.replace(_SENTINEL, "", 1))
+        self._key_guard = True
+        try:
+            self._keys.value = _SENTINEL
+        finally:
+            self._key_guard = False
+        for key in keys:
+            self.handle_key(key)
+
+    def on_vote(self, callback: Callable[[Vote], Any], remove: bool = False) -> None:
+        """Call ``callback(vote)`` after every vote is stored (``remove=True`` to stop)."""
+        (self._vote_callbacks.remove if remove else self._vote_callbacks.append)(callback)
+
+    # -- export ---------------------------------------------------------------------
+    def export(self, path: str | os.PathLike | None = None):
+        """Save D_f of the regions accepted so far as ``.npz`` and return it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Default ``export_path``.
+
+        Returns
+        -------
+        X_f : Tensor of shape (n_accepted * n_finetune, C, H, W)
+        y_f : Tensor of shape (n_accepted * n_finetune,)
+        """
+        path = self.export_path if path is None else Path(path)
+        decisions = self._decisions()
+        X_f, y_f = export_failure_data(path, self.regions, decisions, self.decoder,
+                                       n_finetune=self.n_finetune, tau=self.tau,
+                                       seed=self.seed, device=self.device)
+        n = sum(d.is_misclassification_region for d in decisions)
+        self.status = (f"Exported D_f: {len(y_f)} samples from {n} regions to "
+                       f"{html.escape(str(path))}.")
+        return X_f, y_f
+
+    def _on_export(self) -> None:
+        try:
+            self.export()
+        except (ValueError, OSError) as exc:
+            self.status = _red(f"Export failed: {exc}")
+
+    def close(self) -> None:
+        """Close the widget, and the store if the panel opened it."""
+        if self._owns_store:
+            self.store.close()
+        super().close()

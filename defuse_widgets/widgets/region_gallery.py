@@ -1,0 +1,218 @@
+"""Browse misclassification regions through decoded samples (paper Fig. 3).
+
+Each region j is shown as decodes of codes z ~ N(μ_j, τ Σ_j), the classifier's
+prediction in red in each image's corner, next to the region's weight π_j, its
+member count and its source-class → predicted-class confusions.
+"""
+from __future__ import annotations
+
+import html
+import math
+import zlib
+from typing import Sequence
+
+import ipywidgets as W
+import traitlets
+
+from .._validation import check_module, check_number
+from ..inference import predict
+from ..regions import Regions
+from ._render import grid_png
+
+__all__ = ["RegionGallery", "sample_seed"]
+
+
+def sample_seed(region: int, tau: float, resample_count: int) -> int:
+    """Seed of the samples shown for ``(region, tau, resample_count)``.
+
+    Deterministic across sessions (``zlib.crc32``, not Python's salted
+    ``hash``), so moving the τ slider back to a position shows the same images.
+
+    Examples
+    --------
+    >>> sample_seed(0, 0.5, 0) == sample_seed(0, 0.5, 0) != sample_seed(0, 0.5, 1)
+    True
+    """
+    return zlib.crc32(f"{int(region)}|{float(tau)!r}|{int(resample_count)}".encode())
+
+
+class RegionGallery(W.VBox):
+    """Decoded samples from one misclassification region, or from all of them.
+
+    Parameters
+    ----------
+    regions : Regions
+        The distilled misclassification regions.
+    vae : BetaVAE or any module with ``decode(z)``
+        Decodes codes of shape (n, n_latent) into images (n, C, H, W).
+    classifier : nn.Module
+        Maps images (n, C, H, W) to logits (n, n_classes); its predictions are
+        drawn in red.
+    class_names : sequence of str, optional
+        Name of each class; defaults to the class indices.
+    tau : float, default=0.5
+        Sample diversity τ (paper: 0.5 for MNIST, 0.01 for SVHN/GTSRB).
+    n_samples : int, default=16
+        Samples per region.
+    mode : {"single", "all"}, default="single"
+        One region at a time, or every region as a row.
+    tau_range : (float, float), default=(1e-3, 2.0)
+        Range of the logarithmic τ slider; ``tau`` must lie inside it.
+    ncols : int, default=8
+        Images per grid row.
+    size : int, default=64
+        Side of each image in pixels.
+
+    Attributes
+    ----------
+    region, tau, resample_count, mode, n_samples : traitlets
+        The state the view is rebuilt from.
+    image : ipywidgets.Image
+        The single-mode grid.
+    stats : ipywidgets.HTML
+        The single-mode region statistics.
+
+    Examples
+    --------
+    >>> gallery = RegionGallery(regions, vae, classifier, class_names=list("0123456789"))
+    >>> gallery.tau = 0.01          # tighter samples
+    >>> gallery.next_region()
+    >>> gallery.resample()
+    >>> gallery.mode = "all"
+    """
+
+    region = traitlets.Int(0)
+    tau = traitlets.Float(0.5)
+    resample_count = traitlets.Int(0)
+    mode = traitlets.Enum(["single", "all"], default_value="single")
+    n_samples = traitlets.Int(16)
+
+    def __init__(self, regions: Regions, vae, classifier, class_names: Sequence[str] | None = None,
+                 *, tau: float = 0.5, n_samples: int = 16, mode: str = "single",
+                 tau_range: tuple = (1e-3, 2.0), ncols: int = 8, size: int = 64, **kwargs):
+        if not isinstance(regions, Regions):
+            raise TypeError(f"regions must be a Regions; got {type(regions).__name__}.")
+        if len(regions) == 0:
+            raise ValueError("regions must hold at least one region; got 0.")
+        lo = check_number("tau_range[0]", tau_range[0], low=0, low_inclusive=False)
+        hi = check_number("tau_range[1]", tau_range[1], low=lo, low_inclusive=False)
+        self._regions = regions
+        self._vae = check_module("vae", vae)
+        self._classifier = check_module("classifier", classifier)
+        self._class_names = _names(class_names, regions.n_classes)
+        self._tau_range = (lo, hi)
+        self._ncols, self._size = ncols, size
+
+        counts = regions.member_counts
+        self._dropdown = W.Dropdown(
+            options=[(f"region {k} · π={regions.weights[k]:.3f} · {counts[k]} members", k)
+                     for k in range(len(regions))], description="Region")
+        self._prev = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
+        self._next = W.Button(description="next ▶", layout=W.Layout(width="80px"))
+        self._slider = W.FloatLogSlider(base=10, min=math.log10(lo), max=math.log10(hi),
+                                        step=0.01, value=tau, description="τ",
+                                        readout_format=".3g", continuous_update=False)
+        self._resample_button = W.Button(description="Resample", icon="refresh")
+        self._mode_toggle = W.ToggleButtons(options=[("one", "single"), ("all", "all")],
+                                            layout=W.Layout(width="auto"))
+        self._n_input = W.BoundedIntText(min=1, max=4096, description="samples",
+                                         layout=W.Layout(width="150px"))
+        self.stats = W.HTML()
+        self.image = W.Image(format="png")
+        self._view = W.VBox()
+        self._ready = False   # no rendering until every control is in place
+        super().__init__(**kwargs)
+
+        self.tau, self.n_samples, self.mode = tau, n_samples, mode
+        for name, control in [("region", self._dropdown), ("tau", self._slider),
+                              ("mode", self._mode_toggle), ("n_samples", self._n_input)]:
+            traitlets.link((self, name), (control, "value"))
+        self._prev.on_click(lambda _: self.previous_region())
+        self._next.on_click(lambda _: self.next_region())
+        self._resample_button.on_click(lambda _: self.resample())
+
+        self.children = [W.HBox([self._dropdown, self._prev, self._next, self._mode_toggle]),
+                         W.HBox([self._slider, self._resample_button, self._n_input]),
+                         self._view]
+        self._ready = True
+        self._render()
+
+    # ------------------------------------------------------------ triggers
+    def next_region(self) -> None:
+        """Show the next region, wrapping from the last to the first."""
+        self.region = (self.region + 1) % len(self._regions)
+
+    def previous_region(self) -> None:
+        """Show the previous region, wrapping from the first to the last."""
+        self.region = (self.region - 1) % len(self._regions)
+
+    def resample(self) -> None:
+        """Draw new samples (increments ``resample_count``)."""
+        self.resample_count += 1
+
+    # ---------------------------------------------------------- validation
+    @traitlets.validate("region")
+    def _valid_region(self, proposal):
+        return self._regions._check_region(proposal["value"])
+
+    @traitlets.validate("tau")
+    def _valid_tau(self, proposal):
+        lo, hi = self._tau_range
+        return check_number("tau", proposal["value"], low=lo, high=hi)
+
+    @traitlets.validate("n_samples")
+    def _valid_n_samples(self, proposal):
+        if proposal["value"] < 1:
+            raise ValueError(f"n_samples must be >= 1; got {proposal['value']}.")
+        return proposal["value"]
+
+    # -------------------------------------------------------------- render
+    @traitlets.observe("region", "tau", "resample_count", "mode", "n_samples")
+    def _render(self, change=None) -> None:
+        """Rebuild the view from (region, tau, resample_count, mode, n_samples)."""
+        if not self._ready:
+            return
+        if self.mode == "single":
+            self.stats.value = self._stats_html(self.region)
+            self.image.value = self._grid(self.region)
+            self._view.children = [self.stats, self.image]
+            return
+        rows = []
+        for k in range(len(self._regions)):
+            stats = W.HTML(self._stats_html(k), layout=W.Layout(width="260px"))
+            rows.append(W.HBox([stats, W.Image(value=self._grid(k), format="png")]))
+        self._view.children = rows
+
+    def _grid(self, k: int) -> bytes:
+        seed = sample_seed(k, self.tau, self.resample_count)
+        _, images = self._regions.decode(k, self.n_samples, self._vae, tau=self.tau, seed=seed)
+        predicted = predict(self._classifier, images).tolist()
+        return grid_png(images, [self._class_names[p] for p in predicted],
+                        ncols=self._ncols, size=self._size)
+
+    def _stats_html(self, k: int) -> str:
+        r, name = self._regions, self._class_names
+        rows = "".join(f"<tr><td>{html.escape(name[s])}</td><td>→</td>"
+                       f"<td style='color:#c00'>{html.escape(name[p])}</td><td>{c}</td></tr>"
+                       for s, p, c in r.top_confusions(k, 5))
+        return (f"<b>Region {k}</b><br>weight π = {r.weights[k]:.4f}<br>"
+                f"members = {int(r.member_counts[k])}<br>"
+                "<table style='font-size:90%'><tr><th>source</th><th></th>"
+                f"<th>predicted</th><th>n</th></tr>{rows}</table>")
+
+    # ----------------------------------------------------------- accessors
+    @property
+    def images(self) -> list:
+        """PNG bytes of every grid on display (one per region shown)."""
+        if self.mode == "single":
+            return [self.image.value]
+        return [row.children[1].value for row in self._view.children]
+
+
+def _names(class_names, n_classes: int) -> list:
+    if class_names is None:
+        return [str(c) for c in range(n_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) < n_classes:
+        raise ValueError(f"class_names must name all {n_classes} classes; got {len(names)}.")
+    return names

@@ -1,0 +1,299 @@
+"""The live λ tradeoff plot: test vs misclassification-region accuracy (paper Fig. 5).
+
+:class:`TradeoffPlot` runs a :class:`~defuse_widgets.correction.Corrector` sweep
+in a background thread and draws one point per λ as each λ finishes, with the
+classifier before fine-tuning and the baseline (fine-tuning on individually
+labelled unrestricted adversarial examples, paper §4.4) for reference. The
+plot is just a :class:`~defuse_widgets.callbacks.Callback` of the sweep; the
+kernel stays free while it runs, and Stop takes effect within one batch.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from typing import Sequence
+
+import ipywidgets as widgets
+import plotly.graph_objects as go
+import traitlets
+from torch import nn
+
+from ..callbacks import Callback
+from ..correction import PAPER_LAMS, Corrector
+
+__all__ = ["TradeoffPlot"]
+
+
+def _by_lam(records: list) -> list:
+    return sorted(records, key=lambda r: r.get("lam", 0.0))
+
+
+class _LiveProgress(Callback):
+    """Feeds one sweep's progress into a :class:`TradeoffPlot`'s traits (worker thread)."""
+
+    def __init__(self, plot: "TradeoffPlot", sweep: str, *, min_interval: float = 0.25):
+        self.plot, self.sweep, self.min_interval = plot, sweep, min_interval
+        self._last, self._done = 0.0, 0
+
+    def _check_stop(self, corrector) -> None:
+        # Corrector.fit clears its stop flag when it starts; re-assert a pending Stop.
+        if self.plot._stop_event.is_set():
+            corrector.stop()
+
+    def _throttled(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.min_interval:
+            return False
+        self._last = now
+        return True
+
+    def on_train_begin(self, corrector, **kw):
+        self._check_stop(corrector)
+        if self.sweep == "defuse":
+            self.plot.before = dict(corrector.before_)
+
+    def on_lam_begin(self, corrector, *, lam, **kw):
+        self._check_stop(corrector)
+        self.plot.status = f"{self.sweep}: λ={lam:g} epoch 1/{corrector.epochs}"
+
+    def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
+        self._check_stop(corrector)
+        if self._throttled():
+            self.plot.status = (f"{self.sweep}: λ={lam:g} epoch {epoch}/{corrector.epochs}, "
+                                f"batch {batch}/{n_batches}")
+
+    def on_epoch_end(self, corrector, *, record, **kw):
+        self._done += 1
+        if self._throttled():
+            self.plot.epochs_done = self.plot._epoch_offset + self._done
+            self.plot.status = (f"{self.sweep}: λ={record['lam']:g} epoch "
+                                f"{record['epoch']}/{corrector.epochs}")
+
+    def on_lam_end(self, corrector, *, result, **kw):
+        self._last = time.monotonic()
+        key = "results" if self.sweep == "defuse" else "baseline_results"
+        self.plot.epochs_done = self.plot._epoch_offset + self._done
+        setattr(self.plot, key, [*getattr(self.plot, key), dict(result)])
+
+
+class TradeoffPlot(widgets.VBox):
+    """Sweep λ in a background thread and plot the tradeoff of paper Figure 5 live.
+
+    Parameters
+    ----------
+    classifier : nn.Module
+        The classifier to correct (not modified; every λ fine-tunes a copy).
+    X : Tensor of shape (n, C, H, W)
+        Training data D.
+    y : Tensor of shape (n,)
+    X_f : Tensor of shape (n_f, C, H, W)
+        Failure data D_f.
+    y_f : Tensor of shape (n_f,)
+    eval_sets : dict of str -> (X, y)
+        Evaluated after every epoch; must hold the ``x`` and ``y`` sets and what
+        the selection rule needs (``validation``, ``region_validation``).
+    lams : sequence of float, default=PAPER_LAMS
+    epochs : int, default=3
+    X_adv : Tensor of shape (n_adv, C, H, W), optional
+        Labelled unrestricted adversarial examples: swept as the baseline, with
+        the same λ values, after Defuse.
+    y_adv : Tensor of shape (n_adv,), optional
+    baseline_results : list of dict, optional
+        Precomputed baseline records (``Corrector.results_``), drawn as they are.
+    x, y_key : str, default="test", "region_test"
+        Eval sets on the horizontal and vertical axes.
+    callbacks : sequence of Callback, optional
+        Passed on to each Corrector, after the plot's own.
+    **corrector_params
+        Passed on to :class:`Corrector`: ``lr``, ``batch_size``, ``selection``,
+        ``device`` (CUDA when available by default), ``seed``, ``checkpoint_dir``.
+
+    Attributes
+    ----------
+    corrector_ : Corrector
+        The Defuse sweep of the latest run (``cancelled_`` after a Stop).
+    baseline_corrector_ : Corrector or None
+    error_ : Exception or None
+        What ended the latest run, if it failed; also shown in the widget.
+
+    Examples
+    --------
+    >>> plot = TradeoffPlot(clf, X, y, X_f, y_f, eval_sets=evals, lams=[0.1, 1, 10])  # doctest: +SKIP
+    >>> plot.start(); plot  # doctest: +SKIP
+    """
+
+    running = traitlets.Bool(False)
+    status = traitlets.Unicode("Press Start to run the λ sweep.")
+    results = traitlets.List()
+    baseline_results = traitlets.List()
+    before = traitlets.Dict()
+    best = traitlets.Dict()
+    epochs_done = traitlets.Int(0)
+
+    def __init__(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets: dict,
+                 lams: Sequence[float] = PAPER_LAMS, epochs: int = 3, X_adv=None, y_adv=None,
+                 baseline_results: list | None = None, x: str = "test",
+                 y_key: str = "region_test", callbacks: Sequence[Callback] = (),
+                 **corrector_params):
+        super().__init__()
+        self.classifier, self.X, self.y, self.X_f, self.y_f = classifier, X, y, X_f, y_f
+        self.eval_sets, self.lams, self.epochs = eval_sets, list(lams), epochs
+        self.X_adv, self.y_adv, self.x, self.y_key = X_adv, y_adv, x, y_key
+        self.callbacks, self.corrector_params = list(callbacks), corrector_params
+        self._precomputed = [dict(r) for r in baseline_results or []]
+        self.corrector_ = self.baseline_corrector_ = self.error_ = None
+        self._thread: threading.Thread | None = None
+        self._current: Corrector | None = None
+        self._stop_event, self._lock = threading.Event(), threading.RLock()
+        self._epoch_offset, self._drawn = 0, None
+        self._build()
+        self.baseline_results = [dict(r) for r in self._precomputed]
+        self._render()
+
+    # -- view -----------------------------------------------------------------------
+    def _build(self) -> None:
+        hover = (f"λ=%{{customdata:g}}<br>{self.x}=%{{x:.3f}}<br>{self.y_key}=%{{y:.3f}}"
+                 "<extra>%{fullData.name}</extra>")
+        self._fig = go.FigureWidget(layout=dict(
+            title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
+            xaxis_title=f"{self.x} accuracy", yaxis_title=f"{self.y_key} accuracy",
+            height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
+        self._fig.add_scatter(name="Defuse", mode="lines+markers", hovertemplate=hover,
+                              marker=dict(size=9, color="#1f77b4"))
+        self._fig.add_scatter(name="Baseline (adversarial examples)", mode="lines+markers",
+                              hovertemplate=hover, marker=dict(size=8, color="#ff7f0e"),
+                              line=dict(dash="dot"))
+        self._fig.add_scatter(name="Before fine-tuning", mode="markers",
+                              hovertemplate=hover.replace("λ=%{customdata:g}<br>", ""),
+                              marker=dict(size=12, symbol="x", color="#555"))
+        self._fig.add_scatter(name="Selected λ", mode="markers", hovertemplate=hover,
+                              marker=dict(size=20, symbol="star", color="gold",
+                                          line=dict(width=1, color="black")))
+        self._start_button = widgets.Button(description="Start", icon="play",
+                                            button_style="success")
+        self._start_button.on_click(lambda _: self.start())
+        self._stop_button = widgets.Button(description="Stop", icon="stop",
+                                           button_style="danger")
+        self._stop_button.on_click(lambda _: self.stop())
+        self._bar = widgets.IntProgress(min=0, description="Epochs")
+        self._label = widgets.HTML()
+        self._log = widgets.Output(layout=widgets.Layout(max_height="160px", overflow="auto"))
+        self.children = [widgets.HBox([self._start_button, self._stop_button, self._bar,
+                                       self._label]), self._fig, self._log]
+
+    def _total_epochs(self) -> int:
+        sweeps = 1 + (self.X_adv is not None)
+        return max(1, len(self.lams) * int(self.epochs) * sweeps)
+
+    @traitlets.observe("running", "status", "results", "baseline_results", "before", "best",
+                       "epochs_done")
+    def _render(self, change=None) -> None:
+        """Rebuild the view from the traits; the figure only when its data changed."""
+        if not hasattr(self, "_fig"):
+            return
+        with self._lock:
+            self._start_button.disabled = self.running
+            self._stop_button.disabled = not self.running
+            self._bar.max = self._total_epochs()
+            self._bar.value = min(self.epochs_done, self._bar.max)
+            self._label.value = self.status
+            drawn = (self.results, self.baseline_results, self.before, self.best)
+            if drawn == self._drawn:
+                return
+            self._drawn = drawn
+            points = [_by_lam(self.results), _by_lam(self.baseline_results),
+                      [self.before] if self.before else [], [self.best] if self.best else []]
+            with self._fig.batch_update():
+                for trace, rs in zip(self._fig.data, points):
+                    trace.x = [r.get(self.x, math.nan) for r in rs]
+                    trace.y = [r.get(self.y_key, math.nan) for r in rs]
+                    trace.customdata = [r.get("lam", math.nan) for r in rs]
+
+    # -- control --------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the sweep in a background thread and return at once (no-op while running)."""
+        with self._lock:
+            if self.running:
+                return
+            self._stop_event.clear()
+            self.corrector_ = self.baseline_corrector_ = self.error_ = None
+            self._epoch_offset = 0
+            with self.hold_trait_notifications():
+                self.results, self.before, self.best, self.epochs_done = [], {}, {}, 0
+                self.baseline_results = ([] if self.X_adv is not None
+                                         else [dict(r) for r in self._precomputed])
+                self.status, self.running = "Starting…", True
+            self._thread = threading.Thread(target=self._work, name="defuse-tradeoff",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the sweep to stop; it ends within one batch (thread-safe)."""
+        self._stop_event.set()
+        with self._lock:
+            current = self._current
+        if current is not None:
+            current.stop()
+        if self.running:
+            self.status = "Stopping…"
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the sweep's thread; return True when it has finished."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _work(self) -> None:
+        """The worker thread: Defuse sweep, then the baseline sweep, errors into the view."""
+        try:
+            missing = [k for k in (self.x, self.y_key) if k not in self.eval_sets]
+            if missing:
+                raise ValueError(f"eval_sets must contain the plotted sets {self.x!r} and "
+                                 f"{self.y_key!r}; missing {missing}.")
+            sweeps = [("defuse", self.X_f, self.y_f)]
+            if self.X_adv is not None:
+                sweeps.append(("baseline", self.X_adv, self.y_adv))
+            for name, X_f, y_f in sweeps:
+                if self._stop_event.is_set():
+                    break
+                corrector = Corrector(lams=self.lams, epochs=self.epochs, name=name,
+                                      callbacks=[_LiveProgress(self, name), *self.callbacks],
+                                      **self.corrector_params)
+                with self._lock:
+                    self._current = corrector
+                setattr(self, "corrector_" if name == "defuse" else "baseline_corrector_",
+                        corrector)
+                corrector.fit(self.classifier, self.X, self.y, X_f, y_f,
+                              eval_sets=self.eval_sets)
+                self._epoch_offset += len(self.lams) * int(self.epochs)
+                if name == "defuse" and corrector.best_ is not None:
+                    self.best = dict(corrector.best_)
+                if corrector.cancelled_:
+                    break
+            self.status = self._summary()
+        except Exception as exc:  # shown in the widget, never lost
+            self.error_ = exc
+            self._log.append_stderr(traceback.format_exc())
+            self.status = (f"<span style='color:#dc0000'>Error: {type(exc).__name__}: "
+                           f"{exc}</span>")
+        finally:
+            with self._lock:
+                self._current = None
+            self.running = False
+
+    def _summary(self) -> str:
+        stopped = self._stop_event.is_set()
+        head = f"Stopped after {len(self.results)} λ." if stopped else "Done."
+        if not self.best:
+            return head
+        return (f"{head} Selected λ={self.best['lam']:g}: {self.x} "
+                f"{self.best.get(self.x, math.nan):.3f}, {self.y_key} "
+                f"{self.best.get(self.y_key, math.nan):.3f} (star).")
+
+    def close(self) -> None:
+        """Stop a running sweep and close the widget."""
+        self.stop()
+        super().close()

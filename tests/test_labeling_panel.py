@@ -1,0 +1,167 @@
+import numpy as np
+import pytest
+
+from defuse_widgets.annotations import NONE_OF_THE_ABOVE, AnnotationStore
+from defuse_widgets.widgets.labeling_panel import LabelingPanel
+
+
+def _unpredicted(store, region):
+    """A class the classifier predicts for none of the region's review samples."""
+    return min(set(range(10)) - set(store.review_predictions(region).tolist()))
+
+
+@pytest.fixture(scope="module")
+def regions(tiny_adversarial):
+    from defuse_widgets.distillation import distill
+
+    regions = distill(tiny_adversarial, n_components=3, eps=0.0)
+    assert len(regions) >= 2
+    return regions
+
+
+@pytest.fixture
+def make_panel(tmp_path, regions, tiny_models):
+    clf, vae = tiny_models
+    panels = []
+
+    def make(annotator="ada", **kw):
+        panel = LabelingPanel(tmp_path / "votes.sqlite", regions, vae, clf,
+                              annotator=annotator, n_finetune=16, **kw)
+        panels.append(panel)
+        return panel
+
+    yield make
+    for panel in panels:
+        panel.close()
+
+
+def test_key_vote_reaches_store_and_advances(make_panel):
+    panel = make_panel()
+    seen = []
+    panel.on_vote(seen.append)
+    assert panel.position == (0, 0)
+    assert panel.handle_key("8")
+    votes = panel.store.votes(annotator="ada")
+    assert [(v.region, v.sample, v.label) for v in votes] == [(0, 0, 8)]
+    assert seen == votes and panel.position == (0, 1)
+    panel.handle_key("n")
+    assert panel.store.votes(annotator="ada")[1].label == NONE_OF_THE_ABOVE
+    assert panel._thumb_buttons[0].description == "8"
+    assert panel._thumb_buttons[1].description == "none"
+    assert not panel.handle_key("q")
+
+
+def test_review_set_is_recorded_deterministically(make_panel, regions, tiny_models):
+    from defuse_widgets.failure_data import review_set
+
+    clf, vae = tiny_models
+    panel = make_panel()
+    _, predicted = review_set(regions, 0, vae, clf, size=10)
+    np.testing.assert_array_equal(panel.store.review_predictions(0), predicted)
+    assert panel.store.regions() == [0]  # others are recorded when first shown
+    panel.skip()
+    assert panel.position == (1, 0) and panel.store.regions() == [0, 1]
+
+
+def test_button_click_and_undo(make_panel):
+    panel = make_panel()
+    panel._class_buttons[3].click()
+    panel._none.click()
+    assert [v.label for v in panel.store.votes(annotator="ada")] == [3, NONE_OF_THE_ABOVE]
+    panel.handle_key("Backspace")
+    assert [v.label for v in panel.store.votes(annotator="ada")] == [3]
+    assert panel.position == (0, 1)  # back on the undone sample
+    panel._undo.click()
+    assert panel.store.votes(annotator="ada") == [] and panel.position == (0, 0)
+
+
+def test_arrows_move_across_regions(make_panel):
+    panel = make_panel()
+    panel.handle_key("ArrowLeft")
+    assert panel.position == (0, 0)  # clamped at the start
+    panel.position = (0, 9)
+    panel.handle_key("ArrowRight")
+    assert panel.position == (1, 0)
+    panel.handle_key("ArrowLeft")
+    assert panel.position == (0, 9)
+
+
+def test_key_capture_box(make_panel):
+    panel = make_panel()
+    panel._keys.value = panel._keys.value + "5"
+    assert [v.label for v in panel.store.votes(annotator="ada")] == [5]
+    assert panel._keys.value == "·"
+    panel._keys.value = panel._keys.value + "."  # '.' is ArrowRight
+    assert panel.position == (0, 2)
+    panel._keys.value = ""  # Backspace deleted the sentinel: undo
+    assert panel.store.votes(annotator="ada") == []
+
+
+def test_progress_and_resume(make_panel, tmp_path):
+    panel = make_panel()
+    assert panel._progress.value == 0 and panel._progress.max == len(panel.regions)
+    for _ in range(10):
+        panel.handle_key("1")
+    assert panel._progress.value == 1
+    assert panel._progress_label.value.startswith("1/")
+    panel.handle_key("2")
+    panel.handle_key("2")
+    assert panel.position == (1, 2)
+    panel.close()
+
+    again = make_panel()  # a new session on the same file
+    assert again.position == (1, 2) and again._progress.value == 1
+    other = make_panel(annotator="bob")
+    assert other.position == (0, 0)
+    other.annotator = "ada"
+    assert other.position == (1, 2)
+
+
+def test_no_vote_without_annotator(make_panel):
+    panel = make_panel(annotator="")
+    assert panel.vote(1) is None
+    assert panel.store.votes() == [] and "name" in panel.status
+    assert panel._class_buttons[0].disabled
+
+
+def test_agreement_appears_after_two_annotators(make_panel):
+    ada = make_panel()
+    wrong = _unpredicted(ada.store, 0)
+    for _ in range(10):
+        ada.vote(wrong)
+    assert "two have voted" in ada._agreement.value
+    bob = make_panel(annotator="bob")
+    for _ in range(10):
+        bob.vote(wrong)
+    bob.position = (0, 0)
+    assert "agreement 100%" in bob._agreement.value
+    assert "misclassification region" in bob._agreement.value
+    assert "not a" not in bob._agreement.value
+
+
+def test_export_writes_npz(make_panel, tmp_path):
+    panel = make_panel()
+    with pytest.raises(ValueError, match="accept at least one"):
+        panel.export()
+    panel._export.click()  # the button reports instead of raising
+    assert "Export failed" in panel.status
+    wrong = _unpredicted(panel.store, 0)
+    for _ in range(10):
+        panel.vote(wrong)
+    X_f, y_f = panel.export()
+    assert len(X_f) == len(y_f) == 16 and set(y_f.tolist()) == {wrong}
+    with np.load(tmp_path / "failure_data.npz") as data:
+        assert data["X_f"].shape == (16, 1, 8, 8)
+        assert data["y_f"].tolist() == [wrong] * 16
+        assert data["region"].tolist() == [0] * 16
+    assert not (tmp_path / "failure_data.npz.tmp").exists()
+
+
+def test_store_object_is_left_open(tmp_path, regions, tiny_models):
+    clf, vae = tiny_models
+    store = AnnotationStore(tmp_path / "s.sqlite", n_classes=10)
+    panel = LabelingPanel(store, regions, vae, clf, annotator="ada")
+    panel.vote(4)
+    panel.close()
+    assert store.votes()[0].label == 4
+    store.close()

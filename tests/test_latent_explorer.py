@@ -1,0 +1,197 @@
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from defuse_widgets.distillation import distill
+from defuse_widgets.embedding import LatentMap
+from defuse_widgets.inference import decode, encode_mean, predict
+from defuse_widgets.widgets._render import to_png
+from defuse_widgets.widgets.latent_explorer import LatentExplorer
+
+N_TRAIN = 400   # tiny_adversarial perturbs the first 400 training images
+FAST = dict(n_iter=100, early_exaggeration_iter=50)
+
+
+@pytest.fixture(scope="module")
+def train_codes(digits, tiny_models):
+    return encode_mean(tiny_models[1], digits.X_train[:N_TRAIN]).numpy()
+
+
+@pytest.fixture(scope="module")
+def regions(tiny_adversarial):
+    return distill(tiny_adversarial, n_components=3, eps=0.0)
+
+
+@pytest.fixture(scope="module")
+def latent_map(train_codes, tiny_adversarial):
+    return LatentMap(**FAST).fit(train_codes, tiny_adversarial.codes)
+
+
+@pytest.fixture
+def explorer(train_codes, digits, tiny_models, tiny_adversarial, regions, latent_map):
+    clf, vae = tiny_models
+    return LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial, vae=vae,
+                          classifier=clf, regions=regions, class_names=digits.class_names,
+                          latent_map=latent_map, background=False)
+
+
+def _points_event(event_type, trace_points):
+    """What plotly.js sends for a click or selection: {trace_index: [point_index, ...]}."""
+    pairs = [(t, i) for t, inds in trace_points.items() for i in inds]
+    return {"new": {"event_type": event_type, "points": {
+        "trace_indexes": [t for t, _ in pairs], "point_indexes": [i for _, i in pairs],
+        "xs": [0.0] * len(pairs), "ys": [0.0] * len(pairs)}}}
+
+
+def test_figure_draws_every_code(explorer, tiny_adversarial, latent_map):
+    fig = explorer.figure
+    assert explorer.status == "ready"
+    assert [t.type for t in fig.data] == ["scattergl"] * 12   # 10 classes, adversarial, region
+    assert sum(len(t.x) for t in fig.data[:10]) == N_TRAIN
+    adv = fig.data[10]
+    assert adv.marker.symbol == "diamond" and adv.marker.color == "black"
+    np.testing.assert_allclose(adv.x, latent_map.codes_embedding_[:, 0], rtol=1e-6)
+    idx = np.asarray(fig.data[3].customdata)
+    np.testing.assert_allclose(fig.data[3].y, latent_map.embedding_[idx, 1], rtol=1e-6)
+
+
+def test_adversarial_points_land_near_their_source(latent_map, tiny_adversarial):
+    train_xy, adv_xy = latent_map.embedding_, latent_map.codes_embedding_
+    d = np.linalg.norm(adv_xy[:, None] - train_xy[None], axis=2)
+    own = d[np.arange(len(adv_xy)), tiny_adversarial.source_index]
+    percentile = (d < own[:, None]).mean(1)
+    assert np.median(percentile) < 0.2   # chance: 0.5
+
+
+def test_click_shows_decode_of_exactly_that_code(explorer, tiny_models, tiny_adversarial):
+    clf, vae = tiny_models
+    explorer.select_point("adversarial", 5)
+    image = decode(vae, torch.as_tensor(tiny_adversarial.codes[5:6]))
+    label = str(int(predict(clf, image)[0]))
+    assert explorer.point == ("adversarial", 5)
+    assert explorer.image.value == to_png(image[0], label=label)
+    assert f"training image {tiny_adversarial.source_index[5]}" in explorer._point_label.value
+
+
+def test_plotly_click_reaches_select_point(explorer, train_codes, tiny_models):
+    clf, vae = tiny_models
+    clicked = []
+    explorer.on_click(lambda kind, i: clicked.append((kind, i)))
+    trace = explorer.figure.data[2]   # class 2
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {2: [1]}))
+    i = int(trace.customdata[1])
+    assert clicked == [("train", i)] and explorer.point == ("train", i)
+    image = decode(vae, torch.as_tensor(train_codes[i:i + 1]))
+    assert explorer.image.value == to_png(image[0], label=str(int(predict(clf, image)[0])))
+
+
+def test_selection_shows_grid_of_selected_decodes(explorer):
+    explorer.select_points(train=[0, 1, 2], adversarial=[4, 5, 6, 7, 8, 9, 10, 11, 12])
+    assert Image.open(io.BytesIO(explorer.grid.value)).size == (8 * 50 + 2, 2 * 50 + 2)
+    assert "12 selected (9 adversarial, 3 training); showing 12" in explorer._grid_label.value
+    explorer.select_points()
+    assert explorer.grid.value == b""
+
+
+def test_selection_is_capped(explorer):
+    explorer.select_points(train=np.arange(100))
+    label = explorer._grid_label.value
+    assert "100 selected" in label and "showing 64" in label
+    assert Image.open(io.BytesIO(explorer.grid.value)).size == (8 * 50 + 2, 8 * 50 + 2)
+
+
+def test_plotly_lasso_gathers_points_of_all_traces(explorer):
+    got = []
+    explorer.on_selection(lambda train, adv: got.append((train, adv)))
+    fig = explorer.figure
+    explorer.figure._handler_js2py_pointsCallback(
+        _points_event("plotly_selected", {0: [0, 1], 4: [2], 10: [3, 7]}))
+    train = np.sort(np.r_[np.asarray(fig.data[0].customdata)[[0, 1]],
+                          np.asarray(fig.data[4].customdata)[[2]]])
+    np.testing.assert_array_equal(explorer.selection["train"], train)
+    np.testing.assert_array_equal(explorer.selection["adversarial"], [3, 7])
+    assert len(got) == 1 and "5 selected" in explorer._grid_label.value
+
+
+def test_region_highlights_exactly_its_members(explorer, regions, latent_map):
+    k = int(np.argmax(regions.member_counts))
+    explorer.region = k
+    members = regions.members(k)
+    np.testing.assert_array_equal(explorer.highlighted, members)
+    np.testing.assert_allclose(explorer.figure.data[-1].x, latent_map.codes_embedding_[members, 0],
+                               rtol=1e-6)
+    assert explorer._dropdown.value == k
+    explorer._dropdown.value = -1
+    assert explorer.region is None and len(explorer.figure.data[-1].x) == 0
+
+
+def test_click_on_highlight_selects_member(explorer, regions):
+    explorer.region = 1
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {11: [0]}))
+    assert explorer.point == ("adversarial", int(regions.members(1)[0]))
+
+
+def test_background_fit_and_cache(tmp_path, digits, tiny_models, tiny_adversarial, train_codes):
+    clf, vae = tiny_models
+    path = tmp_path / "map.npz"
+    kw = dict(vae=vae, classifier=clf, cache_path=path, n_iter=100)
+    first = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial, **kw).wait()
+    assert first.status == "ready" and path.exists() and first.figure is not None
+    stamp = os.stat(path).st_mtime_ns
+    second = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial,
+                            background=False, **kw)
+    assert os.stat(path).st_mtime_ns == stamp   # loaded, not refitted and rewritten
+    np.testing.assert_array_equal(second.latent_map.embedding_, first.latent_map.embedding_)
+    np.testing.assert_array_equal(second.figure.data[10].y, first.figure.data[10].y)
+
+
+def test_from_models_encodes_training_images(digits, tiny_models, tiny_adversarial, train_codes):
+    clf, vae = tiny_models
+    explorer = LatentExplorer.from_models(clf, vae, digits.X_train[:60], digits.y_train[:60],
+                                          tiny_adversarial.subset(np.arange(10)), joint=True,
+                                          n_iter=100, background=False)
+    np.testing.assert_allclose(explorer.latent_map.reference_codes_[:60], train_codes[:60],
+                               rtol=1e-6)
+    assert explorer.latent_map.reference_codes_.shape == (70, 4)
+    assert len(explorer.figure.data[-2].x) == 10
+
+
+def test_bad_input(explorer, train_codes, digits, tiny_models, tiny_adversarial, regions):
+    clf, vae = tiny_models
+    y = digits.y_train[:N_TRAIN]
+    with pytest.raises(ValueError, match="adversarial.codes must have 3 latent dimensions"):
+        LatentExplorer(train_codes[:, :3], y, tiny_adversarial, vae=vae, classifier=clf)
+    bad = train_codes.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="train_codes must not contain NaN"):
+        LatentExplorer(bad, y, tiny_adversarial, vae=vae, classifier=clf)
+    with pytest.raises(ValueError, match="train_labels must have length 400"):
+        LatentExplorer(train_codes, y[:10], tiny_adversarial, vae=vae, classifier=clf)
+    with pytest.raises(ValueError, match="regions must be distilled from adversarial"):
+        LatentExplorer(train_codes, y, tiny_adversarial.subset(np.arange(5)), vae=vae,
+                       classifier=clf, regions=regions)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        explorer.select_point("test", 0)
+    with pytest.raises(ValueError, match="index must be <="):
+        explorer.select_point("adversarial", len(tiny_adversarial))
+    with pytest.raises(ValueError, match="train must hold indices"):
+        explorer.select_points(train=[N_TRAIN])
+    with pytest.raises(ValueError, match="region must be <="):
+        explorer.region = len(regions)
+
+
+def test_stop_keeps_the_map_reached_so_far(tmp_path, digits, tiny_models, tiny_adversarial,
+                                           train_codes):
+    clf, vae = tiny_models
+    path = tmp_path / "map.npz"
+    explorer = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial, vae=vae,
+                              classifier=clf, cache_path=path, n_iter=5000)
+    explorer.stop()   # the first progress callback (iteration 25) ends the optimisation
+    explorer.wait()
+    assert explorer.status == "stopped" and explorer.latent_map.interrupted_
+    assert sum(len(t.x) for t in explorer.figure.data[:10]) == N_TRAIN
+    assert not path.exists()   # a stopped map is not cached

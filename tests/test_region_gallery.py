@@ -1,0 +1,122 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defuse_widgets.distillation import distill
+from defuse_widgets.inference import predict
+from defuse_widgets.widgets._render import grid_png
+from defuse_widgets.widgets.region_gallery import RegionGallery, sample_seed
+
+
+@pytest.fixture(scope="module")
+def regions(tiny_adversarial):
+    return distill(tiny_adversarial, n_components=3, eps=0.0)
+
+
+@pytest.fixture
+def gallery(regions, tiny_models, digits):
+    clf, vae = tiny_models
+    return RegionGallery(regions, vae, clf, digits.class_names, n_samples=8)
+
+
+def _size(png):
+    return Image.open(io.BytesIO(png)).size
+
+
+def test_shows_the_seeded_samples_of_the_region(gallery, regions, tiny_models):
+    clf, vae = tiny_models
+    gallery.region = 1
+    _, images = regions.decode(1, 8, vae, tau=0.5, seed=sample_seed(1, 0.5, 0))
+    labels = [str(p) for p in predict(clf, images).tolist()]
+    assert gallery.image.value == grid_png(images, labels, ncols=8, size=64)
+
+
+def test_tau_changes_images_and_returning_restores_them(gallery):
+    first = gallery.image.value
+    gallery.tau = 0.9
+    assert gallery.image.value != first
+    gallery.tau = 0.5
+    assert gallery.image.value == first
+
+
+def test_slider_is_linked_to_tau(gallery):
+    gallery._slider.value = 0.01
+    assert gallery.tau == 0.01
+    gallery.tau = 0.2
+    assert gallery._slider.value == 0.2
+
+
+def test_resample_draws_new_images(gallery):
+    first = gallery.image.value
+    gallery._resample_button.click()
+    assert gallery.resample_count == 1
+    assert gallery.image.value != first
+    gallery.resample_count = 0
+    assert gallery.image.value == first
+
+
+def test_prev_next_wrap(gallery, regions):
+    n = len(regions)
+    assert gallery.region == 0
+    gallery._prev.click()
+    assert gallery.region == n - 1 and gallery._dropdown.value == n - 1
+    gallery._next.click()
+    assert gallery.region == 0
+    gallery.next_region()
+    assert gallery.region == 1
+
+
+def test_region_change_changes_stats_and_images(gallery, regions):
+    first = gallery.image.value
+    gallery._dropdown.value = 2
+    assert gallery.region == 2 and gallery.image.value != first
+    counts = regions.member_counts
+    assert f"members = {counts[2]}" in gallery.stats.value
+    assert f"weight π = {regions.weights[2]:.4f}" in gallery.stats.value
+
+
+def test_stats_list_top_confusions(gallery, regions):
+    k = int(np.argmax(regions.member_counts))
+    gallery.region = k
+    s, p, c = regions.top_confusions(k, 1)[0]
+    row = f"<td>{s}</td><td>→</td><td style='color:#c00'>{p}</td><td>{c}</td>"
+    assert row in gallery.stats.value
+
+
+def test_all_mode_shows_one_row_per_region(gallery, regions):
+    single = gallery.image.value
+    gallery.mode = "all"
+    assert len(gallery.images) == len(regions)
+    assert gallery.images[0] == single   # region 0, same tau and resample count
+    gallery.mode = "single"
+    assert gallery.images == [single]
+
+
+def test_n_samples_sets_grid_size(gallery):
+    assert _size(gallery.image.value) == (8 * 66 + 2, 66 + 2)
+    gallery.n_samples = 20
+    assert _size(gallery.image.value) == (8 * 66 + 2, 3 * 66 + 2)
+
+
+def test_seed_depends_on_all_three():
+    seeds = {sample_seed(0, 0.5, 0), sample_seed(1, 0.5, 0), sample_seed(0, 0.51, 0),
+             sample_seed(0, 0.5, 1)}
+    assert len(seeds) == 4 and sample_seed(2, 0.1, 3) == sample_seed(2, 0.1, 3)
+
+
+def test_bad_input(gallery, regions, tiny_models):
+    clf, vae = tiny_models
+    with pytest.raises(ValueError, match="tau must be >= 0.001"):
+        gallery.tau = 0.0
+    with pytest.raises(ValueError, match="region must be <="):
+        gallery.region = len(regions)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        gallery.n_samples = 0
+    with pytest.raises(ValueError, match="class_names must name all 10 classes"):
+        RegionGallery(regions, vae, clf, ["a", "b"])
+    with pytest.raises(TypeError, match="regions must be a Regions"):
+        RegionGallery({}, vae, clf)
+    with pytest.raises(TypeError, match="vae must be a torch.nn.Module"):
+        RegionGallery(regions, None, clf)
