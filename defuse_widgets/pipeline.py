@@ -22,7 +22,8 @@ from .correction import PAPER_LAMS, Corrector
 from .data import load_dataset
 from .distillation import Distiller
 from .identification import identify
-from .inference import decode, predict
+from .failure_data import build_failure_sets, review_set
+from .inference import decode
 from .labeling import agreement_summary, decide
 from .novelty import nearest_misclassified
 from .seeding import seed_everything
@@ -86,21 +87,6 @@ class DefuseConfig:
         base = dict(Q=20, n_components=30, max_samples=3000, lams=(1e-3, 1e-1, 1.0, 10.0, 100.0),
                     epochs=1, n_finetune=128, n_region_test=128, out="runs/defuse-quick")
         return cls(**{**base, **kw})
-
-
-def _region_sets(regions, decisions, vae, cfg, dev):
-    """Decode D_f, region-validation and region-test samples of accepted regions."""
-    sets = {"finetune": ([], []), "region_validation": ([], []), "region_test": ([], [])}
-    for d in decisions:
-        if not d.is_misclassification_region:
-            continue
-        for j, name in enumerate(sets):
-            n = cfg.n_finetune if name == "finetune" else cfg.n_region_test
-            _, imgs = regions.decode(d.region, n, vae, tau=cfg.tau,
-                                     seed=cfg.seed * 1000 + 10 * d.region + j + 1, device=dev)
-            sets[name][0].append(imgs)
-            sets[name][1].append(torch.full((n,), d.label, dtype=torch.long))
-    return {k: (torch.cat(x), torch.cat(y)) for k, (x, y) in sets.items() if x}
 
 
 def figure4_table(results: dict) -> str:
@@ -184,12 +170,10 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
     annotator = SimulatedAnnotator(oracle, n_workers=cfg.n_workers, error_rate=cfg.error_rate,
                                    seed=cfg.seed, device=dev)
     store = AnnotationStore(out / "annotations.sqlite", n_classes=data.n_classes)
-    review = {}
     for k in range(len(regions)):
-        _, imgs = regions.decode(k, cfg.review_size, vae, tau=cfg.tau, seed=cfg.seed * 1000 + 10 * k,
-                                 device=dev)
-        review[k] = imgs
-        store.set_review_set(k, predict(classifier, imgs, device=dev).numpy())
+        imgs, predicted = review_set(regions, k, vae, classifier, size=cfg.review_size,
+                                     tau=cfg.tau, seed=cfg.seed, device=dev)
+        store.set_review_set(k, predicted)
         annotator.annotate(store, k, imgs)
     decisions = decide(store, rho=cfg.rho)
     store.close()
@@ -209,7 +193,9 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
         return _finish(res, out, log)
 
     t = time.perf_counter()
-    sets = _region_sets(regions, decisions, vae, cfg, dev)
+    sets = build_failure_sets(regions, decisions, vae, n_finetune=cfg.n_finetune,
+                              n_region_test=cfg.n_region_test, tau=cfg.tau, seed=cfg.seed,
+                              device=dev)
     X_f, y_f = sets.pop("finetune")
     evals.update(sets)
     # Baseline: individually labelled unrestricted adversarial examples, as many as D_f.

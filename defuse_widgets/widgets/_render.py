@@ -68,3 +68,13 @@ def grid_png(images, labels=None, *, ncols: int = 8, size: int = 64, pad: int = 
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def class_labels(class_names, n_classes: int) -> list:
+    """Return one display name per class, checking ``class_names`` if given."""
+    if class_names is None:
+        return [str(c) for c in range(n_classes)]
+    names = [str(c) for c in class_names]
+    if len(names) != n_classes:
+        raise ValueError(f"class_names must name all {n_classes} classes; got {len(names)}.")
+    return names

@@ -22,7 +22,7 @@ from ..annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 from ..failure_data import export_failure_data, review_set
 from ..labeling import decide, decide_region
 from ..regions import Regions
-from ._render import to_png
+from ._render import class_labels, to_png
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
 
@@ -113,11 +113,7 @@ class LabelingPanel(widgets.VBox):
         if self.store.n_classes != regions.n_classes:
             raise ValueError(f"store must have the regions' {regions.n_classes} classes; "
                              f"got {self.store.n_classes}.")
-        self.class_names = [str(c) for c in (range(regions.n_classes) if class_names is None
-                                             else class_names)]
-        if len(self.class_names) != regions.n_classes:
-            raise ValueError(f"class_names must have {regions.n_classes} entries; "
-                             f"got {len(self.class_names)}.")
+        self.class_names = class_labels(class_names, regions.n_classes)
         self.regions, self.decoder, self.classifier = regions, decoder, classifier
         self.review_size, self.tau, self.seed = int(review_size), float(tau), int(seed)
         self.n_finetune, self.device = int(n_finetune), device

@@ -26,8 +26,7 @@ from ..embedding import LatentMap, fit_or_load
 from ..identification import AdversarialExamples
 from ..inference import decode, encode_mean, predict
 from ..regions import Regions
-from ._render import grid_png, to_png
-from .region_gallery import _names
+from ._render import class_labels, grid_png, to_png
 
 __all__ = ["LatentExplorer"]
 
@@ -117,7 +116,7 @@ class LatentExplorer(W.VBox):
         self._classifier = check_module("classifier", classifier)
         n_classes = int(max(self._train_labels.max(initial=0), adversarial.true_label.max(
             initial=0), adversarial.predicted_label.max(initial=0))) + 1
-        self._names = _names(class_names, n_classes)
+        self._names = class_labels(class_names, n_classes)
         self._max_grid = check_int("max_grid", max_grid, low=1)
         self._map_args = dict(latent_map=latent_map, cache_path=cache_path,
                               params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,

@@ -17,7 +17,7 @@ import traitlets
 from .._validation import check_module, check_number
 from ..inference import predict
 from ..regions import Regions
-from ._render import grid_png
+from ._render import class_labels, grid_png
 
 __all__ = ["RegionGallery", "sample_seed"]
 
@@ -99,7 +99,7 @@ class RegionGallery(W.VBox):
         self._regions = regions
         self._vae = check_module("vae", vae)
         self._classifier = check_module("classifier", classifier)
-        self._class_names = _names(class_names, regions.n_classes)
+        self._class_names = class_labels(class_names, regions.n_classes)
         self._tau_range = (lo, hi)
         self._ncols, self._size = ncols, size
 
@@ -207,12 +207,3 @@ class RegionGallery(W.VBox):
         if self.mode == "single":
             return [self.image.value]
         return [row.children[1].value for row in self._view.children]
-
-
-def _names(class_names, n_classes: int) -> list:
-    if class_names is None:
-        return [str(c) for c in range(n_classes)]
-    names = [str(c) for c in class_names]
-    if len(names) < n_classes:
-        raise ValueError(f"class_names must name all {n_classes} classes; got {len(names)}.")
-    return names
