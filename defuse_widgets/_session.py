@@ -1,4 +1,4 @@
-"""The session folder of the dashboard, and identification in steps.
+"""The session folder of the dashboard: files, stage runs, and identification in steps.
 
 A session folder holds what each Defuse stage hands to the next, so a new
 dashboard on the same folder resumes where the last one stopped:
@@ -40,19 +40,27 @@ StepCallback = Callable[[int, int], "bool | None"]
 
 
 class Session:
-    """Paths, loading and atomic saving of one dashboard session folder.
+    """One session folder: its files, the stages that write them, and the vote store.
 
     Parameters
     ----------
     path : str or os.PathLike
         The folder; created if missing.
 
+    Attributes
+    ----------
+    store : AnnotationStore or None
+        The store opened by :meth:`open_store`.
+    archived : Path or None
+        Where the last save moved the results it replaced, if anywhere.
+
     Examples
     --------
     >>> session = Session("sessions/demo")  # doctest: +SKIP
-    >>> session.save_adversarial(adversarial)  # doctest: +SKIP
-    >>> session.load_adversarial() is not None  # doctest: +SKIP
-    True
+    >>> adversarial = session.identify(clf, vae, X, y, Q=10, a=50, b=50)  # doctest: +SKIP
+    >>> regions = session.distill(adversarial, n_classes=10, n_components=30,
+    ...                           eps=0.01)  # doctest: +SKIP
+    >>> Session("sessions/demo").load_regions(adversarial)  # the same regions  # doctest: +SKIP
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -63,6 +71,8 @@ class Session:
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"session must name a folder, not a file; got {str(self.path)!r}.")
         self.path.mkdir(parents=True, exist_ok=True)
+        self.store: AnnotationStore | None = None
+        self.archived: Path | None = None   # where the last save moved old results, if any
 
     adversarial_path = property(lambda self: self.path / "adversarial.npz")
     regions_path = property(lambda self: self.path / "regions.npz")
@@ -101,8 +111,53 @@ class Session:
         return json.loads(self.settings_path.read_text())
 
     def open_store(self, n_classes: int) -> AnnotationStore:
-        """Open (or create) ``annotations.sqlite`` with ``n_classes`` classes."""
-        return AnnotationStore(self.store_path, n_classes=n_classes)
+        """The store on ``annotations.sqlite`` (created with ``n_classes`` classes if new).
+
+        It stays open, as ``store``, until :meth:`close` or a new result archives it.
+        """
+        if self.store is None:
+            self.store = AnnotationStore(self.store_path, n_classes=n_classes)
+        return self.store
+
+    def close(self) -> None:
+        """Close the store, if open."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ---------------------------------------------------------------- stages
+    def identify(self, classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *, Q: int,
+                 a: float, b: float, centered: bool = False, max_per_instance: int | None = 100,
+                 seed: int = 0, device: Any = None,
+                 callback: StepCallback | None = None) -> AdversarialExamples | None:
+        """Run :func:`identify_in_steps` and save its result (see :meth:`save_adversarial`).
+
+        Returns None, saving nothing, when ``callback`` stopped the work.
+        """
+        settings = dict(Q=Q, a=a, b=b, centered=centered, max_per_instance=max_per_instance,
+                        seed=seed)
+        adversarial = identify_in_steps(classifier, vae, X, y, device=device, callback=callback,
+                                        **settings)
+        if adversarial is not None:
+            self.save_adversarial(adversarial, settings)
+        return adversarial
+
+    def distill(self, adversarial: AdversarialExamples, *, n_classes: int, n_components: int,
+                eps: float, max_samples: int | None = 10000, seed: int = 0,
+                stopped: Callable[[], bool] | None = None) -> Regions | None:
+        """Fit a :class:`~defuse_widgets.distillation.Distiller` and save its regions.
+
+        Returns None, saving nothing, when ``stopped()`` is True once the fit returns.
+        """
+        from .distillation import Distiller
+
+        regions = Distiller(n_components=n_components, eps=eps, max_samples=max_samples,
+                            random_state=seed).fit(adversarial, n_classes=n_classes).regions_
+        if stopped is not None and stopped():
+            return None
+        self.save_regions(regions, dict(n_components=n_components, eps=eps,
+                                        max_samples=max_samples, seed=seed))
+        return regions
 
     # ------------------------------------------------------------------ save
     def save_adversarial(self, adversarial: AdversarialExamples, settings: dict) -> Path | None:
@@ -118,22 +173,24 @@ class Session:
         -------
         Path or None
             The archive folder the old regions and votes were moved to, if any.
-            Close every store open on ``annotations.sqlite`` first.
+            ``store`` is closed first; close any other store open on the file.
         """
-        archived = self._archive("regions.npz", "annotations.sqlite", "failure_data.npz")
+        self.close()
+        self.archived = self._archive("regions.npz", "annotations.sqlite", "failure_data.npz")
         self._save_npz(self.adversarial_path, adversarial.to_npz())
         self._save_settings({"identification": dict(settings)})
-        return archived
+        return self.archived
 
     def save_regions(self, regions: Regions, settings: dict) -> Path | None:
         """Write ``regions.npz``; archive the votes on the previous regions.
 
-        Returns the archive folder, if votes were moved (close the store first).
+        Returns the archive folder, if votes were moved (``store`` is closed first).
         """
-        archived = self._archive("annotations.sqlite", "failure_data.npz")
+        self.close()
+        self.archived = self._archive("annotations.sqlite", "failure_data.npz")
         self._save_npz(self.regions_path, regions.to_npz())
         self._save_settings({**self.load_settings(), "distillation": dict(settings)})
-        return archived
+        return self.archived
 
     def save_model(self, model: torch.nn.Module) -> Path:
         """Save the corrected classifier's ``state_dict`` as ``corrected_classifier.pt``."""
@@ -154,10 +211,15 @@ class Session:
         os.replace(tmp, self.settings_path)
 
     def _archive(self, *names: str) -> Path | None:
-        """Move the named files (and SQLite side files) to ``archive/<time>/``."""
+        """Move the named files (and SQLite side files) to ``archive/<time>/``.
+
+        Without any vote in the store there is nothing worth keeping: they are deleted.
+        """
         present = [p for name in names for p in (self.path / name,
                    self.path / f"{name}-wal", self.path / f"{name}-shm") if p.exists()]
-        if not present:
+        if not present or not self._has_votes():
+            for p in present:
+                p.unlink()
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder, n = self.path / "archive" / stamp, 1
@@ -167,6 +229,15 @@ class Session:
         for p in present:
             shutil.move(str(p), str(folder / p.name))
         return folder
+
+    def _has_votes(self) -> bool:
+        if not self.store_path.exists():
+            return False
+        try:
+            with AnnotationStore(self.store_path) as store:
+                return bool(store.annotators())
+        except ValueError:   # not a store we can read: keep it
+            return True
 
     def __repr__(self) -> str:
         return f"Session({str(self.path)!r})"

@@ -68,9 +68,11 @@ class Corrector:
     Attributes
     ----------
     history_ : History
-        One record per epoch: lam, epoch, loss and one accuracy per eval set.
+        One record per epoch: lam, epoch, loss, the accuracies on the sets the
+        selection rule needs, and the score.
     results_ : list of dict
-        The selected epoch's record for each finished λ.
+        The selected epoch's record for each finished λ, with accuracies on
+        every eval set (those are computed once per λ, for that epoch).
     best_ : dict
         The record of the selected λ.
     best_model_ : nn.Module
@@ -208,14 +210,23 @@ class Corrector:
             return rec["validation"]
         return rec["training"]
 
-    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev) -> dict:
-        acc_f = accuracy(model, X_f, y_f, device=dev)
-        rec = {"finetune": acc_f}
-        if self.selection == "training":  # a full pass over D, only when it is needed
+    def _selection_sets(self) -> tuple:
+        return {"balanced": ("validation", "region_validation"), "validation": ("validation",),
+                "training": ("finetune", "training")}[self.selection]
+
+    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None) -> dict:
+        """Accuracies on the sets in ``names`` (all sets when None) plus the score."""
+        names = set(eval_sets) | {"finetune", "training"} if names is None else set(names)
+        rec = {}
+        if names & {"finetune", "training"}:
+            rec["finetune"] = accuracy(model, X_f, y_f, device=dev)
+        if "training" in names:  # a full pass over D
             n, n_f = len(y), len(y_f)
-            rec["training"] = (accuracy(model, X, y, device=dev) * n + acc_f * n_f) / (n + n_f)
-        rec.update({k: accuracy(model, Xe, ye, device=dev) for k, (Xe, ye) in eval_sets.items()})
-        rec["score"] = self._score(rec)
+            rec["training"] = (accuracy(model, X, y, device=dev) * n + rec["finetune"] * n_f) / (n + n_f)
+        rec.update({k: accuracy(model, Xe, ye, device=dev)
+                    for k, (Xe, ye) in eval_sets.items() if k in names})
+        if all(k in rec for k in self._selection_sets()):
+            rec["score"] = self._score(rec)
         return rec
 
     def _fit_one(self, i, lam, base, X, y, X_f, y_f, eval_sets, dev) -> None:
@@ -249,13 +260,20 @@ class Corrector:
                 total += loss.item()
                 self._call("on_batch_end", lam=lam, epoch=epoch, batch=b + 1, n_batches=n_batches)
             model.eval()
+            # Each epoch is scored on the selection sets only; the other sets are
+            # evaluated once, for the selected epoch (same results, less work).
             rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
-                   **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev)}
+                   **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev,
+                                    self._selection_sets())}
             self.history_.append(rec)
             self._call("on_epoch_end", record=rec)
             if best is None or rec["score"] > best["score"]:
                 best = rec
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best_state)
+        model.eval()
+        rest = set(eval_sets) - set(self._selection_sets())
+        best = {**best, **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
         self._best_states.append(best_state)
         if self.checkpoint_dir is not None:
             _save_atomic(best_state, Path(self.checkpoint_dir) / f"{self.name}_lam_{i}.pt")

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import copy
 import html
-import threading
-import time
-import traceback
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import ipywidgets as W
 import traitlets
 from torch import nn
 
-from .._session import Session, correction_data, identify_in_steps, map_subset
+from .._session import Session, correction_data, map_subset
 from .._validation import check_module
 from ..data import DataSplits
-from ..distillation import Distiller
 from ..identification import AdversarialExamples
 from ..labeling import decide
 from ..regions import Regions
+from ._background import BackgroundWork, red
 from .labeling_panel import LabelingPanel
 from .latent_explorer import LatentExplorer
 from .region_gallery import RegionGallery
@@ -42,61 +39,47 @@ _TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Co
 _SAVED = {"identification": ("Q", "a", "b", "centered"), "distillation": ("n_components", "eps")}
 
 
-def _red(text: Any) -> str:
-    return f"<span style='color:#dc0000'>{html.escape(str(text))}</span>"
-
-
 def _note(text: str) -> W.HTML:
     return W.HTML(f"<i>{text}</i>")
 
 
-class DefuseDashboard(W.VBox):
+class DefuseDashboard(BackgroundWork, W.VBox):
     """Go from a trained classifier and β-VAE to a corrected classifier in one widget.
 
     Parameters
     ----------
     classifier : nn.Module
-        The classifier under test: images (n, C, H, W) to logits (n, n_classes).
-        It and ``vae`` are moved to the CPU, where the widgets draw.
+        Images (n, C, H, W) to logits (n, n_classes); moved, like ``vae``, to the CPU.
     vae : BetaVAE or any module with ``encode(x) -> (mu, logvar)`` and ``decode(z)``
     data : DataSplits
         Train (identification, fine-tuning), validation and test splits.
     session : str or os.PathLike
         The session folder; reopening one resumes its results and votes.
     Q, a, b, centered, n_components, eps, baseline : traitlets
-        Identification (default 100, 50, 50, False) and distillation (30, 0.01)
-        settings, restored from the session unless given; ``baseline`` also
-        sweeps adversarial examples labelled with their source's class.
-    max_per_instance, max_samples : int, default 100, 10000
-    annotator : str, default=""
-        Name the votes are stored under (editable in the Labeling tab).
-    tau, review_size, rho, n_finetune, n_region_test : default 0.5, 10, 0.5, 256, 256
-        Labeling and failure-data settings.
+        Identification (100, 50, 50, False) and distillation (30, 0.01) settings,
+        restored from the session unless given; ``baseline`` also sweeps
+        adversarial examples labelled with their source image's class.
+    max_per_instance, max_samples, annotator, tau, review_size, rho, n_finetune, n_region_test
+        Defaults 100, 10000, "", 0.5, 10, 0.5, 256, 256; see the stage widgets.
     lams, epochs, batch_size : default (1e-3, 0.1, 1, 10, 100), 1, 256
-        The correction sweep.
     map_size : int or None, default=2000
         Training images on the latent map (a seeded subset; None for all).
-    tsne_iter : int, default=500
+    tsne_iter, seed : int, default 500, 0
     device : str, default="cpu"
         Where identification and correction run (on copies of the models).
-    seed : int, default=0
 
     Attributes
     ----------
     stage : traitlet, one of STAGES
         The tab on display.
-    status : traitlet, str
-        What the dashboard does or did last, as HTML; errors are shown here.
-    running : traitlet, str
-        The stage whose background work runs, "" when idle.
-    progress : traitlet, float in [0, 1]
-    adversarial, regions : traitlets, AdversarialExamples and Regions or None
-    decisions : traitlet, list of RegionDecision
-        As of the last :meth:`build_correction`.
-    tradeoff : traitlet, TradeoffPlot or None
+    status, running, progress : traitlets
+        What happens or happened last (HTML, errors included); the stage whose
+        background work runs ("" when idle); its share done, in [0, 1].
+    adversarial, regions, decisions, tradeoff : traitlets
+        Stage results; ``decisions`` and ``tradeoff`` from :meth:`build_correction`.
     explorer, gallery, labeling_panel : the stage widgets, or None
-    store : AnnotationStore or None
     session : Session
+        Also holds the vote ``store``.
     error_ : Exception or None
         What ended the last background run, if it failed.
 
@@ -109,9 +92,6 @@ class DefuseDashboard(W.VBox):
     """
 
     stage = traitlets.Enum(STAGES, default_value="identification")
-    status = traitlets.Unicode("")
-    running = traitlets.Unicode("")
-    progress = traitlets.Float(0.0)
     adversarial = traitlets.Instance(AdversarialExamples, allow_none=True)
     regions = traitlets.Instance(Regions, allow_none=True)
     decisions = traitlets.List()
@@ -141,10 +121,9 @@ class DefuseDashboard(W.VBox):
         self.n_finetune, self.n_region_test = n_finetune, n_region_test
         self.lams, self.epochs, self.batch_size = list(lams), epochs, batch_size
         self.map_size, self.tsne_iter, self.device, self.seed = map_size, tsne_iter, device, seed
-        self.explorer = self.gallery = self.labeling_panel = self.store = self.error_ = None
-        self._built, self._callbacks, self._thread = {}, [], None
-        self._stop_event, self._lock = threading.Event(), threading.RLock()
-        self._last_step, self._ready = 0.0, False
+        self.explorer = self.gallery = self.labeling_panel = None
+        self._built, self._ready = {}, False
+        self._init_background()
         saved = self.session.load_settings()
         super().__init__(**kwargs)
         for stage, names in _SAVED.items():
@@ -157,10 +136,7 @@ class DefuseDashboard(W.VBox):
 
     @classmethod
     def embedded(cls, session="sessions/mnist5k", **kwargs) -> "DefuseDashboard":
-        """The dashboard on the embedded MNIST-5k data with the shipped classifier and β-VAE.
-
-        ``kwargs`` are passed to :class:`DefuseDashboard`.
-        """
+        """The dashboard on the embedded MNIST-5k with the shipped classifier and β-VAE."""
         from ..data import load_mnist5k
         from ..pretrained import load_pretrained
 
@@ -191,14 +167,12 @@ class DefuseDashboard(W.VBox):
         self._log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
         self._boxes = [W.VBox() for _ in STAGES]
         self._tabs = W.Tab(children=[
-            W.VBox([W.HBox([control(W.BoundedIntText, "Q", "Q", min=1, max=100000),
-                            control(W.BoundedFloatText, "a", "a", min=0.01, max=1e4),
-                            control(W.BoundedFloatText, "b", "b", min=0.01, max=1e4),
+            W.VBox([W.HBox([control(W.IntText, "Q", "Q"), control(W.FloatText, "a", "a"),
+                            control(W.FloatText, "b", "b"),
                             control(W.Checkbox, "centered", "centered noise", "170px"),
                             self._run_id]), self._boxes[0]]),
-            W.VBox([W.HBox([control(W.BoundedIntText, "n_components", "K", min=1, max=1000),
-                            control(W.BoundedFloatText, "eps", "ε", min=0.0, max=0.99,
-                                    step=0.005),
+            W.VBox([W.HBox([control(W.IntText, "n_components", "K"),
+                            control(W.FloatText, "eps", "ε", step=0.005),
                             self._run_distill]), self._boxes[1]]),
             self._boxes[2],
             W.VBox([W.HBox([self._build_button,
@@ -206,6 +180,8 @@ class DefuseDashboard(W.VBox):
                     self._decisions, self._boxes[3]])], titles=_TITLES, selected_index=0)
         traitlets.link((self, "stage"), (self._tabs, "selected_index"),
                        transform=(STAGES.index, lambda i: STAGES[i or 0]))
+        for tab, stage in zip(self._tabs.children, STAGES):   # CSS hooks for browser tests
+            tab.add_class(f"defuse-{stage}")
         self.children = [
             W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(self.session.path))}</code>"),
             W.HBox([self._bar, self._stop, self._status]), self._tabs, self._log]
@@ -280,11 +256,9 @@ class DefuseDashboard(W.VBox):
             return
         names = self.data.class_names
         self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=self.tau)
-        if self.store is None:
-            self.store = self.session.open_store(self.data.n_classes)
         self.labeling_panel = LabelingPanel(
-            self.store, regions, self.vae, self.classifier, class_names=names,
-            annotator=self.annotator, review_size=self.review_size, tau=self.tau,
+            self.session.open_store(self.data.n_classes), regions, self.vae, self.classifier,
+            class_names=names, annotator=self.annotator, review_size=self.review_size, tau=self.tau,
             seed=self.seed, rho=self.rho, n_finetune=self.n_finetune)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
@@ -301,17 +275,19 @@ class DefuseDashboard(W.VBox):
         models = ((self.classifier, self.vae) if self.device == "cpu" else
                   (copy.deepcopy(self.classifier), copy.deepcopy(self.vae)))
 
+        def progress(done, total):
+            return self._report(done, total, f"Identification: {done} of {total} training "
+                                             "images perturbed…")
+
         def work():
-            adv = identify_in_steps(*models, self.data.X_train, self.data.y_train,
-                                    device=self.device, callback=self._step, **settings)
+            adv = self.session.identify(*models, self.data.X_train, self.data.y_train,
+                                        device=self.device, callback=progress, **settings)
             if adv is None:
                 return "Identification stopped; nothing was saved", None
-            self._release_store()
-            archived = self.session.save_adversarial(adv, settings)
             self.regions, self.adversarial = None, adv
             return (f"Identification: kept {len(adv)} adversarial examples of "
                     f"{adv.n_decoded} decodes ({adv.rate:.1%} misclassified), saved to "
-                    f"adversarial.npz{self._archived(archived)}"), adv
+                    f"adversarial.npz{self._archived()}"), adv
 
         return self._start("identification", work, wait)
 
@@ -331,16 +307,13 @@ class DefuseDashboard(W.VBox):
         def work():
             self.status = html.escape(f"Distillation: fitting K={self.n_components} "
                                       f"components to {len(adv)} codes…")
-            regions = Distiller(n_components=settings["n_components"], eps=settings["eps"],
-                                max_samples=settings["max_samples"], random_state=self.seed
-                                ).fit(adv, n_classes=self.data.n_classes).regions_
-            if self._stop_event.is_set():
+            regions = self.session.distill(adv, n_classes=self.data.n_classes,
+                                           stopped=self._stop_event.is_set, **settings)
+            if regions is None:
                 return "Distillation stopped; its result was discarded", None
-            self._release_store()
-            archived = self.session.save_regions(regions, settings)
             self.regions = regions
             return (f"Distillation: {len(regions)} candidate regions, saved to regions.npz"
-                    f"{self._archived(archived)}"), regions
+                    f"{self._archived()}"), regions
 
         return self._start("distillation", work, wait)
 
@@ -349,11 +322,12 @@ class DefuseDashboard(W.VBox):
 
         Returns the plot (started when ``start``), or None while no region is accepted.
         """
-        if self.regions is None or self.store is None:
+        if self.regions is None or self.session.store is None:
             raise ValueError("regions and votes must exist before correction; got none "
                              "(run distillation and vote in the Labeling tab).")
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.rho
-        self.decisions = [d for d in decide(self.store, rho=rho) if d.region < len(self.regions)]
+        self.decisions = [d for d in decide(self.session.store, rho=rho)
+                          if d.region < len(self.regions)]
         if not any(d.is_misclassification_region for d in self.decisions):
             self.status = ("No region is accepted yet: a region is accepted when more than "
                            f"ρ={rho:g} of its votes disagree with the classifier.")
@@ -384,87 +358,10 @@ class DefuseDashboard(W.VBox):
         corrector = self.tradeoff.corrector_ if self.tradeoff is not None else None
         return getattr(corrector, "best_model_", None)
 
-    def stop(self) -> None:
-        """Stop identification (within one step) or discard the running distillation."""
-        self._stop_event.set()
-        if self.running:
-            self.status = f"Stopping {self.running}…"
-
-    def wait(self, timeout: float | None = None) -> "DefuseDashboard":
-        """Block until the background work ends; re-raise its error if it failed."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self.error_ is not None:
-            raise self.error_
-        return self
-
-    def on_stage_done(self, callback: Callable[[str, Any], None]) -> None:
-        """Call ``callback(stage, result)`` with each new result: AdversarialExamples,
-        Regions or (from :meth:`build_correction`) the TradeoffPlot."""
-        self._callbacks.append(callback)
-
     # ------------------------------------------------------------- internals
-    def _start(self, stage: str, work: Callable, wait: bool) -> "DefuseDashboard":
-        with self._lock:
-            if self.running:
-                raise RuntimeError(f"{self.running} is still running; wait for it or press Stop.")
-            self._stop_event.clear()
-            self.error_, self._last_step = None, 0.0
-            self.progress, self.running, self.stage = 0.0, stage, stage
-            self._thread = threading.Thread(target=self._work, args=(stage, work),
-                                            name=f"defuse-{stage}", daemon=True)
-            self._thread.start()
-        return self.wait() if wait else self
-
-    def _work(self, stage: str, work: Callable) -> None:
-        """The worker thread: run ``work``; its result or its error goes to the view."""
-        t0 = time.monotonic()
-        try:
-            message, result = work()
-            self.status = f"{html.escape(message)} ({time.monotonic() - t0:.0f} s)."
-            if result is not None:
-                self._notify(stage, result)
-        except Exception as exc:  # shown in the widget, re-raised by wait()
-            self.error_ = exc
-            self._log.append_stderr(traceback.format_exc())
-            self.status = _red(f"{stage.capitalize()} failed: {type(exc).__name__}: {exc}")
-        finally:
-            self.progress = 0.0 if self.error_ else 1.0
-            self.running = ""
-
-    def _step(self, done: int, total: int) -> bool:
-        now = time.monotonic()
-        if done >= total or now - self._last_step > 0.25:   # at most ~4 updates a second
-            self._last_step = now
-            self.progress = done / max(total, 1)
-            self.status = f"Identification: {done} of {total} training images perturbed…"
-        return self._stop_event.is_set()
-
-    def _guarded(self, action: Callable) -> None:
-        """Run a button's action; show its error rather than lose it in the kernel log."""
-        try:
-            action()
-        except Exception as exc:
-            self.status = _red(f"{type(exc).__name__}: {exc}")
-
-    def _notify(self, stage: str, result: Any) -> None:
-        for callback in self._callbacks:
-            callback(stage, result)
-
-    def _release_store(self) -> None:
-        """Close the labeling panel and the store, so the session can archive the votes."""
-        with self._lock:
-            if self.labeling_panel is not None:
-                self.labeling_panel.close()
-                self.labeling_panel = None
-            self._built.pop("regions", None)
-            if self.store is not None:
-                self.store.close()
-                self.store = None
-
-    @staticmethod
-    def _archived(folder) -> str:
-        return "" if folder is None else f"; earlier regions and votes moved to {folder}"
+    def _archived(self) -> str:
+        where = self.session.archived
+        return f"; earlier regions and votes moved to {where}" if where else ""
 
     def _on_sweep(self, change) -> None:
         model = self.corrected_classifier
@@ -477,17 +374,16 @@ class DefuseDashboard(W.VBox):
         try:
             adv = self.session.load_adversarial()
             regions = self.session.load_regions(adv) if adv is not None else None
-            if regions is not None:
-                self.store = self.session.open_store(self.data.n_classes)
             self.adversarial, self.regions = adv, regions
-            n_votes = len(self.store.votes()) if self.store is not None else 0
+            store = self.session.store
+            n_votes = len(store.votes()) if store is not None else 0
             self.status = html.escape(
                 f"New session in {self.session.path}: start with identification." if adv is None
                 else f"Resumed {self.session.path}: {len(adv)} adversarial examples, "
                      f"{'no' if regions is None else len(regions)} regions, {n_votes} votes.")
         except Exception as exc:
             self.error_ = exc
-            self.status = _red(f"Could not load the session: {type(exc).__name__}: {exc}")
+            self.status = red(f"Could not load the session: {type(exc).__name__}: {exc}")
         self._render()
 
     def close(self) -> None:
@@ -498,6 +394,5 @@ class DefuseDashboard(W.VBox):
         for w in (self.explorer, self.gallery, self.labeling_panel, self.tradeoff):
             if w is not None:
                 w.close()
-        if self.store is not None:
-            self.store.close()
+        self.session.close()
         super().close()
