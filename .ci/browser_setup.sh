@@ -12,8 +12,7 @@ if [ ! -x /usr/bin/chromium ]; then
     sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends \
-        chromium fonts-dejavu-core
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
 fi
 /usr/bin/chromium --version
 

@@ -97,6 +97,10 @@ def lab(tmp_path, request):
     root, home = tmp_path / "root", tmp_path / "home"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
+    (news / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
@@ -108,7 +112,8 @@ def lab(tmp_path, request):
          f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=",
          "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
          f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     kernels: list = []
     request.addfinalizer(lambda: (_stop(server, kernels), log.close()))
@@ -124,12 +129,18 @@ def lab(tmp_path, request):
     yield dict(url=url, root=root, pid=server.pid, kernels=kernels, log=tmp_path / "jupyter.log")
 
 
-def _kernel_pids(lab) -> None:
-    """Remember the PIDs of the server's kernels (they run in their own sessions)."""
+def _wait_for_kernel(lab, timeout: float = 120) -> None:
+    """Wait until the notebook's kernel is idle; remember its PID (it has its own session)."""
     import psutil
 
-    with urllib.request.urlopen(f"{lab['url']}/api/kernels", timeout=5) as r:
-        assert json.load(r), "the notebook's kernel must be running"
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{lab['url']}/api/kernels", timeout=5) as r:
+            kernels = json.load(r)
+        if any(k["execution_state"] == "idle" for k in kernels):
+            break
+        assert time.monotonic() < deadline, f"the notebook's kernel did not start: {kernels}"
+        time.sleep(0.5)
     lab["kernels"] += [p.pid for p in psutil.Process(lab["pid"]).children(recursive=True)]
 
 
@@ -156,9 +167,9 @@ def test_quickstart_dashboard_renders_and_reacts(lab, artifacts):
         try:
             page.goto(f"{lab['url']}/lab/tree/{NOTEBOOK.name}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)
-            _kernel_pids(lab)
+            _wait_for_kernel(lab)
+            expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+                "data-status", "idle", timeout=60_000)
             shot(page, "opened")
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()

@@ -220,10 +220,10 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[0].children = [_note("Run identification to find unrestricted "
                                              "adversarial examples.")]
             return
-        built = self._built.get("explorer")
-        if built == (id(adv), id(regions)):
+        built_adv, built_regions = self._built.get("explorer", (None, None))
+        if built_adv is adv and built_regions is regions:
             return
-        same = built is not None and built[0] == id(adv)
+        same = built_adv is adv
         if same and old.latent_map is None and old.status == "fitting":
             return   # rebuilt with its map once that is fitted (it calls _render)
         idx = map_subset(len(self.data.y_train), self.map_size, self.seed)
@@ -234,7 +234,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             cache_path=self.session.latent_map_path, n_iter=self.tsne_iter,
             random_state=self.seed)
         self.explorer.observe(self._render, "status")
-        self._built["explorer"] = (id(adv), id(regions))
+        self._built["explorer"] = (adv, regions)
         self._boxes[0].children = [self.explorer]
         if old is not None:
             old.stop()
@@ -242,9 +242,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     def _render_regions(self) -> None:
         regions = self.regions
-        if self._built.get("regions", -1) == id(regions):
+        if "regions" in self._built and self._built["regions"] is regions:
             return
-        self._built["regions"] = id(regions)
+        self._built["regions"] = regions
         for old in (self.gallery, self.labeling_panel):
             if old is not None:
                 old.close()
@@ -258,8 +258,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=self.tau)
         self.labeling_panel = LabelingPanel(
             self.session.open_store(self.data.n_classes), regions, self.vae, self.classifier,
-            class_names=names, annotator=self.annotator, review_size=self.review_size, tau=self.tau,
-            seed=self.seed, rho=self.rho, n_finetune=self.n_finetune)
+            class_names=names, annotator=self.annotator, review_size=self.review_size,
+            tau=self.tau, seed=self.seed, rho=self.rho, n_finetune=self.n_finetune)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
 
