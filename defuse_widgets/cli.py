@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lams", type=_lams,
                    help="comma-separated lambda list [the paper's 17 values, "
                    f"{','.join(f'{v:g}' for v in PAPER_LAMS)}]")
+    r.add_argument("--tolerance", type=float, help="validation-accuracy drop the "
+                   "lambda selection allows [0.005]")
     r.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3; quick 1]")
     r.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
     r.add_argument("--seed", type=int, help="seed of every stage [0]")
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _FLAG_FIELDS = ("Q", "a", "b", "max_per_instance", "n_components", "eps", "max_samples", "tau",
-                "rho", "error_rate", "lams", "epochs", "device", "seed", "out")
+                "rho", "error_rate", "lams", "tolerance", "epochs", "device", "seed", "out")
 
 
 def main(argv=None) -> int:

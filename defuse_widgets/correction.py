@@ -50,9 +50,14 @@ class Corrector:
     selection : {"balanced", "validation", "training"}, default="balanced"
         Model-selection score. ``"validation"``: validation accuracy (the
         paper's SVHN/GTSRB rule). ``"training"``: accuracy on D ∪ D_f (the
-        paper's MNIST rule). ``"balanced"``: mean of validation accuracy and
-        accuracy on the ``"region_validation"`` eval set, so the choice of λ
-        weighs both goals without looking at any test set.
+        paper's MNIST rule). ``"balanced"``: the highest accuracy on the
+        ``"region_validation"`` eval set among models whose validation
+        accuracy is at most ``tolerance`` below the model before
+        fine-tuning (if none is, the highest mean of the two), so λ is chosen
+        to fix the regions while keeping generalisation, without looking at
+        any test set.
+    tolerance : float, default=0.005
+        Validation-accuracy drop allowed by ``selection="balanced"``.
     device : str or torch.device, optional
         CUDA when available if not given.
     seed : int, default=0
@@ -82,14 +87,16 @@ class Corrector:
     """
 
     def __init__(self, *, lams=PAPER_LAMS, epochs: int = 3, lr: float = 1e-3,
-                 batch_size: int = 256, selection: str = "balanced", device=None,
-                 seed: int = 0, callbacks=(), checkpoint_dir=None, name: str = "defuse",
+                 batch_size: int = 256, selection: str = "balanced",
+                 tolerance: float = 0.005, device=None, seed: int = 0, callbacks=(),
+                 checkpoint_dir=None, name: str = "defuse",
                  progress: bool = False):
         self.lams = lams
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
         self.selection = selection
+        self.tolerance = tolerance
         self.device = device
         self.seed = seed
         self.callbacks = callbacks
@@ -161,7 +168,7 @@ class Corrector:
             self.cancelled_ = True
         if self.results_:
             i_best = max(range(len(self.results_)),
-                         key=lambda i: (self.results_[i]["score"], -self.results_[i]["lam"]))
+                         key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))
             self.best_ = self.results_[i_best]
             self.best_model_ = copy.deepcopy(base)
             self.best_model_.load_state_dict(self._best_states[i_best])
@@ -178,6 +185,7 @@ class Corrector:
         check_int("batch_size", self.batch_size, low=1)
         check_number("lr", self.lr, low=0, low_inclusive=False)
         check_choice("selection", self.selection, SELECTIONS)
+        check_number("tolerance", self.tolerance, low=0, high=1)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
@@ -202,6 +210,13 @@ class Corrector:
     def _call(self, hook: str, **kw) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, **kw)
+
+    def _rank(self, rec: dict) -> tuple:
+        """Sort key of a record under the selection rule (larger is better)."""
+        if self.selection != "balanced":
+            return (True, rec["score"])
+        ok = rec["validation"] >= self.before_["validation"] - self.tolerance
+        return (ok, rec["region_validation"] if ok else rec["score"])
 
     def _score(self, rec: dict) -> float:
         if self.selection == "balanced":
@@ -267,7 +282,7 @@ class Corrector:
                                     self._selection_sets())}
             self.history_.append(rec)
             self._call("on_epoch_end", record=rec)
-            if best is None or rec["score"] > best["score"]:
+            if best is None or self._rank(rec) > self._rank(best):
                 best = rec
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         model.load_state_dict(best_state)

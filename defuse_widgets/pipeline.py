@@ -56,6 +56,7 @@ class DefuseConfig:
     epochs: int = 3
     batch_size: int = 256
     selection: str = "balanced"
+    tolerance: float = 0.005
     device: str | None = None
     seed: int = 0
     out: str = "runs/defuse"
@@ -77,6 +78,7 @@ class DefuseConfig:
         check_number("eps", self.eps, low=0, high=1, high_inclusive=False)
         check_number("rho", self.rho, low=0, high=1, high_inclusive=False)
         check_number("error_rate", self.error_rate, low=0, high=1)
+        check_number("tolerance", self.tolerance, low=0, high=1)
         self.lams = tuple(check_number(f"lams[{i}]", v, low=0) for i, v in enumerate(self.lams))
         if not self.lams:
             raise ValueError("lams must hold at least one λ value; got an empty sequence.")
@@ -209,7 +211,8 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
     sweeps = {}
     for name, (Xf, yf) in (("defuse", (X_f, y_f)), ("baseline", (X_adv, y_adv))):
         corr = Corrector(lams=cfg.lams, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                         selection=cfg.selection, device=dev, seed=cfg.seed, name=name,
+                         selection=cfg.selection, tolerance=cfg.tolerance, device=dev,
+                         seed=cfg.seed, name=name,
                          checkpoint_dir=out / "checkpoints",
                          callbacks=[PrintProgress()] if cfg.progress else [])
         corr.fit(classifier, data.X_train, data.y_train, Xf, yf, eval_sets=evals)

@@ -41,15 +41,29 @@ def test_large_lambda_fixes_region_small_does_not(digits, tiny_models, task):
     clf, _ = tiny_models
     X_f, y_f, evals = task
     before = copy.deepcopy(clf.state_dict())
-    c = Corrector(lams=[0.0, 10.0], epochs=2, batch_size=128, seed=0).fit(
+    c = Corrector(lams=[0.0, 10.0], epochs=2, batch_size=128, seed=0, tolerance=1.0).fit(
         clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
     low, high = c.results_
     assert c.before_["region_test"] < 0.1
     assert low["region_test"] < 0.3
     assert high["region_test"] > 0.8
-    assert c.best_["lam"] == 10.0
+    assert c.best_["lam"] == 10.0  # any validation drop allowed: the best region accuracy wins
     assert all(torch.equal(v, clf.state_dict()[k]) for k, v in before.items())  # input untouched
     assert c.best_model_ is not clf
+
+
+def test_balanced_selection_protects_validation_accuracy(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    c = Corrector(lams=[0.0, 0.1, 10.0], epochs=1, batch_size=128, tolerance=0.0).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    floor = c.before_["validation"]
+    ok = [r for r in c.results_ if r["validation"] >= floor]
+    if ok:
+        assert c.best_ is max(ok, key=lambda r: r["region_validation"])
+    else:
+        assert c.best_ is max(c.results_, key=lambda r: r["score"])
+    assert any(r["validation"] < floor for r in c.results_)  # the rule had something to reject
 
 
 def test_callbacks_and_history(digits, tiny_models, task):
@@ -63,9 +77,10 @@ def test_callbacks_and_history(digits, tiny_models, task):
                           ("epoch", 1.0, 2), ("lam_end", 1.0)]
     assert isinstance(c.history_, History) and len(c.history_) == 4
     assert c.history_.column("epoch") == [1, 2, 1, 2]
-    for r in c.results_:  # selected epoch has the best score of its lambda
-        scores = [h["score"] for h in c.history_ if h["lam"] == r["lam"]]
-        assert r["score"] == max(scores)
+    for r in c.results_:  # the selected epoch ranks first among its lambda's epochs
+        epochs = [h for h in c.history_ if h["lam"] == r["lam"]]
+        top = max(epochs, key=c._rank)
+        assert (r["epoch"], r["region_validation"]) == (top["epoch"], top["region_validation"])
 
 
 def test_stop_ends_within_one_batch(digits, tiny_models, task):

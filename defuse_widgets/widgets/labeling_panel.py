@@ -190,7 +190,7 @@ class LabelingPanel(widgets.VBox):
         self._image.value = review["large"][i]
         pred, vote = (html.escape(x) for x in (self.class_names[review["predicted"][i]],
                                                 self._name_of(mine[i])))
-        self._info.value = (f"<b>Region {k + 1}</b> of {len(self.regions)}, sample {i + 1} of "
+        self._info.value = (f"<b>Region {k}</b> (of {len(self.regions)}), sample {i + 1} of "
                             f"{self.review_size}<br>classifier predicts <b style='color:#dc0000'>"
                             f"{pred}</b><br>your vote: <b>{vote}</b>")
         for j, (img, b) in enumerate(zip(self._thumbs, self._thumb_buttons)):

@@ -207,9 +207,9 @@ class TradeoffPlot(widgets.VBox):
                       [self.before] if self.before else [], [self.best] if self.best else []]
             with self._fig.batch_update():
                 for trace, rs in zip(self._fig.data, points):
-                    trace.x = [r.get(self.x, math.nan) for r in rs]
-                    trace.y = [r.get(self.y_key, math.nan) for r in rs]
-                    trace.customdata = [r.get("lam", math.nan) for r in rs]
+                    trace.x = [r.get(self.x, None) for r in rs]
+                    trace.y = [r.get(self.y_key, None) for r in rs]
+                    trace.customdata = [r.get("lam", None) for r in rs]
 
     # -- control --------------------------------------------------------------------
     def start(self) -> None:
