@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "standing in for people). Prints a Figure 4-style table and writes a "
                        "session directory with results.json.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--quick", action="store_true", help="CI-sized run (Q=20, K=30, 5 lambdas, "
-                   "1 epoch); explicit flags still override")
+    r.add_argument("--quick", action="store_true", help="CI-sized run (Q=20, K=30, 3000 codes, "
+                   "lambdas 0.01,0.1,1, 2 epochs); explicit flags still override")
     r.add_argument("--dataset", default="mnist5k", choices=["mnist5k"],
                    help="dataset with shipped weights (others: use the Python API)")
     r.add_argument("--Q", "-Q", type=int, help="perturbations per training image [100; quick 20]")
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{','.join(f'{v:g}' for v in PAPER_LAMS)}]")
     r.add_argument("--tolerance", type=float, help="validation-accuracy drop the "
                    "lambda selection allows [0.005]")
-    r.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3; quick 1]")
+    r.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3; quick 2]")
     r.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
     r.add_argument("--seed", type=int, help="seed of every stage [0]")
     r.add_argument("--out", help="session directory [runs/defuse; quick runs/defuse-quick]")

@@ -85,9 +85,9 @@ class DefuseConfig:
 
     @classmethod
     def quick(cls, **kw) -> "DefuseConfig":
-        """A CI-sized run: Q=20, K=30, 5 λ values, 1 epoch each."""
-        base = dict(Q=20, n_components=30, max_samples=3000, lams=(1e-3, 1e-1, 1.0, 10.0, 100.0),
-                    epochs=1, n_finetune=128, n_region_test=128, out="runs/defuse-quick")
+        """A CI-sized run: Q=20, K=30, 3,000 codes, λ in (0.01, 0.1, 1), 2 epochs each."""
+        base = dict(Q=20, n_components=30, max_samples=3000, lams=(0.01, 0.1, 1.0),
+                    epochs=2, n_finetune=128, n_region_test=128, out="runs/defuse-quick")
         return cls(**{**base, **kw})
 
 
