@@ -107,7 +107,11 @@ class Corrector:
 
     # -- public API ---------------------------------------------------------------
     def stop(self) -> None:
-        """Ask a running :meth:`fit` to stop after the current batch (thread-safe)."""
+        """Ask :meth:`fit` to stop after the current batch (thread-safe).
+
+        A stop that arrives before ``fit`` starts cancels that ``fit`` too; the
+        request is cleared when ``fit`` returns.
+        """
         self._stop.set()
 
     def get_loss(self, logits: torch.Tensor, y: torch.Tensor, logits_f: torch.Tensor,
@@ -154,7 +158,6 @@ class Corrector:
         X_f = check_images("X_f", X_f, shape=X.shape[1:])
         y_f = check_labels("y_f", y_f, n_samples=len(X_f), n_classes=k)
         eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:], k)
-        self._stop.clear()
         self.history_, self.results_ = History(), []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
         self._best_states = []
@@ -166,6 +169,8 @@ class Corrector:
                 self._fit_one(i, lam, base, X, y, X_f, y_f, eval_sets, dev)
         except _Cancelled:
             self.cancelled_ = True
+        finally:
+            self._stop.clear()
         if self.results_:
             i_best = max(range(len(self.results_)),
                          key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))

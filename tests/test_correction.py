@@ -136,3 +136,14 @@ def test_missing_eval_sets_and_shapes(digits, tiny_models, task):
     with pytest.raises(ValueError, match=r"y_f must hold class indices"):
         Corrector(lams=[1.0]).fit(clf, digits.X_train, digits.y_train, X_f, y_f + 20,
                                   eval_sets=evals)
+
+
+def test_stop_before_fit_cancels_that_fit_only(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    c = Corrector(lams=[1.0], epochs=1, batch_size=256)
+    c.stop()
+    c.fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert c.cancelled_ and c.results_ == []
+    c.fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)  # request was cleared
+    assert not c.cancelled_ and len(c.results_) == 1

@@ -37,11 +37,6 @@ class _LiveProgress(Callback):
         self.plot, self.sweep, self.min_interval = plot, sweep, min_interval
         self._last, self._done = 0.0, 0
 
-    def _check_stop(self, corrector) -> None:
-        # Corrector.fit clears its stop flag when it starts; re-assert a pending Stop.
-        if self.plot._stop_event.is_set():
-            corrector.stop()
-
     def _throttled(self) -> bool:
         now = time.monotonic()
         if now - self._last < self.min_interval:
@@ -50,16 +45,13 @@ class _LiveProgress(Callback):
         return True
 
     def on_train_begin(self, corrector, **kw):
-        self._check_stop(corrector)
         if self.sweep == "defuse":
             self.plot.before = dict(corrector.before_)
 
     def on_lam_begin(self, corrector, *, lam, **kw):
-        self._check_stop(corrector)
         self.plot.status = f"{self.sweep}: λ={lam:g} epoch 1/{corrector.epochs}"
 
     def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
-        self._check_stop(corrector)
         if self._throttled():
             self.plot.status = (f"{self.sweep}: λ={lam:g} epoch {epoch}/{corrector.epochs}, "
                                 f"batch {batch}/{n_batches}")
@@ -264,6 +256,8 @@ class TradeoffPlot(widgets.VBox):
                                       **self.corrector_params)
                 with self._lock:
                     self._current = corrector
+                    if self._stop_event.is_set():  # Stop pressed before this sweep began
+                        corrector.stop()
                 setattr(self, "corrector_" if name == "defuse" else "baseline_corrector_",
                         corrector)
                 corrector.fit(self.classifier, self.X, self.y, X_f, y_f,
