@@ -88,13 +88,19 @@ def test_arrows_move_across_regions(make_panel):
 
 def test_key_capture_box(make_panel):
     panel = make_panel()
-    panel._keys.value = panel._keys.value + "5"
+    keys = panel._keys
+    assert {"0", "9", "n", "Backspace", "ArrowLeft", "ArrowRight"} <= set(keys.capture)
+    # what the browser sends: one custom message per captured key
+    keys._on_message(keys, {"key": "5"}, [])
     assert [v.label for v in panel.store.votes(annotator="ada")] == [5]
-    assert panel._keys.value == "·"
-    panel._keys.value = panel._keys.value + "."  # '.' is ArrowRight
+    assert panel.position == (0, 1)
+    keys._on_message(keys, {"key": "ArrowRight"}, [])
     assert panel.position == (0, 2)
-    panel._keys.value = ""  # Backspace deleted the sentinel: undo
+    keys._on_message(keys, {"key": "Backspace"}, [])
     assert panel.store.votes(annotator="ada") == []
+    keys.press("x")                      # not a shortcut: ignored, nothing stored
+    keys._on_message(keys, {"bogus": 1}, [])
+    assert panel.store.votes(annotator="ada") == [] and panel.position == (0, 0)
 
 
 def test_progress_and_resume(make_panel, tmp_path):

@@ -22,20 +22,18 @@ from ..annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 from ..failure_data import export_failure_data, review_set
 from ..labeling import decide, decide_region
 from ..regions import Regions
+from ._keys import KeyCapture
 from ._render import class_labels, to_png
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
 
-_SENTINEL = "·"  # kept in the key box so that a Backspace there is visible as a deletion
-_ALIASES = {",": "ArrowLeft", "<": "ArrowLeft", ".": "ArrowRight", ">": "ArrowRight",
-            "N": "n"}
+_ALIASES = {",": "ArrowLeft", ".": "ArrowRight", "N": "n"}
 
 KEYS_HELP = (
-    "<b>Keys</b> (click the <i>Keys</i> box first, so that JupyterLab's command-mode "
-    "shortcuts such as <code>0 0</code> or <code>d d</code> never fire): "
+    "<b>Keys</b> (click the key box first; JupyterLab's command-mode shortcuts such as "
+    "<code>0 0</code> or <code>d d</code> do not fire inside it): "
     "<code>0</code>–<code>9</code> vote for that class, <code>n</code> none of the above, "
-    "<code>Backspace</code> undo, <code>,</code>/<code>.</code> previous/next sample "
-    "(the arrow keys of <code>handle_key</code>).")
+    "<code>Backspace</code> undo, <code>←</code>/<code>→</code> previous/next sample.")
 
 
 def _red(text: Any) -> str:
@@ -121,7 +119,7 @@ class LabelingPanel(widgets.VBox):
                             else self.store.path.with_name("failure_data.npz"))
         self._cache: dict[int, dict] = {}
         self._vote_callbacks: list[Callable[[Vote], Any]] = []
-        self._hold, self._key_guard = 1, False  # no render until the view exists
+        self._hold = 1  # no render until the view exists
         self._build()
         self.rho = rho
         self.annotator = annotator
@@ -149,13 +147,15 @@ class LabelingPanel(widgets.VBox):
                                for c, name in enumerate(self.class_names)]
         self._none = _button("None of the above", lambda: self.vote(NONE_OF_THE_ABOVE),
                              tooltip="key n")
-        self._prev = _button("◀ Previous", lambda: self.move(-1), tooltip="key , (ArrowLeft)")
-        self._next = _button("Next ▶", lambda: self.move(1), tooltip="key . (ArrowRight)")
+        self._prev = _button("◀ Previous", lambda: self.move(-1), tooltip="key ←")
+        self._next = _button("Next ▶", lambda: self.move(1), tooltip="key →")
         self._undo = _button("Undo", self.undo, icon="undo", tooltip="key Backspace")
         self._skip = _button("Skip region", self.skip, tooltip="leave this region for now")
-        self._keys = widgets.Text(value=_SENTINEL, description="Keys", continuous_update=True,
-                                  placeholder="click here, then type")
-        self._keys.observe(self._on_keys, "value")
+        digits = [str(c) for c in range(min(10, len(self.class_names)))]
+        self._keys = KeyCapture(capture=[*digits, "n", "N", "Backspace", "ArrowLeft",
+                                      "ArrowRight", ",", "."],
+                                prompt="⌨ click here, then press keys")
+        self._keys.on_key(self.handle_key)
         self._export = _button("Export D_f", self._on_export, icon="download",
                                tooltip="save the accepted regions' failure data as .npz")
         self._status = widgets.HTML()
@@ -362,20 +362,6 @@ class LabelingPanel(widgets.VBox):
             return False
         actions[key]()
         return True
-
-    def _on_keys(self, change) -> None:
-        """Turn what was typed into the key box into :meth:`handle_key` calls."""
-        if self._key_guard or change["new"] == _SENTINEL:
-            return
-        new = change["new"]
-        keys = ["Backspace"] if _SENTINEL not in new else list(new.replace(_SENTINEL, "", 1))
-        self._key_guard = True
-        try:
-            self._keys.value = _SENTINEL
-        finally:
-            self._key_guard = False
-        for key in keys:
-            self.handle_key(key)
 
     def on_vote(self, callback: Callable[[Vote], Any], remove: bool = False) -> None:
         """Call ``callback(vote)`` after every vote is stored (``remove=True`` to stop)."""

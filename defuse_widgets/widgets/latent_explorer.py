@@ -148,9 +148,10 @@ class LatentExplorer(W.VBox):
                                   lambda v: None if v == _NO_REGION else v))
         self._plot_box = W.Box(layout=W.Layout(width="640px", min_height="120px"))
         self._point_label = W.HTML("Click a point to see its decode.")
-        self.image = W.Image(format="png", layout=W.Layout(width="96px", height="96px"))
+        self.image = W.Image(format="png", layout=W.Layout(width="96px", height="96px",
+                                                           display="none"))
         self._grid_label = W.HTML("Box- or lasso-select points to see their decodes.")
-        self.grid = W.Image(format="png")
+        self.grid = W.Image(format="png", layout=W.Layout(display="none"))
         self.children = [
             W.HBox([self._progress, self._progress_label, self._stop_button]),
             self._dropdown,
@@ -310,7 +311,8 @@ class LatentExplorer(W.VBox):
             self._render_selection()
 
     def _render_point(self) -> None:
-        if self.point is None:
+        self.image.layout.display = "none" if self.point is None else None
+        if self.point is None:   # an empty Image shows a broken-image icon: hide it
             self.image.value = b""
             return
         kind, i = self.point
@@ -327,6 +329,7 @@ class LatentExplorer(W.VBox):
     def _render_selection(self) -> None:
         picked = [(kind, self.selection.get(kind, ())) for kind in ("adversarial", "train")]
         n = {kind: len(index) for kind, index in picked}
+        self.grid.layout.display = None if sum(n.values()) else "none"
         if not sum(n.values()):
             self.grid.value = b""
             self._grid_label.value = "Box- or lasso-select points to see their decodes."
@@ -369,9 +372,10 @@ class LatentExplorer(W.VBox):
                                    marker=dict(symbol="diamond-open", size=11, color="red",
                                                line=dict(width=2))))
         fig = go.FigureWidget(data=traces, layout=dict(
-            dragmode="lasso", width=640, height=560, margin=dict(l=10, r=10, t=30, b=10),
+            dragmode="lasso", width=640, height=600, margin=dict(l=10, r=10, t=30, b=50),
             xaxis=dict(visible=False), yaxis=dict(visible=False),
-            legend=dict(itemsizing="constant"),
+            # a horizontal legend below the plot keeps class names inside the 640px box
+            legend=dict(itemsizing="constant", orientation="h", x=0, y=0, yanchor="top"),
             title="t-SNE of the latent space"))
         last = len(index_of) - 1
         for t, (kind, idx) in enumerate(index_of):
