@@ -1,4 +1,4 @@
-"""The session folder of the dashboard: files, stage runs, and identification in steps.
+"""The session folder: every stage's result, saved safely, so work survives a crash.
 
 A session folder holds what each Defuse stage hands to the next, so a new
 dashboard on the same folder resumes where the last one stopped:
@@ -8,35 +8,42 @@ dashboard on the same folder resumes where the last one stopped:
 * ``annotations.sqlite``: review sets and votes (labeling),
 * ``settings.json``: the settings the arrays were made with,
 * ``latent_map.npz``: the cached t-SNE map of the latent explorer,
-* ``checkpoints/`` and ``corrected_classifier.pt``: correction.
+* ``decisions.json``: the ρ decisions taken from the votes,
+* ``checkpoints/``, ``correction.json`` and ``corrected_classifier.pt``: the
+  λ sweep (per-λ checkpoints it resumes from), its history and results, and
+  the corrected classifier,
+* ``manifest.json``: format version, package version and the size and
+  SHA-256 of every file above (see :mod:`~defuse_widgets.persistence`).
 
-Every array file is written to a temporary name and renamed, so a reader
-never sees half a file. Results of a new identification make the regions and
-votes of the old one meaningless; they are moved to ``archive/<time>/``
-rather than deleted. This module imports no UI code.
+Every file is written to a temporary name, fsynced and renamed, so a reader
+never sees half a file; loads check the manifest and refuse pickles, so a
+damaged or foreign file gives a :class:`~defuse_widgets.persistence.SessionFormatError`
+naming it, never half a result. Results of a new identification make the
+regions and votes of the old one meaningless; they are moved to
+``archive/<time>/`` rather than deleted. This module imports no UI code.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from ._validation import _describe, check_int
+from . import persistence as io
+from ._validation import _describe, check_module
 from .annotations import AnnotationStore
-from .identification import AdversarialExamples, identify
+from .callbacks import History
+from .identification import AdversarialExamples
+from .labeling import RegionDecision
 from .regions import Regions
+from .steps import StepCallback, correction_data, identify_in_steps, map_subset
 
 __all__ = ["Session", "correction_data", "identify_in_steps", "map_subset"]
-
-#: ``callback(n_done, n_total) -> bool | None``; a True return stops the work.
-StepCallback = Callable[[int, int], "bool | None"]
 
 
 class Session:
@@ -81,14 +88,56 @@ class Session:
     latent_map_path = property(lambda self: self.path / "latent_map.npz")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     model_path = property(lambda self: self.path / "corrected_classifier.pt")
+    decisions_path = property(lambda self: self.path / "decisions.json")
+    correction_path = property(lambda self: self.path / "correction.json")
+    manifest_path = property(lambda self: self.path / io.MANIFEST)
+
+    @property
+    def manifest(self) -> dict | None:
+        """The parsed ``manifest.json``, or None for a folder written before manifests."""
+        return io.read_manifest(self.path)
+
+    def verify(self) -> dict:
+        """Check every file the manifest lists and return the manifest (``{}`` if none).
+
+        Raises
+        ------
+        SessionFormatError
+            For the first file that is missing, truncated, corrupted, from an
+            incompatible version or outside the folder.
+        """
+        manifest = self.manifest or {}
+        for name, entry in manifest.get("files", {}).items():
+            path = io.verify_file(self.path, name)
+            if not path.exists():
+                raise io.SessionFormatError(path, f"file must exist: {io.MANIFEST} lists it "
+                                            f"({entry.get('kind')}) but it is missing.")
+        return manifest
 
     # ------------------------------------------------------------------ load
+    def _file(self, name: str) -> Path | None:
+        """``name`` checked against the manifest; None when it does not exist."""
+        path = io.verify_file(self.path, name)
+        return path if path.exists() else None
+
+    def _load(self, name: str, build: Callable, *args):
+        """Run ``build`` on a loaded file; any inconsistency names the file."""
+        path = self._file(name)
+        if path is None:
+            return None
+        loader = {".npz": io.load_npz, ".json": io.load_json, ".pt": io.load_state_dict}
+        data = loader[path.suffix](path, *args)
+        try:
+            return build(data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            if isinstance(exc, io.SessionFormatError):
+                raise
+            raise io.SessionFormatError(path, f"file holds inconsistent data: {exc}") from exc
+
     def load_adversarial(self) -> AdversarialExamples | None:
         """The saved adversarial examples, or None when there are none."""
-        if not self.adversarial_path.exists():
-            return None
-        with np.load(self.adversarial_path, allow_pickle=False) as data:
-            return AdversarialExamples.from_npz(data)
+        return self._load("adversarial.npz", AdversarialExamples.from_npz,
+                          AdversarialExamples.NPZ_KEYS)
 
     def load_regions(self, adversarial: AdversarialExamples | None = None) -> Regions | None:
         """The saved regions, or None when missing or not distilled from ``adversarial``.
@@ -96,19 +145,65 @@ class Session:
         Regions belong to one set of adversarial examples: ``assignment`` has one
         entry per example. A file that does not match ``adversarial`` is ignored.
         """
-        if not self.regions_path.exists():
-            return None
-        with np.load(self.regions_path, allow_pickle=False) as data:
-            regions = Regions.from_npz(data)
-        if adversarial is not None and len(regions.assignment) != len(adversarial):
+        regions = self._load("regions.npz", Regions.from_npz, list(Regions.__dataclass_fields__))
+        if regions is None or (adversarial is not None
+                               and len(regions.assignment) != len(adversarial)):
             return None
         return regions
 
     def load_settings(self) -> dict:
         """The settings saved with the arrays, ``{}`` when there are none."""
-        if not self.settings_path.exists():
-            return {}
-        return json.loads(self.settings_path.read_text())
+        return self._load("settings.json", _check_dict) or {}
+
+    def load_model(self, model: torch.nn.Module) -> torch.nn.Module | None:
+        """Load ``corrected_classifier.pt`` into ``model`` (same architecture); None if absent.
+
+        The file is read with ``torch.load(weights_only=True)``: a checkpoint
+        that would run code is refused with ``UnsafeFileError``.
+        """
+        check_module("model", model)
+        state = self._load("corrected_classifier.pt", lambda s: s)
+        if state is None:
+            return None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"model must have the architecture saved in "
+                             f"{str(self.model_path)!r}; {str(exc).splitlines()[0]}") from exc
+        return model.eval()
+
+    def load_decisions(self) -> list[RegionDecision] | None:
+        """The decisions saved by :meth:`save_decisions`, or None when there are none."""
+        def build(data):
+            names = {f.name for f in fields(RegionDecision)}
+            return [RegionDecision(**{**d, "sample_agreement": tuple(d["sample_agreement"])})
+                    if set(d) == names else _fail(f"decision keys must be {sorted(names)}")
+                    for d in _check_dict(data)["decisions"]]
+        return self._load("decisions.json", build)
+
+    def load_correction(self) -> dict | None:
+        """The sweep saved by :meth:`save_correction`, or None when there is none.
+
+        Returns
+        -------
+        dict or None
+            ``name``, ``params``, ``before``, ``history`` (a History), ``results``
+            (one record per finished λ), ``best`` (the selected record or
+            None) and ``cancelled``.
+        """
+        def build(data):
+            data = _check_dict(data)
+            best = data["best_index"]
+            return {**data, "history": History(data["history"]),
+                    "best": None if best is None else data["results"][best]}
+        return self._load("correction.json", build)
+
+    def load_latent_map(self):
+        """The cached :class:`~defuse_widgets.embedding.LatentMap`, or None when none."""
+        from .embedding import LatentMap
+
+        path = self._file("latent_map.npz")
+        return None if path is None else LatentMap.load(path)
 
     def open_store(self, n_classes: int) -> AnnotationStore:
         """The store on ``annotations.sqlite`` (created with ``n_classes`` classes if new).
@@ -116,7 +211,9 @@ class Session:
         It stays open, as ``store``, until :meth:`close` or a new result archives it.
         """
         if self.store is None:
+            io.resolve_inside(self.path, self.store_path.name)
             self.store = AnnotationStore(self.store_path, n_classes=n_classes)
+            io.record_files(self.path, {self.store_path.name: "annotations"}, hashed=False)
         return self.store
 
     def close(self) -> None:
@@ -194,21 +291,67 @@ class Session:
 
     def save_model(self, model: torch.nn.Module) -> Path:
         """Save the corrected classifier's ``state_dict`` as ``corrected_classifier.pt``."""
-        tmp = self.model_path.with_name(self.model_path.name + ".tmp")
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, self.model_path)
-        return self.model_path
+        check_module("model", model)
+        return self._save(io.save_state_dict, self.model_path, model.state_dict(), "model")
+
+    def save_decisions(self, decisions, *, rho: float | None = None) -> Path:
+        """Save the ρ decisions (from :func:`~defuse_widgets.labeling.decide`) as JSON.
+
+        Parameters
+        ----------
+        decisions : list of RegionDecision
+        rho : float, optional
+            The ρ they were taken with, kept for the record.
+        """
+        decisions = list(decisions)
+        for d in decisions:
+            if not isinstance(d, RegionDecision):
+                raise TypeError(f"decisions must hold RegionDecision objects; got {_describe(d)}.")
+        return self._save(io.save_json, self.decisions_path,
+                          {"rho": rho, "decisions": [asdict(d) for d in decisions]}, "decisions")
+
+    def save_correction(self, corrector, *, save_model: bool = True) -> Path:
+        """Save a fitted (or stopped) sweep's history and results, and its best model.
+
+        Parameters
+        ----------
+        corrector : Corrector
+            After :meth:`~defuse_widgets.correction.Corrector.fit`.
+        save_model : bool, default=True
+            Also save ``best_model_`` as ``corrected_classifier.pt``.
+        """
+        from .correction import Corrector
+
+        if not isinstance(corrector, Corrector) or not hasattr(corrector, "results_"):
+            raise TypeError(f"corrector must be a fitted Corrector; got {_describe(corrector)}.")
+        results = list(corrector.results_)
+        best = next((i for i, r in enumerate(results) if r is corrector.best_), None)
+        record = {"name": corrector.name, "params": corrector.sweep_params(),
+                  "before": corrector.before_, "history": list(corrector.history_),
+                  "results": results, "best_index": best, "cancelled": corrector.cancelled_}
+        path = self._save(io.save_json, self.correction_path, record, "correction")
+        if save_model and corrector.best_model_ is not None:
+            self.save_model(corrector.best_model_)
+        return path
+
+    def save_latent_map(self, latent_map) -> Path:
+        """Save a fitted :class:`~defuse_widgets.embedding.LatentMap` as ``latent_map.npz``."""
+        latent_map.save(self.latent_map_path)
+        # A cache: fit_or_load may rewrite it, so it is listed without a hash.
+        io.record_files(self.path, {self.latent_map_path.name: "latent_map"}, hashed=False)
+        return self.latent_map_path
+
+    def _save(self, writer: Callable, path: Path, obj: Any, kind: str) -> Path:
+        io.resolve_inside(self.path, path.name)
+        writer(path, obj)
+        io.record_files(self.path, {path.name: kind})
+        return path
 
     def _save_npz(self, path: Path, arrays: dict) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:   # a file object keeps the name (no ".npz" appended)
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
+        self._save(io.save_npz, path, arrays, path.stem)
 
     def _save_settings(self, settings: dict) -> None:
-        tmp = self.settings_path.with_name(self.settings_path.name + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=2, default=str))
-        os.replace(tmp, self.settings_path)
+        self._save(io.save_json, self.settings_path, settings, "settings")
 
     def _archive(self, *names: str) -> Path | None:
         """Move the named files (and SQLite side files) to ``archive/<time>/``.
@@ -220,6 +363,8 @@ class Session:
         if not present or not self._has_votes():
             for p in present:
                 p.unlink()
+            if present:
+                io.record_files(self.path, {}, remove=names)
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder, n = self.path / "archive" / stamp, 1
@@ -228,6 +373,7 @@ class Session:
         folder.mkdir(parents=True)
         for p in present:
             shutil.move(str(p), str(folder / p.name))
+        io.record_files(self.path, {}, remove=names)
         return folder
 
     def _has_votes(self) -> bool:
@@ -243,107 +389,11 @@ class Session:
         return f"Session({str(self.path)!r})"
 
 
-def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *, Q: int,
-                      a: float, b: float, max_per_instance: int | None = 100,
-                      centered: bool = False, seed: int = 0, batch_size: int = 4096,
-                      n_steps: int = 20, device: Any = None,
-                      callback: StepCallback | None = None) -> AdversarialExamples | None:
-    """Run :func:`~defuse_widgets.identification.identify` over slices of X, reporting progress.
-
-    The slices share one random generator and a whole number of identify's
-    chunks, so the result equals ``identify(..., seed=seed)`` on all of X.
-
-    Parameters
-    ----------
-    classifier, vae, X, y, Q, a, b, max_per_instance, centered, seed, batch_size, device
-        As in :func:`~defuse_widgets.identification.identify`; X has shape
-        (n, C, H, W), y shape (n,).
-    n_steps : int, default=20
-        About how many slices (progress reports) to use.
-    callback : callable, optional
-        ``callback(n_done, n_total)`` after each slice; returning True stops.
-
-    Returns
-    -------
-    AdversarialExamples or None
-        None when ``callback`` stopped the work.
-    """
-    Q = check_int("Q", Q, low=1)
-    n_steps = check_int("n_steps", n_steps, low=1)
-    seed = check_int("seed", seed)
-    n = len(X)
-    chunk = max(1, check_int("batch_size", batch_size, low=1) // Q)
-    step = chunk * max(1, math.ceil(n / chunk / n_steps))
-    rng = np.random.default_rng(seed)   # identify continues this generator slice by slice
-    parts = []
-    for start in range(0, max(n, 1), step):
-        part = identify(classifier, vae, X[start:start + step], y[start:start + step], Q=Q,
-                        a=a, b=b, max_per_instance=max_per_instance, centered=centered,
-                        chunk_size=chunk, batch_size=batch_size, seed=rng, device=device,
-                        progress=False)
-        parts.append((start, part))
-        if callback is not None and callback(min(start + step, n), n):
-            return None
-    params = dict(parts[0][1].params, seed=seed,
-                  n_misclassified=sum(p.params["n_misclassified"] for _, p in parts))
-    cat = [np.concatenate([getattr(p, f) for _, p in parts])
-           for f in ("codes", "true_label", "predicted_label", "noise_norm")]
-    source = np.concatenate([p.source_index + start for start, p in parts]).astype(np.int64)
-    return AdversarialExamples(cat[0], source, cat[1], cat[2], cat[3],
-                               sum(p.n_decoded for _, p in parts), params)
+def _check_dict(data: Any) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"the file must hold a JSON object; got {type(data).__name__}")
+    return data
 
 
-def map_subset(n: int, size: int | None, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a seeded random subset of ``size`` of ``n`` items (all if None).
-
-    Returns
-    -------
-    ndarray of shape (min(n, size),), int64
-    """
-    if size is None or size >= n:
-        return np.arange(n, dtype=np.int64)
-    size = check_int("size", size, low=1)
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False)).astype(np.int64)
-
-
-def correction_data(regions: Regions, decisions, vae: torch.nn.Module, data, *,
-                    n_finetune: int = 256, n_region_test: int = 256, tau: float = 0.5,
-                    seed: int = 0, baseline_from: AdversarialExamples | None = None) -> dict:
-    """Everything a λ sweep needs: D_f, the eval sets and optionally a baseline set.
-
-    Parameters
-    ----------
-    regions : Regions
-    decisions : list of RegionDecision
-        As from :func:`~defuse_widgets.labeling.decide`; at least one accepted.
-    vae : BetaVAE or any module with ``decode(z)``
-    data : DataSplits
-        Its validation and test splits become the ``validation`` and ``test`` eval sets.
-    n_finetune, n_region_test, tau, seed
-        As in :func:`~defuse_widgets.failure_data.build_failure_sets`.
-    baseline_from : AdversarialExamples, optional
-        When given, ``len(y_f)`` of its examples (a seeded subset), decoded and
-        labelled with their source image's class, form the baseline set.
-
-    Returns
-    -------
-    dict
-        ``X_f`` (n_f, C, H, W), ``y_f`` (n_f,), ``eval_sets`` (name -> (X, y)),
-        ``X_adv`` and ``y_adv`` (None without ``baseline_from``).
-    """
-    from .failure_data import build_failure_sets
-    from .inference import decode
-
-    sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
-                              n_region_test=n_region_test, tau=tau, seed=seed, device="cpu")
-    if not sets:
-        raise ValueError("decisions must accept at least one misclassification region; "
-                         "none does (vote in the Labeling tab first).")
-    X_f, y_f = sets.pop("finetune")
-    out = dict(X_f=X_f, y_f=y_f, X_adv=None, y_adv=None, eval_sets={
-        "validation": (data.X_val, data.y_val), "test": (data.X_test, data.y_test), **sets})
-    if baseline_from is not None and len(baseline_from):
-        pick = map_subset(len(baseline_from), len(y_f), seed)
-        out["X_adv"] = decode(vae, torch.from_numpy(baseline_from.codes[pick]))
-        out["y_adv"] = torch.from_numpy(baseline_from.true_label[pick])
-    return out
+def _fail(message: str):
+    raise ValueError(message)

@@ -308,7 +308,7 @@ class LabelingPanel(widgets.VBox):
         self._review(k)
         v = self.store.cast_vote(who, k, i, label)
         with self._held():
-            self.status = html.escape(f"Saved: region {k + 1}, sample {i + 1} → "
+            self.status = html.escape(f"Saved: region {k}, sample {i + 1} → "
                                       f"{self._name_of(v.label)}.")
             self.move(1)
         for callback in self._vote_callbacks:
