@@ -19,7 +19,7 @@ from .annotations import AnnotationStore
 from .annotators import SimulatedAnnotator
 from .callbacks import PrintProgress
 from .correction import PAPER_LAMS, Corrector
-from .data import load_dataset
+from .data import DataSplits, load_dataset
 from .distillation import Distiller
 from .identification import identify
 from .failure_data import build_failure_sets, review_set
@@ -107,7 +107,7 @@ def figure4_table(results: dict) -> str:
 
 
 def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, oracle=None,
-               log=print) -> dict:
+               data=None, log=print) -> dict:
     """Run identification, distillation, labeling (simulated annotator) and correction.
 
     Parameters
@@ -117,6 +117,9 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
         Default to the shipped weights of the embedded ``mnist5k`` dataset.
         ``oracle`` backs the :class:`SimulatedAnnotator`, which stands in for
         human annotators.
+    data : DataSplits, optional
+        Use these splits instead of loading ``cfg.dataset`` (for example a
+        reduced stand-in; see :mod:`defuse_widgets.reproduce`).
     log : callable
 
     Returns
@@ -132,7 +135,10 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
     seed_everything(cfg.seed)
     out = _prepare_session(cfg)
     t_start, timings = time.perf_counter(), {}
-    data = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
+    if data is None:
+        data = load_dataset(cfg.dataset, root=cfg.root, seed=cfg.seed)
+    elif not isinstance(data, DataSplits):
+        raise TypeError(f"data must be a DataSplits; got {type(data).__name__}.")
     if classifier is None or vae is None or oracle is None:
         from .pretrained import load_pretrained
         c, v, o = load_pretrained(cfg.dataset)
