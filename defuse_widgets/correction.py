@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from ._validation import (check_choice, check_images, check_int, check_labels, c
 from .callbacks import Callback, History
 from .inference import accuracy, n_outputs
 from .seeding import seed_everything
+from .sweep_checkpoints import SweepCheckpoints, fingerprint
 
 #: The paper's λ sweep (appendix B).
 PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
@@ -63,8 +64,17 @@ class Corrector:
     seed : int, default=0
     callbacks : sequence of Callback, optional
     checkpoint_dir : str or Path, optional
-        When given, each λ's selected weights are saved there as
-        ``lam_<i>.pt`` (a state_dict).
+        When given, each finished λ's selected weights are saved there as
+        ``<name>_lam_<i>.pt`` (a state_dict) and recorded, with its result and
+        history, in ``<name>_sweep.json`` (see
+        :mod:`~defuse_widgets.sweep_checkpoints`).
+    resume : bool, default=True
+        With ``checkpoint_dir``: reuse the λs a killed or stopped sweep already
+        finished, when its settings, classifier and data are the same (each
+        λ is seeded with ``seed + i`` alone, so the results equal an
+        uninterrupted run). A sweep of other settings or data found there is
+        moved to ``archive/<time>/`` and the sweep starts over; False archives
+        any earlier sweep of this name.
     name : str, default="defuse"
         Shown in progress output; e.g. ``"baseline"``.
     progress : bool, default=False
@@ -84,13 +94,17 @@ class Corrector:
         The classifier with the selected λ's weights.
     cancelled_ : bool
         True when :meth:`stop` ended the sweep early.
+    resumed_ : list of int
+        Indices of the λs taken from ``checkpoint_dir`` instead of trained.
+    fingerprint_ : str or None
+        SHA-256 of settings, classifier and data (with ``checkpoint_dir``).
     """
 
     def __init__(self, *, lams=PAPER_LAMS, epochs: int = 3, lr: float = 1e-3,
                  batch_size: int = 256, selection: str = "balanced",
                  tolerance: float = 0.005, device=None, seed: int = 0, callbacks=(),
                  checkpoint_dir=None, name: str = "defuse",
-                 progress: bool = False):
+                 progress: bool = False, resume: bool = True):
         self.lams = lams
         self.epochs = epochs
         self.lr = lr
@@ -103,6 +117,7 @@ class Corrector:
         self.checkpoint_dir = checkpoint_dir
         self.name = name
         self.progress = progress
+        self.resume = resume
         self._stop = threading.Event()
 
     # -- public API ---------------------------------------------------------------
@@ -127,6 +142,14 @@ class Corrector:
         lam : float
         """
         return F.cross_entropy(logits, y) + lam * F.cross_entropy(logits_f, y_f)
+
+    def sweep_params(self) -> dict:
+        """The settings that determine the sweep's results (stored with its checkpoints)."""
+        loss = type(self).get_loss
+        return dict(lams=[float(v) for v in self.lams], epochs=self.epochs, lr=self.lr,
+                    batch_size=self.batch_size, selection=self.selection,
+                    tolerance=self.tolerance, seed=self.seed, name=self.name,
+                    loss=f"{loss.__module__}.{loss.__qualname__}")
 
     def fit(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets=None) -> "Corrector":
         """Run the λ sweep.
@@ -160,13 +183,21 @@ class Corrector:
         eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:], k)
         self.history_, self.results_ = History(), []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
-        self._best_states = []
+        self._best_states, self.resumed_, self.fingerprint_ = [], [], None
         base = copy.deepcopy(classifier).cpu()
+        checkpoints = self._open_checkpoints(base, X, y, X_f, y_f, eval_sets)
         self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
         self._call("on_train_begin")
         try:
             for i, lam in enumerate(tqdm(lams, desc=self.name, disable=not self.progress)):
-                self._fit_one(i, lam, base, X, y, X_f, y_f, eval_sets, dev)
+                if checkpoints is not None and i in checkpoints.finished:
+                    self._replay(i, lam, checkpoints)
+                    continue
+                state, result, history = self._fit_one(i, lam, base, X, y, X_f, y_f,
+                                                       eval_sets, dev)
+                if checkpoints is not None:
+                    checkpoints.add(i, lam, state, result, history)
+                self._finish_lam(state, result)
         except _Cancelled:
             self.cancelled_ = True
         finally:
@@ -212,6 +243,42 @@ class Corrector:
                              f"{self.selection!r}; missing {missing}.")
         return out
 
+    def _open_checkpoints(self, base, X, y, X_f, y_f, eval_sets):
+        """The sweep record in ``checkpoint_dir`` (None without one), opened for resuming."""
+        if self.checkpoint_dir is None:
+            return None
+        if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_dir must be a str or os.PathLike naming a folder; "
+                            f"got {self.checkpoint_dir!r}.")
+        if not isinstance(self.resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False; got {self.resume!r}.")
+        if not isinstance(self.name, str) or not self.name or not self.name.isidentifier():
+            raise ValueError(f"name must be a non-empty identifier (it names checkpoint "
+                             f"files); got {self.name!r}.")
+        arrays = {"X": X, "y": y, "X_f": X_f, "y_f": y_f,
+                  **{f"eval/{k}/{j}": t for k, pair in eval_sets.items()
+                     for j, t in enumerate(pair)}}
+        params = self.sweep_params()
+        self.fingerprint_ = fingerprint(params, base, arrays)
+        return SweepCheckpoints(self.checkpoint_dir, self.name, self.fingerprint_,
+                                params).open(bool(self.resume))
+
+    def _replay(self, i: int, lam: float, checkpoints: SweepCheckpoints) -> None:
+        """Take a finished λ from its checkpoint; callbacks see it as if it had just run."""
+        entry = checkpoints.finished[i]
+        state = checkpoints.load(i)
+        self._call("on_lam_begin", lam=lam, resumed=True)
+        for rec in entry["history"]:
+            self.history_.append(rec)
+            self._call("on_epoch_end", record=rec, resumed=True)
+        self.resumed_.append(i)
+        self._finish_lam(state, entry["result"], resumed=True)
+
+    def _finish_lam(self, state: dict, result: dict, **kw) -> None:
+        self._best_states.append(state)
+        self.results_.append(result)
+        self._call("on_lam_end", result=result, **kw)
+
     def _call(self, hook: str, **kw) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, **kw)
@@ -249,8 +316,10 @@ class Corrector:
             rec["score"] = self._score(rec)
         return rec
 
-    def _fit_one(self, i, lam, base, X, y, X_f, y_f, eval_sets, dev) -> None:
+    def _fit_one(self, i, lam, base, X, y, X_f, y_f, eval_sets, dev) -> tuple:
+        """Fine-tune with ``lam``; return the selected state_dict, its record and the history."""
         self._call("on_lam_begin", lam=lam)
+        history = []
         seed_everything(self.seed + i)
         gen = torch.Generator().manual_seed(self.seed + i)
         model = copy.deepcopy(base).to(dev).train()
@@ -286,6 +355,7 @@ class Corrector:
                    **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev,
                                     self._selection_sets())}
             self.history_.append(rec)
+            history.append(rec)
             self._call("on_epoch_end", record=rec)
             if best is None or self._rank(rec) > self._rank(best):
                 best = rec
@@ -294,18 +364,7 @@ class Corrector:
         model.eval()
         rest = set(eval_sets) - set(self._selection_sets())
         best = {**best, **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
-        self._best_states.append(best_state)
-        if self.checkpoint_dir is not None:
-            _save_atomic(best_state, Path(self.checkpoint_dir) / f"{self.name}_lam_{i}.pt")
-        self.results_.append(best)
-        self._call("on_lam_end", result=best)
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+        return best_state, best, history
 
 
 def tradeoff_table(results: list, keys=("test", "region_test")) -> np.ndarray:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Callable
 
 import numpy as np
 
 from ._validation import check_codes, check_int, check_number
+from .persistence import SessionFormatError, load_npz, save_npz
 
 __all__ = ["LatentMap", "fit_or_load"]
 
@@ -192,15 +194,14 @@ class LatentMap:
         params = dict(self.get_params(), perplexity_=self.perplexity_,
                       interrupted_=self.interrupted_, version=_FORMAT_VERSION)
         no_codes = np.zeros((0, self.reference_codes_.shape[1]))
-        with open(path, "wb") as f:   # a file object keeps ``path`` exactly (no ".npz" added)
-            np.savez(f, reference_codes=self.reference_codes_,
+        save_npz(path, dict(reference_codes=self.reference_codes_,
                      reference_embedding=self.reference_embedding_,
                      n_train=np.int64(self.n_train_),
                      codes=no_codes if self.codes_ is None else self.codes_,
                      codes_embedding=(np.zeros((0, 2)) if self.codes_embedding_ is None
                                       else self.codes_embedding_),
                      has_codes=np.bool_(self.codes_ is not None),
-                     params=np.array(json.dumps(params)))
+                     params=np.array(json.dumps(params))))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LatentMap":
@@ -208,20 +209,40 @@ class LatentMap:
 
         The openTSNE affinity index needed by :meth:`transform` is rebuilt from
         the saved codes on the first call to :meth:`transform`.
+
+        Raises
+        ------
+        SessionFormatError
+            When the file is missing, truncated, holds pickles, is of another
+            format version or its arrays do not fit together.
         """
-        with np.load(path, allow_pickle=False) as data:
+        data = load_npz(path, required=("reference_codes", "reference_embedding", "n_train",
+                                        "codes", "codes_embedding", "has_codes", "params"))
+        try:
             params = json.loads(str(data["params"]))
             if params.pop("version", None) != _FORMAT_VERSION:
-                raise ValueError(f"path must be a LatentMap file of format version "
-                                 f"{_FORMAT_VERSION}; got {os.fspath(path)!r}.")
+                raise ValueError(f"the file must be a LatentMap of format version "
+                                 f"{_FORMAT_VERSION}")
             self = cls(**{k: v for k, v in params.items() if not k.endswith("_")})
+            self._check_params()
             self.perplexity_ = float(params["perplexity_"])
             self.interrupted_ = bool(params["interrupted_"])
-            self._set_fitted(data["reference_codes"], data["reference_embedding"],
-                             int(data["n_train"]), None)
+            ref, emb, n_train = data["reference_codes"], data["reference_embedding"], \
+                int(data["n_train"])
+            if ref.ndim != 2 or emb.shape != (len(ref), 2) or not 0 < n_train <= len(ref):
+                raise ValueError(f"reference codes {ref.shape}, embedding {emb.shape} and "
+                                 f"n_train {n_train} must fit together")
+            self._set_fitted(ref, emb, n_train, None)
             has = bool(data["has_codes"])
-            self.codes_ = data["codes"] if has else None
-            self.codes_embedding_ = data["codes_embedding"] if has else None
+            codes, codes_emb = data["codes"], data["codes_embedding"]
+            if has and (codes.ndim != 2 or codes.shape[1] != ref.shape[1]
+                        or codes_emb.shape != (len(codes), 2)):
+                raise ValueError(f"codes {codes.shape} and their embedding {codes_emb.shape} "
+                                 "must fit the reference codes")
+            self.codes_ = codes if has else None
+            self.codes_embedding_ = codes_emb if has else None
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+            raise SessionFormatError(path, f"file is not a valid LatentMap: {exc}.") from exc
         return self
 
     # -------------------------------------------------------------- helpers
@@ -287,8 +308,14 @@ def fit_or_load(train_codes, codes=None, *, cache_path: str | os.PathLike | None
     train = check_codes("train_codes", train_codes, min_rows=4)
     extra = None if codes is None else check_codes("codes", codes, n_latent=train.shape[1])
     new = LatentMap(**params)
+    cached = None
     if cache_path is not None and os.path.exists(cache_path):
-        cached = LatentMap.load(cache_path)
+        try:
+            cached = LatentMap.load(cache_path)
+        except SessionFormatError as exc:   # only a cache: refit and overwrite it
+            warnings.warn(f"Ignoring a damaged latent-map cache and refitting: {exc}",
+                          RuntimeWarning, stacklevel=2)
+    if cached is not None:
         same_train = (cached.n_train_ == len(train) and
                       np.array_equal(cached.reference_codes_[:cached.n_train_], train))
         if same_train and cached.get_params() == new.get_params():

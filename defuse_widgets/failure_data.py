@@ -23,6 +23,7 @@ from torch import nn
 from ._validation import _describe, check_int, check_number, resolve_device
 from .inference import predict
 from .labeling import RegionDecision
+from .persistence import SessionFormatError, load_npz, save_npz
 from .regions import Regions
 
 __all__ = ["FAILURE_SETS", "build_failure_sets", "export_failure_data", "load_failure_data",
@@ -211,17 +212,32 @@ def export_failure_data(path: str | os.PathLike, regions: Regions,
                          f"export D_f; none of the {len(decisions)} decisions does.")
     X_f, y_f = sets["finetune"]
     region = np.repeat([d.region for d in _accepted(regions, decisions)], n_finetune)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, X_f=X_f.numpy().astype(np.float32), y_f=y_f.numpy().astype(np.int64),
-                 region=region.astype(np.int64))
-    os.replace(tmp, path)
+    save_npz(path, dict(X_f=X_f.numpy().astype(np.float32), y_f=y_f.numpy().astype(np.int64),
+                        region=region.astype(np.int64)))
     return X_f, y_f
 
 
 def load_failure_data(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load ``(X_f, y_f)`` saved by :func:`export_failure_data` as tensors."""
-    with np.load(path) as data:
-        return torch.from_numpy(data["X_f"]), torch.from_numpy(data["y_f"])
+    """Load ``(X_f, y_f)`` saved by :func:`export_failure_data` as tensors.
+
+    Returns
+    -------
+    X_f : Tensor of shape (n_f, C, H, W), float32
+    y_f : Tensor of shape (n_f,), int64
+
+    Raises
+    ------
+    SessionFormatError
+        When the file is missing, truncated, holds pickles or inconsistent arrays.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike naming an .npz file; "
+                        f"got {_describe(path)}.")
+    data = load_npz(path, required=("X_f", "y_f"))
+    X_f, y_f = data["X_f"], data["y_f"]
+    if (X_f.ndim != 4 or X_f.dtype != np.float32 or y_f.shape != (len(X_f),)
+            or y_f.dtype != np.int64):
+        raise SessionFormatError(path, f"file must hold X_f of shape (n, C, H, W), float32, "
+                                 f"and y_f of shape (n,), int64; got {_describe(X_f)} and "
+                                 f"{_describe(y_f)}.")
+    return torch.from_numpy(X_f), torch.from_numpy(y_f)

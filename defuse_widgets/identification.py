@@ -42,6 +42,10 @@ class AdversarialExamples:
         Q, a, b, centered, max_per_instance and seed.
     """
 
+    #: Arrays an ``.npz`` written from :meth:`to_npz` holds.
+    NPZ_KEYS = ("codes", "source_index", "true_label", "predicted_label", "noise_norm",
+                "n_decoded", "params")
+
     codes: np.ndarray
     source_index: np.ndarray
     true_label: np.ndarray
@@ -74,11 +78,31 @@ class AdversarialExamples:
 
     @classmethod
     def from_npz(cls, data) -> "AdversarialExamples":
-        """Inverse of :meth:`to_npz`; ``data`` is a mapping such as ``np.load(path)``."""
+        """Inverse of :meth:`to_npz`; ``data`` is a mapping such as ``np.load(path)``.
+
+        Raises
+        ------
+        ValueError
+            When an array is missing or its shape or dtype does not fit the others.
+        """
         import json
-        return cls(data["codes"], data["source_index"], data["true_label"],
-                   data["predicted_label"], data["noise_norm"], int(data["n_decoded"]),
-                   json.loads(str(data["params"])))
+        codes = np.asarray(data["codes"])
+        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.floating):
+            raise ValueError(f"codes must be a float array of shape (n, n_latent); "
+                             f"got shape {codes.shape} and dtype {codes.dtype}")
+        arrays = {}
+        for key in ("source_index", "true_label", "predicted_label", "noise_norm"):
+            arrays[key] = a = np.asarray(data[key])
+            kind = np.floating if key == "noise_norm" else np.integer
+            if a.shape != (len(codes),) or not np.issubdtype(a.dtype, kind):
+                raise ValueError(f"{key} must have shape ({len(codes)},) like codes, with "
+                                 f"{kind.__name__} dtype; got shape {a.shape} and dtype {a.dtype}")
+        params = json.loads(str(data["params"]))
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a JSON object; got {params!r}")
+        return cls(codes, arrays["source_index"], arrays["true_label"],
+                   arrays["predicted_label"], arrays["noise_norm"], int(data["n_decoded"]),
+                   params)
 
 
 def check_compatible(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,

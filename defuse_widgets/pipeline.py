@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import persistence as io
 from .annotations import AnnotationStore
 from .annotators import SimulatedAnnotator
 from .callbacks import PrintProgress
@@ -155,7 +156,7 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
                    max_per_instance=cfg.max_per_instance, centered=cfg.centered, seed=cfg.seed,
                    device=dev, progress=cfg.progress)
     timings["identification"] = time.perf_counter() - t
-    np.savez(out / "adversarial.npz", **adv.to_npz())
+    _save(out, io.save_npz, "adversarial.npz", adv.to_npz())
     res["identification"] = dict(n_decoded=adv.n_decoded, n_misclassified=adv.params["n_misclassified"],
                                  n_kept=len(adv), rate=adv.rate,
                                  n_source_images=int(len(np.unique(adv.source_index))))
@@ -167,7 +168,7 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
                           random_state=cfg.seed).fit(adv, n_classes=data.n_classes)
     regions = distiller.regions_
     timings["distillation"] = time.perf_counter() - t
-    np.savez(out / "regions.npz", **regions.to_npz())
+    _save(out, io.save_npz, "regions.npz", regions.to_npz())
     res["distillation"] = dict(n_regions=len(regions), converged=distiller.converged_,
                                n_iter=distiller.n_iter_, n_fit=len(distiller.fit_index_),
                                regions=regions.summary())
@@ -185,6 +186,9 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
         annotator.annotate(store, k, imgs)
     decisions = decide(store, rho=cfg.rho)
     store.close()
+    io.record_files(out, {"annotations.sqlite": "annotations"}, hashed=False)
+    _save(out, io.save_json, "decisions.json",
+          {"rho": cfg.rho, "decisions": [asdict(d) for d in decisions]})
     accepted = [d for d in decisions if d.is_misclassification_region]
     timings["labeling"] = time.perf_counter() - t
     res["labeling"] = dict(annotator=f"simulated ({cfg.n_workers} workers backed by an oracle CNN)",
@@ -225,7 +229,8 @@ def run_defuse(cfg: DefuseConfig | None = None, *, classifier=None, vae=None, or
         sweeps[name] = corr
         res["correction"][name] = dict(tradeoff=corr.results_, best=corr.best_)
     timings["correction"] = time.perf_counter() - t
-    torch.save(sweeps["defuse"].best_model_.state_dict(), out / "corrected_classifier.pt")
+    _save(out, io.save_state_dict, "corrected_classifier.pt",
+          sweeps["defuse"].best_model_.state_dict())
 
     before = sweeps["defuse"].before_
     res["figure4"] = {
@@ -247,10 +252,10 @@ def _prepare_session(cfg: DefuseConfig) -> Path:
     import shutil
 
     out = Path(cfg.out)
-    config = json.dumps({k: v for k, v in asdict(cfg).items()
-                         if k not in ("overwrite", "progress")}, indent=2, default=str)
+    config = json.loads(json.dumps({k: v for k, v in asdict(cfg).items()
+                                    if k not in ("overwrite", "progress")}, default=str))
     old = out / "config.json"
-    if old.exists() and old.read_text() != config:
+    if old.exists() and _read_config(old) != config:
         if not cfg.overwrite:
             raise ValueError(f"out must be a new folder or one from the same configuration; "
                              f"got {str(out)!r}, which holds a session run with other settings "
@@ -258,10 +263,22 @@ def _prepare_session(cfg: DefuseConfig) -> Path:
                              "(--overwrite) to delete it.")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "config.json.tmp"
-    tmp.write_text(config)
-    tmp.replace(out / "config.json")
+    io.read_manifest(out)   # refuse a session folder from a newer version before any work
+    _save(out, io.save_json, "config.json", config)
     return out
+
+
+def _read_config(path: Path) -> dict | None:
+    try:
+        return io.load_json(path)
+    except io.SessionFormatError:   # a damaged config: treated as another configuration
+        return None
+
+
+def _save(out: Path, writer, name: str, obj) -> None:
+    """Write ``out/name`` atomically and record it in the session manifest."""
+    writer(io.resolve_inside(out, name), obj)
+    io.record_files(out, {name: Path(name).stem})
 
 
 def _row(rec: dict) -> dict:
@@ -269,9 +286,8 @@ def _row(rec: dict) -> dict:
 
 
 def _finish(res: dict, out: Path, log) -> dict:
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(res, indent=2, default=_jsonable))
-    tmp.replace(out / "results.json")
+    writer = lambda path, obj: io.save_json(path, obj, default=_jsonable)  # noqa: E731
+    _save(out, writer, "results.json", res)
     if "figure4" in res:
         log("\n" + figure4_table(res))
     log(f"\nsession written to {out} ({res['timings']['total']:.0f}s total)")

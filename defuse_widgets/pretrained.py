@@ -15,6 +15,7 @@ import torch
 
 from .data import load_mnist5k
 from .models import BetaVAE, MnistCNN, OracleCNN
+from .persistence import load_state_dict, save_json, save_state_dict
 from .training import reconstruction_fidelity, train_classifier, train_vae
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -35,7 +36,7 @@ def _load(module: torch.nn.Module, path: Path) -> torch.nn.Module:
     if not path.exists():
         raise ValueError(f"weights file must exist; got missing {path}. Run "
                          "`defuse-widgets train` to produce it.")
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    module.load_state_dict(load_state_dict(path))   # weights_only: refuses code in pickles
     return module.eval()
 
 
@@ -137,8 +138,6 @@ def train_default_models(out_dir=None, *, settings=None, device=None,
                                  "test": accuracy(oracle, data.X_test, data.y_test)}
     report["train_seconds"] = round(time.perf_counter() - t0, 1)
     for name, model in (("classifier", classifier), ("vae", vae), ("oracle", oracle)):
-        tmp = out / f"mnist5k_{name}.pt.tmp"
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(out / f"mnist5k_{name}.pt")
-    (out / "mnist5k.json").write_text(json.dumps(report, indent=2))
+        save_state_dict(out / f"mnist5k_{name}.pt", model.state_dict())
+    save_json(out / "mnist5k.json", report, default=None)
     return report

@@ -134,6 +134,19 @@ class Regions:
         """Inverse of :meth:`to_npz`; ``data`` is a mapping such as ``np.load(path)``."""
         kw = {f: np.asarray(data[f]) for f in cls.__dataclass_fields__}
         kw["n_classes"] = int(kw["n_classes"])
+        k, d = kw["means"].shape if kw["means"].ndim == 2 else (-1, -1)
+        n = kw["assignment"].shape[0] if kw["assignment"].ndim == 1 else -1
+        shapes = {"means": (k, d), "covariances": (k, d, d), "weights": (k,),
+                  "component": (k,), "assignment": (n,), "source_label": (n,),
+                  "predicted_label": (n,)}
+        for f, shape in shapes.items():
+            if kw[f].shape != shape or min(shape) < 0 or kw[f].dtype.kind not in "fiu":
+                raise ValueError(f"{f} must be a numeric array of shape {shape} (regions: {k}, "
+                                 f"latent: {d}, examples: {n}); got shape {kw[f].shape} and "
+                                 f"dtype {kw[f].dtype}")
+        if n and (kw["assignment"].min() < -1 or kw["assignment"].max() >= k):
+            raise ValueError(f"assignment must hold regions in [-1, {k - 1}]; got values in "
+                             f"[{kw['assignment'].min()}, {kw['assignment'].max()}]")
         return cls(**kw)
 
     def summary(self) -> list:

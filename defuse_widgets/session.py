@@ -24,7 +24,6 @@ regions and votes of the old one meaningless; they are moved to
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
