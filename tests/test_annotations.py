@@ -94,19 +94,22 @@ def test_vote_reported_before_sigkill_is_never_lost(tmp_path):
     con.close()
 
 
-def test_two_processes_voting_at_once_lose_and_duplicate_nothing(tmp_path):
+def test_two_processes_voting_1000_times_each_lose_and_duplicate_nothing(tmp_path):
+    """Two annotators cast 1,000 votes each into one session store at the same time."""
     path, go = tmp_path / "shared.sqlite", tmp_path / "go"
     script = textwrap.dedent("""
         import os, sys, time
         from defuse_widgets.annotations import AnnotationStore
         path, go, who = sys.argv[1:]
         store = AnnotationStore(path, n_classes=10)   # both may create the file
-        store.set_review_set(0, [s % 10 for s in range(200)])
+        for region in range(10):
+            store.set_review_set(region, [(region + s) % 10 for s in range(100)])
         print("ready", flush=True)
         while not os.path.exists(go):
             time.sleep(0.01)
-        for s in range(200):
-            store.cast_vote(who, 0, s, (s + len(who)) % 10)
+        for i in range(1000):
+            region, sample = divmod(i, 100)
+            store.cast_vote(who, region, sample, (i + len(who)) % 10)
         store.close()
         print("done", flush=True)
     """)
@@ -121,13 +124,16 @@ def test_two_processes_voting_at_once_lose_and_duplicate_nothing(tmp_path):
         assert proc.returncode == 0 and out.strip() == "done"
     with AnnotationStore(path) as s:
         votes = s.votes()
-        assert len(votes) == 400
-        assert len({(v.annotator, v.sample) for v in votes}) == 400
-        assert all(v.label == (v.sample + len(v.annotator)) % 10 for v in votes)
+        assert len(votes) == 2000
+        assert len({(v.annotator, v.region, v.sample) for v in votes}) == 2000
+        assert all(v.label == (100 * v.region + v.sample + len(v.annotator)) % 10 for v in votes)
         assert s.annotators() == ["p", "qq"]
-        np.testing.assert_array_equal(s.review_predictions(0), np.arange(200) % 10)
+        assert s.regions() == list(range(10))
+        np.testing.assert_array_equal(s.review_predictions(3), (3 + np.arange(100)) % 10)
     con = sqlite3.connect(path)
-    assert con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 400
+    assert con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2000
+    assert con.execute("SELECT COUNT(*) FROM review").fetchone()[0] == 1000
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
 
 
