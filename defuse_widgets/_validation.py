@@ -53,6 +53,18 @@ def check_int(name: str, value: Any, *, low: int | None = None,
     return value
 
 
+def check_seed(name: str, value: Any, *, generator: bool = False) -> Any:
+    """Check a seed: an integer >= 0 (or a NumPy ``Generator`` when ``generator``)."""
+    if generator and isinstance(value, np.random.Generator):
+        return value
+    kind = "an integer >= 0" + (" or a numpy.random.Generator" if generator else "")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {kind}; got {_describe(value)}.")
+    if value < 0:
+        raise ValueError(f"{name} must be {kind}; got {value}.")
+    return int(value)
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """Check that ``value`` is one of ``choices``."""
     choices = list(choices)
@@ -74,12 +86,14 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
         Expected ``(C, H, W)``.
     """
     if isinstance(X, np.ndarray):
-        if not np.issubdtype(X.dtype, np.number):
-            raise TypeError(f"{name} must hold numbers; got {_describe(X)}.")
+        if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+            raise TypeError(f"{name} must hold real numbers; got {_describe(X)}.")
         X = torch.from_numpy(np.ascontiguousarray(X))
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or ndarray of shape (n, C, H, W); "
                         f"got {_describe(X)}.")
+    if X.dtype == torch.bool or X.is_complex():
+        raise TypeError(f"{name} must hold real numbers; got {_describe(X)}.")
     if X.ndim != 4:
         raise ValueError(f"{name} must have shape (n, C, H, W); got {_describe(X)}.")
     if X.shape[0] == 0:
@@ -97,16 +111,23 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
 def check_labels(name: str, y: Any, *, n_samples: int | None = None,
                  n_classes: int | None = None) -> torch.Tensor:
     """Return labels as an int64 tensor of shape (n,), checking length and range."""
-    if isinstance(y, np.ndarray):
-        y = torch.from_numpy(np.ascontiguousarray(y))
     if isinstance(y, (list, tuple)):
-        y = torch.as_tensor(y)
+        try:
+            y = np.asarray(y)
+        except ValueError as exc:   # ragged
+            raise ValueError(f"{name} must have shape (n,); got {_describe(y)}.") from exc
+    if isinstance(y, np.ndarray):
+        if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
+        y = torch.from_numpy(np.ascontiguousarray(y))
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or ndarray of shape (n,); "
                         f"got {_describe(y)}.")
     if y.ndim != 1:
         raise ValueError(f"{name} must have shape (n,); got {_describe(y)}.")
     if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
+    if y.is_complex():
         raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
     if n_samples is not None and y.shape[0] != n_samples:
         raise ValueError(f"{name} must have length {n_samples} to match the images; "
@@ -126,6 +147,8 @@ def check_codes(name: str, z: Any, *, n_latent: int | None = None,
     if not isinstance(z, np.ndarray):
         raise TypeError(f"{name} must be an ndarray of shape (n_samples, n_latent); "
                         f"got {_describe(z)}.")
+    if np.iscomplexobj(z):
+        raise TypeError(f"{name} must hold real numbers; got {_describe(z)}.")
     if z.ndim != 2:
         raise ValueError(f"{name} must have shape (n_samples, n_latent); got {_describe(z)}.")
     if not np.issubdtype(z.dtype, np.number):

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ._validation import (check_choice, check_images, check_int, check_labels, check_module,
-                          check_number, resolve_device)
+                          check_number, check_seed, resolve_device)
 from .callbacks import Callback, History
 from .inference import accuracy, n_outputs
 from .seeding import seed_everything
@@ -222,6 +222,10 @@ class Corrector:
         check_number("lr", self.lr, low=0, low_inclusive=False)
         check_choice("selection", self.selection, SELECTIONS)
         check_number("tolerance", self.tolerance, low=0, high=1)
+        check_seed("seed", self.seed)
+        if not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list or tuple of Callback instances; "
+                            f"got {self.callbacks!r}.")
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")

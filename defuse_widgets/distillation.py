@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
-from ._validation import check_codes, check_int, check_labels, check_number
+from ._validation import check_codes, check_int, check_labels, check_number, check_seed
 from .identification import AdversarialExamples
 from .regions import Regions
 
@@ -83,19 +83,27 @@ class Distiller:
         eps = check_number("eps", self.eps, low=0, high=1, high_inclusive=False)
         if self.max_samples is not None:
             check_int("max_samples", self.max_samples, low=1)
+        check_int("max_iter", self.max_iter, low=1)
+        check_int("n_init", self.n_init, low=1)
+        check_number("tol", self.tol, low=0)
+        check_seed("random_state", self.random_state)
+        if n_classes is not None:
+            n_classes = check_int("n_classes", n_classes, low=1)
         if isinstance(X, np.ndarray) and X.ndim == 2 and len(X) == 0:
             raise ValueError("X must hold at least one adversarial example; got an empty set "
                              "(identification found no misclassified decodes: try a larger Q "
                              "or a, b that perturb more).")
         z = check_codes("X", X, min_rows=1)
         n = len(z)
-        src = np.zeros(n, np.int64) if source_label is None else \
-            check_labels("source_label", source_label, n_samples=n).numpy()
-        pred = np.zeros(n, np.int64) if predicted_label is None else \
-            check_labels("predicted_label", predicted_label, n_samples=n).numpy()
+        src = np.zeros(n, np.int64) if source_label is None else check_labels(
+            "source_label", source_label, n_samples=n, n_classes=n_classes).numpy()
+        pred = np.zeros(n, np.int64) if predicted_label is None else check_labels(
+            "predicted_label", predicted_label, n_samples=n, n_classes=n_classes).numpy()
+        if min(src.min(), pred.min()) < 0:
+            raise ValueError(f"source_label and predicted_label must hold class indices >= 0; "
+                             f"got {int(min(src.min(), pred.min()))}.")
         if n_classes is None:
             n_classes = int(max(src.max(), pred.max())) + 1
-        n_classes = check_int("n_classes", n_classes, low=1)
 
         rng = np.random.default_rng(self.random_state)
         if self.max_samples is not None and n > self.max_samples:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import _describe, check_int, check_number, resolve_device
+from ._validation import (_describe, check_int, check_module, check_number, check_seed,
+                          resolve_device)
 from .inference import predict
 from .labeling import RegionDecision
 from .persistence import SessionFormatError, load_npz, save_npz
@@ -87,6 +88,7 @@ def review_set(regions: Regions, region: int, decoder: nn.Module, classifier: nn
     """
     regions = _check_regions(regions)
     size = check_int("size", size, low=1)
+    check_seed("seed", seed)
     dev = _device_of(decoder, device)
     _, images = regions.decode(region, size, decoder, tau=tau, seed=review_seed(region, seed),
                                device=dev)
@@ -95,6 +97,9 @@ def review_set(regions: Regions, region: int, decoder: nn.Module, classifier: nn
 
 
 def _accepted(regions: Regions, decisions: Iterable[RegionDecision]) -> list[RegionDecision]:
+    if isinstance(decisions, (str, bytes, dict)) or not hasattr(decisions, "__iter__"):
+        raise TypeError(f"decisions must be a list of RegionDecision objects (from "
+                        f"labeling.decide); got {_describe(decisions)}.")
     out = []
     for d in decisions:
         if not isinstance(d, RegionDecision):
@@ -153,6 +158,10 @@ def build_failure_sets(regions: Regions, decisions: Iterable[RegionDecision],
     n_finetune = check_int("n_finetune", n_finetune, low=1)
     n_region_test = check_int("n_region_test", n_region_test, low=1)
     check_number("tau", tau, low=0, low_inclusive=False)
+    check_seed("seed", seed)
+    check_module("vae", vae)
+    if isinstance(sets, str) or not isinstance(sets, (list, tuple)):
+        raise TypeError(f"sets must be a list or tuple of set names; got {_describe(sets)}.")
     unknown = [s for s in sets if s not in FAILURE_SETS]
     if unknown or not sets:
         raise ValueError(f"sets must name some of {list(FAILURE_SETS)}; got {list(sets)}.")

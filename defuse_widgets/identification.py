@@ -16,8 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._validation import (check_images, check_int, check_labels, check_module,
-                          check_number, resolve_device)
-from .inference import decode, encode_mean
+                          check_number, check_seed, resolve_device)
+from .inference import decode, encode_mean, n_outputs
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         Images per step; defaults to ``max(1, batch_size // Q)``.
     batch_size : int, default=4096
         Decodes per forward pass.
-    seed : int, default=0
+    seed : int or numpy.random.Generator, default=0
     device : str or torch.device, optional
         CUDA when available if not given.
     progress : bool, default=True
@@ -189,10 +189,12 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         max_per_instance = check_int("max_per_instance", max_per_instance, low=1)
     batch_size = check_int("batch_size", batch_size, low=1)
     chunk = check_int("chunk_size", chunk_size, low=1) if chunk_size else max(1, batch_size // Q)
+    check_seed("seed", seed, generator=True)
     dev = resolve_device(device)
     classifier.to(dev).eval()
     vae.to(dev).eval()
     n_latent = check_compatible(classifier, vae, X, dev)
+    check_labels("y", y, n_classes=n_outputs(classifier, X, device=dev))
 
     rng = np.random.default_rng(seed)
     shift = a / (a + b) if centered else 0.0

@@ -8,6 +8,7 @@ Figure 4.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from . import persistence as io
 from .annotations import AnnotationStore
 from .annotators import SimulatedAnnotator
 from .callbacks import PrintProgress
-from .correction import PAPER_LAMS, Corrector
+from .correction import PAPER_LAMS, SELECTIONS, Corrector
 from .data import DataSplits, load_dataset
 from .distillation import Distiller
 from .identification import identify
@@ -66,10 +67,21 @@ class DefuseConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from ._validation import check_choice, check_int, check_number
+        from ._validation import check_choice, check_int, check_number, check_seed
         from .data.registry import DATASETS
 
         check_choice("dataset", self.dataset, DATASETS)
+        check_choice("selection", self.selection, SELECTIONS)
+        check_seed("seed", self.seed)
+        for name in ("centered", "overwrite", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}.")
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise TypeError(f"out must be a non-empty str naming the session folder; "
+                            f"got {self.out!r}.")
+        if self.device is not None and not isinstance(self.device, (str, torch.device)):
+            raise TypeError(f"device must be a str such as 'cpu' or 'cuda', or None; "
+                            f"got {self.device!r}.")
         for name in ("Q", "max_per_instance", "n_components", "max_samples", "review_size",
                      "n_workers", "n_finetune", "n_region_test", "epochs", "batch_size"):
             check_int(name, getattr(self, name), low=1)

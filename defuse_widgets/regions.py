@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import check_int, check_number
+from ._validation import check_int, check_module, check_number, check_seed
 from .inference import decode
 
 
@@ -101,9 +101,19 @@ class Regions:
         k = self._check_region(k)
         n = check_int("n", n, low=1)
         tau = check_number("tau", tau, low=0, low_inclusive=False)
-        rng = np.random.default_rng(seed)
-        return rng.multivariate_normal(self.means[k], tau * self.covariances[k], size=n,
-                                       method="cholesky").astype(np.float32)
+        rng = np.random.default_rng(check_seed("seed", seed))
+        with np.errstate(over="ignore", invalid="ignore"):
+            cov = tau * self.covariances[k]
+            try:
+                codes = rng.multivariate_normal(self.means[k], cov, size=n, method="cholesky")
+            except np.linalg.LinAlgError as exc:
+                raise ValueError(f"tau must keep τΣ of region {k} positive definite and finite; "
+                                 f"got tau={tau!r} ({exc}).") from exc
+            codes = codes.astype(np.float32)
+        if not np.isfinite(codes).all():
+            raise ValueError(f"tau must be small enough for finite samples of region {k}; "
+                             f"got tau={tau!r}, which overflows.")
+        return codes
 
     def decode(self, k: int, n: int, decoder: nn.Module, *, tau: float = 0.5,
                seed: int = 0, device="cpu") -> tuple:
@@ -119,6 +129,7 @@ class Regions:
         codes : ndarray of shape (n, n_latent)
         images : Tensor of shape (n, C, H, W)
         """
+        check_module("decoder", decoder)
         codes = self.sample(k, n, tau=tau, seed=seed)
         return codes, decode(decoder, torch.from_numpy(codes), device=device)
 

@@ -1,7 +1,7 @@
 """One entry point, :func:`load_dataset`, for every dataset by name."""
 from __future__ import annotations
 
-from .._validation import check_choice
+from .._validation import check_choice, check_seed
 from .embedded import load_digits8, load_mnist5k
 from .splits import DataSplits
 
@@ -34,6 +34,7 @@ def load_dataset(name: str, *, root: str | None = None, download: bool = False,
     DataSplits
     """
     check_choice("dataset", name, DATASETS)
+    check_seed("seed", seed)
     if name == "mnist5k":
         return load_mnist5k(seed=seed)
     if name == "digits":
