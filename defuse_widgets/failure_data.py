@@ -111,7 +111,7 @@ def _accepted(regions: Regions, decisions: Iterable[RegionDecision]) -> list[Reg
             raise ValueError(f"decisions must name regions in [0, {len(regions) - 1}]; "
                              f"got region {d.region}.")
         if d.label is None or not 0 <= d.label < regions.n_classes:
-            raise ValueError(f"an accepted region must carry a class label in "
+            raise ValueError(f"decisions must give every accepted region a class label in "
                              f"[0, {regions.n_classes - 1}]; region {d.region} has {d.label}.")
         out.append(d)
     return out
