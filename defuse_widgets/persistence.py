@@ -119,8 +119,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
 
     Examples
     --------
-    >>> with atomic_write("results.json") as f:  # doctest: +SKIP
-    ...     f.write(b"{}")
+    >>> with atomic_write("results.json") as f: f.write(b"{}")  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,13 +147,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_npz(path: str | os.PathLike, arrays: dict) -> Path:
-    """Write ``arrays`` to ``path`` atomically as an uncompressed ``.npz`` (no pickles).
-
-    Raises
-    ------
-    TypeError
-        When an array holds Python objects (it would need a pickle).
-    """
+    """Write ``arrays`` atomically as an ``.npz``; TypeError for object arrays (pickles)."""
     for key, value in arrays.items():
         if np.asarray(value).dtype.hasobject:
             raise TypeError(f"arrays[{key!r}] must hold numbers or strings, not Python "
@@ -248,7 +241,7 @@ def load_state_dict(path: str | os.PathLike) -> dict:
         When the file holds anything but tensors and plain containers (a
         pickle that would build other objects or run code is never executed).
     SessionFormatError
-        When the file is missing, truncated or corrupted.
+        When the file is missing, truncated, corrupted or not a state_dict.
     """
     path = Path(path)
     _check_exists(path)
