@@ -1,0 +1,47 @@
+"""Run the benchmark suite and write ``benchmarks/results/<machine>.json`` plus a Markdown table.
+
+Usage (from the repository root)::
+
+    .venv/bin/python -m benchmarks.run                 # every section
+    .venv/bin/python -m benchmarks.run --only widgets  # one section
+    .venv/bin/python -m benchmarks.run --quick         # smaller, for a smoke check
+
+Run it on an otherwise idle machine: two torch processes on two cores slow
+each other down several-fold. Sections are merged into the machine's file, so
+they can be run one at a time.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from ._common import machine, machine_tag, save
+
+SECTIONS = {"widgets": "benchmarks.widget_latency"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append",
+                        help="run only this section (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (smoke check)")
+    parser.add_argument("--tag", help="results file name (default: derived from the machine)")
+    args = parser.parse_args(argv)
+    info = machine()
+    tag = args.tag or machine_tag(info) + ("-quick" if args.quick else "")
+    for name in args.only or list(SECTIONS):
+        t = time.perf_counter()
+        print(f"[{name}] running…", flush=True)
+        rows = importlib.import_module(SECTIONS[name]).run(quick=args.quick)
+        path = save(name, rows, info, tag)
+        for r in rows:
+            print(f"  {r['what']}: {r['value']}  {r.get('target', '')}", flush=True)
+        print(f"[{name}] {time.perf_counter() - t:.0f}s → {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
