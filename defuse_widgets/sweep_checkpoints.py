@@ -50,8 +50,9 @@ def fingerprint(params: dict, classifier: torch.nn.Module, arrays: dict) -> str:
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     tensors = {f"weights/{k}": v for k, v in classifier.state_dict().items()}
     for name, t in sorted({**tensors, **arrays}.items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        shape = tuple(t.shape)
+        t = t.detach().cpu().contiguous().reshape(-1)   # 0-d tensors (BatchNorm counters) too
+        h.update(f"{name}|{tuple(shape)}|{t.dtype}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 

@@ -211,3 +211,15 @@ class _Exploit:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def test_fingerprint_hashes_batchnorm_counters_and_sees_their_change():
+    from defuse_widgets.sweep_checkpoints import fingerprint
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    X = torch.rand(4, 1, 8, 8)
+    before = fingerprint({"lams": [1.0]}, model, {"X": X})
+    assert before == fingerprint({"lams": [1.0]}, model, {"X": X})
+    model.train()(X)    # one forward pass bumps num_batches_tracked (a 0-d int64 tensor)
+    assert fingerprint({"lams": [1.0]}, model, {"X": X}) != before
