@@ -34,6 +34,7 @@ from .data import DataSplits, load_dataset, load_mnist5k
 from .data.torchvision_sets import DatasetFilesMissing
 from .inference import accuracy
 from .models import BetaVAE, MnistCNN, OracleCNN, resnet18_classifier
+from .persistence import atomic_write, load_state_dict, save_state_dict
 from .pipeline import DefuseConfig
 from .training import train_classifier, train_vae
 
@@ -239,8 +240,7 @@ def train_models(name: str, data: DataSplits, *, out: str | os.PathLike,
     if cache.exists() and cache.read_text() == key and all(
             (out / f"{m}.pt").exists() for m in models):
         for m, module in models.items():
-            module.load_state_dict(torch.load(out / f"{m}.pt", map_location="cpu",
-                                              weights_only=True))
+            module.load_state_dict(load_state_dict(out / f"{m}.pt"))
         log(f"[models] loaded from {out} (delete it to retrain)")
         return tuple(models[m].eval() for m in ("classifier", "vae", "oracle"))
     c, o, v = s["classifier"], s["oracle"], s["vae"]
@@ -254,13 +254,9 @@ def train_models(name: str, data: DataSplits, *, out: str | os.PathLike,
               epochs=v["epochs"], batch_size=v["batch_size"], lr=v["lr"],
               augment=v.get("augment", False), seed=seed, device=device, progress=progress)
     for m, module in models.items():
-        module.cpu().eval()
-        tmp = out / f".{m}.pt.tmp"
-        torch.save(module.state_dict(), tmp)
-        os.replace(tmp, out / f"{m}.pt")
-    tmp = out / ".settings.json.tmp"
-    tmp.write_text(key)
-    os.replace(tmp, cache)
+        save_state_dict(out / f"{m}.pt", module.cpu().eval().state_dict())
+    with atomic_write(cache) as f:   # last: it marks the cache complete
+        f.write(key.encode())
     return tuple(models[m] for m in ("classifier", "vae", "oracle"))
 
 
