@@ -1,13 +1,16 @@
-"""One real-browser test: the quickstart's dashboard renders and reacts in JupyterLab.
+"""Real-browser tests: the quickstart's dashboard renders and reacts in JupyterLab 4,
+Notebook 7 and Voila.
 
-JupyterLab runs on 127.0.0.1 without a token in a temporary folder; headless
-Chromium (``/usr/bin/chromium``, driven by Playwright) opens the quickstart,
-runs all cells and checks that the latent map, the region gallery and the
-labeling buttons render, that the τ slider changes the gallery, and that a
-label key reaches the SQLite store. Screenshots go to ``$BROWSER_ARTIFACTS``
-(default ``tests/artifacts/``). Nothing is installed here: see
-``.ci/browser_setup.sh``. Without Chromium, Playwright or JupyterLab the test
-is skipped, or fails when the ``CI`` environment variable is set.
+Each front end runs on 127.0.0.1 without a token in a temporary folder that
+holds the quickstart; headless Chromium (``/usr/bin/chromium``, driven by
+Playwright) opens it. In JupyterLab the test goes through all four stages with
+mouse and keyboard: it runs all cells, checks the latent map, moves the τ
+slider and checks that the gallery changed, votes with label keys and checks
+the votes in the SQLite store, builds the failure data and runs the λ sweep to
+its end. Notebook 7 and Voila must render every stage's widget. Screenshots go
+to ``$BROWSER_ARTIFACTS`` (default ``tests/artifacts/``). Nothing is installed
+here: see ``.ci/browser_setup.sh``. Without Chromium, Playwright or the front
+ends the tests are skipped, or fail when the ``CI`` environment variable is set.
 """
 import contextlib
 import importlib.util
@@ -43,6 +46,8 @@ def _require_tools() -> None:
         (f"{CHROMIUM} (apt-get install chromium)", CHROMIUM.exists()),
         ("playwright (pip install playwright)", importlib.util.find_spec("playwright")),
         ("jupyterlab>=4 (pip install jupyterlab)", importlib.util.find_spec("jupyterlab")),
+        ("notebook>=7 (pip install notebook)", importlib.util.find_spec("notebook")),
+        ("voila (pip install voila)", importlib.util.find_spec("voila")),
     ] if not ok]
     if missing:
         reason = "browser test needs " + ", ".join(missing) + "; run .ci/browser_setup.sh"
@@ -90,46 +95,69 @@ def _stop(server: subprocess.Popen, kernels: list) -> None:
     server.wait(10)
 
 
+_APPS = {   # front end -> (command, the quickstart's page)
+    "lab": (["-m", "jupyterlab", "--LabApp.news_url=None",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            "lab/tree/{nb}"),
+    "notebook": (["-m", "notebook"], "notebooks/{nb}"),
+    "voila": (["-m", "voila", "{nb}", "--Voila.ip=127.0.0.1", "--token="], ""),
+}
+
+
 @pytest.fixture
-def lab(tmp_path, request):
-    """A token-less JupyterLab serving a temporary folder that holds the quickstart."""
+def serve(tmp_path, request):
+    """``serve(app)`` starts a token-less front end on a temporary folder holding the quickstart."""
     _require_tools()
-    root, home = tmp_path / "root", tmp_path / "home"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    news = home / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
-    (news / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
-    port = _free_port()
-    log = open(tmp_path / "jupyter.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.token=",
-         "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-         f"--ServerApp.root_dir={root}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    kernels: list = []
-    request.addfinalizer(lambda: (_stop(server, kernels), log.close()))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/api/status", timeout=2):
-                break
-        if server.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'jupyter.log').read_text()}")
-        time.sleep(0.5)
-    yield dict(url=url, root=root, pid=server.pid, kernels=kernels, log=tmp_path / "jupyter.log")
+
+    def start(app: str) -> dict:
+        root, home = tmp_path / app / "root", tmp_path / app / "home"
+        root.mkdir(parents=True)
+        shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+        news = home / "settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
+        (news / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+               "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+               "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+        port = _free_port()
+        command, page = _APPS[app]
+        command = [a.format(nb=NOTEBOOK.name) for a in command]
+        if app == "voila":
+            command += ["--no-browser", f"--port={port}"]
+        else:
+            command += ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
+                        "--ServerApp.port_retries=0", "--ServerApp.token=",
+                        "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+                        f"--ServerApp.root_dir={root}"]
+        if os.geteuid() == 0 and app != "voila":
+            command.append("--allow-root")
+        log_path = tmp_path / f"{app}.log"
+        log = open(log_path, "wb")
+        server = subprocess.Popen([sys.executable, *command], cwd=root, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        kernels: list = []
+        request.addfinalizer(lambda: (_stop(server, kernels), log.close()))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:   # Voila runs the notebook on every page load: probe the port only
+            with contextlib.suppress(OSError):
+                if app == "voila":
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                    break
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2):
+                    break
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{app} did not start:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        return dict(url=url, page=f"{url}/{page.format(nb=NOTEBOOK.name)}", root=root,
+                    pid=server.pid, kernels=kernels, log=log_path, app=app)
+
+    return start
 
 
-def _wait_for_kernel(lab, timeout: float = 120) -> None:
+def _wait_for_kernel(lab: dict, timeout: float = 120) -> None:
     """Wait until the notebook's kernel is idle; remember its PID (it has its own session)."""
     import psutil
 
@@ -151,29 +179,54 @@ def _votes(path: Path) -> list:
         return store.votes()
 
 
-def test_quickstart_dashboard_renders_and_reacts(lab, artifacts):
+class _Browser:
+    """A Chromium page with numbered screenshots and collected page errors."""
+
+    def __init__(self, pw, artifacts: Path, prefix: str):
+        self.browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        self.page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.artifacts, self.prefix, self.n, self.errors = artifacts, prefix, 0, []
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def shot(self, name: str) -> None:
+        self.n += 1
+        self.page.screenshot(path=str(self.artifacts / f"{self.prefix}-{self.n:02d}-{name}.png"),
+                             full_page=True)
+
+    def close(self) -> None:
+        (self.artifacts / f"{self.prefix}-page-errors.txt").write_text("\n".join(self.errors))
+        self.browser.close()
+
+
+def _run_all(page) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+
+
+def _wait_votes(store: Path, n: int) -> list:
+    deadline = time.monotonic() + 60
+    while len(_votes(store)) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _votes(store)
+
+
+def test_jupyterlab_all_four_stages_with_mouse_and_keyboard(serve, artifacts):
     from playwright.sync_api import expect, sync_playwright
 
-    shots = iter(range(1, 100))
-
-    def shot(page, name):
-        page.screenshot(path=str(artifacts / f"{next(shots):02d}-{name}.png"), full_page=True)
-
+    lab = serve("lab")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        b = _Browser(pw, artifacts, "lab")
+        page = b.page
         try:
-            page.goto(f"{lab['url']}/lab/tree/{NOTEBOOK.name}")
+            page.goto(lab["page"])
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             _wait_for_kernel(lab)
             expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
                 "data-status", "idle", timeout=60_000)
-            shot(page, "opened")
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+            b.shot("opened")
+            _run_all(page)
 
+            # 2 · Distillation: the gallery, and the τ slider changes it
             dash = page.locator(".defuse-distillation")   # present once cell 2 has run
             gallery = dash.locator("img").first
             expect(gallery).to_be_attached(timeout=SLOW)
@@ -181,20 +234,22 @@ def test_quickstart_dashboard_renders_and_reacts(lab, artifacts):
             expect(gallery).to_be_visible(timeout=SLOW)
             before = gallery.get_attribute("src")
             assert before
-            shot(page, "gallery")
-
+            b.shot("gallery")
             handle = dash.locator(".noUi-handle").first   # the τ slider
             handle.focus()
             for _ in range(10):
                 handle.press("ArrowRight")
             expect(gallery).not_to_have_attribute("src", before, timeout=60_000)
-            shot(page, "gallery-after-tau")
+            b.shot("gallery-after-tau")
 
+            # 1 · Identification: the latent map; a click shows a decode
             page.get_by_role("tab", name="1 · Identification").click()
             scatter = page.locator(".defuse-identification .js-plotly-plot")
             expect(scatter).to_be_visible(timeout=SLOW)
-            shot(page, "latent-map")
+            expect(scatter.locator(".legendtext").first).to_be_visible()   # class names
+            b.shot("latent-map")
 
+            # 3 · Labeling: buttons, and keys that JupyterLab's shortcuts never see
             page.get_by_role("tab", name="3 · Labeling").click()
             panel = page.locator(".defuse-labeling")
             for name in ["None of the above", *map(str, range(10))]:
@@ -206,18 +261,71 @@ def test_quickstart_dashboard_renders_and_reacts(lab, artifacts):
             # "0 0" would restart the kernel in command mode; here it casts two votes
             for key in ["7", "ArrowLeft", "0", "0"]:
                 keys.press(key)
-            deadline = time.monotonic() + 60
-            while len(_votes(store)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.5)
-            shot(page, "after-vote")
-            assert [(v.region, v.sample, v.label) for v in _votes(store)] == [(0, 0, 0),
-                                                                              (0, 1, 0)]
+            votes = _wait_votes(store, 2)
+            b.shot("after-vote")
+            assert [(v.region, v.sample, v.label) for v in votes] == [(0, 0, 0), (0, 1, 0)]
             expect(page.locator(".jp-Dialog")).to_have_count(0)   # no "Restart kernel?"
+            panel.get_by_role("button", name="0", exact=True).click()   # and one by mouse
+            assert [v.sample for v in _wait_votes(store, 3)] == [0, 1, 2]
+
+            # 4 · Correction: failure data from the votes, then the λ sweep, live
+            page.get_by_role("tab", name="4 · Correction").click()
+            tab = page.locator(".defuse-correction")
+            tab.get_by_role("button", name="Build failure data").click()
+            plot = tab.locator(".js-plotly-plot")
+            expect(plot).to_be_visible(timeout=SLOW)
+            tab.get_by_role("button", name="Start").click()
+            expect(tab.get_by_text("Selected λ=")).to_be_visible(timeout=SLOW)
+            assert plot.locator(".scatterlayer .trace .point").count() >= 3
+            b.shot("tradeoff")
         except Exception:
             with contextlib.suppress(Exception):
-                shot(page, "failure")
-            shutil.copy(lab["log"], artifacts / "jupyter.log")
+                b.shot("failure")
+            shutil.copy(lab["log"], artifacts / "jupyterlab.log")
             raise
         finally:
-            (artifacts / "page-errors.txt").write_text("\n".join(errors))
-            browser.close()
+            b.close()
+
+
+@pytest.mark.parametrize("app", ["notebook", "voila"])
+def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = serve(app)
+    with sync_playwright() as pw:
+        b = _Browser(pw, artifacts, app)
+        page = b.page
+        try:
+            page.goto(server["page"], timeout=SLOW)
+            if app == "notebook":
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+                _wait_for_kernel(server)
+                _run_all(page)
+            gallery = page.locator(".defuse-distillation img").first
+            expect(gallery).to_be_attached(timeout=SLOW)
+            page.get_by_role("tab", name="2 · Distillation").click()
+            expect(gallery).to_be_visible(timeout=SLOW)
+            b.shot("gallery")
+            page.get_by_role("tab", name="1 · Identification").click()
+            expect(page.locator(".defuse-identification .js-plotly-plot")).to_be_visible(
+                timeout=SLOW)
+            b.shot("latent-map")
+            page.get_by_role("tab", name="3 · Labeling").click()
+            panel = page.locator(".defuse-labeling")
+            expect(panel.get_by_role("button", name="None of the above")).to_be_visible()
+            keys = panel.locator(".defuse-keys")
+            keys.click()
+            keys.press("n")      # the kernel hears the key box in this front end too
+            votes = _wait_votes(server["root"] / SESSION / "annotations.sqlite", 1)
+            assert [(v.region, v.sample, v.label) for v in votes] == [(0, 0, -1)]
+            page.get_by_role("tab", name="4 · Correction").click()
+            expect(page.locator(".defuse-correction").get_by_role(
+                "button", name="Build failure data")).to_be_visible()
+            b.shot("labeling")
+        except Exception:
+            with contextlib.suppress(Exception):
+                b.shot("failure")
+            shutil.copy(server["log"], artifacts / f"{app}.log")
+            raise
+        finally:
+            b.close()

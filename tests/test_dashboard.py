@@ -123,6 +123,9 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert plot.join(TIMEOUT) and plot.error_ is None
     assert dash.corrected_classifier is not None
     assert (tmp_path / "session" / "corrected_classifier.pt").exists()
+    saved = Session(tmp_path / "session").load_correction()   # the sweep's results too
+    assert [r["lam"] for r in saved["results"]] == [r["lam"] for r in plot.results]
+    assert saved["best"]["lam"] == plot.best["lam"]
 
 
 def test_a_new_dashboard_resumes_the_session(make, tmp_path):

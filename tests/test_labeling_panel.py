@@ -171,3 +171,28 @@ def test_store_object_is_left_open(tmp_path, regions, tiny_models):
     panel.close()
     assert store.votes()[0].label == 4
     store.close()
+
+
+def test_store_failure_on_click_is_shown_and_the_panel_stays_usable(make_panel, monkeypatch):
+    import sqlite3
+
+    panel = make_panel()
+    real = panel.store.cast_vote
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):   # the disk is busy once, as with a locked network share
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(panel.store, "cast_vote", flaky)
+    panel._class_buttons[3].click()
+    assert "database is locked" in panel.error.value and "3 failed" in panel.error.value
+    assert isinstance(panel.error.error_, sqlite3.OperationalError)
+    assert panel.store.votes(annotator="ada") == [] and panel.position == (0, 0)
+    panel._class_buttons[3].click()                       # the same click, once more
+    assert [v.label for v in panel.store.votes(annotator="ada")] == [3]
+    assert panel.error.value == "" and panel.position == (0, 1)
+    panel._keys._on_message(panel._keys, {"key": "Backspace"}, [])
+    assert panel.store.votes(annotator="ada") == []

@@ -195,3 +195,18 @@ def test_stop_keeps_the_map_reached_so_far(tmp_path, digits, tiny_models, tiny_a
     assert explorer.status == "stopped" and explorer.latent_map.interrupted_
     assert sum(len(t.x) for t in explorer.figure.data[:10]) == N_TRAIN
     assert not path.exists()   # a stopped map is not cached
+
+
+def test_click_error_is_shown_in_the_widget_and_clicks_work_afterwards(explorer, tiny_models):
+    clf, vae = tiny_models
+
+    class Broken(torch.nn.Module):
+        def decode(self, z):
+            raise RuntimeError("decoder unavailable")
+
+    explorer._vae = Broken()
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {2: [1]}))
+    assert "click failed" in explorer.error.value and "decoder unavailable" in explorer.error.value
+    explorer._vae = vae
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {2: [0]}))
+    assert explorer.error.value == "" and explorer.image.value

@@ -3,6 +3,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+import torch
 
 from defuse_widgets.distillation import distill
 from defuse_widgets.inference import predict
@@ -120,3 +121,22 @@ def test_bad_input(gallery, regions, tiny_models):
         RegionGallery({}, vae, clf)
     with pytest.raises(TypeError, match="vae must be a torch.nn.Module"):
         RegionGallery(regions, None, clf)
+
+
+class _BrokenDecoder(torch.nn.Module):
+    def forward(self, z):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    decode = forward
+
+
+def test_render_error_is_shown_and_the_gallery_recovers(gallery):
+    vae = gallery._vae
+    gallery._vae = _BrokenDecoder()
+    before = gallery.images[0]
+    gallery._slider.value = 0.9                   # what a slider move does
+    assert "out of memory" in gallery.error.value and "τ=0.9" in gallery.error.value
+    assert gallery.images[0] == before            # the last good grid stays on screen
+    gallery._vae = vae
+    gallery._resample_button.click()
+    assert gallery.error.value == "" and gallery.images[0] != before

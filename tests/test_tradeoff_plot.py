@@ -137,3 +137,30 @@ def test_missing_plotted_set_is_reported(digits, tiny_models, task):
     plot.start()
     assert plot.join(TIMEOUT)
     assert "nope" in plot.status and plot.corrector_ is None
+
+
+def test_stop_button_leaves_a_session_that_the_next_start_resumes(digits, tiny_models, task,
+                                                                 tmp_path):
+    class ClickStopAfterFirstLam(Callback):
+        def on_lam_end(self, corrector, **kw):
+            plot._stop_button.click()        # what the user's click does
+
+    lams = [1e-2, 1.0, 10.0]
+    plot = _plot(digits, tiny_models, task, lams=lams, checkpoint_dir=tmp_path / "ckpt",
+                 callbacks=[ClickStopAfterFirstLam()])
+    plot._start_button.click()
+    assert plot.join(TIMEOUT) and plot.status.startswith("Stopped after 1 λ")
+    assert plot.error.value == ""
+    saved = sorted(p.name for p in (tmp_path / "ckpt").glob("*.pt"))
+    assert saved == ["defuse_lam_0.pt"]      # only finished λs, no half-written files
+    assert not list((tmp_path / "ckpt").glob("*.tmp"))
+
+    again = _plot(digits, tiny_models, task, lams=lams, checkpoint_dir=tmp_path / "ckpt")
+    again._start_button.click()
+    assert again.join(TIMEOUT) and again.error_ is None, again._log.outputs
+    assert again.corrector_.resumed_ == [0]   # the stopped sweep's λ is reused, not redone
+    fresh = _plot(digits, tiny_models, task, lams=lams)
+    fresh.start()
+    assert fresh.join(TIMEOUT)
+    for a, b in zip(again.results, fresh.results):
+        assert a["lam"] == b["lam"] and a["test"] == pytest.approx(b["test"], abs=1e-6)

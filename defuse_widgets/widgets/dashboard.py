@@ -364,10 +364,16 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         return f"; earlier regions and votes moved to {where}" if where else ""
 
     def _on_sweep(self, change) -> None:
-        model = self.corrected_classifier
-        if not change["new"] and model is not None:
-            path = self.session.save_model(model)
-            self.status = html.escape(f"Corrected classifier saved to {path}.")
+        corrector = self.tradeoff.corrector_ if self.tradeoff is not None else None
+        if change["new"] or getattr(corrector, "best_model_", None) is None:
+            return
+        try:   # the sweep's history and results too, not only the model
+            self.session.save_correction(corrector)
+        except (ValueError, OSError) as exc:
+            self.status = html.escape(f"Saving the correction failed: {exc}")
+            return
+        self.status = html.escape(f"Corrected classifier and sweep results saved to "
+                                  f"{self.session.path}.")
 
     def _resume(self) -> None:
         """Load what the session folder holds; a damaged file is reported, not raised."""

@@ -22,6 +22,7 @@ from ..annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 from ..failure_data import export_failure_data, review_set
 from ..labeling import decide, decide_region
 from ..regions import Regions
+from ._errors import ErrorBox
 from ._keys import KeyCapture
 from ._render import class_labels, to_png
 
@@ -40,7 +41,7 @@ def _red(text: Any) -> str:
     return f"<span style='color:#dc0000'>{html.escape(str(text))}</span>"
 
 
-def _button(description: str, callback: Callable[[], Any], *, width: str = "auto",
+def _plain_button(description: str, callback: Callable[[], Any], *, width: str = "auto",
             **kw) -> widgets.Button:
     button = widgets.Button(description=description, layout=widgets.Layout(width=width), **kw)
     button.on_click(lambda _: callback())
@@ -129,6 +130,11 @@ class LabelingPanel(widgets.VBox):
 
     # -- view -----------------------------------------------------------------------
     def _build(self) -> None:
+        self.error = ErrorBox()
+
+        def _button(description, callback, **kw):   # every click shows its own errors
+            return _plain_button(description, self.error.guard(description, callback), **kw)
+
         self._name = widgets.Text(description="Annotator", placeholder="your name",
                                   continuous_update=False)
         traitlets.link((self, "annotator"), (self._name, "value"))
@@ -155,7 +161,7 @@ class LabelingPanel(widgets.VBox):
         self._keys = KeyCapture(capture=[*digits, "n", "N", "Backspace", "ArrowLeft",
                                       "ArrowRight", ",", "."],
                                 prompt="⌨ click here, then press keys")
-        self._keys.on_key(self.handle_key)
+        self._keys.on_key(self.error.guard("key", self.handle_key))
         self._export = _button("Export D_f", self._on_export, icon="download",
                                tooltip="save the accepted regions' failure data as .npz")
         self._status = widgets.HTML()
@@ -172,6 +178,7 @@ class LabelingPanel(widgets.VBox):
             widgets.HBox([self._prev, self._next, self._undo, self._skip]),
             widgets.HBox([self._keys, widgets.HTML(KEYS_HELP)]),
             widgets.HBox([self._export, self._status]),
+            self.error,
         ]
 
     @traitlets.observe("annotator", "position", "rho")

@@ -26,6 +26,7 @@ from ..embedding import LatentMap, fit_or_load
 from ..identification import AdversarialExamples
 from ..inference import decode, encode_mean, predict
 from ..regions import Regions
+from ._errors import ErrorBox
 from ._render import class_labels, grid_png, to_png
 
 __all__ = ["LatentExplorer"]
@@ -136,7 +137,8 @@ class LatentExplorer(W.VBox):
         self._progress = W.IntProgress(min=0, max=1, description="t-SNE")
         self._progress_label = W.Label("starting…")
         self._stop_button = W.Button(description="Stop", icon="stop", button_style="warning")
-        self._stop_button.on_click(lambda _: self.stop())
+        self.error = ErrorBox()
+        self._stop_button.on_click(self.error.guard("stop", lambda _: self.stop()))
         options = [("no region", _NO_REGION)]
         if regions is not None:
             counts = regions.member_counts
@@ -154,7 +156,7 @@ class LatentExplorer(W.VBox):
         self.grid = W.Image(format="png", layout=W.Layout(display="none"))
         self.children = [
             W.HBox([self._progress, self._progress_label, self._stop_button]),
-            self._dropdown,
+            self._dropdown, self.error,
             W.HBox([self._plot_box, W.VBox([self._point_label, self.image, self._grid_label,
                                             self.grid], layout=W.Layout(width="420px"))])]
         self._ready = True
@@ -379,10 +381,12 @@ class LatentExplorer(W.VBox):
             title="t-SNE of the latent space"))
         last = len(index_of) - 1
         for t, (kind, idx) in enumerate(index_of):
-            fig.data[t].on_click(partial(self._clicked, kind, idx))
-            fig.data[t].on_selection(partial(self._selected, kind, idx, t == last))
+            fig.data[t].on_click(self.error.guard("click", partial(self._clicked, kind, idx), clear=False))
+            fig.data[t].on_selection(self.error.guard("selection", partial(
+                self._selected, kind, idx, t == last), clear=False))
             fig.data[t].on_deselect(partial(self._selected, kind, idx[:0], t == last))
-        fig.data[-1].on_click(partial(self._clicked, "adversarial", None))
+        fig.data[-1].on_click(self.error.guard("click", partial(self._clicked, "adversarial",
+                                                                None), clear=False))
         self.figure = fig
         self._plot_box.children = [fig]
 
@@ -390,6 +394,7 @@ class LatentExplorer(W.VBox):
         if points.point_inds:
             idx = self._highlight_index if idx is None else idx
             self.select_point(kind, int(idx[points.point_inds[0]]))
+            self.error.clear()
 
     def _selected(self, kind, idx, last, trace, points, selector=None) -> None:
         # plotly dispatches one selection event to every trace in order, so the
@@ -398,3 +403,4 @@ class LatentExplorer(W.VBox):
         if last:
             pending, self._pending = self._pending, {kind: [] for kind in _KINDS}
             self.select_points(**{k: np.concatenate(v) if v else () for k, v in pending.items()})
+            self.error.clear()

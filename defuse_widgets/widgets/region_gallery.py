@@ -17,6 +17,7 @@ import traitlets
 from .._validation import check_module, check_number
 from ..inference import predict
 from ..regions import Regions
+from ._errors import ErrorBox
 from ._render import class_labels, grid_png
 
 __all__ = ["RegionGallery", "sample_seed"]
@@ -127,13 +128,14 @@ class RegionGallery(W.VBox):
         for name, control in [("region", self._dropdown), ("tau", self._slider),
                               ("mode", self._mode_toggle), ("n_samples", self._n_input)]:
             traitlets.link((self, name), (control, "value"))
-        self._prev.on_click(lambda _: self.previous_region())
-        self._next.on_click(lambda _: self.next_region())
-        self._resample_button.on_click(lambda _: self.resample())
+        self.error = ErrorBox()
+        self._prev.on_click(self.error.guard("previous region", lambda _: self.previous_region()))
+        self._next.on_click(self.error.guard("next region", lambda _: self.next_region()))
+        self._resample_button.on_click(self.error.guard("resample", lambda _: self.resample()))
 
         self.children = [W.HBox([self._dropdown, self._prev, self._next, self._mode_toggle]),
                          W.HBox([self._slider, self._resample_button, self._n_input]),
-                         self._view]
+                         self.error, self._view]
         self._ready = True
         self._render()
 
@@ -172,6 +174,14 @@ class RegionGallery(W.VBox):
         """Rebuild the view from (region, tau, resample_count, mode, n_samples)."""
         if not self._ready:
             return
+        try:
+            self._draw()
+        except Exception as exc:   # a slider move's failure shows here, not in a log
+            self.error.show(exc, f"drawing region {self.region} at τ={self.tau:g}")
+        else:
+            self.error.clear()
+
+    def _draw(self) -> None:
         if self.mode == "single":
             self.stats.value = self._stats_html(self.region)
             self.image.value = self._grid(self.region)

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..callbacks import Callback
 from ..correction import PAPER_LAMS, Corrector
+from ._errors import ErrorBox
 
 __all__ = ["TradeoffPlot"]
 
@@ -165,15 +166,16 @@ class TradeoffPlot(widgets.VBox):
                                           line=dict(width=1, color="black")))
         self._start_button = widgets.Button(description="Start", icon="play",
                                             button_style="success")
-        self._start_button.on_click(lambda _: self.start())
+        self.error = ErrorBox()
+        self._start_button.on_click(self.error.guard("start", lambda _: self.start()))
         self._stop_button = widgets.Button(description="Stop", icon="stop",
                                            button_style="danger")
-        self._stop_button.on_click(lambda _: self.stop())
+        self._stop_button.on_click(self.error.guard("stop", lambda _: self.stop()))
         self._bar = widgets.IntProgress(min=0, description="Epochs")
         self._label = widgets.HTML()
         self._log = widgets.Output(layout=widgets.Layout(max_height="160px", overflow="auto"))
         self.children = [widgets.HBox([self._start_button, self._stop_button, self._bar,
-                                       self._label]), self._fig, self._log]
+                                       self._label]), self.error, self._fig, self._log]
 
     def _total_epochs(self) -> int:
         sweeps = 1 + (self.X_adv is not None)
