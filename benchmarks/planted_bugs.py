@@ -1,0 +1,204 @@
+"""Planted-bug benchmark (issue 7): does Defuse find and fix bugs we planted ourselves?
+
+On embedded MNIST-5k, :func:`defuse_widgets.planted.plant_bugs` plants the
+default three bugs (sub-styles = k-means clusters, k=6 per class, of the
+shipped β-VAE's latent means; the most confusable cluster of each class):
+two "rare" ones (5% of the sub-style kept) and one "mislabelled" one. The
+classifier (paper recipe), the β-VAE (shipped recipe, fewer epochs) and the
+simulated annotator's oracle are trained on the planted training split; no
+model sees a held-out image. Then :func:`~defuse_widgets.planted_eval.evaluate_planted`
+runs Defuse with the quick pipeline settings (K=30, 3,000 codes, λ ∈ {0.01,
+0.1, 1}, 2 epochs) and three annotators:
+
+* ``simulated``: ``SimulatedAnnotator`` around an OracleCNN trained on the
+  planted training split, labels as planted (what the pipeline has);
+* ``ensemble``: the same around 3 OracleCNNs trained on clean labels of all
+  non-held-out training-pool images (dropped rare images included);
+* ``perfect``: ``SimulatedAnnotator`` around a 10-nearest-neighbour oracle
+  over the planted VAE's codes of every real image with its clean label.
+
+Run ``python -m benchmarks.planted_bugs [--quick]``; trained models are cached
+under ``benchmarks/results/.cache/planted/``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from defuse_widgets.annotators import SimulatedAnnotator
+from defuse_widgets.data import load_mnist5k
+from defuse_widgets.inference import accuracy, encode_mean
+from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
+from defuse_widgets.planted import plant_bugs
+from defuse_widgets.planted_eval import EnsembleOracle, KnnOracle, evaluate_planted
+from defuse_widgets.pretrained import DEFAULT_SETTINGS, load_pretrained
+from defuse_widgets.training import reconstruction_fidelity, train_classifier, train_vae
+
+RESULTS = Path(__file__).parent / "results"
+CACHE = RESULTS / ".cache" / "planted"
+
+
+def _cached(name: str, module: torch.nn.Module, train) -> tuple[torch.nn.Module, float]:
+    path = CACHE / f"{name}.pt"
+    if path.exists():
+        module.load_state_dict(torch.load(path, weights_only=True))
+        return module.eval(), 0.0
+    t = time.perf_counter()
+    module = train(module)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(module.state_dict(), path)
+    return module.eval(), time.perf_counter() - t
+
+
+def train_models(planted, *, vae_epochs: int, oracle_epochs: int, seed: int = 0, log=print):
+    """Classifier, β-VAE, simulated oracle and 3-oracle ensemble on the planted data."""
+    s, tag = planted.splits, f"s{seed}"
+    X, y = s.X_train, s.y_train
+    times = {}
+    clf, times["classifier"] = _cached(f"classifier-{tag}", MnistCNN(1, 32, 10), lambda m: (
+        torch.manual_seed(seed), train_classifier(m, X, y, seed=seed, progress=False))[1])
+    v = DEFAULT_SETTINGS["vae"]
+    vae, times["vae"] = _cached(f"vae-{tag}-e{vae_epochs}", BetaVAE.from_family("mnist"), lambda m: (
+        torch.manual_seed(seed), train_vae(m, X, beta=v["beta"], anneal_steps=v["anneal_steps"],
+                                           epochs=vae_epochs, batch_size=v["batch_size"],
+                                           lr=v["lr"], augment=v["augment"], seed=seed,
+                                           progress=False))[1])
+
+    def oracle(Xo, yo, sd):
+        return lambda m: (torch.manual_seed(sd), train_classifier(
+            m, Xo, yo, epochs=oracle_epochs, lr=1e-3, optimizer="adam", augment=True, seed=sd,
+            progress=False))[1]
+
+    sim, times["oracle"] = _cached(f"oracle-{tag}-e{oracle_epochs}", OracleCNN(1, 10),
+                                   oracle(X, y, seed + 1000))
+    Xc, yc = planted.clean_train()
+    members = []
+    for j in range(3):
+        m, times[f"ensemble{j}"] = _cached(f"clean-oracle{j}-{tag}-e{oracle_epochs}",
+                                           OracleCNN(1, 10), oracle(Xc, yc, seed + 2000 + j))
+        members.append(m)
+    log(f"[models] trained in {times} s (0 = from cache)")
+    return clf, vae, sim, EnsembleOracle(members).eval(), times
+
+
+def _annotators(planted, vae, sim, ens, seed):
+    knn = KnnOracle(vae, planted.X_pool, planted.y_pool, 10).eval()
+    return {"simulated": SimulatedAnnotator(sim, seed=seed, name="simulated"),
+            "ensemble": SimulatedAnnotator(ens, seed=seed, name="ensemble"),
+            "perfect": SimulatedAnnotator(knn, seed=seed, name="perfect")}
+
+
+def _grid(quick: bool) -> list[dict]:
+    """Runs: (annotator, centered, Q, a, b, correct)."""
+    main = dict(centered=True, Q=20, a=50.0, b=50.0)
+    if quick:
+        return [dict(annotator="simulated", correct=True, **main)]
+    runs = [dict(annotator=n, correct=True, **main) for n in ("simulated", "ensemble", "perfect")]
+    runs += [dict(annotator=n, correct=True, **{**main, "centered": False})
+             for n in ("simulated", "perfect")]
+    runs += [dict(annotator="simulated", correct=False, **{**main, "a": v, "b": v})
+             for v in (10.0, 2.0)]
+    runs += [dict(annotator="simulated", correct=False, **{**main, "Q": 50})]
+    return runs
+
+
+def measure(quick: bool = False, seed: int = 0, log=print) -> dict:
+    """Plant, train (or load), run the grid; return everything measured."""
+    torch.manual_seed(seed)
+    data = load_mnist5k(seed=seed)
+    _, shipped_vae, _ = load_pretrained()
+    features = encode_mean(shipped_vae, torch.cat([data.X_train, data.X_val, data.X_test]))
+    planted = plant_bugs(data, features=features.numpy(), seed=seed)
+    log("[plant] " + "; ".join(f"{b['name']}: {b['n_planted_train']} planted train, "
+                               f"{b['n_held_out']} held out" for b in planted.summary()))
+    clf, vae, sim, ens, times = train_models(planted, vae_epochs=30 if quick else 60,
+                                             oracle_epochs=8 if quick else 15, seed=seed, log=log)
+    s = planted.splits
+    doc = {"bugs": planted.summary(), "train_seconds": times,
+           "fidelity": reconstruction_fidelity(clf, vae, s.X_test, s.y_test),
+           "oracle_test": {"simulated": accuracy(sim, s.X_test, s.y_test),
+                           "ensemble": accuracy(ens, s.X_test, s.y_test)},
+           "held_out_before": {b.name: accuracy(clf, *planted.held_out(i))
+                               for i, b in enumerate(planted.bugs)},
+           "runs": []}
+    log(f"[models] {json.dumps({k: doc[k] for k in ('fidelity', 'oracle_test', 'held_out_before')})}")
+    annotators = _annotators(planted, vae, sim, ens, seed)
+    for run in _grid(quick):
+        log(f"[run] {run}")
+        kw = {k: v for k, v in run.items() if k != "annotator"}
+        res = evaluate_planted(planted, clf, vae, annotators[run["annotator"]], seed=seed,
+                               log=log, **kw)
+        doc["runs"].append({"settings": run, **res})
+    return doc
+
+
+def rows_from(doc: dict) -> list[dict]:
+    """Benchmark rows (``what``, ``value``, ``target``, ``met``, ``note``, ``raw``)."""
+    rows, n_bugs = [], len(doc["bugs"])
+    fid = doc["fidelity"]
+    rows.append(dict(what="planted VAE fidelity (test accuracy on reconstructions / images)",
+                     value=f"{fid['accuracy_reconstructions']:.3f} / {fid['accuracy_images']:.3f}",
+                     target="", met=None, note=f"train s {doc['train_seconds']}", raw=fid))
+    for run in doc["runs"]:
+        st = run["settings"]
+        tag = (f"{st['annotator']}, {'centred' if st['centered'] else 'literal'}, Q={st['Q']}, "
+               f"a=b={st['a']:g}")
+        main = st["annotator"] == "simulated" and st["centered"] and st["Q"] == 20 \
+            and st["a"] == 50
+        idn, rec = run["identification"], run["recall"]
+        reg = run.get("regions", {})
+        rows.append(dict(
+            what=f"bugs found [{tag}]", value=f"{sum(rec['found'])}/{n_bugs}",
+            target=">= 2/3" if main else "", met=(sum(rec["found"]) >= 2) if main else None,
+            note=(f"precision {idn['precision']:.2f}, {idn['rate']:.1%} misclassified, "
+                  f"{reg.get('n_accepted', 0)}/{reg.get('n_candidates', 0)} regions accepted, "
+                  f"best purity {[round(p, 2) for p in rec['best_purity']]}, candidates find "
+                  f"{sum(run.get('recall_candidates', rec)['found'])}"),
+            raw=run))
+        corr = run.get("correction")
+        if corr and "defuse" in corr:
+            sm = corr["summary"]
+            gain = sm["defuse"]["bugs"] - sm["before"]["bugs"]
+            drop = sm["before"]["test"] - sm["defuse"]["test"]
+            base = sm.get("baseline", {})
+            rows.append(dict(
+                what=f"held-out bug accuracy before → Defuse [{tag}]",
+                value=f"{sm['before']['bugs']:.3f} → {sm['defuse']['bugs']:.3f}",
+                target="+0.30, test within 0.01" if main else "",
+                met=(gain >= 0.30 and drop <= 0.01) if main else None,
+                note=(f"test {sm['before']['test']:.3f} → {sm['defuse']['test']:.3f}; baseline "
+                      f"bugs {base.get('bugs', float('nan')):.3f}, test "
+                      f"{base.get('test', float('nan')):.3f}; λ {corr['defuse']['lam']}"),
+                raw=corr["summary"]))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Entry point of ``benchmarks.run``: measure and return the rows."""
+    return rows_from(measure(quick=quick))
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    t = time.perf_counter()
+    doc = measure(quick=quick)
+    doc["seconds"] = round(time.perf_counter() - t, 1)
+    rows = rows_from(doc)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"planted_bugs{'-quick' if quick else ''}.json"
+    out.write_text(json.dumps({"rows": [{k: v for k, v in r.items() if k != "raw"}
+                                        for r in rows], **doc}, indent=1, default=float))
+    for r in rows:
+        met = {True: "yes", False: "NO", None: ""}[r["met"]]
+        print(f"{r['what']:<70} {r['value']:>16} {r['target']:>26} {met:>4}  {r['note']}")
+    print(f"written to {out} ({doc['seconds']:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

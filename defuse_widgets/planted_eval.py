@@ -1,0 +1,228 @@
+"""Scoring Defuse on planted bugs: annotators with known truth and one evaluation run.
+
+:func:`evaluate_planted` runs identification → distillation → labeling →
+correction on :class:`~defuse_widgets.planted.PlantedData` with any annotator
+that has :class:`~defuse_widgets.annotators.SimulatedAnnotator`'s interface,
+and scores the run against the planted truth (see :mod:`.planted`).
+
+Two stand-ins for stronger annotators are built here:
+
+* :class:`EnsembleOracle`: averages the softmax of several oracles (the
+  benchmark trains them on clean labels for all styles); wrap it in a
+  ``SimulatedAnnotator``.
+* :class:`KnnOracle`: a "perfect" annotator that knows the true label of every
+  real image, held-out and planted ones included; it labels an image by the
+  clean labels of its nearest real images in a VAE's latent space.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validation import _describe, check_int
+from .annotations import AnnotationStore
+from .correction import Corrector
+from .distillation import Distiller
+from .failure_data import build_failure_sets, review_set
+from .identification import identify
+from .inference import decode, encode_mean
+from .labeling import decide
+from .planted import PlantedData, bug_purity, bug_recall
+
+__all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision"]
+
+
+class EnsembleOracle(nn.Module):
+    """Average of several oracles' softmax, returned as log-probabilities.
+
+    Parameters
+    ----------
+    oracles : sequence of nn.Module
+        Each maps images (n, C, H, W) to logits (n, n_classes).
+    """
+
+    def __init__(self, oracles):
+        super().__init__()
+        if not isinstance(oracles, (list, tuple)) or not oracles:
+            raise TypeError(f"oracles must be a non-empty list of modules; got {_describe(oracles)}.")
+        self.oracles = nn.ModuleList(oracles)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.softmax(o(x), dim=1) for o in self.oracles]).mean(0)
+        return torch.log(p.clamp_min(1e-12))
+
+
+class KnnOracle(nn.Module):
+    """Label images by the clean labels of their ``k`` nearest real images.
+
+    The images are encoded with ``vae`` (latent means) and compared with the
+    codes of ``X_real``. The output is the log of the neighbours' label
+    shares, so a ``SimulatedAnnotator`` around it votes "none of the above"
+    when no label has at least its ``none_threshold`` share.
+
+    Parameters
+    ----------
+    vae : nn.Module
+        With ``encode(x) -> (mu, logvar)``.
+    X_real : Tensor of shape (n, C, H, W)
+    y_real : Tensor or ndarray of shape (n,)
+        True (clean) labels.
+    n_classes : int
+    k : int, default=10
+    """
+
+    def __init__(self, vae: nn.Module, X_real: torch.Tensor, y_real, n_classes: int, *,
+                 k: int = 10):
+        super().__init__()
+        self.vae = vae
+        self.k = check_int("k", k, low=1)
+        self.n_classes = check_int("n_classes", n_classes, low=2)
+        self.register_buffer("codes", encode_mean(vae, X_real).float().clone())
+        self.register_buffer("labels", torch.as_tensor(np.asarray(y_real), dtype=torch.long))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.vae.encode(x)[0]
+        nn_idx = torch.cdist(z, self.codes.to(z.device)).topk(self.k, largest=False).indices
+        votes = nn.functional.one_hot(self.labels.to(z.device)[nn_idx], self.n_classes).float()
+        return torch.log(votes.mean(1).clamp_min(1e-6))
+
+
+def identification_precision(adv, annotator, vae, clean_labels: np.ndarray, *,
+                             n: int = 1000, seed: int = 0) -> float:
+    """Share of adversarial examples whose decode the annotator labels as the source class.
+
+    Parameters
+    ----------
+    adv : AdversarialExamples
+    annotator : SimulatedAnnotator or alike
+    vae : nn.Module
+    clean_labels : ndarray of shape (n_train,)
+        Clean labels of the images ``adv.source_index`` points into.
+    n : int, default=1000
+        Adversarial examples sampled (all when fewer).
+    seed : int, default=0
+
+    Returns
+    -------
+    float
+        nan when there is no adversarial example.
+    """
+    if len(adv) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(adv), size=min(n, len(adv)), replace=False)
+    labels = annotator.label(decode(vae, torch.from_numpy(adv.codes[pick])))
+    return float(np.mean(labels == clean_labels[adv.source_index[pick]]))
+
+
+def _bug_sets(planted: PlantedData) -> dict:
+    sets = {}
+    for i, b in enumerate(planted.bugs):
+        sets[f"bug{i}"] = planted.held_out(i)
+    return sets
+
+
+def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module, annotator, *,
+                     Q: int = 20, a: float = 50.0, b: float = 50.0, centered: bool = True,
+                     n_components: int = 30, eps: float = 0.01, max_samples: int = 3000,
+                     tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
+                     n_finetune: int = 128, n_region_test: int = 128, lams=(0.01, 0.1, 1.0),
+                     epochs: int = 2, correct: bool = True, min_purity: float = 0.5,
+                     seed: int = 0, log=print) -> dict:
+    """Run Defuse on planted data and score it against the planted bugs.
+
+    Parameters are those of :class:`~defuse_widgets.pipeline.DefuseConfig`
+    (quick-run defaults); ``annotator`` labels the review sets, the precision
+    sample and the baseline's adversarial examples; ``correct=False`` stops
+    after labeling.
+
+    Returns
+    -------
+    dict
+        ``identification`` (counts, rate, precision), ``regions`` (candidates,
+        accepted, per-region purity per bug), ``recall`` (over accepted
+        regions) and ``recall_candidates`` (over all candidates), and with
+        ``correct`` the accuracies on each bug's held-out real images and on
+        test before, after Defuse and after the baseline.
+    """
+    t0, res = time.perf_counter(), {}
+    splits, clean = planted.splits, planted.clean_train_labels()
+    adv = identify(classifier, vae, splits.X_train, splits.y_train, Q=Q, a=a, b=b,
+                   centered=centered, seed=seed, progress=False)
+    prec = identification_precision(adv, annotator, vae, clean, seed=seed)
+    res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
+                                 precision=prec)
+    log(f"  [identify] {adv.rate:.1%} misclassified, {len(adv)} kept, precision {prec:.2f}")
+    if len(adv) < 2:
+        res["recall"] = bug_recall(np.zeros((0, len(planted.bugs))))
+        return res
+    regions = Distiller(n_components=n_components, eps=eps, max_samples=max_samples,
+                        random_state=seed).fit(adv, n_classes=splits.n_classes).regions_
+    with tempfile.TemporaryDirectory() as tmp:
+        store = AnnotationStore(Path(tmp) / "votes.sqlite", n_classes=splits.n_classes)
+        for k in range(len(regions)):
+            imgs, predicted = review_set(regions, k, vae, classifier, size=review_size,
+                                         tau=tau, seed=seed)
+            store.set_review_set(k, predicted)
+            annotator.annotate(store, k, imgs)
+        decisions = decide(store, rho=rho)
+        store.close()
+    accepted = np.array([d.is_misclassification_region for d in decisions])
+    purity = bug_purity(regions.assignment, adv.source_index, planted.bugs, len(regions))
+    res["regions"] = dict(n_candidates=len(regions), n_accepted=int(accepted.sum()),
+                          purity=[dict(region=k, accepted=bool(accepted[k]),
+                                       members=int((regions.assignment == k).sum()),
+                                       label=decisions[k].label,
+                                       purity=[round(float(p), 3) for p in purity[k]])
+                                  for k in range(len(regions))])
+    res["recall"] = bug_recall(purity, accepted, min_purity=min_purity)
+    res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
+    log(f"  [regions] {int(accepted.sum())}/{len(regions)} accepted; bugs found "
+        f"{res['recall']['found']} (candidates {res['recall_candidates']['found']}); "
+        f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}")
+    if correct and accepted.any():
+        res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
+                                     decisions, n_finetune=n_finetune,
+                                     n_region_test=n_region_test, tau=tau, lams=lams,
+                                     epochs=epochs, seed=seed)
+        log(f"  [correct] {res['correction']['summary']}")
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_finetune,
+             n_region_test, tau, lams, epochs, seed) -> dict:
+    splits = planted.splits
+    sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
+                              n_region_test=n_region_test, tau=tau, seed=seed)
+    X_f, y_f = sets.pop("finetune")
+    bug_sets = _bug_sets(planted)
+    evals = {"validation": (splits.X_val, splits.y_val), "test": (splits.X_test, splits.y_test),
+             **sets, **bug_sets}
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(adv), size=min(len(adv), len(y_f)), replace=False)
+    X_adv = decode(vae, torch.from_numpy(adv.codes[pick]))
+    y_adv = torch.from_numpy(annotator.label(X_adv))
+    X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
+    out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
+    keys = ["test", "validation", "region_test", *bug_sets]
+    for name, (Xf, yf) in (("defuse", (X_f, y_f)), ("baseline", (X_adv, y_adv))):
+        if len(yf) == 0:
+            continue
+        corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
+        corr.fit(classifier, splits.X_train, splits.y_train, Xf, yf, eval_sets=evals)
+        out["before"] = {k: float(corr.before_[k]) for k in keys}
+        out[name] = {"lam": corr.best_["lam"], **{k: float(corr.best_[k]) for k in keys}}
+        out[name + "_tradeoff"] = [{"lam": r["lam"], **{k: float(r[k]) for k in keys}}
+                                   for r in corr.results_]
+    bugs = list(bug_sets)
+    mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
+    out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
+                      for s in ("before", "defuse", "baseline") if s in out}
+    return out

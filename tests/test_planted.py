@@ -1,0 +1,145 @@
+"""Planted bugs: planting records indices, never leaks held-out images, scores correctly."""
+import numpy as np
+import pytest
+import torch
+
+from defuse_widgets.planted import (BugSpec, PlantedData, bug_purity, bug_recall, plant_bugs,
+                                    sub_styles)
+from defuse_widgets.planted_eval import EnsembleOracle, KnnOracle, identification_precision
+
+BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))
+
+
+def _features(d):
+    X = torch.cat([d.X_train, d.X_val, d.X_test])
+    return X.flatten(1).numpy()
+
+
+@pytest.fixture(scope="module")
+def planted(digits):
+    return plant_bugs(digits, BUGS, features=_features(digits), n_styles=3, seed=0)
+
+
+def _rows(X):
+    return {x.numpy().tobytes() for x in X}
+
+
+def test_plant_records_indices_and_labels(planted, digits):
+    assert isinstance(planted, PlantedData) and len(planted.bugs) == 2
+    rare, mis = planted.bugs
+    for b in planted.bugs:
+        parts = np.concatenate([b.held_out, b.planted, b.dropped])
+        assert np.array_equal(np.sort(parts), np.sort(b.members))   # a partition of the style
+        assert (planted.y_pool[b.members] == b.source_class).all()
+        # every test-pool member is held out
+        test_members = b.members[planted.pool_split[b.members] == 2]
+        assert np.isin(test_members, b.held_out).all()
+        # train_index points at the planted training images
+        assert np.array_equal(planted.train_pool_index[b.train_index],
+                              b.planted[planted.pool_split[b.planted] == 0])
+    y = planted.splits.y_train.numpy()
+    assert (y[mis.train_index] == 1).all() and mis.planted_label == 1 and len(mis.dropped) == 0
+    assert (y[rare.train_index] == 3).all() and rare.planted_label == 3
+    n_rest = len(rare.planted) + len(rare.dropped)
+    assert len(rare.planted) <= max(2, 0.1 * n_rest) and len(rare.dropped) > 0
+    # labels outside the mislabelled style are the clean ones
+    others = np.setdiff1d(np.arange(len(y)), mis.train_index)
+    assert np.array_equal(y[others], planted.clean_train_labels()[others])
+
+
+def test_held_out_never_in_training_or_validation(planted):
+    s = planted.splits
+    seen = _rows(s.X_train) | _rows(s.X_val) | _rows(s.X_test)
+    for i, b in enumerate(planted.bugs):
+        X, y = planted.held_out(i)
+        assert len(y) == len(b.held_out) > 0 and (y.numpy() == b.source_class).all()
+        assert not (_rows(X) & seen)
+        assert not np.isin(b.held_out, planted.train_pool_index).any()
+        assert not np.isin(b.dropped, planted.train_pool_index).any()
+    Xc, _ = planted.clean_train()
+    assert not (_rows(Xc) & set().union(*(_rows(planted.held_out(i)[0]) for i in range(2))))
+    assert len(s.y_train) + len(s.y_val) + len(s.y_test) + len(planted.held_out_index) \
+        + sum(len(b.dropped) for b in planted.bugs) == len(planted.y_pool)
+
+
+def test_planting_is_seeded(digits, planted):
+    again = plant_bugs(digits, BUGS, features=_features(digits), n_styles=3, seed=0)
+    other = plant_bugs(digits, BUGS, features=_features(digits), n_styles=3, seed=1)
+    assert all(np.array_equal(a.held_out, b.held_out) for a, b in zip(planted.bugs, again.bugs))
+    assert any(not np.array_equal(a.held_out, b.held_out)
+               for a, b in zip(planted.bugs, other.bugs))
+
+
+def test_sub_styles_cluster():
+    F = np.concatenate([np.zeros((10, 2)), np.full((10, 2), 5.0)])
+    s = sub_styles(F, 2)
+    assert len(set(s[:10])) == 1 and len(set(s[10:])) == 1 and s[0] != s[10]
+
+
+def test_purity_and_recall_on_hand_made_assignment():
+    assignment = np.array([0, 0, 0, 0, 1, 1, 1, 2, -1, 2])
+    source = np.array([5, 5, 6, 9, 7, 7, 1, 1, 5, 2])
+    P = bug_purity(assignment, source, [np.array([5, 6]), np.array([7])], 4)
+    np.testing.assert_allclose(P, [[0.75, 0], [0, 2 / 3], [0, 0], [0, 0]])
+    rec = bug_recall(P, [True, False, True, True])
+    assert rec["found"] == [True, False] and rec["recall"] == 0.5
+    assert rec["regions"] == [[0], []] and rec["best_purity"] == [0.75, 0.0]
+    assert bug_recall(P)["found"] == [True, True]
+    assert bug_recall(P, min_purity=0.8)["found"] == [False, False]
+
+
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(bugs=[BugSpec(3, "broken")]), ValueError, "kind"),
+    (dict(bugs=[BugSpec(12)]), ValueError, "source_class"),
+    (dict(bugs=[BugSpec(3), BugSpec(3)]), ValueError, "distinct"),
+    (dict(bugs=BugSpec(3)), TypeError, "bugs"),
+    (dict(bugs=[BugSpec(3, "mislabelled", target_label=3)]), ValueError, "target_label"),
+    (dict(keep_fraction=1.5), ValueError, "keep_fraction"),
+    (dict(held_out_fraction="0.3"), TypeError, "held_out_fraction"),
+    (dict(features=np.zeros((5, 2))), ValueError, "features"),
+    (dict(seed=-1), ValueError, "seed"),
+])
+def test_bad_input_names_the_parameter(digits, kw, exc, name):
+    args = dict(bugs=BUGS, features=_features(digits), n_styles=3)
+    with pytest.raises(exc, match=name):
+        plant_bugs(digits, **{**args, **kw})
+
+
+def test_bad_scoring_input():
+    with pytest.raises(ValueError, match="assignment"):
+        bug_purity(np.zeros(3), np.zeros(4), [np.array([1])], 1)
+    with pytest.raises(ValueError, match="accepted"):
+        bug_recall(np.zeros((2, 1)), [True])
+    with pytest.raises(ValueError, match="min_purity"):
+        bug_recall(np.zeros((2, 1)), min_purity=0)
+    with pytest.raises(TypeError, match="data"):
+        plant_bugs("digits", features=np.zeros((1, 1)))
+
+
+def test_knn_and_ensemble_oracles(digits, tiny_models):
+    clf, vae = tiny_models
+    knn = KnnOracle(vae, digits.X_train, digits.y_train, 10, k=1)
+    pred = knn(digits.X_train[:50]).argmax(1)
+    assert (pred == digits.y_train[:50]).float().mean() > 0.9   # own code is the nearest
+    ens = EnsembleOracle([clf, clf])
+    np.testing.assert_allclose(ens(digits.X_val[:8]).exp().sum(1).detach().numpy(), 1, rtol=1e-5)
+    assert torch.equal(ens(digits.X_val[:8]).argmax(1), clf(digits.X_val[:8]).argmax(1))
+    with pytest.raises(TypeError, match="oracles"):
+        EnsembleOracle([])
+
+
+def test_identification_precision_counts_source_class(tiny_models):
+    from defuse_widgets.identification import AdversarialExamples
+
+    _, vae = tiny_models
+
+    class Fixed:
+        def label(self, X):
+            return np.array([1, 2, 1, 0])[: len(X)]
+
+    adv = AdversarialExamples(np.zeros((4, 4), np.float32), np.array([0, 1, 2, 3]),
+                              np.zeros(4, np.int64), np.zeros(4, np.int64),
+                              np.zeros(4, np.float32), 40, {})
+    clean = np.array([1, 1, 1, 1])
+    # the sample is a permutation; with n=4 all examples are labelled: 2 of 4 match
+    assert identification_precision(adv, Fixed(), vae, clean, n=4) == pytest.approx(0.5)
