@@ -246,7 +246,9 @@ def test_jupyterlab_all_four_stages_with_mouse_and_keyboard(serve, artifacts):
             page.get_by_role("tab", name="1 · Identification").click()
             scatter = page.locator(".defuse-identification .js-plotly-plot")
             expect(scatter).to_be_visible(timeout=SLOW)
-            expect(scatter.locator(".legendtext").first).to_be_visible()   # class names
+            legend = scatter.locator(".legendtext").first
+            expect(legend).to_be_visible()   # class names
+            legend.scroll_into_view_if_needed()
             b.shot("latent-map")
 
             # 3 · Labeling: buttons, and keys that JupyterLab's shortcuts never see
@@ -265,7 +267,7 @@ def test_jupyterlab_all_four_stages_with_mouse_and_keyboard(serve, artifacts):
             b.shot("after-vote")
             assert [(v.region, v.sample, v.label) for v in votes] == [(0, 0, 0), (0, 1, 0)]
             expect(page.locator(".jp-Dialog")).to_have_count(0)   # no "Restart kernel?"
-            panel.get_by_role("button", name="0", exact=True).click()   # and one by mouse
+            panel.get_by_title("key 0").click()   # and one vote by mouse
             assert [v.sample for v in _wait_votes(store, 3)] == [0, 1, 2]
 
             # 4 · Correction: failure data from the votes, then the λ sweep, live
@@ -307,8 +309,8 @@ def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
             expect(gallery).to_be_visible(timeout=SLOW)
             b.shot("gallery")
             page.get_by_role("tab", name="1 · Identification").click()
-            expect(page.locator(".defuse-identification .js-plotly-plot")).to_be_visible(
-                timeout=SLOW)
+            scatter = page.locator(".defuse-identification .js-plotly-plot")
+            expect(scatter.locator(".legendtext").first).to_be_visible(timeout=SLOW)   # drawn
             b.shot("latent-map")
             page.get_by_role("tab", name="3 · Labeling").click()
             panel = page.locator(".defuse-labeling")
