@@ -3,10 +3,11 @@
 The widgets take fitted core objects and compute nothing themselves; the core
 (everything outside this package) never imports them.
 """
+from .ambiguity_matrix import AmbiguityMatrix
 from .dashboard import DefuseDashboard
 from .labeling_panel import LabelingPanel
 from .latent_explorer import LatentExplorer
 from .region_gallery import RegionGallery
 from .tradeoff_plot import TradeoffPlot
 
-__all__ = ["DefuseDashboard", "LabelingPanel", "LatentExplorer", "RegionGallery", "TradeoffPlot"]
+__all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelingPanel", "LatentExplorer", "RegionGallery", "TradeoffPlot"]

@@ -1,0 +1,95 @@
+"""Bayes-TrEx level sets on the shipped models: targets are reached; input is checked."""
+import numpy as np
+import pytest
+import torch
+
+from defuse_widgets.identification import AdversarialExamples
+from defuse_widgets.level_set_evaluation import (ambiguity_counts, all_pair_targets,
+                                                 confident_failures, sampled_ambiguity,
+                                                 baseline_ambiguity)
+from defuse_widgets.level_sets import LevelSetSampler, Target, level_set_log_likelihood
+from defuse_widgets.pretrained import load_pretrained
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_pretrained()
+
+
+@pytest.fixture(scope="module")
+def fitted(shipped):
+    clf, vae, _ = shipped
+    targets = [Target.high_confidence(4), Target.ambiguous(1, 7), Target.graded(8, 0.3)]
+    torch.manual_seed(0)
+    return LevelSetSampler(targets=targets, n_chains=8, n_warmup=80, n_samples=30,
+                           n_init=1024, device="cpu", seed=0).fit(clf, vae)
+
+
+def test_targets_are_reached_on_average(fitted):
+    rows = {r["target"]: r for r in fitted.confidence_table()}
+    assert rows["P_4 = 1"]["mean"][0] > 0.9
+    assert all(abs(m - 0.5) < 0.1 for m in rows["P_1 = P_7 = 0.5"]["mean"])
+    assert abs(rows["P_8 = 0.3"]["mean"][0] - 0.3) < 0.1
+    assert fitted.codes_.shape == (30, 24, 10) and fitted.probs_.shape == (30, 24, 10)
+    assert 0.2 < fitted.accept_rate_ < 0.9
+
+
+def test_probs_are_the_classifier_softmax_of_the_decodes(fitted, shipped):
+    clf, vae, _ = shipped
+    with torch.no_grad():
+        p = torch.softmax(clf(vae.decode(torch.from_numpy(fitted.codes_[-1]))), 1).numpy()
+    np.testing.assert_allclose(p, fitted.probs_[-1], atol=1e-4)
+
+
+def test_likelihood_matches_the_papers_auxiliary_variables():
+    p = torch.tensor([[0.45, 0.40, 0.15]])
+    packed = lambda kind, i, j, c: (torch.tensor([kind]), torch.tensor([i]), torch.tensor([j]),  # noqa: E731
+                                    torch.tensor([c]), torch.zeros(1, 3))
+    amb = level_set_log_likelihood(p, packed(1, 0, 1, 0.0), 0.05)
+    u1, u2 = 0.05, 0.40 - 0.15                       # eqs. 6-7, u* = (0, 0.5)
+    assert amb.item() == pytest.approx(-0.5 * (u1 ** 2 + (u2 - 0.5) ** 2) / 0.05 ** 2, rel=1e-5)
+    high = level_set_log_likelihood(p, packed(0, 0, 0, 1.0), 0.05)
+    assert high.item() == pytest.approx(-0.5 * 0.55 ** 2 / 0.05 ** 2, rel=1e-5)
+
+
+def test_samples_feed_distillation_as_adversarial_examples(fitted):
+    adv = fitted.to_adversarial_examples(targets=[0], min_confidence=0.5)
+    assert isinstance(adv, AdversarialExamples) and len(adv) > 0
+    assert (adv.predicted_label == 4).mean() > 0.9 and (adv.source_index == -1).all()
+    from defuse_widgets.distillation import Distiller
+    Distiller(n_components=3, random_state=0).fit(adv, n_classes=10)
+
+
+def test_ambiguity_matrix_and_confident_failures(fitted, shipped):
+    counts = sampled_ambiguity(fitted)
+    assert counts[1, 7] == counts[7, 1] > 0 and counts.sum() == 2 * counts[1, 7]
+    assert len(all_pair_targets(10)) == 45
+    assert ambiguity_counts(np.array([[0.5, 0.5, 0.0], [0.9, 0.05, 0.05]]))[0, 1] == 1
+    assert baseline_ambiguity(shipped[0], torch.rand(4, 1, 32, 32)).shape == (10, 10)
+
+    class SaysSeven:
+        def label(self, images):
+            return np.full(len(images), 7)
+    r = confident_failures(fitted, SaysSeven(), target_class=4)
+    assert r["n_confident"] > 0 and r["n_confirmed"] == r["n_annotated"]
+
+
+def test_bad_input_names_the_parameter(shipped):
+    clf, vae, _ = shipped
+    with pytest.raises(TypeError, match="targets"):
+        LevelSetSampler(targets=[4]).fit(clf, vae)
+    with pytest.raises(ValueError, match="sigma"):
+        LevelSetSampler(targets=[Target.high_confidence(1)], sigma=0, device="cpu").fit(clf, vae)
+    with pytest.raises(ValueError, match="method"):
+        LevelSetSampler(targets=[Target.high_confidence(1)], method="nuts",
+                        device="cpu").fit(clf, vae)
+    with pytest.raises(ValueError, match="targets"):
+        LevelSetSampler(targets=[Target.high_confidence(12)], device="cpu").fit(clf, vae)
+    with pytest.raises(TypeError, match="classifier"):
+        LevelSetSampler(targets=[Target.high_confidence(1)]).fit("clf", vae)
+    with pytest.raises(ValueError, match="j must differ"):
+        Target.ambiguous(3, 3)
+    with pytest.raises(ValueError, match="c must be"):
+        Target.graded(1, 1.5)
+    with pytest.raises(ValueError, match="sum to 1"):
+        Target.vector([0.5, 0.6])
