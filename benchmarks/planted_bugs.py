@@ -132,6 +132,7 @@ def measure(quick: bool = False, seed: int = 0, log=print) -> dict:
         log(f"[run] {run}")
         kw = {k: v for k, v in run.items() if k != "annotator"}
         res = evaluate_planted(planted, clf, vae, annotators[run["annotator"]], seed=seed,
+                               style_features=lambda X: encode_mean(shipped_vae, X).numpy(),
                                log=log, **kw)
         doc["runs"].append({"settings": run, **res})
     return doc
@@ -158,7 +159,9 @@ def rows_from(doc: dict) -> list[dict]:
             note=(f"precision {idn['precision']:.2f}, {idn['rate']:.1%} misclassified, "
                   f"{reg.get('n_accepted', 0)}/{reg.get('n_candidates', 0)} regions accepted, "
                   f"best purity {[round(p, 2) for p in rec['best_purity']]}, candidates find "
-                  f"{sum(run.get('recall_candidates', rec)['found'])}"),
+                  f"{sum(run.get('recall_candidates', rec)['found'])}; by style: accepted "
+                  f"{sum(run.get('style_recall', rec)['found'])}, candidates "
+                  f"{sum(run.get('style_recall_candidates', rec)['found'])}"),
             raw=run))
         corr = run.get("correction")
         if corr and "defuse" in corr:

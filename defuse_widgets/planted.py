@@ -40,7 +40,7 @@ from ._validation import _describe, check_choice, check_int, check_number, check
 from .data.splits import DataSplits
 
 __all__ = ["BUG_KINDS", "DEFAULT_BUGS", "BugSpec", "PlantedBug", "PlantedData", "plant_bugs",
-           "sub_styles", "bug_purity", "bug_recall"]
+           "sub_styles", "bug_purity", "bug_recall", "style_purity"]
 
 BUG_KINDS = ("rare", "mislabelled")
 
@@ -96,6 +96,9 @@ class PlantedBug:
     train_index : ndarray of shape (n_planted_train,)
         Indices **into the planted training split** of the planted images:
         the bug's source images for recall.
+    centroids : ndarray of shape (n_styles, d)
+        Feature centroids of all sub-styles of ``source_class`` (row
+        ``style`` is this bug's), for :func:`style_purity`.
     """
 
     name: str
@@ -108,6 +111,7 @@ class PlantedBug:
     planted: np.ndarray = field(repr=False)
     dropped: np.ndarray = field(repr=False)
     train_index: np.ndarray = field(repr=False)
+    centroids: np.ndarray = field(repr=False, default=None)
 
     def summary(self) -> dict:
         return dict(name=self.name, source_class=self.source_class, kind=self.kind,
@@ -300,7 +304,8 @@ def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
         dropped = np.sort(np.concatenate(dropped)) if dropped else np.zeros(0, np.int64)
         labels[planted] = label
         removed[held] = removed[dropped] = True
-        planted_bugs.append((spec, style, label, members, held, planted, dropped))
+        cents = np.stack([F[m].mean(0) for m in members_of])
+        planted_bugs.append((spec, style, label, members, held, planted, dropped, cents))
     index = [np.flatnonzero((split == s) & ~removed) for s in (0, 1, 2)]
     pos = np.full(len(y), -1)
     pos[index[0]] = np.arange(len(index[0]))
@@ -308,8 +313,8 @@ def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
         PlantedBug(f"{spec.kind}-{spec.source_class}/s{style}"
                    + (f"->{label}" if spec.kind == "mislabelled" else ""),
                    spec.source_class, spec.kind, style, label, members, held, planted, dropped,
-                   np.sort(pos[planted[split[planted] == 0]]))
-        for spec, style, label, members, held, planted, dropped in planted_bugs)
+                   np.sort(pos[planted[split[planted] == 0]]), cents)
+        for spec, style, label, members, held, planted, dropped, cents in planted_bugs)
     lab = torch.from_numpy(labels)
     splits = DataSplits(f"{data.name}-planted", X[index[0]], lab[index[0]], X[index[1]],
                         lab[index[1]], X[index[2]], lab[index[2]], data.class_names)
@@ -381,3 +386,46 @@ def bug_recall(purity: np.ndarray, accepted=None, *, min_purity: float = 0.5) ->
     best = [float(Pc[:, j].max()) if len(Pc) else 0.0 for j in range(P.shape[1])]
     return dict(found=found, recall=float(np.mean(found)) if found else 0.0,
                 regions=regions, best_purity=best)
+
+
+def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
+                 bugs, n_regions: int) -> np.ndarray:
+    """Share of each region's members that *look like* a bug's sub-style.
+
+    A member counts for bug ``b`` when its source class is ``b.source_class``
+    and the features of its decode are nearest to ``b.centroids[b.style]``
+    among that class's sub-style centroids. Unlike :func:`bug_purity`, this
+    does not need the member to come from one of the few planted images.
+
+    Parameters
+    ----------
+    assignment : ndarray of shape (n_examples,)
+    features : ndarray of shape (n_examples, d)
+        Features of each example's decode, in the space the styles were
+        defined in.
+    source_label : ndarray of shape (n_examples,)
+    bugs : sequence of PlantedBug
+    n_regions : int
+
+    Returns
+    -------
+    ndarray of shape (n_regions, n_bugs)
+    """
+    assignment = np.asarray(assignment)
+    F = np.asarray(features, dtype=np.float64)
+    src = np.asarray(source_label)
+    if F.ndim != 2 or len(F) != len(assignment) or src.shape != assignment.shape:
+        raise ValueError(f"features must have shape ({len(assignment)}, d) and source_label "
+                         f"({len(assignment)},); got {_describe(features)} and "
+                         f"{_describe(source_label)}.")
+    n_regions = check_int("n_regions", n_regions, low=0)
+    in_style = np.zeros((len(F), len(bugs)), bool)
+    for j, b in enumerate(bugs):
+        d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
+        in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
+    out = np.zeros((n_regions, len(bugs)))
+    for k in range(n_regions):
+        m = assignment == k
+        if m.any():
+            out[k] = in_style[m].mean(0)
+    return out

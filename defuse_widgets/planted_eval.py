@@ -32,7 +32,7 @@ from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import decode, encode_mean
 from .labeling import decide
-from .planted import PlantedData, bug_purity, bug_recall
+from .planted import PlantedData, bug_purity, bug_recall, style_purity
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision"]
 
@@ -134,13 +134,15 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
                      tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
                      n_finetune: int = 128, n_region_test: int = 128, lams=(0.01, 0.1, 1.0),
                      epochs: int = 2, correct: bool = True, min_purity: float = 0.5,
-                     seed: int = 0, log=print) -> dict:
+                     style_features=None, seed: int = 0, log=print) -> dict:
     """Run Defuse on planted data and score it against the planted bugs.
 
     Parameters are those of :class:`~defuse_widgets.pipeline.DefuseConfig`
     (quick-run defaults); ``annotator`` labels the review sets, the precision
     sample and the baseline's adversarial examples; ``correct=False`` stops
-    after labeling.
+    after labeling. ``style_features`` (a callable mapping images (n, C, H, W)
+    to the features the styles were defined with) adds ``style_recall``,
+    scored with :func:`~defuse_widgets.planted.style_purity`.
 
     Returns
     -------
@@ -183,9 +185,19 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
                                   for k in range(len(regions))])
     res["recall"] = bug_recall(purity, accepted, min_purity=min_purity)
     res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
+    if style_features is not None:
+        feats = np.asarray(style_features(decode(vae, torch.from_numpy(adv.codes))))
+        sp = style_purity(regions.assignment, feats, clean[adv.source_index], planted.bugs,
+                          len(regions))
+        res["style_recall"] = bug_recall(sp, accepted, min_purity=min_purity)
+        res["style_recall_candidates"] = bug_recall(sp, None, min_purity=min_purity)
+        for k, row in enumerate(res["regions"]["purity"]):
+            row["style_purity"] = [round(float(p), 3) for p in sp[k]]
     log(f"  [regions] {int(accepted.sum())}/{len(regions)} accepted; bugs found "
         f"{res['recall']['found']} (candidates {res['recall_candidates']['found']}); "
-        f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}")
+        f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}; style: "
+        f"{res.get('style_recall', {}).get('found')} "
+        f"{res.get('style_recall_candidates', {}).get('found')}")
     if correct and accepted.any():
         res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
                                      decisions, n_finetune=n_finetune,

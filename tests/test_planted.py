@@ -143,3 +143,16 @@ def test_identification_precision_counts_source_class(tiny_models):
     clean = np.array([1, 1, 1, 1])
     # the sample is a permutation; with n=4 all examples are labelled: 2 of 4 match
     assert identification_precision(adv, Fixed(), vae, clean, n=4) == pytest.approx(0.5)
+
+
+def test_style_purity_counts_members_in_the_style(planted):
+    b = planted.bugs[0]
+    F = np.stack([b.centroids[b.style], b.centroids[(b.style + 1) % len(b.centroids)],
+                  b.centroids[b.style], b.centroids[b.style]])
+    src = np.array([b.source_class, b.source_class, b.source_class + 1, b.source_class])
+    from defuse_widgets.planted import style_purity
+
+    P = style_purity(np.array([0, 0, 0, 1]), F, src, [b], 2)
+    np.testing.assert_allclose(P[:, 0], [1 / 3, 1.0])
+    with pytest.raises(ValueError, match="features"):
+        style_purity(np.zeros(4), F[:2], src, [b], 2)
