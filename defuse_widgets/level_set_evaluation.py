@@ -177,7 +177,9 @@ def confident_failures(sampler: LevelSetSampler, annotator, *, target_class: int
     -------
     dict
         ``n_draws``, ``n_confident``, ``n_annotated``, ``n_confirmed`` (the
-        annotator says not c: a confident failure), ``confirmed_share``,
+        annotator says not c: a confident failure), ``n_other_class`` (of
+        those, the ones it gives another class rather than "none of the
+        above", ``NONE_OF_THE_ABOVE`` = -1), ``confirmed_share``,
         ``mean_confidence`` of the confident draws, ``annotator_labels``
         (class -> count) and ``codes`` of shape (n_confirmed, n_latent).
     """
@@ -198,6 +200,7 @@ def confident_failures(sampler: LevelSetSampler, annotator, *, target_class: int
     values, counts = np.unique(labels, return_counts=True)
     return {"target_class": c, "n_draws": int(len(codes)), "n_confident": int(len(confident)),
             "n_annotated": int(len(chosen)), "n_confirmed": int(failed.sum()),
+            "n_other_class": int((failed & (labels >= 0)).sum()),
             "confirmed_share": float(failed.mean()) if len(chosen) else float("nan"),
             "mean_confidence": float(probs[confident, c].mean()) if len(confident) else float("nan"),
             "annotator_labels": {int(v): int(n) for v, n in zip(values, counts)},

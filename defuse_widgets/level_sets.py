@@ -388,7 +388,8 @@ class LevelSetSampler:
             Maps images (n, C, H, W) to labels (n,), e.g. a
             :class:`~defuse_widgets.annotators.SimulatedAnnotator`'s ``label``;
             they become ``true_label``. Without it ``true_label`` copies the
-            predicted label (level-set draws have no ground truth).
+            predicted label (level-set draws have no ground truth). Draws
+            labelled -1 ("none of the above") are dropped.
 
         Returns
         -------
@@ -408,6 +409,8 @@ class LevelSetSampler:
             if not callable(labels):
                 raise TypeError(f"labels must be callable; got {_describe(labels)}.")
             true = np.asarray(labels(self.decode_samples(codes)), dtype=np.int64)
+            known = true >= 0          # drop "none of the above" (-1): no class to record
+            codes, pred, true = codes[known], pred[known], true[known]
         return AdversarialExamples(
             codes=codes.astype(np.float32), source_index=np.full(len(codes), -1, np.int64),
             true_label=true, predicted_label=pred,
