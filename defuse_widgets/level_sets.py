@@ -178,12 +178,10 @@ class LevelSetSampler:
     n_leapfrog : int, default=3
         Leapfrog steps per HMC proposal (``method="hmc"`` only).
     n_init : int, default=4096
-        Size of the pool of prior draws that chains start from: each target's
-        chains start at distinct pool points drawn with probability ∝ the
-        level-set likelihood (sampling-importance-resampling, Gumbel top-k).
-        Chains started at plain prior draws sit where the softmax is
-        saturated and its gradient vanishes, and rarely reach ambiguous
-        level sets; 0 starts them at plain prior draws.
+        Pool of prior draws the chains start from: each target's chains start
+        at distinct pool points drawn ∝ the level-set likelihood (importance
+        resampling, Gumbel top-k). From plain prior draws (``n_init=0``) chains
+        sit where the softmax saturates and rarely reach ambiguous level sets.
     n_latent : int, optional
         Read from ``decoder.n_latent`` when not given.
     device : str or torch.device, optional
@@ -208,10 +206,8 @@ class LevelSetSampler:
 
     Examples
     --------
-    >>> clf, vae, _ = load_pretrained()  # doctest: +SKIP
-    >>> ls = LevelSetSampler(targets=[Target.high_confidence(4)]).fit(clf, vae)  # doctest: +SKIP
+    >>> ls = LevelSetSampler(targets=[Target.ambiguous(1, 7)]).fit(clf, vae)  # doctest: +SKIP
     >>> ls.confidence_table()[0]["mean"]  # doctest: +SKIP
-    [0.99...]
     """
 
     def __init__(self, *, targets: Sequence[Target], n_chains: int = 10, sigma: float = 0.05,
@@ -326,12 +322,7 @@ class LevelSetSampler:
         return check_int("target", target, low=0, high=len(self.targets_) - 1)
 
     def samples(self, target: "Target | int") -> tuple[np.ndarray, np.ndarray]:
-        """Draws of one target's chains.
-
-        Parameters
-        ----------
-        target : Target or int
-            A fitted target or its index in ``targets_``.
+        """Draws of one target's chains (a fitted Target or its index in ``targets_``).
 
         Returns
         -------
