@@ -20,7 +20,8 @@ import time
 
 from ._common import machine, machine_tag, save
 
-SECTIONS = {"widgets": "benchmarks.widget_latency",
+SECTIONS = {"identification": "benchmarks.identification",
+            "widgets": "benchmarks.widget_latency",
             "level_sets": "benchmarks.level_sets",        # Bayes-TrEx samplers (issue 5)
             "planted_bugs": "benchmarks.planted_bugs"}    # planted-bug benchmark (issue 7)
 
