@@ -77,6 +77,13 @@ class Corrector:
         any earlier sweep of this name.
     name : str, default="defuse"
         Shown in progress output; e.g. ``"baseline"``.
+    executor : concurrent.futures.Executor, optional
+        Run the λs as tasks of this executor (for example Dask's
+        ``Client.get_executor()``, or a ``ProcessPoolExecutor``), each on a
+        copy of the classifier and data; per-λ results equal an in-process
+        sweep. Callbacks see each λ's epochs when it returns, so per-batch
+        callbacks do not run and :meth:`stop` acts between λs (queued λs are
+        cancelled). Checkpoints and resuming work as in process.
     progress : bool, default=False
         Show a tqdm bar over λ.
 
@@ -104,7 +111,7 @@ class Corrector:
                  batch_size: int = 256, selection: str = "balanced",
                  tolerance: float = 0.005, device=None, seed: int = 0, callbacks=(),
                  checkpoint_dir=None, name: str = "defuse",
-                 progress: bool = False, resume: bool = True):
+                 progress: bool = False, resume: bool = True, executor=None):
         self.lams = lams
         self.epochs = epochs
         self.lr = lr
@@ -118,6 +125,7 @@ class Corrector:
         self.name = name
         self.progress = progress
         self.resume = resume
+        self.executor = executor
         self._stop = threading.Event()
 
     # -- public API ---------------------------------------------------------------
@@ -188,19 +196,26 @@ class Corrector:
         checkpoints = self._open_checkpoints(base, X, y, X_f, y_f, eval_sets)
         self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
         self._call("on_train_begin")
+        done = checkpoints.finished if checkpoints is not None else {}
+        futures = self._submit(lams, done, base, X, y, X_f, y_f, eval_sets)
         try:
             for i, lam in enumerate(tqdm(lams, desc=self.name, disable=not self.progress)):
-                if checkpoints is not None and i in checkpoints.finished:
+                if i in done:
                     self._replay(i, lam, checkpoints)
                     continue
-                state, result, history = self._fit_one(i, lam, base, X, y, X_f, y_f,
-                                                       eval_sets, dev)
+                if futures:
+                    state, result, history = self._collect(futures[i], lam)
+                else:
+                    state, result, history = self._fit_one(i, lam, base, X, y, X_f, y_f,
+                                                           eval_sets, dev)
                 if checkpoints is not None:
                     checkpoints.add(i, lam, state, result, history)
                 self._finish_lam(state, result)
         except _Cancelled:
             self.cancelled_ = True
         finally:
+            for future in futures.values():
+                future.cancel()
             self._stop.clear()
         if self.results_:
             i_best = max(range(len(self.results_)),
@@ -266,6 +281,30 @@ class Corrector:
         self.fingerprint_ = fingerprint(params, base, arrays)
         return SweepCheckpoints(self.checkpoint_dir, self.name, self.fingerprint_,
                                 params).open(bool(self.resume))
+
+    def _submit(self, lams, done, base, X, y, X_f, y_f, eval_sets) -> dict:
+        from .scale_out import submit_lams   # the executor path (see ``executor``)
+        return submit_lams(self, lams, done, base, X, y, X_f, y_f, eval_sets)
+
+    def _collect(self, future, lam: float) -> tuple:
+        """Wait for one λ's task; its epochs reach the callbacks as it returns."""
+        if self._stop.is_set():
+            raise _Cancelled
+        state, result, history = future.result()
+        if self._stop.is_set():
+            raise _Cancelled
+        self._call("on_lam_begin", lam=lam)
+        for rec in history:
+            self.history_.append(rec)
+            self._call("on_epoch_end", record=rec)
+        return state, result, history
+
+    def get_params(self) -> dict:
+        """The constructor's parameters (scikit-learn style)."""
+        names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "device",
+                 "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
+                 "executor")
+        return {k: getattr(self, k) for k in names}
 
     def _replay(self, i: int, lam: float, checkpoints: SweepCheckpoints) -> None:
         """Take a finished λ from its checkpoint; callbacks see it as if it had just run."""
