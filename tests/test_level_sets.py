@@ -93,3 +93,21 @@ def test_bad_input_names_the_parameter(shipped):
         Target.graded(1, 1.5)
     with pytest.raises(ValueError, match="sum to 1"):
         Target.vector([0.5, 0.6])
+
+
+def test_generator_and_subset_classifier_helpers_check_their_input(shipped):
+    from defuse_widgets.level_set_evaluation import (train_class_excluded_vae,
+                                                     train_subset_classifier)
+    X, y = torch.rand(6, 1, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="exclude"):
+        train_class_excluded_vae(X, y, 5)
+    with pytest.raises(ValueError, match="exclude"):
+        train_class_excluded_vae(X, y, [0, 1, 2])
+    with pytest.raises(ValueError, match="classes"):
+        train_subset_classifier(X, y, [0, 0])
+    with pytest.raises(ValueError, match="X"):
+        train_subset_classifier(torch.rand(6, 1, 8, 8), y, [0, 1])
+    clf = train_subset_classifier(X, y, [0, 2], epochs=1)
+    assert clf(X).shape == (6, 2)
+    with pytest.raises(TypeError, match="annotator"):
+        confident_failures(None, object(), target_class=1)
