@@ -246,7 +246,8 @@ class LevelSetSampler:
             Maps images (n, C, H, W) to logits (n, n_classes).
         decoder : BetaVAE or nn.Module
             Its ``decode(z)`` (or ``forward(z)`` when it has no ``decode``) maps
-            codes (n, n_latent) to images (n, C, H, W).
+            codes (n, n_latent) to images (n, C, H, W). Both are put in eval
+            mode and moved to ``device`` in place.
 
         Returns
         -------
