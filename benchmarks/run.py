@@ -21,6 +21,7 @@ import time
 from ._common import machine, machine_tag, save
 
 SECTIONS = {"identification": "benchmarks.identification",
+            "stages": "benchmarks.stages",                # distillation, t-SNE, correction
             "widgets": "benchmarks.widget_latency",
             "level_sets": "benchmarks.level_sets",        # Bayes-TrEx samplers (issue 5)
             "planted_bugs": "benchmarks.planted_bugs"}    # planted-bug benchmark (issue 7)

@@ -1,0 +1,167 @@
+"""Correction, t-SNE and distillation timings (issue 4 §2–4), plus peak memory per stage.
+
+* **Correction**: time per sample-epoch of a λ fine-tune (each step takes a
+  batch from D and one from D_f) against a plain training epoch of the same
+  classifier on D; and the wall time of a λ sweep (the paper's 17 λ × 3 epochs
+  unless ``quick``).
+* **t-SNE**: openTSNE fitting training codes and placing adversarial codes with
+  ``transform``, against scikit-learn's ``TSNE`` (no ``transform``: it fits all
+  points jointly) on the same points; and openTSNE at paper scale (60k + 10k).
+* **Distillation**: our :class:`~defuse_widgets.distillation.Distiller` against
+  scikit-learn's ``BayesianGaussianMixture`` with its defaults on the same
+  adversarial codes (d=10, K=100, full covariance, DP prior).
+
+Peak memory (resident set) is read after each stage; stages run in one process
+in this order, so each peak includes what came before.
+"""
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+import torch
+
+from defuse_widgets.correction import PAPER_LAMS, Corrector
+from defuse_widgets.data import load_mnist5k
+from defuse_widgets.distillation import Distiller
+from defuse_widgets.embedding import LatentMap
+from defuse_widgets.failure_data import build_failure_sets
+from defuse_widgets.identification import identify
+from defuse_widgets.inference import encode_mean
+from defuse_widgets.labeling import RegionDecision
+from defuse_widgets.models import MnistCNN
+from defuse_widgets.pretrained import load_pretrained
+from defuse_widgets.training import train_classifier
+
+from .widget_latency import _paper_scale_codes, _subset
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def correction(classifier, vae, data, adv, quick: bool) -> list:
+    regions = Distiller(n_components=30, eps=0.01, max_samples=3000,
+                        random_state=0).fit(adv, n_classes=10).regions_
+    # D_f from the 5 heaviest regions, labelled with their most common source class
+    top = np.argsort(-regions.weights)[:5]
+    decisions = [RegionDecision(region=int(k), is_misclassification_region=True,
+                                label=int(np.bincount(adv.true_label[regions.members(k)],
+                                                      minlength=10).argmax()),
+                                disagreement=1.0, agreement=1.0, n_votes=10, n_none=0)
+                 for k in top]
+    sets = build_failure_sets(regions, decisions, vae, n_finetune=256, n_region_test=256,
+                              tau=0.5, seed=0)
+    X_f, y_f = sets.pop("finetune")
+    evals = {"validation": (data.X_val, data.y_val), "test": (data.X_test, data.y_test), **sets}
+    X, y = data.X_train, data.y_train
+
+    plain = MnistCNN(1, 32, 10)
+    t = time.perf_counter()
+    train_classifier(plain, X, y, epochs=1, batch_size=256, lr=1e-3, optimizer="adam",
+                     progress=False)
+    plain_per_sample = (time.perf_counter() - t) / len(X)
+
+    c = Corrector(lams=[0.1], epochs=1, device="cpu")
+    c.fit(classifier, X, y, X_f, y_f, eval_sets=evals)   # warm-up
+    t = time.perf_counter()
+    c.fit(classifier, X, y, X_f, y_f, eval_sets=evals)
+    one_lam = time.perf_counter() - t
+    samples = 2 * len(X)          # each step: a batch of D and a batch of D_f
+    per_sample = one_lam / samples
+    rows = [dict(what="correction: plain training epoch on D", value=f"{plain_per_sample * 1e6:.0f} "
+                 "µs/sample", note=f"{len(X)} images, batch 256, Adam",
+                 raw={"s_per_sample": plain_per_sample}),
+            dict(what="correction: one λ, one epoch (D + D_f batches, with evaluation)",
+                 value=f"{per_sample * 1e6:.0f} µs/sample",
+                 target="≤ 1.25× plain", met=per_sample <= 1.25 * plain_per_sample,
+                 note=f"{per_sample / plain_per_sample:.2f}× plain; {one_lam:.1f} s for "
+                      f"{samples} samples incl. evaluation on {sum(len(v[1]) for v in evals.values())}"
+                      " images", raw={"s": one_lam, "ratio": per_sample / plain_per_sample})]
+    lams, epochs = ((0.01, 0.1, 1.0), 1) if quick else (PAPER_LAMS, 3)
+    t = time.perf_counter()
+    sweep = Corrector(lams=lams, epochs=epochs, device="cpu").fit(classifier, X, y, X_f, y_f,
+                                                                   eval_sets=evals)
+    wall = time.perf_counter() - t
+    rows.append(dict(what=f"correction: sweep of {len(lams)} λ × {epochs} epochs (sequential)",
+                     value=f"{wall:.0f} s", note=f"selected λ={sweep.best_['lam']:g}; "
+                     f"{wall / (len(lams) * epochs):.1f} s per λ-epoch", raw={"s": wall}))
+    rows.append(dict(what="peak memory after correction", value=f"{_peak_mb():.0f} MB"))
+    return rows
+
+
+def tsne(vae, data, adv, quick: bool) -> list:
+    from sklearn.manifold import TSNE
+
+    n_train, n_adv = (2000, 500) if quick else (10000, 2000)
+    codes, labels = _paper_scale_codes(vae, data, n=n_train)
+    adv_codes = adv.codes[:n_adv]
+    t = time.perf_counter()
+    LatentMap(random_state=0, n_jobs=-1).fit(codes, adv_codes)
+    ours = time.perf_counter() - t
+    t = time.perf_counter()
+    TSNE(perplexity=30, random_state=0, n_jobs=-1, init="pca").fit_transform(
+        np.concatenate([codes, adv_codes]))
+    ref = time.perf_counter() - t
+    rows = [dict(what=f"t-SNE: openTSNE fit {n_train:,} + transform {n_adv:,}",
+                 value=f"{ours:.1f} s", raw={"s": ours}),
+            dict(what=f"t-SNE: scikit-learn TSNE on the same {n_train + n_adv:,} points",
+                 value=f"{ref:.1f} s", note=f"openTSNE is {ref / ours:.1f}× faster",
+                 raw={"s": ref, "ratio": ref / ours})]
+    if not quick:
+        codes60, _ = _paper_scale_codes(vae, data)
+        t = time.perf_counter()
+        LatentMap(random_state=0, n_jobs=-1).fit(codes60, _subset(adv, 10000).codes)
+        big = time.perf_counter() - t
+        rows.append(dict(what="t-SNE: openTSNE fit 60,000 + transform 10,000",
+                         value=f"{big:.0f} s", raw={"s": big}))
+    rows.append(dict(what="peak memory after t-SNE", value=f"{_peak_mb():.0f} MB"))
+    return rows
+
+
+def distillation(adv, quick: bool) -> list:
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.mixture import BayesianGaussianMixture
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in ((3000,) if quick else (10000, 50000)):
+        n = min(n, len(adv) - 2000)
+        pick = rng.permutation(len(adv))
+        fit, held = adv.codes[pick[:n]].astype(np.float64), adv.codes[pick[-2000:]]
+        t = time.perf_counter()
+        ref = BayesianGaussianMixture(n_components=100, covariance_type="full",
+                                      weight_concentration_prior_type="dirichlet_process",
+                                      random_state=0, max_iter=1000).fit(fit)
+        ref_s = time.perf_counter() - t
+        t = time.perf_counter()
+        ours = Distiller(n_components=100, eps=0.01, max_samples=None, random_state=0).fit(
+            adv.subset(pick[:n]), n_classes=10)
+        ours_s = time.perf_counter() - t
+        ll_ref, ll_ours = ref.score(held), ours.mixture_.score(held)
+        ari = adjusted_rand_score(ref.predict(fit), ours.mixture_.predict(fit))
+        kept_ref = int((ref.weights_ > 0.01).sum())
+        rows.append(dict(what=f"distillation: {n:,} codes, K=100", value=f"{ours_s:.1f} s "
+                         f"vs {ref_s:.1f} s", target="≥ 5× faster", met=ref_s / ours_s >= 5,
+                         note=f"{ref_s / ours_s:.2f}×; EM iterations {ours.n_iter_} vs "
+                              f"{ref.n_iter_}; held-out log-lik {ll_ours:.3f} vs {ll_ref:.3f}; "
+                              f"regions {len(ours.regions_)} vs {kept_ref}; ARI {ari:.3f}",
+                         raw=dict(ours_s=ours_s, ref_s=ref_s, ari=ari, ll=[ll_ours, ll_ref])))
+    rows.append(dict(what="peak memory after distillation", value=f"{_peak_mb():.0f} MB"))
+    return rows
+
+
+def run(quick: bool = False) -> list:
+    torch.manual_seed(0)
+    classifier, vae, _ = load_pretrained()
+    data = load_mnist5k()
+    adv = identify(classifier, vae, data.X_train, data.y_train, Q=20 if quick else 100, a=50,
+                   b=50, seed=0, progress=False)
+    rows = [dict(what="peak memory after identification",
+                 value=f"{_peak_mb():.0f} MB", note=f"{adv.n_decoded:,} decodes, "
+                 f"{len(adv):,} kept")]
+    rows += distillation(adv, quick)
+    rows += tsne(vae, data, adv, quick)
+    rows += correction(classifier, vae, data, adv, quick)
+    return rows
