@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from defuse_widgets.callbacks import Callback
 from defuse_widgets.correction import PAPER_LAMS, Corrector
 from defuse_widgets.data import load_mnist5k
 from defuse_widgets.distillation import Distiller
@@ -63,22 +64,31 @@ def correction(classifier, vae, data, adv, quick: bool) -> list:
                      progress=False)
     plain_per_sample = (time.perf_counter() - t) / len(X)
 
-    c = Corrector(lams=[0.1], epochs=1, device="cpu")
+    class TrainingTime(Callback):   # from λ start to its last batch: training only
+        def on_lam_begin(self, corrector, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_batch_end(self, corrector, **kw):
+            self.t1 = time.perf_counter()
+
+    clock = TrainingTime()
+    c = Corrector(lams=[0.1], epochs=1, device="cpu", callbacks=[clock])
     c.fit(classifier, X, y, X_f, y_f, eval_sets=evals)   # warm-up
     t = time.perf_counter()
     c.fit(classifier, X, y, X_f, y_f, eval_sets=evals)
-    one_lam = time.perf_counter() - t
+    one_lam, train_s = time.perf_counter() - t, clock.t1 - clock.t0
     samples = 2 * len(X)          # each step: a batch of D and a batch of D_f
-    per_sample = one_lam / samples
+    per_sample = train_s / samples
     rows = [dict(what="correction: plain training epoch on D", value=f"{plain_per_sample * 1e6:.0f} "
                  "µs/sample", note=f"{len(X)} images, batch 256, Adam",
                  raw={"s_per_sample": plain_per_sample}),
-            dict(what="correction: one λ, one epoch (D + D_f batches, with evaluation)",
+            dict(what="correction: one λ epoch (batches of D + D_f)",
                  value=f"{per_sample * 1e6:.0f} µs/sample",
                  target="≤ 1.25× plain", met=per_sample <= 1.25 * plain_per_sample,
-                 note=f"{per_sample / plain_per_sample:.2f}× plain; {one_lam:.1f} s for "
-                      f"{samples} samples incl. evaluation on {sum(len(v[1]) for v in evals.values())}"
-                      " images", raw={"s": one_lam, "ratio": per_sample / plain_per_sample})]
+                 note=f"{per_sample / plain_per_sample:.2f}× plain; {train_s:.1f} s training "
+                      f"on {samples} samples, {one_lam:.1f} s with the evaluation sets",
+                 raw={"train_s": train_s, "fit_s": one_lam,
+                      "ratio": per_sample / plain_per_sample})]
     lams, epochs = ((0.01, 0.1, 1.0), 1) if quick else (PAPER_LAMS, 3)
     t = time.perf_counter()
     sweep = Corrector(lams=lams, epochs=epochs, device="cpu").fit(classifier, X, y, X_f, y_f,
