@@ -112,8 +112,11 @@ def _grid(quick: bool) -> list[dict]:
     return runs
 
 
-def measure(quick: bool = False, seed: int = 0, log=print) -> dict:
-    """Plant, train (or load), run the grid; return everything measured."""
+def measure(quick: bool = False, seed: int = 0, log=print, partial: Path | None = None) -> dict:
+    """Plant, train (or load), run the grid; return everything measured.
+
+    With ``partial``, the document so far is written there after every run.
+    """
     torch.manual_seed(seed)
     data = load_mnist5k(seed=seed)
     _, shipped_vae, _ = load_pretrained()
@@ -140,6 +143,9 @@ def measure(quick: bool = False, seed: int = 0, log=print) -> dict:
                                style_features=lambda X: encode_mean(shipped_vae, X).numpy(),
                                log=log, **kw)
         doc["runs"].append({"settings": run, **res})
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(doc, indent=1, default=float))
     return doc
 
 
@@ -199,7 +205,7 @@ def main(argv=None) -> None:
         doc = {k: v for k, v in json.loads(out.read_text()).items() if k != "rows"}
     else:
         t = time.perf_counter()
-        doc = measure(quick=quick)
+        doc = measure(quick=quick, partial=CACHE / out.name)
         doc["seconds"] = round(time.perf_counter() - t, 1)
     rows = rows_from(doc)
     RESULTS.mkdir(parents=True, exist_ok=True)
