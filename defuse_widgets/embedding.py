@@ -19,6 +19,10 @@ import warnings
 from typing import Callable
 
 import numpy as np
+# openTSNE (and the sklearn modules it uses) load at import time, not inside the
+# background thread that fits the map while another thread may import sklearn.
+from openTSNE import TSNE, TSNEEmbedding
+from openTSNE.affinity import PerplexityBasedNN
 
 from ._validation import check_codes, check_int, check_number
 from .persistence import SessionFormatError, load_npz, save_npz
@@ -116,8 +120,6 @@ class LatentMap:
         reference = np.vstack([train, extra]) if self.joint else train
         notify = callback or (lambda *a: None)
 
-        from openTSNE import TSNE
-        from openTSNE.affinity import PerplexityBasedNN
 
         n_total = self.n_iter + self.early_exaggeration_iter
         notify("affinities", 0, n_total)
@@ -165,7 +167,6 @@ class LatentMap:
         """
         self._check_fitted()
         z = check_codes("codes", codes, n_latent=self.reference_codes_.shape[1])
-        from openTSNE import TSNEEmbedding
 
         # A fresh TSNEEmbedding each call: transform() re-centres its reference in
         # place, and the fitted one still carries the progress callback.
@@ -261,8 +262,7 @@ class LatentMap:
 
     def _affinities(self):
         if self._affinity_index is None:
-            from openTSNE.affinity import PerplexityBasedNN
-            self._affinity_index = PerplexityBasedNN(
+                self._affinity_index = PerplexityBasedNN(
                 self.reference_codes_, perplexity=self.perplexity_, n_jobs=self.n_jobs,
                 random_state=self.random_state)
         return self._affinity_index

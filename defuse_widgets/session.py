@@ -37,6 +37,10 @@ from . import persistence as io
 from ._validation import _describe, check_module
 from .annotations import AnnotationStore
 from .callbacks import History
+# Imported here, in the importing (main) thread: stages run in background threads,
+# and two threads importing sklearn's modules at once can see them half-initialised.
+from .distillation import Distiller
+from .embedding import LatentMap
 from .identification import AdversarialExamples
 from .labeling import RegionDecision
 from .regions import Regions
@@ -199,7 +203,6 @@ class Session:
 
     def load_latent_map(self):
         """The cached :class:`~defuse_widgets.embedding.LatentMap`, or None when none."""
-        from .embedding import LatentMap
 
         path = self._file("latent_map.npz")
         return None if path is None else LatentMap.load(path)
@@ -245,7 +248,6 @@ class Session:
 
         Returns None, saving nothing, when ``stopped()`` is True once the fit returns.
         """
-        from .distillation import Distiller
 
         regions = Distiller(n_components=n_components, eps=eps, max_samples=max_samples,
                             random_state=seed).fit(adversarial, n_classes=n_classes).regions_

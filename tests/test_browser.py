@@ -104,6 +104,13 @@ _APPS = {   # front end -> (command, the quickstart's page)
 }
 
 
+#: The identification, distillation and t-SNE results of the first front end's run,
+#: reused by the next ones (their dashboards resume them) to keep the suite short.
+_COMPUTED: dict = {}
+_REUSED = ("adversarial.npz", "regions.npz", "settings.json", "latent_map.npz",
+           "manifest.json")
+
+
 @pytest.fixture
 def serve(tmp_path, request):
     """``serve(app)`` starts a token-less front end on a temporary folder holding the quickstart."""
@@ -113,6 +120,11 @@ def serve(tmp_path, request):
         root, home = tmp_path / app / "root", tmp_path / app / "home"
         root.mkdir(parents=True)
         shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+        if app != "lab" and "session" in _COMPUTED:   # never for the four-stage test
+            (root / SESSION).mkdir()
+            for name in _REUSED:
+                if (_COMPUTED["session"] / name).exists():
+                    shutil.copy(_COMPUTED["session"] / name, root / SESSION / name)
         news = home / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
         (news / "notification.jupyterlab-settings").write_text(
@@ -280,6 +292,7 @@ def test_jupyterlab_all_four_stages_with_mouse_and_keyboard(serve, artifacts):
             expect(tab.get_by_text("Selected λ=")).to_be_visible(timeout=SLOW)
             assert plot.locator(".scatterlayer .trace .point").count() >= 3
             b.shot("tradeoff")
+            _COMPUTED["session"] = lab["root"] / SESSION
         except Exception:
             with contextlib.suppress(Exception):
                 b.shot("failure")
