@@ -48,8 +48,9 @@ def decode(vae: nn.Module, z: torch.Tensor, *, batch_size: int = 1024,
     was_training = vae.training
     vae.eval()
     z = torch.as_tensor(z, dtype=torch.float32)
+    # an empty z still goes through the decoder once, for the image shape
     out = [vae.decode(z[i:i + batch_size].to(device)).float().cpu()
-           for i in range(0, len(z), batch_size)]
+           for i in range(0, max(len(z), 1), batch_size)]
     vae.train(was_training)
     return torch.cat(out)
 
