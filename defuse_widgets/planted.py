@@ -40,7 +40,7 @@ from ._validation import _describe, check_choice, check_int, check_number, check
 from .data.splits import DataSplits
 
 __all__ = ["BUG_KINDS", "DEFAULT_BUGS", "BugSpec", "PlantedBug", "PlantedData", "plant_bugs",
-           "sub_styles", "bug_purity", "bug_recall", "style_purity"]
+           "sub_styles", "bug_purity", "bug_recall"]
 
 BUG_KINDS = ("rare", "mislabelled")
 
@@ -98,7 +98,7 @@ class PlantedBug:
         the bug's source images for recall.
     centroids : ndarray of shape (n_styles, d)
         Feature centroids of all sub-styles of ``source_class`` (row
-        ``style`` is this bug's), for :func:`style_purity`.
+        ``style`` is this bug's), for :func:`~defuse_widgets.planted_eval.style_purity`.
     """
 
     name: str
@@ -387,45 +387,3 @@ def bug_recall(purity: np.ndarray, accepted=None, *, min_purity: float = 0.5) ->
     return dict(found=found, recall=float(np.mean(found)) if found else 0.0,
                 regions=regions, best_purity=best)
 
-
-def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
-                 bugs, n_regions: int) -> np.ndarray:
-    """Share of each region's members that *look like* a bug's sub-style.
-
-    A member counts for bug ``b`` when its source class is ``b.source_class``
-    and the features of its decode are nearest to ``b.centroids[b.style]``
-    among that class's sub-style centroids. Unlike :func:`bug_purity`, this
-    does not need the member to come from one of the few planted images.
-
-    Parameters
-    ----------
-    assignment : ndarray of shape (n_examples,)
-    features : ndarray of shape (n_examples, d)
-        Features of each example's decode, in the space the styles were
-        defined in.
-    source_label : ndarray of shape (n_examples,)
-    bugs : sequence of PlantedBug
-    n_regions : int
-
-    Returns
-    -------
-    ndarray of shape (n_regions, n_bugs)
-    """
-    assignment = np.asarray(assignment)
-    F = np.asarray(features, dtype=np.float64)
-    src = np.asarray(source_label)
-    if F.ndim != 2 or len(F) != len(assignment) or src.shape != assignment.shape:
-        raise ValueError(f"features must have shape ({len(assignment)}, d) and source_label "
-                         f"({len(assignment)},); got {_describe(features)} and "
-                         f"{_describe(source_label)}.")
-    n_regions = check_int("n_regions", n_regions, low=0)
-    in_style = np.zeros((len(F), len(bugs)), bool)
-    for j, b in enumerate(bugs):
-        d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
-        in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
-    out = np.zeros((n_regions, len(bugs)))
-    for k in range(n_regions):
-        m = assignment == k
-        if m.any():
-            out[k] = in_style[m].mean(0)
-    return out

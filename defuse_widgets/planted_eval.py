@@ -32,9 +32,10 @@ from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import decode, encode_mean
 from .labeling import decide
-from .planted import PlantedData, bug_purity, bug_recall, style_purity
+from .planted import PlantedData, bug_purity, bug_recall
 
-__all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision"]
+__all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
+           "style_purity"]
 
 
 class EnsembleOracle(nn.Module):
@@ -142,7 +143,7 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     sample and the baseline's adversarial examples; ``correct=False`` stops
     after labeling. ``style_features`` (a callable mapping images (n, C, H, W)
     to the features the styles were defined with) adds ``style_recall``,
-    scored with :func:`~defuse_widgets.planted.style_purity`.
+    scored with :func:`style_purity`.
 
     Returns
     -------
@@ -237,4 +238,47 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
     out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
                       for s in ("before", "defuse", "baseline") if s in out}
+    return out
+
+
+def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
+                 bugs, n_regions: int) -> np.ndarray:
+    """Share of each region's members that *look like* a bug's sub-style.
+
+    A member counts for bug ``b`` when its source class is ``b.source_class``
+    and the features of its decode are nearest to ``b.centroids[b.style]``
+    among that class's sub-style centroids. Unlike :func:`bug_purity`, this
+    does not need the member to come from one of the few planted images.
+
+    Parameters
+    ----------
+    assignment : ndarray of shape (n_examples,)
+    features : ndarray of shape (n_examples, d)
+        Features of each example's decode, in the space the styles were
+        defined in.
+    source_label : ndarray of shape (n_examples,)
+    bugs : sequence of PlantedBug
+    n_regions : int
+
+    Returns
+    -------
+    ndarray of shape (n_regions, n_bugs)
+    """
+    assignment = np.asarray(assignment)
+    F = np.asarray(features, dtype=np.float64)
+    src = np.asarray(source_label)
+    if F.ndim != 2 or len(F) != len(assignment) or src.shape != assignment.shape:
+        raise ValueError(f"features must have shape ({len(assignment)}, d) and source_label "
+                         f"({len(assignment)},); got {_describe(features)} and "
+                         f"{_describe(source_label)}.")
+    n_regions = check_int("n_regions", n_regions, low=0)
+    in_style = np.zeros((len(F), len(bugs)), bool)
+    for j, b in enumerate(bugs):
+        d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
+        in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
+    out = np.zeros((n_regions, len(bugs)))
+    for k in range(n_regions):
+        m = assignment == k
+        if m.any():
+            out[k] = in_style[m].mean(0)
     return out

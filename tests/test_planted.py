@@ -150,7 +150,7 @@ def test_style_purity_counts_members_in_the_style(planted):
     F = np.stack([b.centroids[b.style], b.centroids[(b.style + 1) % len(b.centroids)],
                   b.centroids[b.style], b.centroids[b.style]])
     src = np.array([b.source_class, b.source_class, b.source_class + 1, b.source_class])
-    from defuse_widgets.planted import style_purity
+    from defuse_widgets.planted_eval import style_purity
 
     P = style_purity(np.array([0, 0, 0, 1]), F, src, [b], 2)
     np.testing.assert_allclose(P[:, 0], [1 / 3, 1.0])
