@@ -78,9 +78,9 @@ PAPER_SETTINGS = {
 #: stand-in's digits are labelled by the shipped MNIST-5k oracle (channels averaged), the
 #: strongest annotator at hand, rather than by an oracle trained on 600 images.
 REDUCED_SETTINGS = dict(
-    n_train=600,
-    classifier=dict(weights=None, epochs=8, batch_size=64),
-    vae=dict(epochs=60, batch_size=32, anneal_steps=200, beta=0.25, lr=2e-3, image_size=32),
+    n_train=400,
+    classifier=dict(weights=None, epochs=5, batch_size=64),
+    vae=dict(epochs=30, batch_size=32, anneal_steps=150, beta=0.25, lr=2e-3, image_size=32),
     oracle=dict(shipped=True),
     identify=dict(Q=5, max_per_instance=5),
     distill=dict(n_components=10, max_samples=2000),

@@ -35,7 +35,7 @@ def test_reduced_settings_override_budgets_but_keep_architectures():
 def test_missing_files_give_a_labelled_stand_in(tmp_path, name, shape):
     data, reduced, message = load_for_reproduction(name, root=tmp_path)
     assert reduced and "REDUCED MODE" in message and name in message
-    assert data.image_shape == shape and len(data.y_train) == 600
+    assert data.image_shape == shape and len(data.y_train) == 400
     assert torch.equal(data.X_train[:, 0], data.X_train[:, -1])   # grey copied to channels
     assert set(data.y_train.tolist()) == set(range(10))
     with pytest.raises(DatasetFilesMissing):
