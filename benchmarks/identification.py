@@ -26,7 +26,7 @@ from defuse_widgets.data import load_mnist5k
 from defuse_widgets.identification import identify
 from defuse_widgets.pretrained import load_pretrained
 
-BATCHES = (256, 1024, 4096, 8192)
+BATCHES = (16, 32, 64, 128, 256, 1024, 4096)
 
 
 def ceiling(classifier, vae, n_latent: int, *, n: int = 32768) -> tuple:
@@ -77,8 +77,7 @@ def run(quick: bool = False) -> list:
         X, y = data.X_train[:n_images], data.y_train[:n_images]
         n = Q * n_images
         t = time.perf_counter()
-        adv = identify(classifier, vae, X, y, Q=Q, a=50, b=50, seed=0, progress=False,
-                       batch_size=best_bs)
+        adv = identify(classifier, vae, X, y, Q=Q, a=50, b=50, seed=0, progress=False)
         ours = n / (time.perf_counter() - t)
         kept, loop_s = per_instance_loop(classifier, vae, X, y, Q=Q)
         loop = n / loop_s
