@@ -25,6 +25,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import threading
 import time
@@ -135,6 +136,19 @@ def atomic_write(path: str | os.PathLike) -> Iterator[io.BufferedWriter]:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def move_to_archive(folder: str | os.PathLike, files: Iterable[Path]) -> Path:
+    """Move the existing ``files`` into a new ``folder/archive/<time>[-n]/`` and return it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target, n = Path(folder) / "archive" / stamp, 1
+    while target.exists():
+        target, n = Path(folder) / "archive" / f"{stamp}-{n}", n + 1
+    target.mkdir(parents=True)
+    for f in files:
+        if f.exists():
+            shutil.move(str(f), str(target / f.name))
+    return target
 
 
 def _fsync_dir(folder: Path) -> None:

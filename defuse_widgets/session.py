@@ -25,8 +25,6 @@ regions and votes of the old one meaningless; they are moved to
 from __future__ import annotations
 
 import os
-import shutil
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -367,13 +365,7 @@ class Session:
             if present:
                 io.record_files(self.path, {}, remove=names)
             return None
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder, n = self.path / "archive" / stamp, 1
-        while folder.exists():
-            folder, n = self.path / "archive" / f"{stamp}-{n}", n + 1
-        folder.mkdir(parents=True)
-        for p in present:
-            shutil.move(str(p), str(folder / p.name))
+        folder = io.move_to_archive(self.path, present)
         io.record_files(self.path, {}, remove=names)
         return folder
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -153,13 +152,5 @@ class SweepCheckpoints:
 
     def _archive(self) -> None:
         files = [self.path, *self.folder.glob(f"{self.name}_lam_*.pt")]
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        target, n = self.folder / "archive" / stamp, 1
-        while target.exists():
-            target, n = self.folder / "archive" / f"{stamp}-{n}", n + 1
-        target.mkdir(parents=True)
-        for f in files:
-            if f.exists():
-                shutil.move(str(f), str(target / f.name))
-        self.archived = target
+        self.archived = io.move_to_archive(self.folder, files)
 
