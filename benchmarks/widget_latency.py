@@ -17,7 +17,6 @@ shipped models. Browser-side rendering is not included.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -36,14 +35,6 @@ from defuse_widgets.widgets import LatentExplorer, RegionGallery
 from ._common import timeit
 
 CACHE = Path(__file__).parent / "results" / ".cache"
-
-
-def _subset(adv, n: int):
-    take = slice(0, n)
-    return dataclasses.replace(adv, codes=adv.codes[take], source_index=adv.source_index[take],
-                               true_label=adv.true_label[take],
-                               predicted_label=adv.predicted_label[take],
-                               noise_norm=adv.noise_norm[take])
 
 
 def _paper_scale_codes(vae, data, n: int = 60000, seed: int = 0):
@@ -94,7 +85,7 @@ def run(quick: bool = False) -> list:
 
     # --- paper scale: 60k training + 10k adversarial points
     codes60, labels60 = _paper_scale_codes(vae, data)
-    adv10 = _subset(adv, 10000)
+    adv10 = adv.subset(np.arange(min(10000, len(adv))))
     cached = (CACHE / "map-60k.npz").exists()
     t0 = time.perf_counter()
     latent_map = fit_or_load(codes60, adv10.codes, cache_path=CACHE / "map-60k.npz",
