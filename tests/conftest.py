@@ -45,3 +45,14 @@ def tiny_adversarial(digits, tiny_models):
     clf, vae = tiny_models
     return identify(clf, vae, digits.X_train[:400], digits.y_train[:400], Q=8, a=5, b=5,
                     centered=True, max_per_instance=5, progress=False)
+
+
+@pytest.fixture(scope="session")
+def task(digits):
+    """D_f = held-out 3s labelled 8, a planted 'region label' (as in test_correction)."""
+    threes = digits.X_test[digits.y_test == 3]
+    X_f, y_f = threes[:20], torch.full((20,), 8)
+    X_rt, y_rt = threes[20:], torch.full((len(threes) - 20,), 8)
+    evals = {"validation": (digits.X_val, digits.y_val), "test": (digits.X_test, digits.y_test),
+             "region_validation": (X_f, y_f), "region_test": (X_rt, y_rt)}
+    return X_f, y_f, evals

@@ -10,16 +10,6 @@ from defuse_widgets.correction import Corrector
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def task(digits):
-    threes = digits.X_test[digits.y_test == 3]
-    X_f, y_f = threes[:20], torch.full((20,), 8)
-    evals = {"validation": (digits.X_val, digits.y_val), "test": (digits.X_test, digits.y_test),
-             "region_validation": (X_f, y_f), "region_test": (threes[20:],
-                                                              torch.full((len(threes) - 20,), 8))}
-    return X_f, y_f, evals
-
-
 class _Epochs(Callback, list):
     def on_epoch_end(self, corrector, *, record, **kw):
         self.append(record)

@@ -10,17 +10,6 @@ from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 TIMEOUT = 120  # generous: only guards against a hung thread, never a threshold
 
 
-@pytest.fixture(scope="module")
-def task(digits):
-    """D_f = held-out 3s labelled 8, a planted 'region label' (as in test_correction)."""
-    threes = digits.X_test[digits.y_test == 3]
-    X_f, y_f = threes[:20], torch.full((20,), 8)
-    X_rt, y_rt = threes[20:], torch.full((len(threes) - 20,), 8)
-    evals = {"validation": (digits.X_val, digits.y_val), "test": (digits.X_test, digits.y_test),
-             "region_validation": (X_f, y_f), "region_test": (X_rt, y_rt)}
-    return X_f, y_f, evals
-
-
 def _plot(digits, tiny_models, task, **kw):
     clf, _ = tiny_models
     X_f, y_f, evals = task
