@@ -68,9 +68,14 @@ class BugSpec:
     style: int | None = None
 
 
-#: Default bugs on embedded MNIST: two rare sub-styles and one mislabelled one
-#: (classes whose confusable sub-style a 5% rarity hurt most in a scan of all ten).
-DEFAULT_BUGS = (BugSpec(5, "rare"), BugSpec(2, "rare"), BugSpec(7, "mislabelled"))
+#: Default bugs on embedded MNIST (with ``n_styles=3``): one rare sub-style and
+#: two mislabelled ones. Chosen from a scan of all ten classes for each kind
+#: (classifier trained on each single planted bug, seed 0): 5 is the class
+#: whose rare style hurt most (held-out accuracy 0.52; the other classes
+#: 0.67-0.97), and 3 -> 8 and 6 -> 0 are mislabelled styles the classifier
+#: gets wrong on real images (0.14, 0.06) *and* on their VAE reconstructions
+#: (0.07, 0.04), so a latent search can render them.
+DEFAULT_BUGS = (BugSpec(5, "rare"), BugSpec(3, "mislabelled"), BugSpec(6, "mislabelled"))
 
 
 @dataclass(frozen=True)
@@ -239,7 +244,7 @@ def _pick_style(spec: BugSpec, F: np.ndarray, y: np.ndarray, members_of: list,
 
 
 def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
-               n_styles: int = 6, keep_fraction: float = 0.05, held_out_fraction: float = 0.3,
+               n_styles: int = 3, keep_fraction: float = 0.05, held_out_fraction: float = 0.3,
                seed: int = 0) -> PlantedData:
     """Plant ``bugs`` in ``data``; see the module docstring for the exact split rules.
 
@@ -252,7 +257,7 @@ def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
     features : ndarray of shape (n_pool, d)
         Features of ``concat(X_train, X_val, X_test)`` that define sub-styles
         (e.g. latent means of a VAE, or pixel traits).
-    n_styles : int, default=6
+    n_styles : int, default=3
         k-means clusters per class.
     keep_fraction : float in (0, 1), default=0.05
         Share of a rare sub-style's planted images kept (at least one).
@@ -284,7 +289,7 @@ def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
     removed, planted_bugs = np.zeros(len(y), bool), []
     for i, spec in enumerate(bugs):
         idx = np.flatnonzero(y == spec.source_class)
-        style_of = sub_styles(F[idx], n_styles, seed=seed + i)
+        style_of = sub_styles(F[idx], n_styles, seed=seed)
         members_of = [idx[style_of == s] for s in range(n_styles)]
         style, label = _pick_style(spec, F, y, members_of, data.n_classes)
         members = members_of[style]

@@ -30,12 +30,12 @@ from .correction import Corrector
 from .distillation import Distiller
 from .failure_data import build_failure_sets, review_set
 from .identification import identify
-from .inference import decode, encode_mean
+from .inference import accuracy, decode, encode_mean
 from .labeling import decide
 from .planted import PlantedData, bug_purity, bug_recall
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
-           "style_purity"]
+           "rendered_accuracy", "style_purity", "trace_purity"]
 
 
 class EnsembleOracle(nn.Module):
@@ -186,6 +186,12 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
                                   for k in range(len(regions))])
     res["recall"] = bug_recall(purity, accepted, min_purity=min_purity)
     res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
+    tp = trace_purity(regions.assignment, adv.codes, encode_mean(vae, planted.X_pool).numpy(),
+                      planted.bugs, len(regions))
+    res["trace_recall"] = bug_recall(tp, accepted, min_purity=min_purity)
+    res["trace_recall_candidates"] = bug_recall(tp, None, min_purity=min_purity)
+    for k, row in enumerate(res["regions"]["purity"]):
+        row["trace_purity"] = [round(float(p), 3) for p in tp[k]]
     if style_features is not None:
         feats = np.asarray(style_features(decode(vae, torch.from_numpy(adv.codes))))
         sp = style_purity(regions.assignment, feats, clean[adv.source_index], planted.bugs,
@@ -198,7 +204,8 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         f"{res['recall']['found']} (candidates {res['recall_candidates']['found']}); "
         f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}; style: "
         f"{res.get('style_recall', {}).get('found')} "
-        f"{res.get('style_recall_candidates', {}).get('found')}")
+        f"{res.get('style_recall_candidates', {}).get('found')}; nearest-image trace: "
+        f"{res['trace_recall']['found']} {res['trace_recall_candidates']['found']}")
     if correct and accepted.any():
         res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
                                      decisions, n_finetune=n_finetune,
@@ -282,3 +289,61 @@ def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.
         if m.any():
             out[k] = in_style[m].mean(0)
     return out
+
+
+def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.ndarray,
+                 bugs, n_regions: int) -> np.ndarray:
+    """Share of each region's members whose nearest real image belongs to a bug's sub-style.
+
+    Where :func:`~defuse_widgets.planted.bug_purity` traces a member back to
+    the training image it was perturbed from, this traces it to the real image
+    it *lies nearest to* in latent space, among every image of the pool
+    (held-out and dropped ones included: the truth is known for all of them).
+    A rare bug keeps only a few training images, so few examples can start
+    from one; this asks instead whether the region sits where the bug's real
+    images are.
+
+    Parameters
+    ----------
+    assignment : ndarray of shape (n_examples,)
+    codes : ndarray of shape (n_examples, n_latent)
+        Latent codes of the adversarial examples.
+    reference_codes : ndarray of shape (n_pool, n_latent)
+        Latent means of every pool image, in pool order, from the same VAE.
+    bugs : sequence of PlantedBug
+    n_regions : int
+
+    Returns
+    -------
+    ndarray of shape (n_regions, n_bugs)
+    """
+    assignment = np.asarray(assignment)
+    Z = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
+    R = torch.as_tensor(np.asarray(reference_codes), dtype=torch.float32)
+    if Z.ndim != 2 or len(Z) != len(assignment) or R.ndim != 2 or R.shape[1] != Z.shape[1]:
+        raise ValueError(f"codes must have shape ({len(assignment)}, d) and reference_codes "
+                         f"(n_pool, d); got {_describe(codes)} and {_describe(reference_codes)}.")
+    n_regions = check_int("n_regions", n_regions, low=0)
+    nearest = np.concatenate([torch.cdist(Z[i:i + 4096], R).argmin(1).numpy()
+                              for i in range(0, len(Z), 4096)]) if len(Z) else np.zeros(0, int)
+    member = np.zeros((len(R), len(bugs)), bool)
+    for j, b in enumerate(bugs):
+        member[b.members, j] = True
+    hit = member[nearest]
+    out = np.zeros((n_regions, len(bugs)))
+    for k in range(n_regions):
+        m = assignment == k
+        if m.any():
+            out[k] = hit[m].mean(0)
+    return out
+
+
+def rendered_accuracy(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
+                      y: torch.Tensor) -> float:
+    """Classifier accuracy on the VAE's reconstructions of images ``X`` (shape (n, C, H, W)).
+
+    A bug that the classifier shows on real images but not on their
+    reconstructions lies in detail the VAE does not render; no latent search
+    with that VAE can find it.
+    """
+    return accuracy(classifier, decode(vae, encode_mean(vae, X)), y)

@@ -156,3 +156,33 @@ def test_style_purity_counts_members_in_the_style(planted):
     np.testing.assert_allclose(P[:, 0], [1 / 3, 1.0])
     with pytest.raises(ValueError, match="features"):
         style_purity(np.zeros(4), F[:2], src, [b], 2)
+
+
+def test_trace_purity_follows_the_nearest_real_image(planted):
+    from defuse_widgets.planted_eval import trace_purity
+
+    n_pool = len(planted.y_pool)
+    ref = np.zeros((n_pool, 2), np.float32)
+    ref[:, 0] = np.arange(n_pool)                     # pool image i sits at (i, 0)
+    rare, mis = planted.bugs
+    a, b, other = rare.members[0], mis.members[0], np.setdiff1d(
+        np.arange(n_pool), np.concatenate([rare.members, mis.members]))[0]
+    # region 0: two examples next to the rare bug's image, one next to another image;
+    # region 1: one example next to the mislabelled bug's image; region 2: empty
+    codes = np.array([[a + 0.1, 0.2], [a - 0.1, 0.0], [other, 0.3], [b, -0.2]], np.float32)
+    P = trace_purity(np.array([0, 0, 0, 1]), codes, ref, planted.bugs, 3)
+    np.testing.assert_allclose(P, [[2 / 3, 0], [0, 1], [0, 0]])
+    with pytest.raises(ValueError, match="reference_codes"):
+        trace_purity(np.array([0, 0, 0, 1]), codes, ref[:, :1], planted.bugs, 3)
+
+
+def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
+    from defuse_widgets.inference import accuracy, decode, encode_mean
+    from defuse_widgets.planted_eval import rendered_accuracy
+
+    clf, vae = tiny_models
+    X, y = digits.X_test[:200], digits.y_test[:200]
+    R = decode(vae, encode_mean(vae, X))
+    assert rendered_accuracy(clf, vae, X, y) == pytest.approx(accuracy(clf, R, y))
+    # reconstructions lose detail: a different number than on the images themselves
+    assert rendered_accuracy(clf, vae, X, y) != pytest.approx(accuracy(clf, X, y))
