@@ -7,17 +7,25 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
-from ._validation import check_codes, check_int, check_labels, check_number, check_seed
+from ._validation import (check_choice, check_codes, check_int, check_labels, check_number,
+                          check_seed, resolve_device)
 from .identification import AdversarialExamples
 from .regions import Regions
+from .vbgmm import DPGaussianMixture
+
+#: Mixture implementations ``Distiller(backend=...)`` accepts.
+BACKENDS = ("torch", "sklearn")
 
 
 class Distiller:
     """Learn misclassification regions from unrestricted adversarial examples.
 
-    Fits scikit-learn's ``BayesianGaussianMixture`` with a (truncated
-    stick-breaking) Dirichlet-process prior and full covariances, then keeps
-    the components whose weight exceeds ``eps``.
+    Fits a variational Gaussian mixture with a (truncated stick-breaking)
+    Dirichlet-process prior and full covariances, then keeps the components
+    whose weight exceeds ``eps``. Two backends fit the same model with the same
+    k-means initialisation: scikit-learn's ``BayesianGaussianMixture`` and
+    :class:`~defuse_widgets.vbgmm.DPGaussianMixture`, a vectorized torch
+    version of the same updates that runs on CUDA when asked.
 
     Parameters
     ----------
@@ -31,11 +39,21 @@ class Distiller:
     n_init : int, default=1
     tol : float, default=1e-3
     random_state : int, default=0
+    backend : {"torch", "sklearn"}, default="torch"
+        ``"torch"`` fits :class:`~defuse_widgets.vbgmm.DPGaussianMixture`;
+        ``"sklearn"`` fits ``sklearn.mixture.BayesianGaussianMixture``. Both
+        reach the same mixture to rounding error (same iterations, same
+        regions); on the shipped models' adversarial codes (10k and 50k, K=100)
+        ``"torch"`` was 7-30x faster on a busy 2-core CPU (``benchmarks/stages.py``).
+    device : str, torch.device or None, default=None
+        Device of the ``"torch"`` backend; CUDA when available, else CPU, when
+        None. Ignored by ``"sklearn"``.
 
     Attributes
     ----------
-    mixture_ : BayesianGaussianMixture
-        The fitted mixture.
+    mixture_ : BayesianGaussianMixture or DPGaussianMixture
+        The fitted mixture (``weights_``, ``means_``, ``covariances_``,
+        ``predict``, ``score`` in both).
     regions_ : Regions
         Kept components, with every input example assigned to one.
     fit_index_ : ndarray of shape (n_fit,)
@@ -51,7 +69,8 @@ class Distiller:
 
     def __init__(self, *, n_components: int = 100, eps: float = 0.01,
                  max_samples: int | None = 50000, max_iter: int = 500, n_init: int = 1,
-                 tol: float = 1e-3, random_state: int = 0):
+                 tol: float = 1e-3, random_state: int = 0, backend: str = "torch",
+                 device=None):
         self.n_components = n_components
         self.eps = eps
         self.max_samples = max_samples
@@ -59,6 +78,8 @@ class Distiller:
         self.n_init = n_init
         self.tol = tol
         self.random_state = random_state
+        self.backend = backend
+        self.device = device
 
     def fit(self, X, *, source_label=None, predicted_label=None,
             n_classes: int | None = None) -> "Distiller":
@@ -87,6 +108,9 @@ class Distiller:
         check_int("n_init", self.n_init, low=1)
         check_number("tol", self.tol, low=0)
         check_seed("random_state", self.random_state)
+        backend = check_choice("backend", self.backend, BACKENDS)
+        if backend == "torch":
+            resolve_device(self.device)
         if n_classes is not None:
             n_classes = check_int("n_classes", n_classes, low=1)
         if isinstance(X, np.ndarray) and X.ndim == 2 and len(X) == 0:
@@ -114,11 +138,16 @@ class Distiller:
             raise ValueError(f"X must hold at least n_components={K} codes to fit the mixture; "
                              f"got {len(fit_index)}. Lower n_components or find more "
                              "adversarial examples.")
-        self.mixture_ = BayesianGaussianMixture(
-            n_components=K, covariance_type="full",
-            weight_concentration_prior_type="dirichlet_process",
-            max_iter=self.max_iter, n_init=self.n_init, tol=self.tol,
-            random_state=self.random_state)
+        if backend == "torch":
+            self.mixture_ = DPGaussianMixture(
+                n_components=K, max_iter=self.max_iter, n_init=self.n_init, tol=self.tol,
+                random_state=self.random_state, device=self.device)
+        else:
+            self.mixture_ = BayesianGaussianMixture(
+                n_components=K, covariance_type="full",
+                weight_concentration_prior_type="dirichlet_process",
+                max_iter=self.max_iter, n_init=self.n_init, tol=self.tol,
+                random_state=self.random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.mixture_.fit(z[fit_index])
