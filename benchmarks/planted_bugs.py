@@ -197,7 +197,7 @@ def rows_from(doc: dict) -> list[dict]:
         rows.append(dict(what=f"classifier on {name}'s held-out images / their reconstructions",
                          value=f"{acc:.3f} / {rendered.get(name, float('nan')):.3f}", target="",
                          met=None, note=f"simulated oracle on the reconstructions: "
-                                        f"{oracle.get(name, float('nan')):.3f} (low: the VAE "
+                                        f"{oracle.get(name, float('nan')):.3f} (a low value means the VAE "
                                         f"renders the style as another class)", raw=None))
     for run in doc["runs"]:
         st = run["settings"]
