@@ -248,6 +248,16 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     return out
 
 
+def _region_shares(assignment: np.ndarray, hit: np.ndarray, n_regions: int) -> np.ndarray:
+    """Mean of ``hit`` (n_examples, n_bugs) over each region's members; 0 for empty regions."""
+    out = np.zeros((n_regions, hit.shape[1]))
+    for k in range(n_regions):
+        m = assignment == k
+        if m.any():
+            out[k] = hit[m].mean(0)
+    return out
+
+
 def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
                  bugs, n_regions: int) -> np.ndarray:
     """Share of each region's members that *look like* a bug's sub-style.
@@ -283,12 +293,7 @@ def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.
     for j, b in enumerate(bugs):
         d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
         in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
-    out = np.zeros((n_regions, len(bugs)))
-    for k in range(n_regions):
-        m = assignment == k
-        if m.any():
-            out[k] = in_style[m].mean(0)
-    return out
+    return _region_shares(assignment, in_style, n_regions)
 
 
 def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.ndarray,
@@ -330,12 +335,7 @@ def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.
     for j, b in enumerate(bugs):
         member[b.members, j] = True
     hit = member[nearest]
-    out = np.zeros((n_regions, len(bugs)))
-    for k in range(n_regions):
-        m = assignment == k
-        if m.any():
-            out[k] = hit[m].mean(0)
-    return out
+    return _region_shares(assignment, hit, n_regions)
 
 
 def rendered_accuracy(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
