@@ -169,9 +169,7 @@ def measure(quick: bool = False, seed: int = 0, log=print, partial: Path | None 
                                         for i, b in enumerate(planted.bugs)},
            "held_out_rendered_oracle": renderability(planted, vae, sim),
            "runs": []}
-    shown = ("fidelity", "oracle_test", "held_out_before", "held_out_rendered_before",
-             "held_out_rendered_oracle")
-    log(f"[models] {json.dumps({k: doc[k] for k in shown})}")
+    log(f"[models] {json.dumps({k: doc[k] for k in ('fidelity', 'oracle_test', 'held_out_before', 'held_out_rendered_before')})}")
     annotators = _annotators(planted, vae, sim, ens, seed)
     for run in _grid(quick, annotators):
         log(f"[run] {run}")
@@ -199,9 +197,8 @@ def rows_from(doc: dict) -> list[dict]:
         rows.append(dict(what=f"classifier on {name}'s held-out images / their reconstructions",
                          value=f"{acc:.3f} / {rendered.get(name, float('nan')):.3f}", target="",
                          met=None, note=f"simulated oracle on the reconstructions: "
-                                        f"{oracle.get(name, float('nan')):.3f} (a low value "
-                                        f"means the VAE renders the style as another class)",
-                         raw=None))
+                                        f"{oracle.get(name, float('nan')):.3f} (a low value means the VAE "
+                                        f"renders the style as another class)", raw=None))
     for run in doc["runs"]:
         st = run["settings"]
         tag = (f"{st['annotator']}, {'centred' if st['centered'] else 'literal'}, Q={st['Q']}, "
@@ -236,19 +233,6 @@ def rows_from(doc: dict) -> list[dict]:
                       f"bugs {base.get('bugs', float('nan')):.3f}, test "
                       f"{base.get('test', float('nan')):.3f}; λ {corr['defuse']['lam']}"),
                 raw=corr["summary"]))
-            if "defuse_audit" in sm:
-                au, a = corr["audit"], sm["defuse_audit"]
-                per_bug = [round(v, 3) for k, v in corr["defuse_audit"].items()
-                           if k.startswith("bug")]
-                rows.append(dict(
-                    what=f"held-out bug accuracy before → Defuse with label audit [{tag}]",
-                    value=f"{sm['before']['bugs']:.3f} → {a['bugs']:.3f}", target="", met=None,
-                    note=(f"test {a['test']:.3f}; {au['n_suspects']} suspects dropped from D "
-                          f"(precision {au['precision']:.2f}, recall {au['recall']:.2f} of "
-                          f"{au['n_mislabelled_train']} mislabelled training images); "
-                          f"per bug {per_bug}; "
-                          f"λ {corr['defuse_audit']['lam']}"),
-                    raw=dict(audit=au, summary=a)))
     return rows
 
 

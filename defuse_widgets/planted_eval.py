@@ -31,7 +31,6 @@ from .distillation import Distiller
 from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import accuracy, decode, encode_mean
-from .label_audit import audit_labels, drop_suspects
 from .labeling import decide
 from .planted import PlantedData, bug_purity, bug_recall
 
@@ -232,25 +231,12 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     y_adv = torch.from_numpy(annotator.label(X_adv))
     X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
     out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
-    suspects = audit_labels(regions, decisions, encode_mean(vae, splits.X_train).numpy(),
-                            splits.y_train)
-    X_a, y_a = drop_suspects(splits.X_train, splits.y_train, suspects)
-    mislabelled = np.concatenate([b.train_index for b in planted.bugs if b.kind == "mislabelled"]
-                                 + [np.zeros(0, np.int64)])
-    hit = np.isin(suspects.index, mislabelled)
-    out["audit"] = dict(n_suspects=len(suspects), n_mislabelled_train=len(mislabelled),
-                        precision=float(hit.mean()) if len(hit) else float("nan"),
-                        recall=float(hit.sum() / len(mislabelled)) if len(mislabelled)
-                        else float("nan"), by_region=suspects.by_region())
     keys = ["test", "validation", "region_test", *bug_sets]
-    arms = (("defuse", (X_f, y_f), (splits.X_train, splits.y_train)),
-            ("baseline", (X_adv, y_adv), (splits.X_train, splits.y_train)),
-            ("defuse_audit", (X_f, y_f), (X_a, y_a)))
-    for name, (Xf, yf), (X_d, y_d) in arms:
+    for name, (Xf, yf) in (("defuse", (X_f, y_f)), ("baseline", (X_adv, y_adv))):
         if len(yf) == 0:
             continue
         corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
-        corr.fit(classifier, X_d, y_d, Xf, yf, eval_sets=evals)
+        corr.fit(classifier, splits.X_train, splits.y_train, Xf, yf, eval_sets=evals)
         out["before"] = {k: float(corr.before_[k]) for k in keys}
         out[name] = {"lam": corr.best_["lam"], **{k: float(corr.best_[k]) for k in keys}}
         out[name + "_tradeoff"] = [{"lam": r["lam"], **{k: float(r[k]) for k in keys}}
@@ -258,7 +244,7 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     bugs = list(bug_sets)
     mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
     out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
-                      for s in ("before", "defuse", "baseline", "defuse_audit") if s in out}
+                      for s in ("before", "defuse", "baseline") if s in out}
     return out
 
 
