@@ -36,8 +36,9 @@ def ceiling(classifier, vae, n_latent: int, *, n: int = 32768) -> tuple:
     """Best decodes/s of decoder + classifier on ready codes, and how it was run.
 
     Every batch size of ``BATCHES`` is tried two ways: one loop with torch's
-    default threads, and (with more than one thread) that many worker threads
-    of one torch thread each, as :func:`identify` runs on CPU.
+    default threads (as :func:`identify` runs), and (with more than one
+    thread) that many worker threads of one torch thread each, so the ceiling
+    is the better of the two.
 
     Returns
     -------

@@ -44,7 +44,8 @@ class Distiller:
         ``"sklearn"`` fits ``sklearn.mixture.BayesianGaussianMixture``. Both
         reach the same mixture to rounding error (same iterations, same
         regions); on the shipped models' adversarial codes (10k and 50k, K=100)
-        ``"torch"`` was 7-30x faster on a busy 2-core CPU (``benchmarks/stages.py``).
+        ``"torch"`` was 21x and 15x faster on an idle 2-core CPU
+        (``benchmarks/stages.py``).
     device : str, torch.device or None, default=None
         Device of the ``"torch"`` backend; CUDA when available, else CPU, when
         None. Ignored by ``"sklearn"``.

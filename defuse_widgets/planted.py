@@ -350,12 +350,18 @@ def bug_purity(assignment: np.ndarray, source_index: np.ndarray, bugs, n_regions
                          f"{_describe(assignment)} and {_describe(source_index)}.")
     n_regions = check_int("n_regions", n_regions, low=0)
     sources = [np.asarray(b.train_index if isinstance(b, PlantedBug) else b) for b in bugs]
-    out = np.zeros((n_regions, len(sources)))
+    hit = np.stack([np.isin(source_index, s) for s in sources], axis=1) if sources \
+        else np.zeros((len(source_index), 0), bool)
+    return _region_shares(assignment, hit, n_regions)
+
+
+def _region_shares(assignment: np.ndarray, hit: np.ndarray, n_regions: int) -> np.ndarray:
+    """Mean of ``hit`` (n_examples, n_bugs) over each region's members; 0 for empty regions."""
+    out = np.zeros((n_regions, hit.shape[1]))
     for k in range(n_regions):
-        src = source_index[assignment == k]
-        if len(src):
-            for j, s in enumerate(sources):
-                out[k, j] = np.isin(src, s).mean()
+        m = assignment == k
+        if m.any():
+            out[k] = hit[m].mean(0)
     return out
 
 

@@ -32,7 +32,7 @@ from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import accuracy, decode, encode_mean
 from .labeling import decide
-from .planted import PlantedData, bug_purity, bug_recall
+from .planted import PlantedData, _region_shares, bug_purity, bug_recall
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
            "rendered_accuracy", "style_purity", "trace_purity"]
@@ -245,16 +245,6 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
     out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
                       for s in ("before", "defuse", "baseline") if s in out}
-    return out
-
-
-def _region_shares(assignment: np.ndarray, hit: np.ndarray, n_regions: int) -> np.ndarray:
-    """Mean of ``hit`` (n_examples, n_bugs) over each region's members; 0 for empty regions."""
-    out = np.zeros((n_regions, hit.shape[1]))
-    for k in range(n_regions):
-        m = assignment == k
-        if m.any():
-            out[k] = hit[m].mean(0)
     return out
 
 
