@@ -68,14 +68,18 @@ class BugSpec:
     style: int | None = None
 
 
-#: Default bugs on embedded MNIST (with ``n_styles=3``): one rare sub-style and
-#: two mislabelled ones. Chosen from a scan of all ten classes for each kind
-#: (classifier trained on each single planted bug, seed 0): 5 is the class
-#: whose rare style hurt most (held-out accuracy 0.52; the other classes
-#: 0.67-0.97), and 3 -> 8 and 6 -> 0 are mislabelled styles the classifier
-#: gets wrong on real images (0.14, 0.06) *and* on their VAE reconstructions
-#: (0.07, 0.04), so a latent search can render them.
-DEFAULT_BUGS = (BugSpec(5, "rare"), BugSpec(3, "mislabelled"), BugSpec(6, "mislabelled"))
+#: Default bugs on embedded MNIST (with ``n_styles=3``): three mislabelled
+#: sub-styles a latent search can draw. Chosen before running Defuse, from two
+#: scans over all ten classes (seed 0): *harm*, the classifier's accuracy on
+#: the style's held-out images when that bug alone is planted (2 -> 8: 0.12,
+#: 6 -> 0: 0.06, 9 -> 7: 0.12); and *renderability*, the true-label oracle's
+#: accuracy on the planted β-VAE's reconstructions of the style's test images
+#: (0.90, 0.96, 0.84). The first design (rare 5, 3 -> 8, 6 -> 0) planted two
+#: bugs no annotator could see in the decodes (0.00 and 0.20): a rare style
+#: leaves the VAE with ~5 training images of it, and the 3 -> 8 style decodes
+#: as an 8. Rare styles also hurt the classifier little (held-out accuracy
+#: 0.52-0.97 across classes), so "rare" stays available but is not a default.
+DEFAULT_BUGS = (BugSpec(2, "mislabelled"), BugSpec(6, "mislabelled"), BugSpec(9, "mislabelled"))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .distillation import Distiller
 from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import accuracy, decode, encode_mean
+from .label_review import apply_label_review, label_review_set
 from .labeling import decide
 from .planted import PlantedData, _region_shares, bug_purity, bug_recall
 
@@ -135,7 +136,8 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
                      tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
                      n_finetune: int = 128, n_region_test: int = 128, lams=(0.01, 0.1, 1.0),
                      epochs: int = 2, correct: bool = True, min_purity: float = 0.5,
-                     style_features=None, seed: int = 0, log=print) -> dict:
+                     label_review: int = 50, style_features=None, seed: int = 0,
+                     log=print) -> dict:
     """Run Defuse on planted data and score it against the planted bugs.
 
     Parameters are those of :class:`~defuse_widgets.pipeline.DefuseConfig`
@@ -143,7 +145,11 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     sample and the baseline's adversarial examples; ``correct=False`` stops
     after labeling. ``style_features`` (a callable mapping images (n, C, H, W)
     to the features the styles were defined with) adds ``style_recall``,
-    scored with :func:`style_purity`.
+    scored with :func:`style_purity`. ``label_review`` > 0 adds a correction
+    arm ``"review"`` (not in the paper): the annotator labels the
+    ``label_review`` training images nearest each accepted region
+    (:func:`~defuse_widgets.label_review.label_review_set`), D is relabelled
+    with its answers, then corrected with the same D_f.
 
     Returns
     -------
@@ -210,14 +216,33 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
                                      decisions, n_finetune=n_finetune,
                                      n_region_test=n_region_test, tau=tau, lams=lams,
-                                     epochs=epochs, seed=seed)
+                                     epochs=epochs, label_review=label_review, seed=seed)
         log(f"  [correct] {res['correction']['summary']}")
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
 
 
+def _review(planted, vae, annotator, regions, decisions, n_per_region):
+    """Label review of the planted training split; its labels, keep mask and scores."""
+    X, y = planted.splits.X_train, planted.splits.y_train
+    review = label_review_set(regions, decisions, encode_mean(vae, X), y,
+                              n_per_region=n_per_region)
+    labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
+    y_rev, keep, changed = apply_label_review(y, review, labels)
+    wrong = np.zeros(len(y), bool)
+    for b in planted.bugs:
+        if b.kind == "mislabelled":
+            wrong[b.train_index] = True
+    tp = int(wrong[changed].sum())
+    stats = dict(n_reviewed=len(review), n_contested=len(changed), n_true=tp,
+                 precision=tp / max(len(changed), 1), recall=tp / max(int(wrong.sum()), 1),
+                 per_bug=[int(wrong[changed][np.isin(changed, b.train_index)].sum())
+                          for b in planted.bugs])
+    return X[keep], y_rev[keep], stats
+
+
 def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_finetune,
-             n_region_test, tau, lams, epochs, seed) -> dict:
+             n_region_test, tau, lams, epochs, label_review, seed) -> dict:
     splits = planted.splits
     sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
                               n_region_test=n_region_test, tau=tau, seed=seed)
@@ -232,11 +257,17 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
     out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
     keys = ["test", "validation", "region_test", *bug_sets]
-    for name, (Xf, yf) in (("defuse", (X_f, y_f)), ("baseline", (X_adv, y_adv))):
+    arms = [("defuse", splits.X_train, splits.y_train, X_f, y_f),
+            ("baseline", splits.X_train, splits.y_train, X_adv, y_adv)]
+    if label_review:
+        X_r, y_r, out["label_review"] = _review(planted, vae, annotator, regions, decisions,
+                                                label_review)
+        arms.append(("review", X_r, y_r, X_f, y_f))
+    for name, X, y, Xf, yf in arms:
         if len(yf) == 0:
             continue
         corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
-        corr.fit(classifier, splits.X_train, splits.y_train, Xf, yf, eval_sets=evals)
+        corr.fit(classifier, X, y, Xf, yf, eval_sets=evals)
         out["before"] = {k: float(corr.before_[k]) for k in keys}
         out[name] = {"lam": corr.best_["lam"], **{k: float(corr.best_[k]) for k in keys}}
         out[name + "_tradeoff"] = [{"lam": r["lam"], **{k: float(r[k]) for k in keys}}
@@ -244,7 +275,7 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
     bugs = list(bug_sets)
     mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
     out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
-                      for s in ("before", "defuse", "baseline") if s in out}
+                      for s in ("before", "defuse", "baseline", "review") if s in out}
     return out
 
 

@@ -1,0 +1,166 @@
+"""Label review: training images whose label disagrees with an accepted region.
+
+This step is **not in the paper**. Defuse's correction fine-tunes on
+L(D) + λ·L(D_f). When a misclassification region exists because training
+images of a sub-style carry a wrong label, L(D) keeps teaching that label:
+on the planted-bug benchmark the fine-tuned model learned the region's
+decodes (region accuracy 0.25 → 0.99) while real held-out images of the
+style stayed at 0.10–0.18.
+
+Label review closes that gap with the annotators' help. For each accepted
+misclassification region (annotated label y), the ``n_per_region`` training
+images nearest the region mean μ in latent space whose label is *not* y are
+shown to the annotators as they are (real images, not decodes). Where the
+annotators give another label than the training set, :func:`apply_label_review`
+relabels the image (or drops it); correction then runs on the reviewed D.
+
+Nearness is the Euclidean distance between an image's latent mean and μ.
+On the benchmark it recovered more mislabelled images per reviewed image than
+the Mahalanobis distance under the region's covariance or the distance to
+the nearest region member (50, 32 and 41 of 150 at 50 images per region).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._validation import _describe, check_choice, check_int
+from .annotations import NONE_OF_THE_ABOVE
+from .regions import Regions
+
+__all__ = ["LabelReviewSet", "apply_label_review", "label_review_set"]
+
+
+@dataclass(frozen=True)
+class LabelReviewSet:
+    """Training images to show the annotators, one row per image.
+
+    Attributes
+    ----------
+    index : ndarray of shape (n,), int64
+        Distinct indices into the training data.
+    region : ndarray of shape (n,), int64
+        The accepted region the image was picked for (the nearest one when
+        several picked it).
+    region_label : ndarray of shape (n,), int64
+        That region's annotated label.
+    given_label : ndarray of shape (n,), int64
+        The image's label in the training data (never ``region_label``).
+    distance : ndarray of shape (n,)
+        Euclidean distance from the image's latent code to the region mean.
+    """
+
+    index: np.ndarray = field(repr=False)
+    region: np.ndarray = field(repr=False)
+    region_label: np.ndarray = field(repr=False)
+    given_label: np.ndarray = field(repr=False)
+    distance: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def label_review_set(regions: Regions, decisions, codes, y, *,
+                     n_per_region: int = 50) -> LabelReviewSet:
+    """Pick the training images nearest each accepted region whose label differs.
+
+    Parameters
+    ----------
+    regions : Regions
+    decisions : sequence of RegionDecision
+        One per region, as from :func:`~defuse_widgets.labeling.decide`;
+        regions with ``is_misclassification_region`` are reviewed.
+    codes : ndarray or Tensor of shape (n_train, n_latent)
+        Latent means of the training images (e.g. ``encode_mean(vae, X)``).
+    y : ndarray or Tensor of shape (n_train,)
+        Training labels.
+    n_per_region : int, default=50
+        Images picked per accepted region (fewer when fewer carry another label).
+
+    Returns
+    -------
+    LabelReviewSet
+        Ordered by region, then distance; empty when no region is accepted.
+    """
+    if not isinstance(regions, Regions):
+        raise TypeError(f"regions must be a Regions; got {_describe(regions)}.")
+    decisions = list(decisions)
+    if len(decisions) != len(regions):
+        raise ValueError(f"decisions must have one entry per region ({len(regions)}); "
+                         f"got {len(decisions)}.")
+    Z = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    if Z.ndim != 2 or Z.shape[1] != regions.n_latent:
+        raise ValueError(f"codes must have shape (n_train, {regions.n_latent}); "
+                         f"got {_describe(codes)}.")
+    labels = (y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64)
+    if labels.shape != (len(Z),):
+        raise ValueError(f"y must have shape ({len(Z)},), one label per code; "
+                         f"got {_describe(y)}.")
+    n_per_region = check_int("n_per_region", n_per_region, low=1)
+    picked = {}   # training index -> (distance, region, region label)
+    for k, d in enumerate(decisions):
+        if not d.is_misclassification_region:
+            continue
+        cand = np.flatnonzero(labels != d.label)
+        dist = np.linalg.norm(Z[cand] - regions.means[k], axis=1)
+        for j in np.argsort(dist, kind="stable")[:n_per_region]:
+            i = int(cand[j])
+            if i not in picked or dist[j] < picked[i][0]:
+                picked[i] = (float(dist[j]), k, int(d.label))
+    rows = sorted(picked.items(), key=lambda kv: (kv[1][1], kv[1][0], kv[0]))
+    index = np.array([i for i, _ in rows], dtype=np.int64)
+    return LabelReviewSet(index, np.array([r[1] for _, r in rows], dtype=np.int64),
+                          np.array([r[2] for _, r in rows], dtype=np.int64), labels[index],
+                          np.array([r[0] for _, r in rows], dtype=np.float64))
+
+
+def apply_label_review(y, review: LabelReviewSet, labels, *,
+                       mode: str = "relabel") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Apply the annotators' labels of a review set to the training labels.
+
+    Parameters
+    ----------
+    y : ndarray or Tensor of shape (n_train,)
+        Training labels.
+    review : LabelReviewSet
+    labels : array-like of shape (len(review),)
+        The annotators' label of each review image, in review order;
+        ``NONE_OF_THE_ABOVE`` (-1) when it shows no class.
+    mode : {"relabel", "drop"}, default="relabel"
+        ``"relabel"``: a reviewed image takes the annotators' label when it
+        differs from its given one, and is dropped when they said "none".
+        ``"drop"``: every image whose label was contested is dropped.
+
+    Returns
+    -------
+    y_reviewed : Tensor of shape (n_train,), int64
+        Labels after review (dropped images keep their old label).
+    keep : ndarray of shape (n_train,), bool
+        False for dropped images; train on ``X[keep]``, ``y_reviewed[keep]``.
+    changed : ndarray of shape (n_changed,), int64
+        Training indices whose label the annotators contested.
+    """
+    if not isinstance(review, LabelReviewSet):
+        raise TypeError(f"review must be a LabelReviewSet; got {_describe(review)}.")
+    mode = check_choice("mode", mode, ("relabel", "drop"))
+    out = torch.as_tensor(np.asarray(y), dtype=torch.int64).clone()
+    if out.ndim != 1 or (len(review) and int(review.index.max()) >= len(out)):
+        raise ValueError(f"y must have shape (n_train,) covering every review index; "
+                         f"got {_describe(y)}.")
+    lab = np.asarray(labels)
+    if lab.shape != (len(review),) or not np.issubdtype(lab.dtype, np.integer):
+        raise ValueError(f"labels must be integers of shape ({len(review)},), one per review "
+                         f"image; got {_describe(labels)}.")
+    contested = lab != out.numpy()[review.index]
+    changed = review.index[contested]
+    keep = np.ones(len(out), dtype=bool)
+    if mode == "drop":
+        keep[changed] = False
+    else:
+        none = contested & (lab == NONE_OF_THE_ABOVE)
+        keep[review.index[none]] = False
+        fix = contested & (lab != NONE_OF_THE_ABOVE)
+        out[torch.from_numpy(review.index[fix])] = torch.from_numpy(lab[fix].astype(np.int64))
+    return out, keep, changed
