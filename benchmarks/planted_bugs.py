@@ -224,6 +224,16 @@ def rows_from(doc: dict) -> list[dict]:
                   f"{sum(run.get('style_recall_candidates', rec)['found'])}; by nearest real image: "
                   f"accepted {sum(run.get('trace_recall', rec)['found'])}"),
             raw=run))
+        if "recall_with_label_errors" in run:
+            found = sum(run["recall_with_label_errors"]["found"])
+            rows.append(dict(
+                what=f"bugs found by misclassification or label-error regions [{tag}]",
+                value=f"{found}/{n_bugs}", target=">= 2/3" if main else "",
+                met=(found >= 2) if main else None,
+                note=(f"label-error regions are not in the paper; "
+                      f"{reg.get('n_label_error', 0)} of {reg.get('n_candidates', 0)} regions; best "
+                      f"purity {[round(p, 2) for p in run['recall_with_label_errors']['best_purity']]}"),
+                raw=None))
         corr = run.get("correction")
         if corr and "defuse" in corr:
             sm = corr["summary"]

@@ -7,8 +7,17 @@ on the planted-bug benchmark the fine-tuned model learned the region's
 decodes (region accuracy 0.25 → 0.99) while real held-out images of the
 style stayed at 0.10–0.18.
 
+Label errors also hide regions from the paper's labeling rule. Decodes of a
+mislabelled image often drift back to its true class; the classifier then
+predicts that class, so the decode counts as an unrestricted adversarial
+example (its prediction differs from the training label). Annotators agree
+with the classifier there, so the region is rightly not a misclassification
+region, yet most of its members come from images whose training label the
+annotators contradict. :func:`label_error_regions` flags such regions.
+
 Label review closes that gap with the annotators' help. For each accepted
-misclassification region (annotated label y), the ``n_per_region`` training
+misclassification region and each label-error region (annotated label y),
+the ``n_per_region`` training
 images nearest the region mean μ in latent space whose label is *not* y are
 shown to the annotators as they are (real images, not decodes). Where the
 annotators give another label than the training set, :func:`apply_label_review`
@@ -26,11 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validation import _describe, check_choice, check_int
+from ._validation import _describe, check_choice, check_int, check_number
 from .annotations import NONE_OF_THE_ABOVE
 from .regions import Regions
 
-__all__ = ["LabelReviewSet", "apply_label_review", "label_review_set"]
+__all__ = ["LabelReviewSet", "apply_label_review", "label_error_regions", "label_review_set"]
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,41 @@ class LabelReviewSet:
         return len(self.index)
 
 
-def label_review_set(regions: Regions, decisions, codes, y, *,
-                     n_per_region: int = 50) -> LabelReviewSet:
+def label_error_regions(regions: Regions, decisions, *, rho: float = 0.5) -> np.ndarray:
+    """Flag regions whose annotated label contradicts their sources' training labels.
+
+    Parameters
+    ----------
+    regions : Regions
+    decisions : sequence of RegionDecision
+        One per region, as from :func:`~defuse_widgets.labeling.decide`.
+    rho : float in [0, 1), default=0.5
+        A region is a *label-error region* when it is not a misclassification
+        region, has an annotated label y, and more than ``rho`` of its members'
+        source images carry a training label other than y.
+
+    Returns
+    -------
+    ndarray of shape (n_regions,), bool
+    """
+    if not isinstance(regions, Regions):
+        raise TypeError(f"regions must be a Regions; got {_describe(regions)}.")
+    decisions = list(decisions)
+    if len(decisions) != len(regions):
+        raise ValueError(f"decisions must have one entry per region ({len(regions)}); "
+                         f"got {len(decisions)}.")
+    rho = check_number("rho", rho, low=0, high=1, high_inclusive=False)
+    out = np.zeros(len(regions), dtype=bool)
+    for k, d in enumerate(decisions):
+        members = regions.members(k)
+        if d.is_misclassification_region or d.label is None or not len(members):
+            continue
+        out[k] = float(np.mean(regions.source_label[members] != d.label)) > rho
+    return out
+
+
+def label_review_set(regions: Regions, decisions, codes, y, *, n_per_region: int = 50,
+                     label_errors=None) -> LabelReviewSet:
     """Pick the training images nearest each accepted region whose label differs.
 
     Parameters
@@ -77,7 +119,9 @@ def label_review_set(regions: Regions, decisions, codes, y, *,
     y : ndarray or Tensor of shape (n_train,)
         Training labels.
     n_per_region : int, default=50
-        Images picked per accepted region (fewer when fewer carry another label).
+        Images picked per reviewed region (fewer when fewer carry another label).
+    label_errors : array-like of shape (n_regions,), bool, optional
+        Also review these regions (e.g. :func:`label_error_regions`).
 
     Returns
     -------
@@ -99,9 +143,13 @@ def label_review_set(regions: Regions, decisions, codes, y, *,
         raise ValueError(f"y must have shape ({len(Z)},), one label per code; "
                          f"got {_describe(y)}.")
     n_per_region = check_int("n_per_region", n_per_region, low=1)
+    extra = np.zeros(len(regions), bool) if label_errors is None else np.asarray(label_errors)
+    if extra.shape != (len(regions),) or extra.dtype != bool:
+        raise ValueError(f"label_errors must be a bool array of shape ({len(regions)},); "
+                         f"got {_describe(label_errors)}.")
     picked = {}   # training index -> (distance, region, region label)
     for k, d in enumerate(decisions):
-        if not d.is_misclassification_region:
+        if not (d.is_misclassification_region or (extra[k] and d.label is not None)):
             continue
         cand = np.flatnonzero(labels != d.label)
         dist = np.linalg.norm(Z[cand] - regions.means[k], axis=1)

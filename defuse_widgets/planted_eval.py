@@ -31,7 +31,7 @@ from .distillation import Distiller
 from .failure_data import build_failure_sets, review_set
 from .identification import identify
 from .inference import accuracy, decode, encode_mean
-from .label_review import apply_label_review, label_review_set
+from .label_review import apply_label_review, label_error_regions, label_review_set
 from .labeling import decide
 from .planted import PlantedData, _region_shares, bug_purity, bug_recall
 
@@ -147,9 +147,10 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     to the features the styles were defined with) adds ``style_recall``,
     scored with :func:`style_purity`. ``label_review`` > 0 adds a correction
     arm ``"review"`` (not in the paper): the annotator labels the
-    ``label_review`` training images nearest each accepted region
-    (:func:`~defuse_widgets.label_review.label_review_set`), D is relabelled
-    with its answers, then corrected with the same D_f.
+    ``label_review`` training images nearest each accepted region and each
+    label-error region (:mod:`~defuse_widgets.label_review`), D is relabelled
+    with its answers, then corrected with the same D_f. ``recall_with_label_errors``
+    counts label-error regions as found bugs too.
 
     Returns
     -------
@@ -183,15 +184,20 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         decisions = decide(store, rho=rho)
         store.close()
     accepted = np.array([d.is_misclassification_region for d in decisions])
+    label_err = label_error_regions(regions, decisions, rho=rho)
     purity = bug_purity(regions.assignment, adv.source_index, planted.bugs, len(regions))
     res["regions"] = dict(n_candidates=len(regions), n_accepted=int(accepted.sum()),
+                          n_label_error=int(label_err.sum()),
                           purity=[dict(region=k, accepted=bool(accepted[k]),
+                                       label_error=bool(label_err[k]),
                                        members=int((regions.assignment == k).sum()),
                                        label=decisions[k].label,
                                        purity=[round(float(p), 3) for p in purity[k]])
                                   for k in range(len(regions))])
     res["recall"] = bug_recall(purity, accepted, min_purity=min_purity)
     res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
+    res["recall_with_label_errors"] = bug_recall(purity, accepted | label_err,
+                                                 min_purity=min_purity)
     tp = trace_purity(regions.assignment, adv.codes, encode_mean(vae, planted.X_pool).numpy(),
                       planted.bugs, len(regions))
     res["trace_recall"] = bug_recall(tp, accepted, min_purity=min_purity)
@@ -211,10 +217,12 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}; style: "
         f"{res.get('style_recall', {}).get('found')} "
         f"{res.get('style_recall_candidates', {}).get('found')}; nearest-image trace: "
-        f"{res['trace_recall']['found']} {res['trace_recall_candidates']['found']}")
+        f"{res['trace_recall']['found']} {res['trace_recall_candidates']['found']}; "
+        f"{int(label_err.sum())} label-error regions, with them found "
+        f"{res['recall_with_label_errors']['found']}")
     if correct and accepted.any():
         res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
-                                     decisions, n_finetune=n_finetune,
+                                     decisions, label_err, n_finetune=n_finetune,
                                      n_region_test=n_region_test, tau=tau, lams=lams,
                                      epochs=epochs, label_review=label_review, seed=seed)
         log(f"  [correct] {res['correction']['summary']}")
@@ -222,11 +230,11 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     return res
 
 
-def _review(planted, vae, annotator, regions, decisions, n_per_region):
+def _review(planted, vae, annotator, regions, decisions, label_err, n_per_region):
     """Label review of the planted training split; its labels, keep mask and scores."""
     X, y = planted.splits.X_train, planted.splits.y_train
     review = label_review_set(regions, decisions, encode_mean(vae, X), y,
-                              n_per_region=n_per_region)
+                              n_per_region=n_per_region, label_errors=label_err)
     labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
     y_rev, keep, changed = apply_label_review(y, review, labels)
     wrong = np.zeros(len(y), bool)
@@ -241,8 +249,8 @@ def _review(planted, vae, annotator, regions, decisions, n_per_region):
     return X[keep], y_rev[keep], stats
 
 
-def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_finetune,
-             n_region_test, tau, lams, epochs, label_review, seed) -> dict:
+def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err, *,
+             n_finetune, n_region_test, tau, lams, epochs, label_review, seed) -> dict:
     splits = planted.splits
     sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
                               n_region_test=n_region_test, tau=tau, seed=seed)
@@ -261,7 +269,7 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, *, n_
             ("baseline", splits.X_train, splits.y_train, X_adv, y_adv)]
     if label_review:
         X_r, y_r, out["label_review"] = _review(planted, vae, annotator, regions, decisions,
-                                                label_review)
+                                                label_err, label_review)
         arms.append(("review", X_r, y_r, X_f, y_f))
     for name, X, y, Xf, yf in arms:
         if len(yf) == 0:

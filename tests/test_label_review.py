@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.label_review import LabelReviewSet, apply_label_review, label_review_set
+from defuse_widgets.label_review import (LabelReviewSet, apply_label_review, label_error_regions,
+                                         label_review_set)
 from defuse_widgets.labeling import RegionDecision
 from defuse_widgets.regions import Regions
 
@@ -98,3 +99,29 @@ def test_apply_errors_name_the_parameter(world):
     with pytest.raises(ValueError, match="y must have shape"):
         apply_label_review(y[:1], rs, [1, 1, 1])
     assert isinstance(rs, LabelReviewSet)
+
+
+def test_label_error_regions_flag_regions_whose_sources_carry_another_label():
+    # region 0: annotators say 2, classifier agreed (not a misclassification region), and
+    # 3 of 4 members come from images labelled 8 -> label-error region.
+    # region 1: same, but only 1 of 4 sources disagree -> not flagged.
+    # region 2: a misclassification region -> never a label-error region.
+    # region 3: annotators said "none" only (label None) -> not flagged.
+    regions = Regions(np.zeros((4, 2)), np.stack([np.eye(2)] * 4), np.full(4, .25), np.arange(4),
+                      np.repeat([0, 1, 2, 3], 4), np.array([8, 8, 8, 2, 2, 2, 2, 8, 1, 1, 1, 1,
+                                                            5, 5, 5, 5]),
+                      np.zeros(16, np.int64), 10)
+    decisions = [_decision(0, False, 2), _decision(1, False, 2), _decision(2, True, 7),
+                 _decision(3, False, None)]
+    assert label_error_regions(regions, decisions).tolist() == [True, False, False, False]
+    assert label_error_regions(regions, decisions, rho=0.1).tolist() == [True, True, False, False]
+    # label-error regions join the review set when asked
+    codes, y = np.array([[0.0, 0.0], [0.1, 0.0]]), np.array([8, 2])
+    assert label_review_set(regions, decisions, codes, y).index.tolist() == [0, 1]   # region 2
+    rs = label_review_set(regions, decisions, codes, y,
+                          label_errors=label_error_regions(regions, decisions))
+    assert rs.region.tolist() == [0, 2] and rs.region_label.tolist() == [2, 7]
+    with pytest.raises(ValueError, match="rho must be"):
+        label_error_regions(regions, decisions, rho=1.0)
+    with pytest.raises(ValueError, match="label_errors must be a bool array of shape \\(4,\\)"):
+        label_review_set(regions, decisions, codes, y, label_errors=[1, 0])
