@@ -231,22 +231,38 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
 
 
 def _review(planted, vae, annotator, regions, decisions, label_err, n_per_region):
-    """Label review of the planted training split; its labels, keep mask and scores."""
-    X, y = planted.splits.X_train, planted.splits.y_train
-    review = label_review_set(regions, decisions, encode_mean(vae, X), y,
-                              n_per_region=n_per_region, label_errors=label_err)
-    labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
-    y_rev, keep, changed = apply_label_review(y, review, labels)
-    wrong = np.zeros(len(y), bool)
+    """Label review of the planted training and validation splits.
+
+    The validation split carries the same planted labels, so it is reviewed
+    too (``n_per_region`` scaled by its size), or model selection would
+    prefer the models that keep the bug. Returns the reviewed (X, y) of both
+    splits and the scores of the training review.
+    """
+    s = planted.splits
+    out = []
+    n_val = max(1, round(n_per_region * len(s.y_val) / len(s.y_train)))
+    for X, y, n in ((s.X_train, s.y_train, n_per_region), (s.X_val, s.y_val, n_val)):
+        review = label_review_set(regions, decisions, encode_mean(vae, X), y, n_per_region=n,
+                                  label_errors=label_err)
+        labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
+        y_rev, keep, changed = apply_label_review(y, review, labels)
+        out.append((X[keep], y_rev[keep], review, changed))
+    (X_r, y_r, review, changed), (X_v, y_v, review_v, changed_v) = out
+    wrong = np.zeros(len(s.y_train), bool)
     for b in planted.bugs:
         if b.kind == "mislabelled":
             wrong[b.train_index] = True
     tp = int(wrong[changed].sum())
+    per_region = {int(k): [int((review.region == k).sum()),
+                           int(np.isin(changed, review.index[review.region == k]).sum())]
+                  for k in np.unique(review.region)}
     stats = dict(n_reviewed=len(review), n_contested=len(changed), n_true=tp,
                  precision=tp / max(len(changed), 1), recall=tp / max(int(wrong.sum()), 1),
                  per_bug=[int(wrong[changed][np.isin(changed, b.train_index)].sum())
-                          for b in planted.bugs])
-    return X[keep], y_rev[keep], stats
+                          for b in planted.bugs],
+                 per_region_reviewed_contested=per_region,
+                 validation=dict(n_reviewed=len(review_v), n_contested=len(changed_v)))
+    return (X_r, y_r), (X_v, y_v), stats
 
 
 def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err, *,
@@ -265,17 +281,17 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label
     X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
     out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
     keys = ["test", "validation", "region_test", *bug_sets]
-    arms = [("defuse", splits.X_train, splits.y_train, X_f, y_f),
-            ("baseline", splits.X_train, splits.y_train, X_adv, y_adv)]
+    arms = [("defuse", (splits.X_train, splits.y_train), X_f, y_f, evals),
+            ("baseline", (splits.X_train, splits.y_train), X_adv, y_adv, evals)]
     if label_review:
-        X_r, y_r, out["label_review"] = _review(planted, vae, annotator, regions, decisions,
-                                                label_err, label_review)
-        arms.append(("review", X_r, y_r, X_f, y_f))
-    for name, X, y, Xf, yf in arms:
+        train, val, out["label_review"] = _review(planted, vae, annotator, regions, decisions,
+                                                  label_err, label_review)
+        arms.append(("review", train, X_f, y_f, {**evals, "validation": val}))
+    for name, (X, y), Xf, yf, ev in arms:
         if len(yf) == 0:
             continue
         corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
-        corr.fit(classifier, X, y, Xf, yf, eval_sets=evals)
+        corr.fit(classifier, X, y, Xf, yf, eval_sets=ev)
         out["before"] = {k: float(corr.before_[k]) for k in keys}
         out[name] = {"lam": corr.best_["lam"], **{k: float(corr.best_[k]) for k in keys}}
         out[name + "_tradeoff"] = [{"lam": r["lam"], **{k: float(r[k]) for k in keys}}

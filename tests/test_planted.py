@@ -186,3 +186,36 @@ def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
     assert rendered_accuracy(clf, vae, X, y) == pytest.approx(accuracy(clf, R, y))
     # reconstructions lose detail: a different number than on the images themselves
     assert rendered_accuracy(clf, vae, X, y) != pytest.approx(accuracy(clf, X, y))
+
+
+def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
+    """A full run on tiny models trained on the planted split; the perfect annotator labels
+    every reviewed training image by its clean label, so every relabel must hit a planted one."""
+    from defuse_widgets.annotators import SimulatedAnnotator
+    from defuse_widgets.models import BetaVAE, MnistCNN
+    from defuse_widgets.planted_eval import evaluate_planted
+    from defuse_widgets.training import train_classifier, train_vae
+
+    s = planted.splits
+    clf = train_classifier(MnistCNN(1, 8, 10), s.X_train, s.y_train, epochs=3, seed=0,
+                           progress=False)
+    vae = train_vae(BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=16), s.X_train,
+                    beta=0.5, epochs=8, batch_size=64, anneal_steps=50, seed=0, progress=False)
+    knn = KnnOracle(vae, planted.X_pool, planted.y_pool, 10, k=1).eval()
+    perfect = SimulatedAnnotator(knn, seed=0, name="perfect")
+    res = evaluate_planted(planted, clf, vae, perfect, Q=6, a=5.0, b=5.0, n_components=6,
+                           max_samples=1500, n_finetune=16, n_region_test=16, lams=(0.1,),
+                           epochs=1, label_review=20, seed=0, log=lambda *a: None)
+    reg = res["regions"]
+    assert reg["n_candidates"] == len(reg["purity"]) >= 1
+    assert all(not (r["accepted"] and r["label_error"]) for r in reg["purity"])
+    assert "recall_with_label_errors" in res
+    # accepted or label-error regions are a superset of accepted ones
+    assert sum(res["recall_with_label_errors"]["found"]) >= sum(res["recall"]["found"])
+    corr = res["correction"]
+    lr = corr["label_review"]
+    assert lr["n_reviewed"] >= 20 and lr["validation"]["n_reviewed"] >= 1
+    assert lr["n_contested"] > 0 and lr["n_true"] == lr["n_contested"]   # k=1: only planted ones
+    assert set(corr["summary"]) == {"before", "defuse", "baseline", "review"}
+    for arm in ("defuse", "review"):
+        assert 0.0 <= corr[arm]["bug0"] <= 1.0 and 0.0 <= corr[arm]["test"] <= 1.0
