@@ -5,9 +5,11 @@ The widgets take fitted core objects and compute nothing themselves; the core
 """
 from .ambiguity_matrix import AmbiguityMatrix
 from .dashboard import DefuseDashboard
+from .label_review_panel import LabelReviewPanel
 from .labeling_panel import LabelingPanel
 from .latent_explorer import LatentExplorer
 from .region_gallery import RegionGallery
 from .tradeoff_plot import TradeoffPlot
 
-__all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelingPanel", "LatentExplorer", "RegionGallery", "TradeoffPlot"]
+__all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelReviewPanel", "LabelingPanel", "LatentExplorer",
+           "RegionGallery", "TradeoffPlot"]
