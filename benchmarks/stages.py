@@ -186,7 +186,7 @@ def run(quick: bool = False) -> list:
     classifier, vae, _ = load_pretrained()
     data = load_mnist5k()
     adv = identify(classifier, vae, data.X_train, data.y_train, Q=20 if quick else 100, a=50,
-                   b=50, seed=0, progress=False)
+                   b=50, centered=False, seed=0, progress=False)
     rows = [dict(what="peak memory after identification",
                  value=f"{_peak_mb():.0f} MB", note=f"{adv.n_decoded:,} decodes, "
                  f"{len(adv):,} kept")]

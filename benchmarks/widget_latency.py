@@ -56,7 +56,7 @@ def run(quick: bool = False) -> list:
     rows = []
 
     # --- the embedded default: regions of the quickstart's settings
-    adv = identify(classifier, vae, data.X_train, data.y_train, Q=20, a=50, b=50, seed=0,
+    adv = identify(classifier, vae, data.X_train, data.y_train, Q=20, a=50, b=50, centered=False, seed=0,
                    progress=False)
     regions = Distiller(n_components=30, eps=0.01, max_samples=3000,
                         random_state=0).fit(adv, n_classes=10).regions_

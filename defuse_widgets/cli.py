@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--Q", "-Q", type=int, help="perturbations per training image [100; quick 20]")
     r.add_argument("--a", type=float, help="Beta(a, b) noise parameter a [50]")
     r.add_argument("--b", type=float, help="Beta(a, b) noise parameter b [50]")
-    r.add_argument("--centered", action="store_true",
-                   help="subtract the noise mean a/(a+b) (the paper's Algorithm 1 does not)")
+    r.add_argument("--literal", dest="centered", action="store_false", default=None,
+                   help="the paper's literal Algorithm 1: add Beta(a, b) noise without "
+                   "subtracting its mean a/(a+b) (default: centred noise)")
+    r.add_argument("--centered", dest="centered", action="store_true", default=None,
+                   help="centred noise (the default; kept for older scripts)")
     r.add_argument("--max-per-instance", type=int, help="cap on |psi| per image [100]")
     r.add_argument("--K", "-K", type=int, dest="n_components",
                    help="upper bound on mixture components [100; quick 30]")
@@ -85,8 +88,8 @@ def main(argv=None) -> int:
 
     kw = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f) is not None}
     kw.update(dataset=args.dataset, progress=not args.no_progress, overwrite=args.overwrite)
-    if args.centered:
-        kw["centered"] = True
+    if args.centered is not None:
+        kw["centered"] = args.centered
     try:
         cfg = DefuseConfig.quick(**kw) if args.quick else DefuseConfig(**kw)
         run_defuse(cfg)

@@ -139,7 +139,7 @@ def check_compatible(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
 
 def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
              a: float = 50.0, b: float = 50.0, max_per_instance: int | None = 100,
-             centered: bool = False, chunk_size: int | None = None,
+             centered: bool = True, chunk_size: int | None = None,
              batch_size: int | None = None, seed: int = 0, device=None,
              progress: bool = True) -> AdversarialExamples:
     """Find unrestricted adversarial examples (Algorithm 1) for every image in X.
@@ -160,11 +160,14 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         Beta(a, b) noise parameters (paper: 50 for MNIST, 75 for SVHN/GTSRB).
     max_per_instance : int or None, default=100
         Cap on |ψ| per image; the examples with the smallest ‖ε‖ are kept.
-    centered : bool, default=False
-        The paper's Algorithm 1 adds ε ~ Beta(a, b) whose mean is a/(a+b), so
-        every code is shifted by about +0.5 in every dimension. With
-        ``centered=True`` the mean is subtracted, ε - a/(a+b), so perturbations
-        are symmetric around the image's own code.
+    centered : bool, default=True
+        Subtract the noise mean, ε - a/(a+b), so perturbations are symmetric
+        around the image's own code (the paper's stated aim: "a minimal amount
+        of perturbation noise"). ``centered=False`` is the paper's literal
+        Algorithm 1, which adds ε ~ Beta(a, b) and so shifts every code by
+        about +0.5 in every dimension. The default was chosen on the
+        planted-bug benchmark (README): centred noise gave more precise
+        adversarial examples and found more planted bugs.
     chunk_size : int, optional
         Images whose noise is drawn per step; defaults to ``max(1, 4096 // Q)``.
         Results do not depend on it.

@@ -42,7 +42,7 @@ class DefuseConfig:
     Q: int = 100
     a: float = 50.0
     b: float = 50.0
-    centered: bool = False
+    centered: bool = True
     max_per_instance: int = 100
     n_components: int = 100
     eps: float = 0.01

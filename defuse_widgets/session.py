@@ -224,7 +224,7 @@ class Session:
 
     # ---------------------------------------------------------------- stages
     def identify(self, classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *, Q: int,
-                 a: float, b: float, centered: bool = False, max_per_instance: int | None = 100,
+                 a: float, b: float, centered: bool = True, max_per_instance: int | None = 100,
                  seed: int = 0, device: Any = None,
                  callback: StepCallback | None = None) -> AdversarialExamples | None:
         """Run :func:`identify_in_steps` and save its result (see :meth:`save_adversarial`).

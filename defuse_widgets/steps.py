@@ -25,7 +25,7 @@ StepCallback = Callable[[int, int], "bool | None"]
 
 def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *, Q: int,
                       a: float, b: float, max_per_instance: int | None = 100,
-                      centered: bool = False, seed: int = 0, batch_size: int = 4096,
+                      centered: bool = True, seed: int = 0, batch_size: int = 4096,
                       n_steps: int = 20, device: Any = None,
                       callback: StepCallback | None = None) -> AdversarialExamples | None:
     """Run :func:`~defuse_widgets.identification.identify` over slices of X, reporting progress.

@@ -19,6 +19,14 @@ def test_flags_reach_the_config():
     assert args.Q == 7 and args.lams == (0.1, 1.0, 10.0) and args.centered and args.n_components == 12
 
 
+def test_noise_is_centred_by_default_and_literal_is_one_flag_away():
+    from defuse_widgets.pipeline import DefuseConfig
+
+    assert build_parser().parse_args(["run"]).centered is None   # the config's default applies
+    assert DefuseConfig().centered is True and DefuseConfig.quick().centered is True
+    assert build_parser().parse_args(["run", "--literal"]).centered is False
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "--lams", "1,-2"], "--lams must be non-negative"),
     (["run", "--lams", "a,b"], "--lams must be comma-separated numbers"),

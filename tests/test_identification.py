@@ -50,7 +50,8 @@ def test_reproducible_and_independent_of_chunking(digits, tiny_models):
 def test_literal_noise_shifts_codes_by_beta_mean(digits, tiny_models):
     clf, vae, X, y = _args(digits, tiny_models, 100)
     mu = vae.encode(X)[0].detach().numpy()
-    lit = identify(clf, vae, X, y, Q=8, a=50, b=50, max_per_instance=None, progress=False)
+    lit = identify(clf, vae, X, y, Q=8, a=50, b=50, centered=False, max_per_instance=None,
+                   progress=False)
     cen = identify(clf, vae, X, y, Q=8, a=50, b=50, centered=True, max_per_instance=None,
                    progress=False)
     shift_lit = (lit.codes - mu[lit.source_index]).mean()

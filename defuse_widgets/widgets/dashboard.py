@@ -99,7 +99,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     Q = traitlets.Int(100)
     a = traitlets.Float(50.0)
     b = traitlets.Float(50.0)
-    centered = traitlets.Bool(False)
+    centered = traitlets.Bool(True)
     n_components = traitlets.Int(30)
     eps = traitlets.Float(0.01)
     baseline = traitlets.Bool(False)
