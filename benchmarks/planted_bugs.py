@@ -307,8 +307,10 @@ def seeds_table(docs: dict) -> list[str]:
             tag = (f"{st['annotator']}, {'centred' if st['centered'] else 'literal'}, Q={st['Q']}, "
                    f"a=b={st['a']:g}")
             sm = run.get("correction", {}).get("summary")
-            cell = (f"found {sum(run['recall']['found'])}/{len(docs[s]['bugs'])}, precision "
-                    f"{run['identification']['precision']:.2f}")
+            n = len(docs[s]["bugs"])
+            cell = (f"found {sum(run['recall']['found'])}/{n} "
+                    f"({sum(run['recall_with_label_errors']['found'])}/{n} with label-error "
+                    f"regions), precision {run['identification']['precision']:.2f}")
             if sm:
                 cell += (f"; bugs {sm['before']['bugs']:.2f}→{sm['defuse']['bugs']:.2f}, test "
                          f"{sm['before']['test']:.3f}→{sm['defuse']['test']:.3f}")
