@@ -71,6 +71,17 @@ class LabelReviewSet:
         return len(self.index)
 
 
+def _check_regions(regions, decisions) -> list:
+    """Check the regions and their decisions (one per region); return the decisions."""
+    if not isinstance(regions, Regions):
+        raise TypeError(f"regions must be a Regions; got {_describe(regions)}.")
+    decisions = list(decisions)
+    if len(decisions) != len(regions):
+        raise ValueError(f"decisions must have one entry per region ({len(regions)}); "
+                         f"got {len(decisions)}.")
+    return decisions
+
+
 def label_error_regions(regions: Regions, decisions, *, rho: float = 0.5) -> np.ndarray:
     """Flag regions whose annotated label contradicts their sources' training labels.
 
@@ -88,12 +99,7 @@ def label_error_regions(regions: Regions, decisions, *, rho: float = 0.5) -> np.
     -------
     ndarray of shape (n_regions,), bool
     """
-    if not isinstance(regions, Regions):
-        raise TypeError(f"regions must be a Regions; got {_describe(regions)}.")
-    decisions = list(decisions)
-    if len(decisions) != len(regions):
-        raise ValueError(f"decisions must have one entry per region ({len(regions)}); "
-                         f"got {len(decisions)}.")
+    decisions = _check_regions(regions, decisions)
     rho = check_number("rho", rho, low=0, high=1, high_inclusive=False)
     out = np.zeros(len(regions), dtype=bool)
     for k, d in enumerate(decisions):
@@ -128,12 +134,7 @@ def label_review_set(regions: Regions, decisions, codes, y, *, n_per_region: int
     LabelReviewSet
         Ordered by region, then distance; empty when no region is accepted.
     """
-    if not isinstance(regions, Regions):
-        raise TypeError(f"regions must be a Regions; got {_describe(regions)}.")
-    decisions = list(decisions)
-    if len(decisions) != len(regions):
-        raise ValueError(f"decisions must have one entry per region ({len(regions)}); "
-                         f"got {len(decisions)}.")
+    decisions = _check_regions(regions, decisions)
     Z = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
     if Z.ndim != 2 or Z.shape[1] != regions.n_latent:
         raise ValueError(f"codes must have shape (n_train, {regions.n_latent}); "
