@@ -4,7 +4,7 @@ On embedded MNIST-5k, :func:`defuse_widgets.planted.plant_bugs` plants the
 default three bugs (sub-styles = k-means clusters, k=3 per class, of the
 shipped β-VAE's latent means; the most confusable cluster of each class),
 all "mislabelled" (``planted.DEFAULT_BUGS`` says why). The classifier (paper
-recipe), the β-VAE (shipped recipe, fewer epochs) and the simulated
+recipe), the β-VAE (shipped recipe, 200 epochs) and the simulated
 annotator's oracle are trained on the planted training split; no model sees
 a held-out image. Then :func:`~defuse_widgets.planted_eval.evaluate_planted`
 runs Defuse with the quick pipeline settings (K=30, 3,000 codes, λ ∈ {0.01,
@@ -201,6 +201,12 @@ def by_validation(tradeoff: list) -> dict:
     return dict(lam=best["lam"], bugs=float(np.mean(bugs)), test=best["test"])
 
 
+def _tag(settings: dict) -> str:
+    """A run's settings as shown in the tables, e.g. ``simulated, centred, Q=20, a=b=50``."""
+    noise = "centred" if settings["centered"] else "literal"
+    return f"{settings['annotator']}, {noise}, Q={settings['Q']}, a=b={settings['a']:g}"
+
+
 def _correction_row(what: str, before: dict, after: dict, main: bool, *, note: str,
                     raw) -> dict:
     """A row for held-out bug accuracy before → after; on the main run, scored on the target."""
@@ -227,8 +233,7 @@ def rows_from(doc: dict) -> list[dict]:
                                         f"renders the style as another class)", raw=None))
     for run in doc["runs"]:
         st = run["settings"]
-        tag = (f"{st['annotator']}, {'centred' if st['centered'] else 'literal'}, Q={st['Q']}, "
-               f"a=b={st['a']:g}")
+        tag = _tag(st)
         main = st["annotator"] == "simulated" and st["centered"] and st["Q"] == 20 \
             and st["a"] == 50
         idn, rec = run["identification"], run["recall"]
@@ -305,8 +310,7 @@ def seeds_table(docs: dict) -> list[str]:
     for s in seeds:
         for run in docs[s]["runs"]:
             st = run["settings"]
-            tag = (f"{st['annotator']}, {'centred' if st['centered'] else 'literal'}, Q={st['Q']}, "
-                   f"a=b={st['a']:g}")
+            tag = _tag(st)
             sm = run.get("correction", {}).get("summary")
             n = len(docs[s]["bugs"])
             cell = (f"found {sum(run['recall']['found'])}/{n} "

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validation import _describe, check_choice, check_int, check_number
+from ._validation import (_describe, check_choice, check_codes, check_int, check_labels,
+                          check_number)
 from .annotations import NONE_OF_THE_ABOVE
 from .regions import Regions
 
@@ -135,11 +136,11 @@ def label_review_set(regions: Regions, decisions, codes, y, *, n_per_region: int
         Ordered by region, then distance; empty when no region is accepted.
     """
     decisions = _check_regions(regions, decisions)
-    Z = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
-    if Z.ndim != 2 or Z.shape[1] != regions.n_latent:
+    Z = check_codes("codes", codes, min_rows=0)   # type, 2-D, finite
+    if Z.shape[1] != regions.n_latent:
         raise ValueError(f"codes must have shape (n_train, {regions.n_latent}); "
                          f"got {_describe(codes)}.")
-    labels = (y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)).astype(np.int64)
+    labels = check_labels("y", y).numpy()
     if labels.shape != (len(Z),):
         raise ValueError(f"y must have shape ({len(Z)},), one label per code; "
                          f"got {_describe(y)}.")
@@ -194,8 +195,8 @@ def apply_label_review(y, review: LabelReviewSet, labels, *,
     if not isinstance(review, LabelReviewSet):
         raise TypeError(f"review must be a LabelReviewSet; got {_describe(review)}.")
     mode = check_choice("mode", mode, ("relabel", "drop"))
-    out = torch.as_tensor(np.asarray(y), dtype=torch.int64).clone()
-    if out.ndim != 1 or (len(review) and int(review.index.max()) >= len(out)):
+    out = check_labels("y", y).clone()
+    if len(review) and int(review.index.max()) >= len(out):
         raise ValueError(f"y must have shape (n_train,) covering every review index; "
                          f"got {_describe(y)}.")
     lab = np.asarray(labels)

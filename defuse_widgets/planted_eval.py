@@ -198,8 +198,8 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
     res["recall_with_label_errors"] = bug_recall(purity, accepted | label_err,
                                                  min_purity=min_purity)
-    tp = trace_purity(regions.assignment, adv.codes, encode_mean(vae, planted.X_pool).numpy(),
-                      planted.bugs, len(regions))
+    pool_codes = encode_mean(vae, planted.X_pool).numpy()
+    tp = trace_purity(regions.assignment, adv.codes, pool_codes, planted.bugs, len(regions))
     res["trace_recall"] = bug_recall(tp, accepted, min_purity=min_purity)
     res["trace_recall_candidates"] = bug_recall(tp, None, min_purity=min_purity)
     for k, row in enumerate(res["regions"]["purity"]):
@@ -222,7 +222,7 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         f"{res['recall_with_label_errors']['found']}")
     if correct and accepted.any():
         res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
-                                     decisions, label_err, n_finetune=n_finetune,
+                                     decisions, label_err, pool_codes, n_finetune=n_finetune,
                                      n_region_test=n_region_test, tau=tau, lams=lams,
                                      epochs=epochs, label_review=label_review, seed=seed)
         log(f"  [correct] {res['correction']['summary']}")
@@ -230,19 +230,21 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     return res
 
 
-def _review(planted, vae, annotator, regions, decisions, label_err, n_per_region):
+def _review(planted, annotator, regions, decisions, label_err, pool_codes, n_per_region):
     """Label review of the planted training and validation splits.
 
     The validation split carries the same planted labels, so it is reviewed
     too (``n_per_region`` scaled by its size), or model selection would
-    prefer the models that keep the bug. Returns the reviewed (X, y) of both
-    splits and the scores of the training review.
+    prefer the models that keep the bug. ``pool_codes`` are the VAE's latent
+    means of ``planted.X_pool``; the splits are rows of the pool. Returns the
+    reviewed (X, y) of both splits and the scores of the training review.
     """
     s = planted.splits
     out = []
     n_val = max(1, round(n_per_region * len(s.y_val) / len(s.y_train)))
-    for X, y, n in ((s.X_train, s.y_train, n_per_region), (s.X_val, s.y_val, n_val)):
-        review = label_review_set(regions, decisions, encode_mean(vae, X), y, n_per_region=n,
+    for X, y, index, n in ((s.X_train, s.y_train, planted.train_pool_index, n_per_region),
+                           (s.X_val, s.y_val, planted.val_pool_index, n_val)):
+        review = label_review_set(regions, decisions, pool_codes[index], y, n_per_region=n,
                                   label_errors=label_err)
         labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
         y_rev, keep, changed = apply_label_review(y, review, labels)
@@ -265,8 +267,8 @@ def _review(planted, vae, annotator, regions, decisions, label_err, n_per_region
     return (X_r, y_r), (X_v, y_v), stats
 
 
-def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err, *,
-             n_finetune, n_region_test, tau, lams, epochs, label_review, seed) -> dict:
+def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err,
+             pool_codes, *, n_finetune, n_region_test, tau, lams, epochs, label_review, seed) -> dict:
     splits = planted.splits
     sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
                               n_region_test=n_region_test, tau=tau, seed=seed)
@@ -284,8 +286,8 @@ def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label
     arms = [("defuse", (splits.X_train, splits.y_train), X_f, y_f, evals),
             ("baseline", (splits.X_train, splits.y_train), X_adv, y_adv, evals)]
     if label_review:
-        train, val, out["label_review"] = _review(planted, vae, annotator, regions, decisions,
-                                                  label_err, label_review)
+        train, val, out["label_review"] = _review(planted, annotator, regions, decisions,
+                                                  label_err, pool_codes, label_review)
         arms.append(("review", train, X_f, y_f, {**evals, "validation": val}))
     for name, (X, y), Xf, yf, ev in arms:
         if len(yf) == 0:
