@@ -2,7 +2,7 @@
 
 Three ways to run Algorithm 1 with the same shipped models and the same Q:
 
-* **batched** — :func:`defuse_widgets.identification.identify`: all codes encoded
+* **batched** — :func:`defuse_widgets.stages.identification.identify`: all codes encoded
   at once, noise for many images drawn together, decodes and classifications in
   batches of ``batch_size``;
 * **per-instance loop** — what the published reference code does: encode one
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.identification import identify
-from defuse_widgets.pretrained import load_pretrained
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.models.pretrained import load_pretrained
 
 BATCHES = (16, 32, 64, 128, 256, 1024, 4096)
 

@@ -3,7 +3,7 @@
 * Throughput: effective samples per second of MALA, HMC and random-walk
   Metropolis at 256 chains in one batch, target ``P_4 = 1`` on the shipped
   classifier and β-VAE. ESS is the smallest over the 10 latent dimensions,
-  summed over chains (:func:`defuse_widgets.samplers.effective_sample_size`);
+  summed over chains (:func:`defuse_widgets.bayes_trex.samplers.effective_sample_size`);
   the time includes warm-up. Bayes-TrEx's published NUTS: one chain,
   1.8 iterations/s on a GTX 1080 (1.18 s per MNIST sample).
 * Table 1: mean ± std of the target classes' confidence over 10 chains
@@ -26,13 +26,13 @@ import time
 import numpy as np
 import torch
 
-from defuse_widgets.annotators import SimulatedAnnotator
+from defuse_widgets.stages.annotators import SimulatedAnnotator
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.level_set_evaluation import (all_pair_targets, baseline_ambiguity,
+from defuse_widgets.bayes_trex.evaluation import (all_pair_targets, baseline_ambiguity,
                                                  confident_failures, sampled_ambiguity,
                                                  train_class_excluded_vae, train_subset_classifier)
-from defuse_widgets.level_sets import LevelSetSampler, Target
-from defuse_widgets.pretrained import load_pretrained
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.models.pretrained import load_pretrained
 
 EXCLUDED_CLASS = 1     # paper §4.4: thin 8s are called 1s
 

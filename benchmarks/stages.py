@@ -7,7 +7,7 @@
 * **t-SNE**: openTSNE fitting training codes and placing adversarial codes with
   ``transform``, against scikit-learn's ``TSNE`` (no ``transform``: it fits all
   points jointly) on the same points; and openTSNE at paper scale (60k + 10k).
-* **Distillation**: our :class:`~defuse_widgets.distillation.Distiller`, with
+* **Distillation**: our :class:`~defuse_widgets.stages.distillation.Distiller`, with
   each backend (``"sklearn"`` and the vectorized ``"torch"``), against
   scikit-learn's ``BayesianGaussianMixture`` with its defaults on the same
   adversarial codes (d=10, K=100, full covariance, DP prior).
@@ -24,17 +24,17 @@ import numpy as np
 import torch
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.distillation import Distiller
-from defuse_widgets.embedding import LatentMap
-from defuse_widgets.failure_data import build_failure_sets
-from defuse_widgets.identification import identify
-from defuse_widgets.inference import encode_mean
-from defuse_widgets.labeling import RegionDecision
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.latent_map import LatentMap
+from defuse_widgets.stages.failure_data import build_failure_sets
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.models.inference import encode_mean
+from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.models import MnistCNN
-from defuse_widgets.pretrained import load_pretrained
-from defuse_widgets.training import train_classifier
+from defuse_widgets.models.pretrained import load_pretrained
+from defuse_widgets.models.training import train_classifier
 
 from .widget_latency import _paper_scale_codes
 
@@ -45,7 +45,7 @@ def _peak_mb() -> float:
 
 def correction(classifier, vae, data, adv, quick: bool) -> list:
     regions = Distiller(n_components=30, eps=0.01, max_samples=3000,
-                        random_state=0).fit(adv, n_classes=10).regions_
+                        seed=0).fit(adv, n_classes=10).regions_
     # D_f from the 5 heaviest regions, labelled with their most common source class
     top = np.argsort(-regions.weights)[:5]
     decisions = [RegionDecision(region=int(k), is_misclassification_region=True,
@@ -109,7 +109,7 @@ def tsne(vae, data, adv, quick: bool) -> list:
     codes, labels = _paper_scale_codes(vae, data, n=n_train)
     adv_codes = adv.codes[:n_adv]
     t = time.perf_counter()
-    LatentMap(random_state=0, n_jobs=-1).fit(codes, adv_codes)
+    LatentMap(seed=0, n_jobs=-1).fit(codes, adv_codes)
     ours = time.perf_counter() - t
     t = time.perf_counter()
     TSNE(perplexity=30, random_state=0, n_jobs=-1, init="pca").fit_transform(
@@ -123,7 +123,7 @@ def tsne(vae, data, adv, quick: bool) -> list:
     if not quick:
         codes60, _ = _paper_scale_codes(vae, data)
         t = time.perf_counter()
-        LatentMap(random_state=0, n_jobs=-1).fit(codes60, adv.codes[:10000])
+        LatentMap(seed=0, n_jobs=-1).fit(codes60, adv.codes[:10000])
         big = time.perf_counter() - t
         rows.append(dict(what="t-SNE: openTSNE fit 60,000 + transform 10,000",
                          value=f"{big:.0f} s", raw={"s": big}))
@@ -158,7 +158,7 @@ def distillation(adv, quick: bool) -> list:
         labels_ref = ref.predict(fit)
         for backend in ("sklearn", "torch"):
             t = time.perf_counter()
-            ours = Distiller(n_components=100, eps=0.01, max_samples=None, random_state=0,
+            ours = Distiller(n_components=100, eps=0.01, max_samples=None, seed=0,
                              backend=backend).fit(adv.subset(pick[:n]), n_classes=10)
             ours_s = time.perf_counter() - t
             ll = ours.mixture_.score(held)

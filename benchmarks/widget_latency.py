@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.distillation import Distiller
-from defuse_widgets.embedding import fit_or_load
-from defuse_widgets.identification import identify
-from defuse_widgets.inference import encode_mean
-from defuse_widgets.pretrained import load_pretrained
-from defuse_widgets.training import random_affine
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.latent_map import fit_or_load
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.models.inference import encode_mean
+from defuse_widgets.models.pretrained import load_pretrained
+from defuse_widgets.models.training import random_affine
 from defuse_widgets.widgets import LatentExplorer, RegionGallery
 
 from ._common import timeit
@@ -59,7 +59,7 @@ def run(quick: bool = False) -> list:
     adv = identify(classifier, vae, data.X_train, data.y_train, Q=20, a=50, b=50, centered=False, seed=0,
                    progress=False)
     regions = Distiller(n_components=30, eps=0.01, max_samples=3000,
-                        random_state=0).fit(adv, n_classes=10).regions_
+                        seed=0).fit(adv, n_classes=10).regions_
     gallery = RegionGallery(regions, vae, classifier, tau=0.5, n_samples=64)
     taus = np.geomspace(0.01, 1.0, 21)
     t = timeit(lambda i: setattr(gallery._slider, "value", float(taus[i % len(taus)])),
@@ -89,10 +89,10 @@ def run(quick: bool = False) -> list:
     cached = (CACHE / "map-60k.npz").exists()
     t0 = time.perf_counter()
     latent_map = fit_or_load(codes60, adv10.codes, cache_path=CACHE / "map-60k.npz",
-                             random_state=0, n_jobs=-1)
+                             seed=0, n_jobs=-1)
     fit_s = time.perf_counter() - t0
     regions10 = Distiller(n_components=30, eps=0.01, max_samples=3000,
-                          random_state=0).fit(adv10, n_classes=10).regions_
+                          seed=0).fit(adv10, n_classes=10).regions_
     t0 = time.perf_counter()
     big = LatentExplorer(codes60, labels60, adv10, vae=vae, classifier=classifier,
                          regions=regions10, latent_map=latent_map, background=False)

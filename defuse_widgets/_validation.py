@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     if isinstance(value, np.ndarray):
@@ -27,7 +27,7 @@ def check_number(name: str, value: Any, *, low: float | None = None,
                  high_inclusive: bool = True) -> float:
     """Return ``value`` as float after checking it is a finite real in range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {_describe(value)}.")
+        raise TypeError(f"{name} must be a real number; got {describe(value)}.")
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value!r}.")
@@ -44,7 +44,7 @@ def check_int(name: str, value: Any, *, low: int | None = None,
               high: int | None = None) -> int:
     """Return ``value`` as int after checking it is an integer in range."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {_describe(value)}.")
+        raise TypeError(f"{name} must be an integer; got {describe(value)}.")
     value = int(value)
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}; got {value}.")
@@ -59,7 +59,7 @@ def check_seed(name: str, value: Any, *, generator: bool = False) -> Any:
         return value
     kind = "an integer >= 0" + (" or a numpy.random.Generator" if generator else "")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {kind}; got {_describe(value)}.")
+        raise TypeError(f"{name} must be {kind}; got {describe(value)}.")
     if value < 0:
         raise ValueError(f"{name} must be {kind}; got {value}.")
     return int(value)
@@ -69,7 +69,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """Check that ``value`` is one of ``choices``."""
     choices = list(choices)
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}; got {_describe(value)}.")
+        raise ValueError(f"{name} must be one of {choices}; got {describe(value)}.")
     return value
 
 
@@ -87,23 +87,23 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
     """
     if isinstance(X, np.ndarray):
         if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-            raise TypeError(f"{name} must hold real numbers; got {_describe(X)}.")
+            raise TypeError(f"{name} must hold real numbers; got {describe(X)}.")
         X = torch.from_numpy(np.ascontiguousarray(X))
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or ndarray of shape (n, C, H, W); "
-                        f"got {_describe(X)}.")
+                        f"got {describe(X)}.")
     if X.dtype == torch.bool or X.is_complex():
-        raise TypeError(f"{name} must hold real numbers; got {_describe(X)}.")
+        raise TypeError(f"{name} must hold real numbers; got {describe(X)}.")
     if X.ndim != 4:
-        raise ValueError(f"{name} must have shape (n, C, H, W); got {_describe(X)}.")
+        raise ValueError(f"{name} must have shape (n, C, H, W); got {describe(X)}.")
     if X.shape[0] == 0:
-        raise ValueError(f"{name} must hold at least one image; got {_describe(X)}.")
+        raise ValueError(f"{name} must hold at least one image; got {describe(X)}.")
     if shape is not None and tuple(X.shape[1:]) != tuple(shape):
         raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}); "
-                         f"got {_describe(X)}.")
+                         f"got {describe(X)}.")
     X = X.float()
     if not torch.isfinite(X).all():
-        raise ValueError(f"{name} must not contain NaN or inf; got {_describe(X)} "
+        raise ValueError(f"{name} must not contain NaN or inf; got {describe(X)} "
                          "with non-finite values.")
     return X
 
@@ -115,20 +115,20 @@ def check_labels(name: str, y: Any, *, n_samples: int | None = None,
         try:
             y = np.asarray(y)
         except ValueError as exc:   # ragged
-            raise ValueError(f"{name} must have shape (n,); got {_describe(y)}.") from exc
+            raise ValueError(f"{name} must have shape (n,); got {describe(y)}.") from exc
     if isinstance(y, np.ndarray):
         if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
+            raise TypeError(f"{name} must hold integer class indices; got {describe(y)}.")
         y = torch.from_numpy(np.ascontiguousarray(y))
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or ndarray of shape (n,); "
-                        f"got {_describe(y)}.")
+                        f"got {describe(y)}.")
     if y.ndim != 1:
-        raise ValueError(f"{name} must have shape (n,); got {_describe(y)}.")
+        raise ValueError(f"{name} must have shape (n,); got {describe(y)}.")
     if y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
+        raise TypeError(f"{name} must hold integer class indices; got {describe(y)}.")
     if y.is_complex():
-        raise TypeError(f"{name} must hold integer class indices; got {_describe(y)}.")
+        raise TypeError(f"{name} must hold integer class indices; got {describe(y)}.")
     if n_samples is not None and y.shape[0] != n_samples:
         raise ValueError(f"{name} must have length {n_samples} to match the images; "
                          f"got length {y.shape[0]}.")
@@ -146,17 +146,17 @@ def check_codes(name: str, z: Any, *, n_latent: int | None = None,
         z = z.detach().cpu().numpy()
     if not isinstance(z, np.ndarray):
         raise TypeError(f"{name} must be an ndarray of shape (n_samples, n_latent); "
-                        f"got {_describe(z)}.")
+                        f"got {describe(z)}.")
     if np.iscomplexobj(z):
-        raise TypeError(f"{name} must hold real numbers; got {_describe(z)}.")
+        raise TypeError(f"{name} must hold real numbers; got {describe(z)}.")
     if z.ndim != 2:
-        raise ValueError(f"{name} must have shape (n_samples, n_latent); got {_describe(z)}.")
+        raise ValueError(f"{name} must have shape (n_samples, n_latent); got {describe(z)}.")
     if not np.issubdtype(z.dtype, np.number):
-        raise TypeError(f"{name} must hold numbers; got {_describe(z)}.")
+        raise TypeError(f"{name} must hold numbers; got {describe(z)}.")
     if z.shape[0] < min_rows:
         raise ValueError(f"{name} must hold at least {min_rows} codes; got {z.shape[0]}.")
     if n_latent is not None and z.shape[1] != n_latent:
-        raise ValueError(f"{name} must have {n_latent} latent dimensions; got {_describe(z)}.")
+        raise ValueError(f"{name} must have {n_latent} latent dimensions; got {describe(z)}.")
     if not np.isfinite(z).all():
         bad = int((~np.isfinite(z)).any(axis=1).sum())
         raise ValueError(f"{name} must not contain NaN or inf; got {bad} rows with "
@@ -167,7 +167,7 @@ def check_codes(name: str, z: Any, *, n_latent: int | None = None,
 def check_module(name: str, module: Any) -> torch.nn.Module:
     """Check that ``module`` is a ``torch.nn.Module``."""
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module; got {_describe(module)}.")
+        raise TypeError(f"{name} must be a torch.nn.Module; got {describe(module)}.")
     return module
 
 
@@ -179,7 +179,7 @@ def resolve_device(device: Any = None) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or None; "
-                         f"got {_describe(device)}.") from exc
+                         f"got {describe(device)}.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device must be available on this machine; got {device!r} "
                          "but CUDA is not available.")

@@ -6,12 +6,13 @@ each λ's result as they are produced.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 
 class Callback:
     """Base class with no-op hooks; override the ones you need.
 
-    Every hook receives the :class:`~defuse_widgets.correction.Corrector` first.
+    Every hook receives the :class:`~defuse_widgets.stages.correction.Corrector` first.
     """
 
     def on_train_begin(self, corrector, **kw) -> None:
@@ -57,3 +58,37 @@ class PrintProgress(Callback):
         dt = time.perf_counter() - self._t0
         print(f"  [{corrector.name}] lam={result['lam']:<8g} epoch={result['epoch']} "
               f"{' '.join(parts)} ({dt:.1f}s)", file=self.file, flush=True)
+
+
+class Stopped(Exception):
+    """Raised inside a stage when its :data:`ProgressCallback` asked it to stop."""
+
+
+#: The one progress/stop protocol of every long stage (identification,
+#: distillation, the latent map's t-SNE, model training and the λ sweep):
+#: ``callback(stage, done, total)`` after each step; returning True stops the
+#: work, which then saves nothing (or, for the sweep, keeps the finished λs).
+ProgressCallback = Callable[[str, int, int], "bool | None"]
+
+
+class StageProgress(Callback):
+    """Drive a :class:`ProgressCallback` from a correction sweep, batch by batch.
+
+    ``stage`` is ``"correction:<sweep name>"``; ``done`` and ``total`` count
+    optimisation steps over the whole sweep. A True return stops the sweep
+    within one batch.
+
+    Parameters
+    ----------
+    callback : ProgressCallback
+    """
+
+    def __init__(self, callback: ProgressCallback):
+        self.callback = callback
+
+    def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
+        i = list(corrector.lams).index(lam) if lam in corrector.lams else 0
+        total = len(corrector.lams) * corrector.epochs * n_batches
+        done = (i * corrector.epochs + epoch) * n_batches + batch + 1
+        if self.callback(f"correction:{corrector.name}", done, total):
+            corrector.stop()

@@ -1,11 +1,33 @@
-"""Command line: ``defuse-widgets run`` (all four stages) and ``defuse-widgets train``."""
+"""Command line: one subcommand per stage on one session folder, plus ``run`` and ``train``.
+
+::
+
+    defuse-widgets identify --session DIR [settings]
+    defuse-widgets distill  --session DIR
+    defuse-widgets label    --session DIR --simulated
+    defuse-widgets correct  --session DIR
+    defuse-widgets report   --session DIR
+    defuse-widgets status   --session DIR
+    defuse-widgets run      [--quick] [--out DIR]     # all stages
+
+Every subcommand drives the same :class:`~defuse_widgets.workflow.Session`
+as the dashboard and the benchmarks. Without setting flags a session keeps
+its own settings; a flag changes them (refused while results of the stage it
+affects exist, unless ``--overwrite``, which archives them and never deletes).
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from .correction import PAPER_LAMS
-from .data.registry import DATASETS
+from defuse_widgets.stages.correction import PAPER_LAMS
+
+#: Setting flags -> DefuseConfig fields.
+_FLAG_FIELDS = ("Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
+                "max_samples", "tau", "review_size", "rho", "n_workers", "error_rate", "lams",
+                "epochs", "tolerance", "selection", "baseline", "seed")
+_STAGE_COMMANDS = ("identify", "distill", "label", "correct", "report", "status")
 
 
 def _lams(text: str) -> tuple:
@@ -18,51 +40,78 @@ def _lams(text: str) -> tuple:
     return lams
 
 
+def _settings_parser() -> argparse.ArgumentParser:
+    s = argparse.ArgumentParser(add_help=False)
+    g = s.add_argument_group("settings (default: the session's own; a new session gets "
+                             "DefuseConfig's defaults)")
+    g.add_argument("--quick", action="store_true", help="CI-sized settings (Q=20, K=30, 3000 "
+                   "codes, lambdas 0.01,0.1,1, 2 epochs); explicit flags still override")
+    g.add_argument("--Q", "-Q", type=int, help="perturbations per training image [100]")
+    g.add_argument("--a", type=float, help="Beta(a, b) noise parameter a [50]")
+    g.add_argument("--b", type=float, help="Beta(a, b) noise parameter b [50]")
+    g.add_argument("--literal", dest="centered", action="store_false", default=None,
+                   help="the paper's literal Algorithm 1: Beta noise without subtracting its "
+                   "mean a/(a+b) (default: centred noise)")
+    g.add_argument("--max-per-instance", type=int, help="cap on |psi| per image [100]")
+    g.add_argument("--K", "-K", type=int, dest="n_components",
+                   help="upper bound on mixture components [100]")
+    g.add_argument("--eps", type=float, help="drop components with weight <= eps [0.01]")
+    g.add_argument("--max-samples", type=int, help="codes the mixture is fit on [10000]")
+    g.add_argument("--tau", type=float, help="sample diversity of N(mu, tau*Sigma) [0.5]")
+    g.add_argument("--review-size", type=int, help="review samples per region [10]")
+    g.add_argument("--rho", type=float, help="misclassification-region threshold [0.5]")
+    g.add_argument("--n-workers", type=int, help="simulated annotator's workers [5]")
+    g.add_argument("--error-rate", type=float,
+                   help="per-vote error rate of the simulated annotator's workers [0]")
+    g.add_argument("--lams", type=_lams, help="comma-separated lambda list [the paper's 17 "
+                   f"values, {','.join(f'{v:g}' for v in PAPER_LAMS)}]")
+    g.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3]")
+    g.add_argument("--selection", choices=("balanced", "validation", "training"),
+                   help="lambda selection rule [balanced]")
+    g.add_argument("--tolerance", type=float, help="validation-accuracy drop the balanced "
+                   "rule allows [0.005]")
+    g.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
+                   help="skip the baseline arm (adversarial examples labelled one by one)")
+    g.add_argument("--seed", type=int, help="seed of every stage [0]")
+    r = s.add_argument_group("running")
+    r.add_argument("--overwrite", action="store_true", help="accept settings that differ "
+                   "from the session's by moving the results they make stale to archive/ "
+                   "(never deletes)")
+    r.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
+    r.add_argument("--no-progress", action="store_true", help="hide progress output")
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defuse-widgets",
-                                description="Defuse: find, distill, label and correct model bugs.")
+                                description="Defuse: find, distill, label and correct model bugs "
+                                "on one session folder.")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run identify -> distill -> label -> correct headless",
-                       description="Run all four Defuse stages on the embedded MNIST-5k subset "
-                       "with the shipped weights and the SIMULATED annotator (an oracle CNN "
-                       "standing in for people). Prints a Figure 4-style table and writes a "
-                       "session directory with results.json.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--quick", action="store_true", help="CI-sized run (Q=20, K=30, 3000 codes, "
-                   "lambdas 0.01,0.1,1, 2 epochs); explicit flags still override")
-    r.add_argument("--dataset", default="mnist5k", choices=["mnist5k"],
-                   help="dataset with shipped weights (others: use the Python API)")
-    r.add_argument("--Q", "-Q", type=int, help="perturbations per training image [100; quick 20]")
-    r.add_argument("--a", type=float, help="Beta(a, b) noise parameter a [50]")
-    r.add_argument("--b", type=float, help="Beta(a, b) noise parameter b [50]")
-    r.add_argument("--literal", dest="centered", action="store_false", default=None,
-                   help="the paper's literal Algorithm 1: add Beta(a, b) noise without "
-                   "subtracting its mean a/(a+b) (default: centred noise)")
-    r.add_argument("--centered", dest="centered", action="store_true", default=None,
-                   help="centred noise (the default; kept for older scripts)")
-    r.add_argument("--max-per-instance", type=int, help="cap on |psi| per image [100]")
-    r.add_argument("--K", "-K", type=int, dest="n_components",
-                   help="upper bound on mixture components [100; quick 30]")
-    r.add_argument("--eps", type=float, help="drop components with weight <= eps [0.01]")
-    r.add_argument("--max-samples", type=int,
-                   help="down-sample adversarial codes before the mixture fit [10000]")
-    r.add_argument("--tau", type=float, help="sample diversity of N(mu, tau*Sigma) [0.5]")
-    r.add_argument("--rho", type=float, help="misclassification-region threshold [0.5]")
-    r.add_argument("--error-rate", type=float,
-                   help="per-vote error rate of the simulated annotator's workers [0]")
-    r.add_argument("--lams", type=_lams,
-                   help="comma-separated lambda list [the paper's 17 values, "
-                   f"{','.join(f'{v:g}' for v in PAPER_LAMS)}]")
-    r.add_argument("--tolerance", type=float, help="validation-accuracy drop the "
-                   "lambda selection allows [0.005]")
-    r.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3; quick 2]")
-    r.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
-    r.add_argument("--seed", type=int, help="seed of every stage [0]")
-    r.add_argument("--out", help="session directory [runs/defuse; quick runs/defuse-quick]")
-    r.add_argument("--overwrite", action="store_true",
-                   help="delete an existing session in --out that used other settings")
-    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
+    settings = _settings_parser()
+    run = sub.add_parser("run", parents=[settings], help="all four stages headless",
+                         description="Run all four Defuse stages on the embedded MNIST-5k "
+                         "subset with the shipped weights and the SIMULATED annotator (an "
+                         "oracle CNN standing in for people). Prints a Figure 4-style table "
+                         "and writes a session folder with results.json. A killed run "
+                         "resumes from its finished stages.")
+    run.add_argument("--out", "--session", dest="session",
+                     help="session folder [runs/defuse; with --quick runs/defuse-quick]")
+    helps = {"identify": "identification: find unrestricted adversarial examples",
+             "distill": "distillation: fit the misclassification-region mixture",
+             "label": "labeling: let the simulated annotator vote on every region",
+             "correct": "correction: the lambda sweep of Defuse and the baseline",
+             "report": "print the Figure 4 table and write results.json",
+             "status": "print what the session folder holds"}
+    for name in _STAGE_COMMANDS:
+        c = sub.add_parser(name, parents=[settings], help=helps[name], description=helps[name])
+        c.add_argument("--session", "--out", dest="session", required=True,
+                       help="the session folder")
+        if name == "label":
+            c.add_argument("--simulated", action="store_true", required=True,
+                           help="vote with the simulated annotator (people vote in the "
+                           "dashboard's Labeling tab)")
+        if name == "status":
+            c.add_argument("--json", action="store_true", help="print JSON")
     t = sub.add_parser("train", help="train the shipped classifier, beta-VAE and oracle",
                        description="Reproduce the shipped weights of the embedded default "
                        "(fixed seed) and report their generative fidelity.")
@@ -71,31 +120,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_FLAG_FIELDS = ("Q", "a", "b", "max_per_instance", "n_components", "eps", "max_samples", "tau",
-                "rho", "error_rate", "lams", "tolerance", "epochs", "device", "seed", "out")
+def _config(args):
+    """The DefuseConfig the flags ask for, or None to keep the session's own."""
+    from defuse_widgets.workflow import DefuseConfig, Session
+
+    flags = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    if not flags and not args.quick:
+        return None
+    base = DefuseConfig.quick() if args.quick else Session.saved_config(args.session)
+    return (base or DefuseConfig()).replace(**flags)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .pretrained import train_default_models
+        from defuse_widgets.models.pretrained import train_default_models
         report = train_default_models(args.out, device=args.device)
         fid = report["fidelity"]["test"]
         print(f"held-out test accuracy: images {fid['accuracy_images']:.3f}, "
               f"VAE reconstructions {fid['accuracy_reconstructions']:.3f}")
         return 0
-    from .pipeline import DefuseConfig, run_defuse
-
-    kw = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f) is not None}
-    kw.update(dataset=args.dataset, progress=not args.no_progress, overwrite=args.overwrite)
-    if args.centered is not None:
-        kw["centered"] = args.centered
     try:
-        cfg = DefuseConfig.quick(**kw) if args.quick else DefuseConfig(**kw)
-        run_defuse(cfg)
-    except (ValueError, TypeError) as exc:
+        return _run(args)
+    except (ValueError, TypeError, OSError) as exc:
         print(f"defuse-widgets: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
+    from defuse_widgets.workflow import Session, figure4_table, report, run_defuse
+    from defuse_widgets.workflow.pipeline import stage_steps
+    from defuse_widgets.workflow.report import status, status_text
+
+    if args.command == "run" and args.session is None:
+        args.session = "runs/defuse-quick" if args.quick else "runs/defuse"
+    config = _config(args)
+    progress = not args.no_progress
+    if args.command == "run":
+        run_defuse(config, out=args.session, overwrite=args.overwrite, device=args.device,
+                   progress=progress)
+        return 0
+    session = Session(args.session, config, device=args.device, overwrite=args.overwrite)
+    try:
+        if args.command == "status":
+            info = status(session)
+            print(json.dumps(info, indent=2) if args.json else status_text(info))
+        elif args.command == "report":
+            res = report(session)
+            print(figure4_table(res) if "figure4" in res else
+                  "no correction yet: the Figure 4 table needs the correct stage")
+            print(f"results written to {session.folder.file('results.json')}")
+        else:
+            stage = {"identify": "identification", "distill": "distillation",
+                     "label": "labeling", "correct": "correction"}[args.command]
+            if session.done(stage):
+                print(f"{stage}: the session already holds this stage's result; pass "
+                      "--overwrite to run it again (earlier results move to archive/).")
+                if not args.overwrite:
+                    return 0
+                session.archive_from(stage)
+            step = dict(stage_steps(session, progress, print))[stage]
+            step()
+            print(status_text(status(session)))
+    finally:
+        session.close()
     return 0
 
 

@@ -1,6 +1,6 @@
 """Scale-out of the λ sweep through a standard ``concurrent.futures.Executor``.
 
-Each λ of a :class:`~defuse_widgets.correction.Corrector` sweep starts from the
+Each λ of a :class:`~defuse_widgets.stages.correction.Corrector` sweep starts from the
 original classifier and is seeded with ``seed + i`` alone, so the λs are
 independent tasks. Any executor runs them: ``ProcessPoolExecutor`` on one
 machine, or Dask distributed's ``client.get_executor()`` on a cluster (``pip
@@ -15,8 +15,8 @@ Examples
 """
 from __future__ import annotations
 
-from ._validation import resolve_device
-from .callbacks import History
+from defuse_widgets._validation import resolve_device
+from defuse_widgets.callbacks import History
 
 __all__ = ["fit_lam_task", "submit_lams"]
 

@@ -26,7 +26,7 @@ def digits():
 def tiny_models(digits):
     """A real classifier and β-VAE trained briefly on the 8x8 digits."""
     from defuse_widgets.models import BetaVAE, MnistCNN
-    from defuse_widgets.training import train_classifier, train_vae
+    from defuse_widgets.models.training import train_classifier, train_vae
 
     seed_everything(0)
     clf = train_classifier(MnistCNN(1, 8, 10), digits.X_train, digits.y_train, epochs=3,
@@ -40,7 +40,7 @@ def tiny_models(digits):
 @pytest.fixture(scope="session")
 def tiny_adversarial(digits, tiny_models):
     """Adversarial examples of the tiny models (centred noise, Q=8)."""
-    from defuse_widgets.identification import identify
+    from defuse_widgets.stages.identification import identify
 
     clf, vae = tiny_models
     return identify(clf, vae, digits.X_train[:400], digits.y_train[:400], Q=8, a=5, b=5,

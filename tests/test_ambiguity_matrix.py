@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defuse_widgets.level_sets import LevelSetSampler, Target
-from defuse_widgets.pretrained import load_pretrained
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.models.pretrained import load_pretrained
 from defuse_widgets.widgets import AmbiguityMatrix
 
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from defuse_widgets.annotations import (MISSING, NONE_OF_THE_ABOVE, AnnotationStore,
+from defuse_widgets.storage.annotations import (MISSING, NONE_OF_THE_ABOVE, AnnotationStore,
                                         Vote)
 
 
@@ -66,7 +66,7 @@ def test_vote_reported_before_sigkill_is_never_lost(tmp_path):
         s.set_review_set(0, np.zeros(10_000, dtype=np.int64))
     script = textwrap.dedent("""
         import sys
-        from defuse_widgets.annotations import AnnotationStore
+        from defuse_widgets.storage.annotations import AnnotationStore
         store = AnnotationStore(sys.argv[1])
         for i in range(10_000):
             store.cast_vote("crash", 0, i, i % 10)
@@ -99,7 +99,7 @@ def test_two_processes_voting_1000_times_each_lose_and_duplicate_nothing(tmp_pat
     path, go = tmp_path / "shared.sqlite", tmp_path / "go"
     script = textwrap.dedent("""
         import os, sys, time
-        from defuse_widgets.annotations import AnnotationStore
+        from defuse_widgets.storage.annotations import AnnotationStore
         path, go, who = sys.argv[1:]
         store = AnnotationStore(path, n_classes=10)   # both may create the file
         for region in range(10):

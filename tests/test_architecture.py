@@ -16,7 +16,7 @@ def test_core_imports_no_ui():
             "'anywidget')]\nprint(bad)\nassert not bad, bad\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr + out.stdout
-    assert "defuse_widgets.pipeline" in CORE and "defuse_widgets.identification" in CORE
+    assert "defuse_widgets.workflow.pipeline" in CORE and "defuse_widgets.stages.identification" in CORE
 
 
 def test_modules_stay_under_about_400_lines():

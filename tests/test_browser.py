@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from defuse_widgets.annotations import AnnotationStore
+from defuse_widgets.storage.annotations import AnnotationStore
 
 pytestmark = pytest.mark.browser
 

@@ -20,7 +20,7 @@ def test_flags_reach_the_config():
 
 
 def test_noise_is_centred_by_default_and_literal_is_one_flag_away():
-    from defuse_widgets.pipeline import DefuseConfig
+    from defuse_widgets.workflow.pipeline import DefuseConfig
 
     assert build_parser().parse_args(["run"]).centered is None   # the config's default applies
     assert DefuseConfig().centered is True and DefuseConfig.quick().centered is True

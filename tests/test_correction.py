@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from defuse_widgets.callbacks import Callback, History
-from defuse_widgets.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from defuse_widgets.distillation import Distiller, distill
-from defuse_widgets.identification import AdversarialExamples
+from defuse_widgets.stages.distillation import Distiller, distill
+from defuse_widgets.stages.identification import AdversarialExamples
 
 
 def _blobs(n_per=150, seed=0):
@@ -16,7 +16,7 @@ def _blobs(n_per=150, seed=0):
 
 def test_finds_the_planted_clusters():
     z, src, pred, centres = _blobs()
-    d = Distiller(n_components=10, eps=0.05, random_state=0).fit(
+    d = Distiller(n_components=10, eps=0.05, seed=0).fit(
         z, source_label=src, predicted_label=pred, n_classes=10)
     regions = d.regions_
     assert len(regions) == 3
@@ -42,7 +42,7 @@ def test_eps_drops_exactly_the_light_components():
 
 
 def test_accepts_adversarial_examples_and_downsamples(tiny_adversarial):
-    d = Distiller(n_components=5, max_samples=50, random_state=0).fit(tiny_adversarial, n_classes=10)
+    d = Distiller(n_components=5, max_samples=50, seed=0).fit(tiny_adversarial, n_classes=10)
     assert len(d.fit_index_) == min(50, len(tiny_adversarial))
     assert len(d.regions_.assignment) == len(tiny_adversarial)
     assert d.regions_.n_latent == tiny_adversarial.codes.shape[1]

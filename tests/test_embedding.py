@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defuse_widgets.embedding import LatentMap, fit_or_load
+from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
 
 FAST = dict(n_iter=100, early_exaggeration_iter=50)
 

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.failure_data import (build_failure_sets, export_failure_data,
+from defuse_widgets.stages.failure_data import (build_failure_sets, export_failure_data,
                                          load_failure_data, review_seed, review_set)
-from defuse_widgets.labeling import RegionDecision
+from defuse_widgets.stages.labeling import RegionDecision
 
 
 @pytest.fixture(scope="module")
 def regions(tiny_adversarial):
-    from defuse_widgets.distillation import distill
+    from defuse_widgets.stages.distillation import distill
 
     return distill(tiny_adversarial, n_components=3, eps=0.0)
 

@@ -14,15 +14,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from defuse_widgets.annotations import AnnotationStore
-from defuse_widgets.correction import Corrector
+from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.stages.correction import Corrector
 from defuse_widgets.data import load_dataset
-from defuse_widgets.distillation import Distiller
-from defuse_widgets.embedding import LatentMap
-from defuse_widgets.failure_data import build_failure_sets
-from defuse_widgets.identification import identify
-from defuse_widgets.labeling import RegionDecision, decide, decide_region
-from defuse_widgets.pipeline import DefuseConfig
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.latent_map import LatentMap
+from defuse_widgets.stages.failure_data import build_failure_sets
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.stages.labeling import RegionDecision, decide, decide_region
+from defuse_widgets.workflow.pipeline import DefuseConfig
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -138,11 +138,11 @@ def test_distiller_codes(X):
 
 @FUZZ
 @given(data=st.data(), param=st.sampled_from(["n_components", "eps", "max_samples",
-                                                "max_iter", "n_init", "tol", "random_state"]))
+                                                "max_iter", "n_init", "tol", "seed"]))
 def test_distiller_settings(data, param):
     bad = {"n_components": bad_int(1), "eps": bad_real(0, 1, high_inclusive=False),
            "max_samples": not_none(bad_int(1)), "max_iter": bad_int(1), "n_init": bad_int(1),
-           "tol": bad_real(0), "random_state": bad_int(0)}[param]
+           "tol": bad_real(0), "seed": bad_int(0)}[param]
     z = np.random.default_rng(0).normal(size=(30, 3))
     raises_naming(param, Distiller(**{"n_components": 2, param: data.draw(bad)}).fit, z)
 
@@ -308,12 +308,12 @@ def test_build_failure_sets(regions, tiny_models, data, param):
 # ------------------------------------------------------------------------ embedding
 @FUZZ
 @given(data=st.data(), param=st.sampled_from(["perplexity", "n_iter",
-                                                "early_exaggeration_iter", "random_state",
+                                                "early_exaggeration_iter", "seed",
                                                 "joint", "train_codes", "codes"]))
 def test_latent_map(data, param):
     z = np.random.default_rng(0).normal(size=(20, 3))
     bad = {"perplexity": bad_real(0, low_inclusive=False), "n_iter": bad_int(0),
-           "early_exaggeration_iter": bad_int(0), "random_state": bad_int(0),
+           "early_exaggeration_iter": bad_int(0), "seed": bad_int(0),
            "joint": st.sampled_from([1, "yes", None]),
            "train_codes": st.sampled_from([z[:3], np.full((20, 3), np.nan), z[:, 0], "z"]),
            "codes": st.sampled_from([z[:, :2], np.full((5, 3), np.inf), [1, 2]])}[param]

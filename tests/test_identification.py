@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from defuse_widgets.identification import AdversarialExamples, identify
+from defuse_widgets.stages.identification import AdversarialExamples, identify
 
 
 def _args(digits, tiny_models, n=200):
@@ -110,3 +110,22 @@ def test_non_mnist_shapes_and_class_count():
     adv = identify(clf, vae, X, y, Q=4, a=2, b=2, progress=False)
     assert adv.codes.shape[1] == 5
     assert adv.predicted_label.max(initial=0) < 3
+
+
+def test_identify_in_steps_equals_identify(digits, tiny_models):
+    from defuse_widgets.stages.identification import identify_in_steps
+
+    clf, vae = tiny_models
+    X, y = digits.X_train[:400], digits.y_train[:400]
+    seen = []
+    adv = identify_in_steps(clf, vae, X, y, Q=64, a=5, b=5, max_per_instance=5, n_steps=3,
+                            callback=lambda stage, done, total: seen.append((stage, done, total)))
+    # whole chunks of 4096 // Q = 64 images, three reports, one protocol
+    assert seen == [("identification", 192, 400), ("identification", 384, 400),
+                    ("identification", 400, 400)]
+    ref = identify(clf, vae, X, y, Q=64, a=5, b=5, max_per_instance=5, progress=False)
+    for field in ("codes", "source_index", "true_label", "predicted_label", "noise_norm"):
+        np.testing.assert_array_equal(getattr(adv, field), getattr(ref, field))
+    assert adv.n_decoded == ref.n_decoded
+    assert identify_in_steps(clf, vae, X, y, Q=8, a=5, b=5, n_steps=3,
+                             callback=lambda *a: True) is None

@@ -1,6 +1,6 @@
 import torch
 
-from defuse_widgets.inference import decode, predict
+from defuse_widgets.models.inference import decode, predict
 
 
 def test_decode_of_no_codes_keeps_the_image_shape(tiny_models):

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.label_review import (LabelReviewSet, apply_label_review, label_error_regions,
+from defuse_widgets.stages.label_review import (LabelReviewSet, apply_label_review, label_error_regions,
                                          label_review_set)
-from defuse_widgets.labeling import RegionDecision
-from defuse_widgets.regions import Regions
+from defuse_widgets.stages.labeling import RegionDecision
+from defuse_widgets.stages.regions import Regions
 
 
 def _regions(means):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.label_review import LabelReviewSet
-from defuse_widgets.label_review_store import LabelReviewStore
+from defuse_widgets.stages.label_review import LabelReviewSet
+from defuse_widgets.storage.label_review_store import LabelReviewStore
 from defuse_widgets.widgets import LabelReviewPanel
 
 

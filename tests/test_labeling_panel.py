@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defuse_widgets.annotations import NONE_OF_THE_ABOVE, AnnotationStore
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 
 
@@ -12,7 +12,7 @@ def _unpredicted(store, region):
 
 @pytest.fixture(scope="module")
 def regions(tiny_adversarial):
-    from defuse_widgets.distillation import distill
+    from defuse_widgets.stages.distillation import distill
 
     regions = distill(tiny_adversarial, n_components=3, eps=0.0)
     assert len(regions) >= 2
@@ -52,7 +52,7 @@ def test_key_vote_reaches_store_and_advances(make_panel):
 
 
 def test_review_set_is_recorded_deterministically(make_panel, regions, tiny_models):
-    from defuse_widgets.failure_data import review_set
+    from defuse_widgets.stages.failure_data import review_set
 
     clf, vae = tiny_models
     panel = make_panel()

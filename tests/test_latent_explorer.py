@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from defuse_widgets.distillation import distill
-from defuse_widgets.embedding import LatentMap
-from defuse_widgets.inference import decode, encode_mean, predict
+from defuse_widgets.stages.distillation import distill
+from defuse_widgets.stages.latent_map import LatentMap
+from defuse_widgets.models.inference import decode, encode_mean, predict
 from defuse_widgets.widgets._render import to_png
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.identification import AdversarialExamples
-from defuse_widgets.level_set_evaluation import (ambiguity_counts, all_pair_targets,
+from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets.bayes_trex.evaluation import (ambiguity_counts, all_pair_targets,
                                                  confident_failures, sampled_ambiguity,
                                                  baseline_ambiguity)
-from defuse_widgets.level_sets import LevelSetSampler, Target, level_set_log_likelihood
-from defuse_widgets.pretrained import load_pretrained
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target, level_set_log_likelihood
+from defuse_widgets.models.pretrained import load_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def test_samples_feed_distillation_as_adversarial_examples(fitted):
     adv = fitted.to_adversarial_examples(targets=[0], min_confidence=0.5)
     assert isinstance(adv, AdversarialExamples) and len(adv) > 0
     assert (adv.predicted_label == 4).mean() > 0.9 and (adv.source_index == -1).all()
-    from defuse_widgets.distillation import Distiller
-    Distiller(n_components=3, random_state=0).fit(adv, n_classes=10)
+    from defuse_widgets.stages.distillation import Distiller
+    Distiller(n_components=3, seed=0).fit(adv, n_classes=10)
 
 
 def test_ambiguity_matrix_and_confident_failures(fitted, shipped):
@@ -96,7 +96,7 @@ def test_bad_input_names_the_parameter(shipped):
 
 
 def test_generator_and_subset_classifier_helpers_check_their_input(shipped):
-    from defuse_widgets.level_set_evaluation import (train_class_excluded_vae,
+    from defuse_widgets.bayes_trex.evaluation import (train_class_excluded_vae,
                                                      train_subset_classifier)
     X, y = torch.rand(6, 1, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="exclude"):

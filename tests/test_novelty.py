@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets.inference import predict
-from defuse_widgets.novelty import nearest_misclassified
+from defuse_widgets.models.inference import predict
+from defuse_widgets.stages.novelty import nearest_misclassified
 
 
 def test_finds_the_nearest_misclassified_image(digits, tiny_models):

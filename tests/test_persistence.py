@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from defuse_widgets import persistence as io
-from defuse_widgets.persistence import SessionFormatError, UnsafeFileError
+from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError
 
 
 class Exploit:
@@ -63,7 +63,7 @@ def test_sigkill_during_repeated_saves_never_leaves_a_partial_file(tmp_path):
     script = textwrap.dedent("""
         import sys
         import numpy as np
-        from defuse_widgets.persistence import save_npz
+        from defuse_widgets.storage.persistence import save_npz
         for i in range(10_000):
             save_npz(sys.argv[1], {"x": np.full(400_000, i, dtype=np.int64)})
             print(i, flush=True)
@@ -103,8 +103,8 @@ def test_load_npz_refuses_pickles(tmp_path, marker, make):
 
 def test_every_package_loader_refuses_code(tmp_path, marker):
     from defuse_widgets import failure_data, pretrained
-    from defuse_widgets.embedding import LatentMap
-    from defuse_widgets.session import Session
+    from defuse_widgets.stages.latent_map import LatentMap
+    from defuse_widgets.workflow.session import Session
 
     weights = tmp_path / "weights"
     weights.mkdir()

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from defuse_widgets.annotations import AnnotationStore
-from defuse_widgets.pipeline import DefuseConfig, figure4_table, run_defuse
+from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.workflow.pipeline import DefuseConfig, figure4_table, run_defuse
 
 
 class Contrarian(nn.Module):

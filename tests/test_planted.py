@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.planted import (BugSpec, PlantedData, bug_purity, bug_recall, plant_bugs,
+from defuse_widgets.evaluation.planted import (BugSpec, PlantedData, bug_purity, bug_recall, plant_bugs,
                                     sub_styles)
-from defuse_widgets.planted_eval import EnsembleOracle, KnnOracle, identification_precision
+from defuse_widgets.evaluation.planted_eval import EnsembleOracle, KnnOracle, identification_precision
 
 BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))
 
@@ -129,7 +129,7 @@ def test_knn_and_ensemble_oracles(digits, tiny_models):
 
 
 def test_identification_precision_counts_source_class(tiny_models):
-    from defuse_widgets.identification import AdversarialExamples
+    from defuse_widgets.stages.identification import AdversarialExamples
 
     _, vae = tiny_models
 
@@ -150,7 +150,7 @@ def test_style_purity_counts_members_in_the_style(planted):
     F = np.stack([b.centroids[b.style], b.centroids[(b.style + 1) % len(b.centroids)],
                   b.centroids[b.style], b.centroids[b.style]])
     src = np.array([b.source_class, b.source_class, b.source_class + 1, b.source_class])
-    from defuse_widgets.planted_eval import style_purity
+    from defuse_widgets.evaluation.planted_eval import style_purity
 
     P = style_purity(np.array([0, 0, 0, 1]), F, src, [b], 2)
     np.testing.assert_allclose(P[:, 0], [1 / 3, 1.0])
@@ -159,7 +159,7 @@ def test_style_purity_counts_members_in_the_style(planted):
 
 
 def test_trace_purity_follows_the_nearest_real_image(planted):
-    from defuse_widgets.planted_eval import trace_purity
+    from defuse_widgets.evaluation.planted_eval import trace_purity
 
     n_pool = len(planted.y_pool)
     ref = np.zeros((n_pool, 2), np.float32)
@@ -177,8 +177,8 @@ def test_trace_purity_follows_the_nearest_real_image(planted):
 
 
 def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
-    from defuse_widgets.inference import accuracy, decode, encode_mean
-    from defuse_widgets.planted_eval import rendered_accuracy
+    from defuse_widgets.models.inference import accuracy, decode, encode_mean
+    from defuse_widgets.evaluation.planted_eval import rendered_accuracy
 
     clf, vae = tiny_models
     X, y = digits.X_test[:200], digits.y_test[:200]
@@ -191,10 +191,10 @@ def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
 def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
     """A full run on tiny models trained on the planted split; the perfect annotator labels
     every reviewed training image by its clean label, so every relabel must hit a planted one."""
-    from defuse_widgets.annotators import SimulatedAnnotator
+    from defuse_widgets.stages.annotators import SimulatedAnnotator
     from defuse_widgets.models import BetaVAE, MnistCNN
-    from defuse_widgets.planted_eval import evaluate_planted
-    from defuse_widgets.training import train_classifier, train_vae
+    from defuse_widgets.evaluation.planted_eval import evaluate_planted
+    from defuse_widgets.models.training import train_classifier, train_vae
 
     s = planted.splits
     clf = train_classifier(MnistCNN(1, 8, 10), s.X_train, s.y_train, epochs=3, seed=0,
@@ -219,7 +219,7 @@ def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
     assert set(corr["summary"]) == {"before", "defuse", "baseline", "review"}
     # "before" is scored on the planted validation labels; the review arm's own
     # starting point (on the reviewed validation labels) is kept apart
-    from defuse_widgets.inference import accuracy
+    from defuse_widgets.models.inference import accuracy
     assert corr["before"]["validation"] == pytest.approx(accuracy(clf, s.X_val, s.y_val))
     for arm in ("defuse", "review"):
         assert 0.0 <= corr[arm]["bug0"] <= 1.0 and 0.0 <= corr[arm]["test"] <= 1.0

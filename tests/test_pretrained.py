@@ -2,9 +2,9 @@
 import pytest
 
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.inference import accuracy
-from defuse_widgets.pretrained import DEFAULT_SETTINGS, load_pretrained, load_report
-from defuse_widgets.training import reconstruction_fidelity
+from defuse_widgets.models.inference import accuracy
+from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained, load_report
+from defuse_widgets.models.training import reconstruction_fidelity
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_missing_weights_and_unknown_dataset(tmp_path):
 
 
 def test_training_command_writes_loadable_weights(tmp_path):
-    from defuse_widgets.pretrained import train_default_models
+    from defuse_widgets.models.pretrained import train_default_models
 
     tiny = {"classifier": {"epochs": 1}, "oracle": {"epochs": 1}, "vae": {"epochs": 1}}
     report = train_default_models(tmp_path, settings=tiny, progress=False, log=lambda *a: None)

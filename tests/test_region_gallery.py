@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 import torch
 
-from defuse_widgets.distillation import distill
-from defuse_widgets.inference import predict
+from defuse_widgets.stages.distillation import distill
+from defuse_widgets.models.inference import predict
 from defuse_widgets.widgets._render import grid_png
 from defuse_widgets.widgets.region_gallery import RegionGallery, sample_seed
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.distillation import distill
+from defuse_widgets.stages.distillation import distill
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_decode_uses_decoder(tiny_models, tiny_adversarial):
 
 def test_npz_round_trip(tmp_path, regions):
     np.savez(tmp_path / "r.npz", **regions.to_npz())
-    from defuse_widgets.regions import Regions
+    from defuse_widgets.stages.regions import Regions
     back = Regions.from_npz(np.load(tmp_path / "r.npz"))
     np.testing.assert_array_equal(back.covariances, regions.covariances)
     assert back.n_classes == 10 and len(back) == len(regions)

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from defuse_widgets.correction import PAPER_LAMS
+from defuse_widgets.stages.correction import PAPER_LAMS
 from defuse_widgets.data.torchvision_sets import DatasetFilesMissing
-from defuse_widgets.inference import predict
-from defuse_widgets.reproduce import (PAPER_SETTINGS, load_for_reproduction,
+from defuse_widgets.models.inference import predict
+from defuse_widgets.evaluation.reproduce import (PAPER_SETTINGS, load_for_reproduction,
                                       reproduction_config, settings_for, train_models)
 
 

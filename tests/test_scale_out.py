@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.correction import Corrector
+from defuse_widgets.stages.correction import Corrector
 
 distributed = pytest.importorskip("distributed")
 

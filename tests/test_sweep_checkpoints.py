@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.correction import Corrector
-from defuse_widgets.persistence import SessionFormatError, UnsafeFileError, sha256_file
+from defuse_widgets.stages.correction import Corrector
+from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError, sha256_file
 
 SWEEP = dict(lams=(0.0, 0.1, 1.0, 10.0), epochs=2, batch_size=64, seed=0, tolerance=1.0)
 
@@ -214,7 +214,7 @@ class _Exploit:
 
 
 def test_fingerprint_hashes_batchnorm_counters_and_sees_their_change():
-    from defuse_widgets.sweep_checkpoints import fingerprint
+    from defuse_widgets.storage.sweep_checkpoints import fingerprint
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))

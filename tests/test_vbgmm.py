@@ -7,8 +7,8 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 
-from defuse_widgets.distillation import Distiller
-from defuse_widgets.vbgmm import DPGaussianMixture
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.vbgmm import DPGaussianMixture
 
 K = 20
 

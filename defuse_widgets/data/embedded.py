@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .splits import DataSplits, to_splits
+from defuse_widgets.data.splits import DataSplits, to_splits
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 

@@ -1,9 +1,9 @@
 """One entry point, :func:`load_dataset`, for every dataset by name."""
 from __future__ import annotations
 
-from .._validation import check_choice, check_seed
-from .embedded import load_digits8, load_mnist5k
-from .splits import DataSplits
+from defuse_widgets._validation import check_choice, check_seed
+from defuse_widgets.data.embedded import load_digits8, load_mnist5k
+from defuse_widgets.data.splits import DataSplits
 
 EMBEDDED = ("mnist5k", "digits")
 TORCHVISION = ("mnist", "fashionmnist", "svhn", "gtsrb")
@@ -39,6 +39,6 @@ def load_dataset(name: str, *, root: str | None = None, download: bool = False,
         return load_mnist5k(seed=seed)
     if name == "digits":
         return load_digits8(seed=seed)
-    from .torchvision_sets import load_torchvision
+    from defuse_widgets.data.torchvision_sets import load_torchvision
 
     return load_torchvision(name, root=root, download=download, seed=seed, image_size=image_size)

@@ -19,9 +19,9 @@ import os
 import numpy as np
 import torch
 
-from .._validation import _describe, check_choice, check_int
-from .embedded import DIGIT_NAMES, pad_to
-from .splits import DataSplits, stratified_split
+from defuse_widgets._validation import describe, check_choice, check_int
+from defuse_widgets.data.embedded import DIGIT_NAMES, pad_to
+from defuse_widgets.data.splits import DataSplits, stratified_split
 
 GTSRB_NAMES = (
     "Speed limit (20km/h)", "Speed limit (30km/h)", "Speed limit (50km/h)",
@@ -199,9 +199,9 @@ def load_torchvision(name: str, *, root, download: bool = False, seed: int = 0,
         raise ValueError(f"root must be the folder holding the {name!r} files "
                          "(or receiving them with download=True); got None.")
     if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a str or path-like folder; got {_describe(root)}.")
+        raise TypeError(f"root must be a str or path-like folder; got {describe(root)}.")
     if not isinstance(download, bool):
-        raise TypeError(f"download must be True or False; got {_describe(download)}.")
+        raise TypeError(f"download must be True or False; got {describe(download)}.")
     seed = check_int("seed", seed, low=0)
     root = os.path.expanduser(os.fspath(root))
     if name == "gtsrb":
@@ -209,7 +209,7 @@ def load_torchvision(name: str, *, root, download: bool = False, seed: int = 0,
         return _load_gtsrb(root, download, seed, size)
     if image_size not in (None, 32):
         raise ValueError(f"image_size must be None or 32 for {name!r}, whose images are "
-                         f"32x32; got {_describe(image_size)}.")
+                         f"32x32; got {describe(image_size)}.")
     if name == "svhn":
         return _load_svhn(root, download, seed)
     return _load_mnist_like(name, root, download, seed)

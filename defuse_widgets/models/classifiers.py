@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import check_int
+from defuse_widgets._validation import check_int
 
 
 class MnistCNN(nn.Module):

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int
+from defuse_widgets._validation import check_choice, check_int
 
 #: Architectures of appendix B: (channels, conv width, latent dim, image size).
 FAMILIES = {

@@ -3,13 +3,13 @@
 The widgets take fitted core objects and compute nothing themselves; the core
 (everything outside this package) never imports them.
 """
-from .ambiguity_matrix import AmbiguityMatrix
-from .dashboard import DefuseDashboard
-from .label_review_panel import LabelReviewPanel
-from .labeling_panel import LabelingPanel
-from .latent_explorer import LatentExplorer
-from .region_gallery import RegionGallery
-from .tradeoff_plot import TradeoffPlot
+from defuse_widgets.widgets.ambiguity_matrix import AmbiguityMatrix
+from defuse_widgets.widgets.dashboard import DefuseDashboard
+from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
+from defuse_widgets.widgets.labeling_panel import LabelingPanel
+from defuse_widgets.widgets.latent_explorer import LatentExplorer
+from defuse_widgets.widgets.region_gallery import RegionGallery
+from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelReviewPanel", "LabelingPanel", "LatentExplorer",
            "RegionGallery", "TradeoffPlot"]

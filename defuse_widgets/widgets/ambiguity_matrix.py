@@ -15,11 +15,11 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets
 
-from .._validation import _describe, check_int
-from ..level_set_evaluation import sampled_ambiguity
-from ..level_sets import LevelSetSampler, Target
-from ._errors import ErrorBox
-from ._render import class_labels, grid_png
+from defuse_widgets._validation import describe, check_int
+from defuse_widgets.bayes_trex.evaluation import sampled_ambiguity
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._render import class_labels, grid_png
 
 __all__ = ["AmbiguityMatrix"]
 
@@ -32,7 +32,7 @@ class AmbiguityMatrix(W.VBox):
     sampler : LevelSetSampler
         Fitted with ambiguous targets (e.g. ``all_pair_targets(10)``).
     baseline : ndarray of shape (n_classes, n_classes), optional
-        Test-set ambiguity counts (:func:`~defuse_widgets.level_set_evaluation.baseline_ambiguity`);
+        Test-set ambiguity counts (:func:`~defuse_widgets.bayes_trex.evaluation.baseline_ambiguity`);
         covered pairs get a circle.
     class_names : sequence of str, optional
     n_show : int, default=16
@@ -61,7 +61,7 @@ class AmbiguityMatrix(W.VBox):
                  class_names: Sequence[str] | None = None, n_show: int = 16,
                  low: float = 0.4, high: float = 0.6, **kwargs):
         if not isinstance(sampler, LevelSetSampler) or not hasattr(sampler, "probs_"):
-            raise TypeError(f"sampler must be a fitted LevelSetSampler; got {_describe(sampler)}.")
+            raise TypeError(f"sampler must be a fitted LevelSetSampler; got {describe(sampler)}.")
         K = sampler.n_classes_
         self.sampler, self.low, self.high = sampler, low, high
         self.names = class_labels(class_names, K)
@@ -69,7 +69,7 @@ class AmbiguityMatrix(W.VBox):
         if baseline is not None:
             baseline = np.asarray(baseline)
             if baseline.shape != (K, K):
-                raise ValueError(f"baseline must have shape ({K}, {K}); got {_describe(baseline)}.")
+                raise ValueError(f"baseline must have shape ({K}, {K}); got {describe(baseline)}.")
         self.baseline = baseline
         self.error = ErrorBox()
         self._image = W.Image(format="png", layout=W.Layout(max_width="560px"))

@@ -5,38 +5,38 @@ explore them on the latent map), **Distillation** (cluster them into candidate
 misclassification regions, browse the regions), **Labeling** (vote on each
 region's review set) and **Correction** (fine-tune on the failure data of the
 accepted regions over a λ sweep). Results are saved to the session folder
-(:class:`~defuse_widgets._session.Session`), so a new dashboard on the same
-folder resumes. Long work runs in a background thread; the dashboard only
-drives the core and the four stage widgets.
+through :class:`~defuse_widgets.workflow.Session`, the same workflow object
+the CLI and the benchmarks drive, so a new dashboard on the same folder (or a
+folder written by ``defuse-widgets``) resumes with its settings, votes and
+results. Long work runs in a background thread; the dashboard only drives the
+session and the four stage widgets and writes no file itself.
 """
 from __future__ import annotations
 
-import copy
 import html
-from typing import Sequence
 
 import ipywidgets as W
 import traitlets
 from torch import nn
 
-from .._session import Session, correction_data, map_subset
-from .._validation import check_module
-from ..data import DataSplits
-from ..identification import AdversarialExamples
-from ..labeling import decide
-from ..regions import Regions
-from ._background import BackgroundWork, red
-from .labeling_panel import LabelingPanel
-from .latent_explorer import LatentExplorer
-from .region_gallery import RegionGallery
-from .tradeoff_plot import TradeoffPlot
+from defuse_widgets.data import DataSplits
+from defuse_widgets.seeding import seeded_subset
+from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.workflow import DefuseConfig, Session
+from defuse_widgets.widgets._background import BackgroundWork, red
+from defuse_widgets.widgets.labeling_panel import LabelingPanel
+from defuse_widgets.widgets.latent_explorer import LatentExplorer
+from defuse_widgets.widgets.region_gallery import RegionGallery
+from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["STAGES", "DefuseDashboard"]
 
 #: The dashboard's tabs, in pipeline order.
 STAGES = ("identification", "distillation", "labeling", "correction")
 _TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Correction")
-_SAVED = {"identification": ("Q", "a", "b", "centered"), "distillation": ("n_components", "eps")}
+#: Settings with a control in the dashboard (the rest come from the session's config).
+_CONTROLS = ("Q", "a", "b", "centered", "n_components", "eps", "baseline")
 
 
 def _note(text: str) -> W.HTML:
@@ -54,19 +54,23 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     data : DataSplits
         Train (identification, fine-tuning), validation and test splits.
     session : str or os.PathLike
-        The session folder; reopening one resumes its results and votes.
-    Q, a, b, centered, n_components, eps, baseline : traitlets
-        Identification (100, 50, 50, False) and distillation (30, 0.01) settings,
-        restored from the session unless given; ``baseline`` also sweeps
-        adversarial examples labelled with their source image's class.
-    max_per_instance, max_samples, annotator, tau, review_size, rho, n_finetune, n_region_test
-        Defaults 100, 10000, "", 0.5, 10, 0.5, 256, 256; see the stage widgets.
-    lams, epochs, batch_size : default (1e-3, 0.1, 1, 10, 100), 1, 256
-    map_size : int or None, default=2000
-        Training images on the latent map (a seeded subset; None for all).
-    tsne_iter, seed : int, default 500, 0
+        The session folder; reopening one resumes its settings, results and votes.
+    config : DefuseConfig, optional
+        Settings for a new session; None keeps the folder's own (a new folder
+        gets :class:`~defuse_widgets.workflow.DefuseConfig`'s defaults, the same
+        as ``defuse-widgets run``).
+    oracle : nn.Module, optional
+        Labels the baseline's adversarial examples one by one (the paper's
+        baseline); without it the baseline sweep is skipped.
+    annotator : str, default=""
+        The labeling panel's annotator name.
     device : str, default="cpu"
-        Where identification and correction run (on copies of the models).
+        Where identification and correction run.
+    overwrite : bool, default=False
+        As in :class:`~defuse_widgets.workflow.Session`.
+    Q, a, b, centered, n_components, eps, baseline : traitlets
+        Controls tied to the session's settings; a stage run with changed
+        controls reruns it (the results it makes stale move to ``archive/``).
 
     Attributes
     ----------
@@ -100,48 +104,42 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     a = traitlets.Float(50.0)
     b = traitlets.Float(50.0)
     centered = traitlets.Bool(True)
-    n_components = traitlets.Int(30)
+    n_components = traitlets.Int(100)
     eps = traitlets.Float(0.01)
-    baseline = traitlets.Bool(False)
+    baseline = traitlets.Bool(True)
 
     def __init__(self, classifier: nn.Module, vae: nn.Module, data: DataSplits, session, *,
-                 max_per_instance: int = 100, max_samples: int = 10000, annotator: str = "",
-                 tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
-                 n_finetune: int = 256, n_region_test: int = 256,
-                 lams: Sequence[float] = (1e-3, 1e-1, 1.0, 10.0, 100.0), epochs: int = 1,
-                 batch_size: int = 256, map_size: int | None = 2000, tsne_iter: int = 500,
-                 device: str = "cpu", seed: int = 0, **kwargs):
+                 config: DefuseConfig | None = None, oracle: nn.Module | None = None,
+                 annotator: str = "", device: str = "cpu", overwrite: bool = False, **kwargs):
         if not isinstance(data, DataSplits):
             raise TypeError(f"data must be DataSplits; got {type(data).__name__}.")
-        self.classifier = check_module("classifier", classifier).cpu().eval()
-        self.vae = check_module("vae", vae).cpu().eval()
-        self.data, self.session = data, Session(session)
-        self.max_per_instance, self.max_samples = max_per_instance, max_samples
-        self.annotator, self.tau, self.review_size, self.rho = annotator, tau, review_size, rho
-        self.n_finetune, self.n_region_test = n_finetune, n_region_test
-        self.lams, self.epochs, self.batch_size = list(lams), epochs, batch_size
-        self.map_size, self.tsne_iter, self.device, self.seed = map_size, tsne_iter, device, seed
+        self.session = Session(session, config, classifier=classifier.cpu(), vae=vae.cpu(),
+                               data=data, oracle=oracle, device=device, overwrite=overwrite)
+        self.classifier, self.vae, self.data = self.session.classifier, self.session.vae, data
+        self.annotator, self.device = annotator, device
         self.explorer = self.gallery = self.labeling_panel = None
         self._built, self._ready = {}, False
         self._init_background()
-        saved = self.session.load_settings()
-        super().__init__(**kwargs)
-        for stage, names in _SAVED.items():
-            for name, value in saved.get(stage, {}).items():
-                if name in names and name not in kwargs:
-                    setattr(self, name, value)
+        super().__init__(**{k: v for k, v in kwargs.items() if k not in _CONTROLS})
+        for name in _CONTROLS:
+            setattr(self, name, kwargs.get(name, getattr(self.session.config, name)))
         self._build()
         self._ready = True
         self._resume()
 
+    @property
+    def config(self) -> DefuseConfig:
+        """The session's settings."""
+        return self.session.config
+
     @classmethod
     def embedded(cls, session="sessions/mnist5k", **kwargs) -> "DefuseDashboard":
         """The dashboard on the embedded MNIST-5k with the shipped classifier and β-VAE."""
-        from ..data import load_mnist5k
-        from ..pretrained import load_pretrained
+        from defuse_widgets.data import load_mnist5k
+        from defuse_widgets.models.pretrained import load_pretrained
 
-        classifier, vae, _ = load_pretrained("mnist5k")
-        return cls(classifier, vae, load_mnist5k(), session, **kwargs)
+        classifier, vae, oracle = load_pretrained("mnist5k")
+        return cls(classifier, vae, load_mnist5k(), session, oracle=oracle, **kwargs)
 
     # ------------------------------------------------------------------- view
     def _build(self) -> None:
@@ -226,13 +224,14 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         same = built_adv is adv
         if same and old.latent_map is None and old.status == "fitting":
             return   # rebuilt with its map once that is fitted (it calls _render)
-        idx = map_subset(len(self.data.y_train), self.map_size, self.seed)
+        c = self.config
+        idx = seeded_subset(len(self.data.y_train), c.map_size, c.seed)
         self.explorer = LatentExplorer.from_models(
             self.classifier, self.vae, self.data.X_train[idx], self.data.y_train[idx], adv,
             regions=regions, class_names=self.data.class_names,
             latent_map=old.latent_map if same else None,
-            cache_path=self.session.latent_map_path, n_iter=self.tsne_iter,
-            random_state=self.seed)
+            cached_map=self.session.load_latent_map(),
+            on_map_fitted=self.session.save_latent_map, n_iter=c.tsne_iter, seed=c.seed)
         self.explorer.observe(self._render, "status")
         self._built["explorer"] = (adv, regions)
         self._boxes[0].children = [self.explorer]
@@ -254,34 +253,31 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[1].children = [_note(f"No regions yet ({why}).")]
             self._boxes[2].children = [_note("Labeling starts once there are regions.")]
             return
-        names = self.data.class_names
-        self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=self.tau)
+        names, c = self.data.class_names, self.config
+        self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=c.tau)
         self.labeling_panel = LabelingPanel(
-            self.session.open_store(self.data.n_classes), regions, self.vae, self.classifier,
-            class_names=names, annotator=self.annotator, review_size=self.review_size,
-            tau=self.tau, seed=self.seed, rho=self.rho, n_finetune=self.n_finetune)
+            self.session.open_store(), regions, self.vae, self.classifier,
+            class_names=names, annotator=self.annotator, review_size=c.review_size,
+            tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
+            on_export=self.session.export_failure_data)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
 
     # -------------------------------------------------------------- triggers
     def run_identification(self, wait: bool = False) -> "DefuseDashboard":
-        """Find adversarial examples in a background thread; save ``adversarial.npz``.
+        """Find adversarial examples in a background thread (``Session.identify``).
 
         A new result replaces the session's regions and votes (moved to
-        ``archive/``). With ``wait=True``, block until done and re-raise its error.
+        ``archive/``, never deleted). With ``wait=True``, block until done and
+        re-raise its error.
         """
-        settings = dict(Q=self.Q, a=self.a, b=self.b, centered=self.centered,
-                        max_per_instance=self.max_per_instance, seed=self.seed)
-        models = ((self.classifier, self.vae) if self.device == "cpu" else
-                  (copy.deepcopy(self.classifier), copy.deepcopy(self.vae)))
-
-        def progress(done, total):
+        def progress(stage, done, total):
             return self._report(done, total, f"Identification: {done} of {total} training "
                                              "images perturbed…")
 
         def work():
-            adv = self.session.identify(*models, self.data.X_train, self.data.y_train,
-                                        device=self.device, callback=progress, **settings)
+            self.session.configure(Q=self.Q, a=self.a, b=self.b, centered=self.centered)
+            adv = self.session.identify(callback=progress)
             if adv is None:
                 return "Identification stopped; nothing was saved", None
             self.regions, self.adversarial = None, adv
@@ -292,25 +288,25 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         return self._start("identification", work, wait)
 
     def run_distillation(self, wait: bool = False) -> "DefuseDashboard":
-        """Fit the regions in a background thread; save ``regions.npz``.
+        """Fit the regions in a background thread (``Session.distill``).
 
         New regions replace the session's votes (moved to ``archive/``). Stop
-        discards the result once the mixture fit returns.
+        interrupts the mixture's EM iterations; nothing is saved then.
         """
         adv = self.adversarial
         if adv is None:
             raise ValueError("adversarial examples must exist before distillation; got none "
                              "(run identification first).")
-        settings = dict(n_components=self.n_components, eps=self.eps,
-                        max_samples=self.max_samples, seed=self.seed)
+
+        def progress(stage, done, total):
+            return self._report(done, total, f"Distillation: EM iteration {done} (at most "
+                                             f"{total}) on {len(adv)} codes…")
 
         def work():
-            self.status = html.escape(f"Distillation: fitting K={self.n_components} "
-                                      f"components to {len(adv)} codes…")
-            regions = self.session.distill(adv, n_classes=self.data.n_classes,
-                                           stopped=self._stop_event.is_set, **settings)
+            self.session.configure(n_components=self.n_components, eps=self.eps)
+            regions = self.session.distill(callback=progress)
             if regions is None:
-                return "Distillation stopped; its result was discarded", None
+                return "Distillation stopped; nothing was saved", None
             self.regions = regions
             return (f"Distillation: {len(regions)} candidate regions, saved to regions.npz"
                     f"{self._archived()}"), regions
@@ -322,27 +318,28 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
         Returns the plot (started when ``start``), or None while no region is accepted.
         """
-        if self.regions is None or self.session.store is None:
+        if self.regions is None:
             raise ValueError("regions and votes must exist before correction; got none "
                              "(run distillation and vote in the Labeling tab).")
-        rho = self.labeling_panel.rho if self.labeling_panel is not None else self.rho
-        self.decisions = [d for d in decide(self.session.store, rho=rho)
-                          if d.region < len(self.regions)]
+        if self.baseline != self.config.baseline:
+            self.session.configure(baseline=self.baseline)
+        rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
+        self.decisions = self.session.decide(rho)
         if not any(d.is_misclassification_region for d in self.decisions):
             self.status = ("No region is accepted yet: a region is accepted when more than "
                            f"ρ={rho:g} of its votes disagree with the classifier.")
             return None
-        sets = correction_data(self.regions, self.decisions, self.vae, self.data,
-                               n_finetune=self.n_finetune, n_region_test=self.n_region_test,
-                               tau=self.tau, seed=self.seed,
-                               baseline_from=self.adversarial if self.baseline else None)
+        sets = self.session.failure_data()
         if self.tradeoff is not None:
             self.tradeoff.close()
+        c = self.config
+
+        def runner(**kw):
+            return self.session.correct(sets=sets, **kw)
         plot = TradeoffPlot(self.classifier, self.data.X_train, self.data.y_train, sets["X_f"],
-                            sets["y_f"], eval_sets=sets["eval_sets"], lams=self.lams,
-                            epochs=self.epochs, X_adv=sets["X_adv"], y_adv=sets["y_adv"],
-                            batch_size=self.batch_size, device=self.device, seed=self.seed,
-                            checkpoint_dir=self.session.checkpoint_dir)
+                            sets["y_f"], eval_sets=sets["eval_sets"], lams=c.lams,
+                            epochs=c.epochs, X_adv=sets["X_adv"], y_adv=sets["y_adv"],
+                            runner=runner)
         plot.observe(self._on_sweep, "running")
         self.tradeoff = plot
         self.stage = "correction"
@@ -367,11 +364,6 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         corrector = self.tradeoff.corrector_ if self.tradeoff is not None else None
         if change["new"] or getattr(corrector, "best_model_", None) is None:
             return
-        try:   # the sweep's history and results too, not only the model
-            self.session.save_correction(corrector)
-        except (ValueError, OSError) as exc:
-            self.status = html.escape(f"Saving the correction failed: {exc}")
-            return
         self.status = html.escape(f"Corrected classifier and sweep results saved to "
                                   f"{self.session.path}.")
 
@@ -379,14 +371,20 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         """Load what the session folder holds; a damaged file is reported, not raised."""
         try:
             adv = self.session.load_adversarial()
-            regions = self.session.load_regions(adv) if adv is not None else None
+            regions = self.session.load_regions()
             self.adversarial, self.regions = adv, regions
             store = self.session.store
             n_votes = len(store.votes()) if store is not None else 0
+            correction = self.session.load_correction() or {}
+            best = (correction.get("defuse") or {}).get("best")
+            done = (f"; a correction with selected λ={best['lam']:g} (test "
+                    f"{best['test']:.3f}, region test {best['region_test']:.3f})"
+                    if best else "")
             self.status = html.escape(
                 f"New session in {self.session.path}: start with identification." if adv is None
                 else f"Resumed {self.session.path}: {len(adv)} adversarial examples, "
-                     f"{'no' if regions is None else len(regions)} regions, {n_votes} votes.")
+                     f"{'no' if regions is None else len(regions)} regions, {n_votes} votes"
+                     f"{done}.")
         except Exception as exc:
             self.error_ = exc
             self.status = red(f"Could not load the session: {type(exc).__name__}: {exc}")

@@ -1,12 +1,12 @@
 """The label-review panel: annotators check training labels near accepted regions.
 
-A page of training images from a :class:`~defuse_widgets.label_review.LabelReviewSet`,
+A page of training images from a :class:`~defuse_widgets.stages.label_review.LabelReviewSet`,
 each with its label in the training data and the label annotators gave the
 region it is near. Per image: keep the given label, take the region's label,
 pick another class, or "none". Every answer is committed to the SQLite
-:class:`~defuse_widgets.label_review_store.LabelReviewStore` at once, so a new
+:class:`~defuse_widgets.storage.label_review_store.LabelReviewStore` at once, so a new
 panel on the same file shows the answers already given. This step is not in
-the paper (see :mod:`~defuse_widgets.label_review`).
+the paper (see :mod:`~defuse_widgets.stages.label_review`).
 """
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 import traitlets
 
-from ..annotations import NONE_OF_THE_ABOVE
-from ..label_review import LabelReviewSet, apply_label_review
-from ..label_review_store import LabelReviewStore
-from ._errors import ErrorBox
-from ._render import class_labels, to_png
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE
+from defuse_widgets.stages.label_review import LabelReviewSet, apply_label_review
+from defuse_widgets.storage.label_review_store import LabelReviewStore
+from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._render import class_labels, to_png
 
 __all__ = ["LabelReviewPanel"]
 
@@ -106,7 +106,7 @@ class LabelReviewPanel(widgets.VBox):
         return self.store.review_labels(self.review)
 
     def apply(self, y, *, mode: str = "relabel"):
-        """:func:`~defuse_widgets.label_review.apply_label_review` with the answers so far."""
+        """:func:`~defuse_widgets.stages.label_review.apply_label_review` with the answers so far."""
         return apply_label_review(y, self.review, self.labels(), mode=mode)
 
     def _tile(self, row: int, mine: dict) -> widgets.VBox:

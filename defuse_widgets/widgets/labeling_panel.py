@@ -2,9 +2,9 @@
 
 One image at a time with the classifier's prediction in red, a button per class
 and "None of the above". Every vote is committed to the SQLite
-:class:`~defuse_widgets.annotations.AnnotationStore` at once, so a new panel on
+:class:`~defuse_widgets.storage.annotations.AnnotationStore` at once, so a new panel on
 the same file resumes where the annotator stopped. The panel only drives the
-core (:mod:`~defuse_widgets.failure_data`, :mod:`~defuse_widgets.labeling`).
+core (:mod:`~defuse_widgets.stages.failure_data`, :mod:`~defuse_widgets.stages.labeling`).
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ import ipywidgets as widgets
 import traitlets
 from torch import nn
 
-from ..annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
-from ..failure_data import export_failure_data, review_set
-from ..labeling import decide, decide_region
-from ..regions import Regions
-from ._errors import ErrorBox
-from ._keys import KeyCapture
-from ._render import class_labels, to_png
+from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
+from defuse_widgets.stages.failure_data import export_failure_data, review_set
+from defuse_widgets.stages.labeling import decide, decide_region
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._keys import KeyCapture
+from defuse_widgets.widgets._render import class_labels, to_png
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
 
@@ -78,6 +78,9 @@ class LabelingPanel(widgets.VBox):
         Samples per accepted region in the exported D_f.
     export_path : str or os.PathLike, optional
         Where :meth:`export` writes; default ``failure_data.npz`` next to the store.
+    on_export : callable(decisions) -> (X_f, y_f), optional
+        Builds and saves D_f instead (the dashboard passes its session's
+        ``export_failure_data``, so the panel writes no file itself).
     device : str or torch.device, optional
         Where to decode and predict; by default the decoder's device.
 
@@ -102,6 +105,7 @@ class LabelingPanel(widgets.VBox):
                  class_names: Sequence[str] | None = None, annotator: str = "",
                  review_size: int = 10, tau: float = 0.5, seed: int = 0, rho: float = 0.5,
                  n_finetune: int = 256, export_path: str | os.PathLike | None = None,
+                 on_export: Callable | None = None,
                  device: Any = None):
         super().__init__()
         if not isinstance(regions, Regions) or len(regions) == 0:
@@ -116,6 +120,7 @@ class LabelingPanel(widgets.VBox):
         self.regions, self.decoder, self.classifier = regions, decoder, classifier
         self.review_size, self.tau, self.seed = int(review_size), float(tau), int(seed)
         self.n_finetune, self.device = int(n_finetune), device
+        self._on_export = on_export
         self.export_path = (Path(export_path) if export_path is not None
                             else self.store.path.with_name("failure_data.npz"))
         self._cache: dict[int, dict] = {}
@@ -388,11 +393,15 @@ class LabelingPanel(widgets.VBox):
         X_f : Tensor of shape (n_accepted * n_finetune, C, H, W)
         y_f : Tensor of shape (n_accepted * n_finetune,)
         """
-        path = self.export_path if path is None else Path(path)
         decisions = self._decisions()
-        X_f, y_f = export_failure_data(path, self.regions, decisions, self.decoder,
-                                       n_finetune=self.n_finetune, tau=self.tau,
-                                       seed=self.seed, device=self.device)
+        if self._on_export is not None and path is None:
+            X_f, y_f = self._on_export(decisions)
+            path = "the session (failure_data.npz)"
+        else:
+            path = self.export_path if path is None else Path(path)
+            X_f, y_f = export_failure_data(path, self.regions, decisions, self.decoder,
+                                           n_finetune=self.n_finetune, tau=self.tau,
+                                           seed=self.seed, device=self.device)
         n = sum(d.is_misclassification_region for d in decisions)
         self.status = (f"Exported D_f: {len(y_f)} samples from {n} regions to "
                        f"{html.escape(str(path))}.")

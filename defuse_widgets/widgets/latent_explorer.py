@@ -4,7 +4,7 @@ Training codes are circles coloured by class; unrestricted adversarial
 examples are black diamonds placed into the same map. Clicking a point shows
 its decode with the classifier's prediction in red; a box or lasso selection
 shows a grid of the selected decodes; choosing a region highlights its members.
-The map itself is computed by the core (:mod:`defuse_widgets.embedding`).
+The map itself is computed by the core (:mod:`defuse_widgets.stages.latent_map`).
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ import torch
 import traitlets
 from plotly.colors import qualitative
 
-from .._validation import check_choice, check_codes, check_images, check_int, check_labels
-from .._validation import check_module
-from ..embedding import LatentMap, fit_or_load
-from ..identification import AdversarialExamples
-from ..inference import decode, encode_mean, predict
-from ..regions import Regions
-from ._errors import ErrorBox
-from ._render import class_labels, grid_png, to_png
+from defuse_widgets._validation import check_choice, check_codes, check_images, check_int, check_labels
+from defuse_widgets._validation import check_module
+from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
+from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets.models.inference import decode, encode_mean, predict
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._render import class_labels, grid_png, to_png
 
 __all__ = ["LatentExplorer"]
 
@@ -54,10 +54,14 @@ class LatentExplorer(W.VBox):
     class_names : sequence of str, optional
     latent_map : LatentMap, optional
         An already fitted map of ``train_codes``; no t-SNE is run.
-    cache_path : path, optional
-        ``.npz`` cache of the map (:func:`~defuse_widgets.embedding.fit_or_load`).
-    perplexity, joint, random_state, n_jobs, n_iter
-        :class:`~defuse_widgets.embedding.LatentMap` parameters.
+    cached_map : LatentMap, optional
+        A map fitted earlier (for example ``session.load_latent_map()``),
+        reused when it fits (:func:`~defuse_widgets.stages.latent_map.fit_or_load`).
+    on_map_fitted : callable(LatentMap), optional
+        Called with a freshly fitted map (for example ``session.save_latent_map``);
+        the explorer itself writes no file.
+    perplexity, joint, seed, n_jobs, n_iter
+        :class:`~defuse_widgets.stages.latent_map.LatentMap` parameters.
     background : bool, default=True
         Fit the map in a background thread so the kernel stays responsive
         (``wait()`` blocks until it is ready); False fits before returning.
@@ -81,7 +85,7 @@ class LatentExplorer(W.VBox):
     Examples
     --------
     >>> explorer = LatentExplorer.from_models(clf, vae, X_train, y_train, adversarial,
-    ...                                      regions=regions, cache_path="map.npz")
+    ...                                      regions=regions)
     >>> explorer.region = 0                       # highlight region 0's members
     >>> explorer.select_point("adversarial", 3)   # what a click does
     """
@@ -95,8 +99,8 @@ class LatentExplorer(W.VBox):
     def __init__(self, train_codes, train_labels, adversarial: AdversarialExamples, *, vae,
                  classifier, regions: Regions | None = None,
                  class_names: Sequence[str] | None = None, latent_map: LatentMap | None = None,
-                 cache_path=None, perplexity: float = 30.0, joint: bool = False,
-                 random_state: int = 0, n_jobs: int = 1, n_iter: int = 500,
+                 cached_map: LatentMap | None = None, on_map_fitted=None, perplexity: float = 30.0, joint: bool = False,
+                 seed: int = 0, n_jobs: int = 1, n_iter: int = 500,
                  background: bool = True, max_grid: int = 64, **kwargs):
         self._train_codes = check_codes("train_codes", train_codes, min_rows=4)
         n_latent = self._train_codes.shape[1]
@@ -119,9 +123,9 @@ class LatentExplorer(W.VBox):
             initial=0), adversarial.predicted_label.max(initial=0))) + 1
         self._names = class_labels(class_names, n_classes)
         self._max_grid = check_int("max_grid", max_grid, low=1)
-        self._map_args = dict(latent_map=latent_map, cache_path=cache_path,
+        self._map_args = dict(latent_map=latent_map, cached=cached_map, on_fitted=on_map_fitted,
                               params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,
-                                          random_state=random_state, n_jobs=n_jobs))
+                                          seed=seed, n_jobs=n_jobs))
         self.latent_map: LatentMap | None = None
         self.figure: go.FigureWidget | None = None
         self.error_: BaseException | None = None
@@ -186,9 +190,12 @@ class LatentExplorer(W.VBox):
         try:
             given = self._map_args["latent_map"]
             if given is None:
+                cached = self._map_args["cached"]
                 m = fit_or_load(self._train_codes, self._adv_codes if len(self._adv) else None,
-                                cache_path=self._map_args["cache_path"],
-                                callback=self._on_progress, **self._map_args["params"])
+                                cached=cached, callback=self._on_progress,
+                                **self._map_args["params"])
+                if m is not cached and not m.interrupted_ and self._map_args["on_fitted"]:
+                    self._map_args["on_fitted"](m)
             else:
                 m = given
                 if m.n_train_ != len(self._train_codes):

@@ -14,11 +14,11 @@ from typing import Sequence
 import ipywidgets as W
 import traitlets
 
-from .._validation import check_module, check_number
-from ..inference import predict
-from ..regions import Regions
-from ._errors import ErrorBox
-from ._render import class_labels, grid_png
+from defuse_widgets._validation import check_module, check_number
+from defuse_widgets.models.inference import predict
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._render import class_labels, grid_png
 
 __all__ = ["RegionGallery", "sample_seed"]
 

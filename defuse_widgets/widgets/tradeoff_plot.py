@@ -1,6 +1,6 @@
 """The live λ tradeoff plot: test vs misclassification-region accuracy (paper Fig. 5).
 
-:class:`TradeoffPlot` runs a :class:`~defuse_widgets.correction.Corrector` sweep
+:class:`TradeoffPlot` runs a :class:`~defuse_widgets.stages.correction.Corrector` sweep
 in a background thread and draws one point per λ as each λ finishes, with the
 classifier before fine-tuning and the baseline (fine-tuning on individually
 labelled unrestricted adversarial examples, paper §4.4) for reference. The
@@ -20,9 +20,10 @@ import plotly.graph_objects as go
 import traitlets
 from torch import nn
 
-from ..callbacks import Callback
-from ..correction import PAPER_LAMS, Corrector
-from ._errors import ErrorBox
+from defuse_widgets.callbacks import Callback
+from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.correction_arms import run_arms
+from defuse_widgets.widgets._errors import ErrorBox
 
 __all__ = ["TradeoffPlot"]
 
@@ -71,6 +72,16 @@ class _LiveProgress(Callback):
         setattr(self.plot, key, [*getattr(self.plot, key), dict(result)])
 
 
+class _EpochOffset(Callback):
+    """Moves the epoch counter past a finished arm, so the bar covers every arm."""
+
+    def __init__(self, plot: "TradeoffPlot"):
+        self.plot = plot
+
+    def on_train_end(self, corrector, **kw):
+        self.plot._epoch_offset += len(corrector.lams) * int(corrector.epochs)
+
+
 class TradeoffPlot(widgets.VBox):
     """Sweep λ in a background thread and plot the tradeoff of paper Figure 5 live.
 
@@ -99,6 +110,10 @@ class TradeoffPlot(widgets.VBox):
         Eval sets on the horizontal and vertical axes.
     callbacks : sequence of Callback, optional
         Passed on to each Corrector, after the plot's own.
+    runner : callable, optional
+        Runs the arms instead of :func:`~defuse_widgets.stages.correction_arms.run_arms`:
+        ``runner(callbacks=, on_start=, stop_event=) -> dict of Corrector``. The
+        dashboard passes its session's ``correct``, which also saves the results.
     **corrector_params
         Passed on to :class:`Corrector`: ``lr``, ``batch_size``, ``selection``,
         ``device`` (CUDA when available by default), ``seed``, ``checkpoint_dir``.
@@ -129,12 +144,13 @@ class TradeoffPlot(widgets.VBox):
                  lams: Sequence[float] = PAPER_LAMS, epochs: int = 3, X_adv=None, y_adv=None,
                  baseline_results: list | None = None, x: str = "test",
                  y_key: str = "region_test", callbacks: Sequence[Callback] = (),
-                 **corrector_params):
+                 runner=None, **corrector_params):
         super().__init__()
         self.classifier, self.X, self.y, self.X_f, self.y_f = classifier, X, y, X_f, y_f
         self.eval_sets, self.lams, self.epochs = eval_sets, list(lams), epochs
         self.X_adv, self.y_adv, self.x, self.y_key = X_adv, y_adv, x, y_key
         self.callbacks, self.corrector_params = list(callbacks), corrector_params
+        self.runner = runner
         self._precomputed = [dict(r) for r in baseline_results or []]
         self.corrector_ = self.baseline_corrector_ = self.error_ = None
         self._thread: threading.Thread | None = None
@@ -247,28 +263,30 @@ class TradeoffPlot(widgets.VBox):
             if missing:
                 raise ValueError(f"eval_sets must contain the plotted sets {self.x!r} and "
                                  f"{self.y_key!r}; missing {missing}.")
-            sweeps = [("defuse", self.X_f, self.y_f)]
-            if self.X_adv is not None:
-                sweeps.append(("baseline", self.X_adv, self.y_adv))
-            for name, X_f, y_f in sweeps:
-                if self._stop_event.is_set():
-                    break
-                corrector = Corrector(lams=self.lams, epochs=self.epochs, name=name,
-                                      callbacks=[_LiveProgress(self, name), *self.callbacks],
-                                      **self.corrector_params)
+
+            def on_start(name, corrector):
                 with self._lock:
                     self._current = corrector
-                    if self._stop_event.is_set():  # Stop pressed before this sweep began
-                        corrector.stop()
                 setattr(self, "corrector_" if name == "defuse" else "baseline_corrector_",
                         corrector)
-                corrector.fit(self.classifier, self.X, self.y, X_f, y_f,
-                              eval_sets=self.eval_sets)
-                self._epoch_offset += len(self.lams) * int(self.epochs)
-                if name == "defuse" and corrector.best_ is not None:
-                    self.best = dict(corrector.best_)
-                if corrector.cancelled_:
-                    break
+
+            def callbacks(name):
+                return [_LiveProgress(self, name), _EpochOffset(self), *self.callbacks]
+
+            if self.runner is not None:
+                sweeps = self.runner(callbacks=callbacks, on_start=on_start,
+                                     stop_event=self._stop_event)
+            else:
+                arms = {"defuse": (self.X_f, self.y_f)}
+                if self.X_adv is not None:
+                    arms["baseline"] = (self.X_adv, self.y_adv)
+                sweeps = run_arms(self.classifier, self.X, self.y, arms,
+                                  eval_sets=self.eval_sets, lams=self.lams, epochs=self.epochs,
+                                  callbacks=callbacks, on_start=on_start,
+                                  stop_event=self._stop_event, **self.corrector_params)
+            defuse = sweeps.get("defuse")
+            if defuse is not None and defuse.best_ is not None:
+                self.best = dict(defuse.best_)
             self.status = self._summary()
         except Exception as exc:  # shown in the widget, never lost
             self.error_ = exc

@@ -1,0 +1,1 @@
+"""Bayes-TrEx level sets: samples of the latent space at a target confidence."""

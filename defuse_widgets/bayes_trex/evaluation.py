@@ -1,0 +1,247 @@
+"""Evaluating Bayes-TrEx level sets as the paper does (§4.3, §4.4, §4.8).
+
+* :func:`ambiguity_counts` / :func:`sampled_ambiguity` / :func:`baseline_ambiguity`:
+  the ambiguity matrix (paper Fig. 5) and its test-set baseline: a class pair
+  is covered when some image has confidence in [0.4, 0.6] for both classes.
+* :func:`train_class_excluded_vae` and :func:`confident_failures`: a generator
+  that cannot produce class c, and the high-confidence class-c draws that an
+  annotator says are not c (paper §4.4, Fig. 3(b)).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from defuse_widgets._validation import (describe, check_images, check_int, check_labels, check_number,
+                          check_seed)
+from defuse_widgets.models.inference import predict_logits
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+
+__all__ = ["ambiguity_counts", "all_pair_targets", "sampled_ambiguity", "baseline_ambiguity",
+           "train_class_excluded_vae", "train_subset_classifier",
+           "confident_failures"]
+
+
+def ambiguity_counts(probs, *, low: float = 0.4, high: float = 0.6) -> np.ndarray:
+    """Count, for every class pair, the images ambiguous between the two classes.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n_images, n_classes)
+        Predicted class probabilities.
+    low, high : float, default=0.4, 0.6
+        An image is ambiguous between i and j when both confidences lie in [low, high].
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+        Symmetric, zero diagonal; ``counts > 0`` is the covered-pairs matrix.
+
+    Examples
+    --------
+    >>> ambiguity_counts(np.array([[0.5, 0.45, 0.05]]))[0, 1]
+    1
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probs must have shape (n_images, n_classes); got {describe(p)}.")
+    low = check_number("low", low, low=0, high=1)
+    high = check_number("high", high, low=low, high=1)
+    inside = ((p >= low) & (p <= high)).astype(np.int64)
+    counts = inside.T @ inside
+    np.fill_diagonal(counts, 0)
+    return counts
+
+
+def all_pair_targets(n_classes: int) -> list[Target]:
+    """``Target.ambiguous(i, j)`` for every pair i < j (45 for 10 classes)."""
+    n = check_int("n_classes", n_classes, low=2)
+    return [Target.ambiguous(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def sampled_ambiguity(sampler: LevelSetSampler, *, low: float = 0.4,
+                      high: float = 0.6) -> np.ndarray:
+    """Ambiguity counts of a fitted sampler, each pair counted on its own chains only.
+
+    Parameters
+    ----------
+    sampler : LevelSetSampler
+        Fitted, with ambiguous targets (e.g. :func:`all_pair_targets`).
+    low, high : float
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+        Draws of the chains targeting (i, j) whose confidences for i and j
+        both lie in [low, high]; pairs without a target stay 0.
+    """
+    if not hasattr(sampler, "probs_"):
+        raise ValueError("sampler must be a fitted LevelSetSampler; call fit first.")
+    K = sampler.n_classes_
+    out = np.zeros((K, K), np.int64)
+    for k, t in enumerate(sampler.targets_):
+        if t.kind != "ambiguous":
+            continue
+        i, j = t.classes
+        out[i, j] = out[j, i] = ambiguity_counts(sampler.samples(k)[1], low=low, high=high)[i, j]
+    return out
+
+
+def baseline_ambiguity(classifier: nn.Module, X, *, low: float = 0.4, high: float = 0.6,
+                       device="cpu") -> np.ndarray:
+    """The test-set baseline of Bayes-TrEx §4.8: :func:`ambiguity_counts` of test images.
+
+    Parameters
+    ----------
+    classifier : nn.Module
+    X : Tensor of shape (n, C, H, W)
+    low, high : float
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes), int64
+    """
+    X = check_images("X", X)
+    probs = torch.softmax(predict_logits(classifier, X, device=device), 1).numpy()
+    return ambiguity_counts(probs, low=low, high=high)
+
+
+def train_class_excluded_vae(X, y, exclude, *, epochs: int = 20, beta: float = 0.25,
+                             anneal_steps: int = 500, batch_size: int = 64, seed: int = 0, device=None, progress: bool = False) -> nn.Module:
+    """Train a β-VAE on the images of every class except ``exclude`` (P_G ⊂ P_C).
+
+    Parameters
+    ----------
+    X : Tensor of shape (n, C, H, W), values in [0, 1]
+    y : Tensor of shape (n,)
+    exclude : int or sequence of int
+        Class c (or classes) the generator must not be able to produce.
+    epochs : int, default=20
+        The shipped β-VAE trained 200 epochs; 20 (about a minute on 2 CPU
+        cores) give blurrier but varied decodes.
+    beta : float, default=0.25
+        As the shipped β-VAE; with β = 1 and few epochs the decoder collapses
+        to nearly one image.
+    anneal_steps, batch_size : int, default=500, 64
+    seed : int, default=0
+    device : str or torch.device, optional
+    progress : bool, default=False
+
+    Returns
+    -------
+    BetaVAE
+        Of the family matching the image shape (``"mnist"`` for 1×32×32).
+    """
+    from defuse_widgets.models import BetaVAE
+    from defuse_widgets.models.training import train_vae
+
+    X = check_images("X", X)
+    y = check_labels("y", y, n_samples=len(X))
+    excluded = [check_int("exclude", c, low=0) for c in np.atleast_1d(exclude).tolist()]
+    for c in excluded:
+        if not (y == c).any():
+            raise ValueError(f"exclude must hold classes present in y; got {c}.")
+    check_seed("seed", seed)
+    keep = ~torch.isin(y, torch.tensor(excluded))
+    if not keep.any():
+        raise ValueError(f"exclude must leave some images to train on; got {excluded}.")
+    torch.manual_seed(seed)
+    family = "mnist" if tuple(X.shape[1:]) == (1, 32, 32) else None
+    if family is None:
+        raise ValueError(f"X must hold 1x32x32 images for the MNIST β-VAE; got {describe(X)}.")
+    vae = BetaVAE.from_family(family)
+    return train_vae(vae, X[keep], beta=beta, epochs=epochs, anneal_steps=anneal_steps,
+                     batch_size=batch_size, seed=seed, device=device,
+                     progress=progress)
+
+
+def train_subset_classifier(X, y, classes, *, epochs: int = 5, seed: int = 0, device=None,
+                            progress: bool = False) -> nn.Module:
+    """Train an MnistCNN on the images of ``classes`` only (the paper's recipe).
+
+    Parameters
+    ----------
+    X : Tensor of shape (n, 1, 32, 32)
+    y : Tensor of shape (n,)
+    classes : sequence of int
+        Classes C_1 it learns; output k of the classifier is ``classes[k]``.
+    epochs : int, default=5
+    seed : int, default=0
+    device : str or torch.device, optional
+    progress : bool, default=False
+
+    Returns
+    -------
+    MnistCNN
+        With ``len(classes)`` outputs, in eval mode.
+    """
+    from defuse_widgets.models import MnistCNN
+    from defuse_widgets.models.training import train_classifier
+
+    X = check_images("X", X, shape=(1, 32, 32))
+    y = check_labels("y", y, n_samples=len(X))
+    classes = [check_int("classes", c, low=0) for c in np.atleast_1d(classes).tolist()]
+    if len(set(classes)) < 2 or not all((y == c).any() for c in classes):
+        raise ValueError(f"classes must name at least 2 distinct classes present in y; got {classes}.")
+    keep = torch.isin(y, torch.tensor(classes))
+    remap = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
+    remap[torch.tensor(classes)] = torch.arange(len(classes))
+    torch.manual_seed(check_seed("seed", seed))
+    return train_classifier(MnistCNN(n_classes=len(classes)), X[keep], remap[y[keep]],
+                            epochs=epochs, seed=seed, device=device, progress=progress)
+
+
+def confident_failures(sampler: LevelSetSampler, annotator, *, target_class: int,
+                       min_confidence: float = 0.9, max_images: int = 2000,
+                       seed: int = 0) -> dict:
+    """High-confidence class-c draws that the annotator labels as another class.
+
+    Parameters
+    ----------
+    sampler : LevelSetSampler
+        Fitted with ``Target.high_confidence(target_class)`` on a generator
+        trained without ``target_class`` (:func:`train_class_excluded_vae`).
+    annotator : object with ``label(images) -> ndarray (n,)``
+        E.g. :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator`.
+    target_class : int
+    min_confidence : float, default=0.9
+        A draw is confident when the classifier gives ``target_class`` at
+        least this probability.
+    max_images : int, default=2000
+        Confident draws sent to the annotator (a random subset beyond that).
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+        ``n_draws``, ``n_confident``, ``n_annotated``, ``n_confirmed`` (the
+        annotator says not c: a confident failure), ``n_other_class`` (of
+        those, the ones it gives another class rather than "none of the
+        above", ``NONE_OF_THE_ABOVE`` = -1), ``confirmed_share``,
+        ``mean_confidence`` of the confident draws, ``annotator_labels``
+        (class -> count) and ``codes`` of shape (n_confirmed, n_latent).
+    """
+    c = check_int("target_class", target_class, low=0)
+    check_number("min_confidence", min_confidence, low=0, high=1)
+    check_int("max_images", max_images, low=1)
+    if not callable(getattr(annotator, "label", None)):
+        raise TypeError(f"annotator must have a label(images) method; got {describe(annotator)}.")
+    target = Target.high_confidence(c)
+    codes, probs = sampler.samples(target)
+    confident = np.flatnonzero(probs[:, c] >= min_confidence)
+    rng = np.random.default_rng(check_seed("seed", seed))
+    chosen = confident if len(confident) <= max_images else np.sort(
+        rng.choice(confident, max_images, replace=False))
+    labels = (np.asarray(annotator.label(sampler.decode_samples(codes[chosen])))
+              if len(chosen) else np.zeros(0, np.int64))
+    failed = labels != c
+    values, counts = np.unique(labels, return_counts=True)
+    return {"target_class": c, "n_draws": int(len(codes)), "n_confident": int(len(confident)),
+            "n_annotated": int(len(chosen)), "n_confirmed": int(failed.sum()),
+            "n_other_class": int((failed & (labels >= 0)).sum()),
+            "confirmed_share": float(failed.mean()) if len(chosen) else float("nan"),
+            "mean_confidence": float(probs[confident, c].mean()) if len(confident) else float("nan"),
+            "annotator_labels": {int(v): int(n) for v, n in zip(values, counts)},
+            "codes": codes[chosen][failed]}

@@ -1,0 +1,416 @@
+"""Bayes-TrEx level-set sampling in the VAE latent space (Booth et al., AAAI 2021).
+
+Bayes-TrEx samples inputs whose prediction confidence hits a target ``p`` from
+the relaxed posterior (paper eqs. 8-10)
+
+    p(z | u = u*) ∝ N(z; 0, I) · N(u*; g(f(dec(z))), σ²),
+
+where ``f`` is the classifier's softmax, ``dec`` the generator and ``g`` maps
+the prediction to the auxiliary variables ``u`` of the target kind:
+
+* high confidence for class i (eq. 5): ``u = f_i``, ``u* = 1``;
+* ambiguous between i and j (eqs. 6-7): ``u1 = |f_i - f_j|``, ``u1* = 0`` and
+  ``u2 = min(f_i, f_j) - max_{k≠i,j} f_k``, ``u2* = 0.5``;
+* graded confidence: ``u = f_i``, ``u* = c``;
+* general: ``u = f`` (all classes), ``u* = p``.
+
+Unlike Defuse's identification, which perturbs the codes of training images,
+the search is global: chains start from the prior. One :class:`LevelSetSampler`
+samples many targets at once, each chain with its own target, so the whole
+ambiguity matrix is one batched MCMC run (see :mod:`defuse_widgets.bayes_trex.samplers`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from defuse_widgets._validation import (describe, check_choice, check_int, check_module, check_number,
+                          check_seed, resolve_device)
+from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets.models.inference import decode
+from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis
+
+__all__ = ["Target", "LevelSetSampler", "KINDS"]
+
+KINDS = ("high", "ambiguous", "graded", "vector")
+_SAMPLERS = {"mala": MALA, "hmc": HMC, "rwm": RandomWalkMetropolis}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One level-set target of Bayes-TrEx.
+
+    Build targets with :meth:`high_confidence`, :meth:`ambiguous`,
+    :meth:`graded` or :meth:`vector`.
+
+    Attributes
+    ----------
+    kind : {"high", "ambiguous", "graded", "vector"}
+    classes : tuple of int
+        Classes whose confidence the target sets.
+    confidence : tuple of float
+        Target confidence of each of ``classes``.
+    """
+
+    kind: str
+    classes: tuple
+    confidence: tuple
+
+    @classmethod
+    def high_confidence(cls, i: int) -> "Target":
+        """``p_i = 1`` (paper eq. 5)."""
+        return cls("high", (check_int("i", i, low=0),), (1.0,))
+
+    @classmethod
+    def ambiguous(cls, i: int, j: int) -> "Target":
+        """``p_i = p_j = 0.5``, all other classes 0 (paper eqs. 6-7)."""
+        i, j = check_int("i", i, low=0), check_int("j", j, low=0)
+        if i == j:
+            raise ValueError(f"j must differ from i for an ambiguous target; got i = j = {i}.")
+        return cls("ambiguous", (min(i, j), max(i, j)), (0.5, 0.5))
+
+    @classmethod
+    def graded(cls, i: int, c: float) -> "Target":
+        """``p_i = c`` for a confidence c in [0, 1]; other classes are free."""
+        return cls("graded", (check_int("i", i, low=0),), (check_number("c", c, low=0, high=1),))
+
+    @classmethod
+    def vector(cls, p) -> "Target":
+        """A full target vector ``p`` of shape (n_classes,) on the probability simplex."""
+        p = np.asarray(p, dtype=np.float64)
+        if p.ndim != 1 or p.size < 2 or not np.isfinite(p).all():
+            raise ValueError(f"p must be a finite vector of shape (n_classes,); got {describe(p)}.")
+        if (p < 0).any() or abs(p.sum() - 1) > 1e-6:
+            raise ValueError(f"p must be non-negative and sum to 1; got sum {p.sum():.4g}.")
+        return cls("vector", tuple(range(p.size)), tuple(float(v) for v in p))
+
+    @property
+    def label(self) -> str:
+        """Short name in the paper's notation, e.g. ``"P_1 = P_7 = 0.5"``."""
+        if self.kind == "high":
+            return f"P_{self.classes[0]} = 1"
+        if self.kind == "ambiguous":
+            return f"P_{self.classes[0]} = P_{self.classes[1]} = 0.5"
+        if self.kind == "graded":
+            return f"P_{self.classes[0]} = {self.confidence[0]:g}"
+        return ", ".join(f"P_{k} = {v:g}" for k, v in zip(self.classes, self.confidence) if v > 0)
+
+    @property
+    def reported_classes(self) -> tuple:
+        """Classes whose confidence Table 1 reports (the non-zero ones of a vector)."""
+        if self.kind != "vector":
+            return self.classes
+        return tuple(k for k, v in zip(self.classes, self.confidence) if v > 0)
+
+
+def _pack(targets: Sequence[Target], target_index: np.ndarray, n_classes: int, device):
+    """Per-chain target tensors: kind, i, j, c and the full vector."""
+    kinds, ii, jj, cc, vec = [], [], [], [], []
+    for t in targets:
+        if max(t.classes) >= n_classes or (t.kind == "vector" and len(t.classes) != n_classes):
+            raise ValueError(f"targets must refer to classes of a {n_classes}-class classifier; "
+                             f"got {t.label}.")
+        kinds.append({"high": 0, "graded": 0, "ambiguous": 1, "vector": 2}[t.kind])
+        ii.append(t.classes[0])
+        jj.append(t.classes[1] if t.kind == "ambiguous" else t.classes[0])
+        cc.append(t.confidence[0])
+        v = np.zeros(n_classes)
+        v[list(t.classes)] = t.confidence
+        vec.append(v)
+    idx = torch.as_tensor(target_index, device=device)
+    as_t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=device)[idx]  # noqa: E731
+    return (as_t(kinds, torch.long), as_t(ii, torch.long), as_t(jj, torch.long),
+            as_t(cc, torch.float32), as_t(np.stack(vec), torch.float32))
+
+
+def level_set_log_likelihood(probs: torch.Tensor, packed, sigma: float) -> torch.Tensor:
+    """log N(u*; g(f), σ²) up to a constant, per chain.
+
+    Parameters
+    ----------
+    probs : Tensor of shape (n_chains, n_classes)
+        Classifier softmax f(dec(z)).
+    packed : tuple
+        Per-chain ``(kind, i, j, c, vector)`` from the sampler.
+    sigma : float
+
+    Returns
+    -------
+    Tensor of shape (n_chains,)
+    """
+    kind, i, j, c, vec = packed
+    pi = probs.gather(1, i[:, None])[:, 0]
+    pj = probs.gather(1, j[:, None])[:, 0]
+    single = (pi - c) ** 2                                             # eq. 5 / graded
+    # max over k != i, j; clamp maps the empty max of a 2-class problem (-inf) to 0
+    others = probs.scatter(1, torch.stack([i, j], 1), float("-inf")).amax(1).clamp(min=0)
+    u1 = (pi - pj).abs()                                               # eq. 6, u1* = 0
+    u2 = torch.minimum(pi, pj) - others                                # eq. 7, u2* = 0.5
+    amb = u1 ** 2 + (u2 - 0.5) ** 2
+    full = ((probs - vec) ** 2).sum(1)
+    sq = torch.where(kind == 0, single, torch.where(kind == 1, amb, full))
+    return -0.5 * sq / sigma ** 2
+
+
+class LevelSetSampler:
+    """Sample latent codes whose decodes the classifier predicts at target confidences.
+
+    Parameters
+    ----------
+    targets : sequence of Target
+        What to sample; every target gets ``n_chains`` chains of its own.
+    n_chains : int, default=10
+        Chains per target (Bayes-TrEx's "trials").
+    sigma : float, default=0.05
+        Level-set relaxation σ (the paper's value for every experiment).
+    method : {"mala", "hmc", "rwm"}, default="mala"
+        Gradient kernel (MALA or HMC) or gradient-free random-walk Metropolis.
+    n_warmup, n_samples : int, default=200, 100
+        Warm-up iterations per chain (step size adapted, draws discarded) and
+        draws kept per chain.
+    thin : int, default=1
+    step_size : float, optional
+        Initial step size (adapted); 0.05 for the gradient kernels, 0.1 for RWM.
+    n_leapfrog : int, default=3
+        Leapfrog steps per HMC proposal (``method="hmc"`` only).
+    n_init : int, default=4096
+        Pool of prior draws the chains start from: each target's chains start
+        at distinct pool points drawn ∝ the level-set likelihood (importance
+        resampling, Gumbel top-k). From plain prior draws (``n_init=0``) chains
+        sit where the softmax saturates and rarely reach ambiguous level sets.
+    n_latent : int, optional
+        Read from ``decoder.n_latent`` when not given.
+    device : str or torch.device, optional
+        CUDA when available by default.
+    seed : int, default=0
+
+    Attributes
+    ----------
+    targets_ : list of Target
+    target_index_ : ndarray of shape (n_chains_total,)
+        Index into ``targets_`` of each chain.
+    codes_ : ndarray of shape (n_samples, n_chains_total, n_latent), float32
+    probs_ : ndarray of shape (n_samples, n_chains_total, n_classes), float32
+        Classifier softmax of each draw's decode.
+    sampler_ : HMC, MALA or RandomWalkMetropolis
+        The fitted kernel, with ``accept_rate_``, ``ess_``, ``ess_per_s_``.
+    accept_rate_ : float
+    ess_per_s_ : float
+    n_classes_ : int
+    classifier_, decoder_ : nn.Module
+        What was sampled against, for decoding draws later.
+
+    Examples
+    --------
+    >>> ls = LevelSetSampler(targets=[Target.ambiguous(1, 7)]).fit(clf, vae)  # doctest: +SKIP
+    >>> ls.confidence_table()[0]["mean"]  # doctest: +SKIP
+    """
+
+    def __init__(self, *, targets: Sequence[Target], n_chains: int = 10, sigma: float = 0.05,
+                 method: str = "mala", n_warmup: int = 200, n_samples: int = 100,
+                 thin: int = 1, step_size: float | None = None, n_leapfrog: int = 3,
+                 n_init: int = 4096, n_latent: int | None = None, device=None, seed: int = 0):
+        self.targets = targets
+        self.n_chains = n_chains
+        self.sigma = sigma
+        self.method = method
+        self.n_warmup = n_warmup
+        self.n_samples = n_samples
+        self.thin = thin
+        self.step_size = step_size
+        self.n_leapfrog = n_leapfrog
+        self.n_init = n_init
+        self.n_latent = n_latent
+        self.device = device
+        self.seed = seed
+
+    def _kernel(self, dev):
+        method = check_choice("method", self.method, list(_SAMPLERS))
+        step = self.step_size if self.step_size is not None else (0.1 if method == "rwm" else 0.05)
+        kw = dict(step_size=step, n_warmup=self.n_warmup, n_samples=self.n_samples,
+                  thin=self.thin, device=dev, seed=self.seed)
+        if method == "hmc":
+            kw["n_leapfrog"] = self.n_leapfrog
+        return _SAMPLERS[method](**kw)
+
+    def fit(self, classifier: nn.Module, decoder: nn.Module) -> "LevelSetSampler":
+        """Run the chains of every target in one batch.
+
+        Parameters
+        ----------
+        classifier : nn.Module
+            Maps images (n, C, H, W) to logits (n, n_classes).
+        decoder : BetaVAE or nn.Module
+            Its ``decode(z)`` (or ``forward(z)`` when it has no ``decode``) maps
+            codes (n, n_latent) to images (n, C, H, W). Both are put in eval
+            mode and moved to ``device`` in place.
+
+        Returns
+        -------
+        self
+        """
+        check_module("classifier", classifier)
+        check_module("decoder", decoder)
+        targets = list(self.targets) if isinstance(self.targets, (list, tuple)) else None
+        if not targets or not all(isinstance(t, Target) for t in targets):
+            raise TypeError("targets must be a non-empty list of Target (e.g. "
+                            f"[Target.high_confidence(4)]); got {describe(self.targets)}.")
+        n_chains = check_int("n_chains", self.n_chains, low=1)
+        sigma = check_number("sigma", self.sigma, low=0, low_inclusive=False)
+        check_seed("seed", self.seed)
+        n_latent = self.n_latent if self.n_latent is not None else getattr(decoder, "n_latent", None)
+        n_latent = check_int("n_latent", n_latent, low=1)
+        dev = resolve_device(self.device)
+        kernel = self._kernel(dev)
+        decode_fn = decoder.decode if hasattr(decoder, "decode") else decoder
+        classifier.eval().to(dev)
+        decoder.eval().to(dev)
+        with torch.no_grad():
+            n_classes = int(classifier(decode_fn(torch.zeros(1, n_latent, device=dev))).shape[1])
+        target_index = np.repeat(np.arange(len(targets)), n_chains)
+        packed = _pack(targets, target_index, n_classes, dev)
+
+        def log_prob(z):
+            probs = torch.softmax(classifier(decode_fn(z)).float(), dim=1)
+            prior = -0.5 * (z ** 2).sum(1)
+            return prior + level_set_log_likelihood(probs, packed, sigma), probs
+
+        init = self._initial_codes(targets, n_chains, n_latent, n_classes, sigma,
+                                   classifier, decode_fn, dev)
+        kernel.run(log_prob, init)
+        self.targets_ = targets
+        self.target_index_ = target_index
+        self.codes_ = kernel.samples_.numpy().astype(np.float32)
+        self.probs_ = kernel.aux_.numpy().astype(np.float32)
+        self.sampler_ = kernel
+        self.accept_rate_ = float(kernel.accept_rate_.mean())
+        self.ess_per_s_ = float(kernel.ess_per_s_)
+        self.n_classes_ = n_classes
+        self.classifier_, self.decoder_ = classifier, decoder
+        return self
+
+    @torch.no_grad()
+    def _initial_codes(self, targets, n_chains, n_latent, n_classes, sigma, classifier,
+                       decode_fn, dev) -> torch.Tensor:
+        """Starting codes (n_targets * n_chains, n_latent): SIR from a pool of prior draws."""
+        n_init = check_int("n_init", self.n_init, low=0)
+        gen = torch.Generator().manual_seed(int(self.seed))
+        if n_init == 0:
+            return torch.randn(len(targets) * n_chains, n_latent, generator=gen)
+        if n_init < n_chains:
+            raise ValueError(f"n_init must be 0 or >= n_chains ({n_chains}); got {n_init}.")
+        pool = torch.randn(n_init, n_latent, generator=gen)
+        probs = torch.cat([torch.softmax(classifier(decode_fn(pool[s:s + 1024].to(dev))).float(), 1)
+                           for s in range(0, n_init, 1024)])
+        zeros = np.zeros(n_init, np.int64)
+        starts = []
+        for t in targets:
+            ll = level_set_log_likelihood(probs, _pack([t], zeros, n_classes, dev), sigma).cpu()
+            gumbel = -torch.log(-torch.log(torch.rand(n_init, generator=gen).clamp_min(1e-12)))
+            starts.append(pool[(ll + gumbel).topk(n_chains).indices])
+        return torch.cat(starts)
+
+    # -- reading the samples -------------------------------------------------------------
+    def _target_number(self, target) -> int:
+        if isinstance(target, Target):
+            if target not in self.targets_:
+                raise ValueError(f"target must be one of the fitted targets; got {target.label}.")
+            return self.targets_.index(target)
+        return check_int("target", target, low=0, high=len(self.targets_) - 1)
+
+    def samples(self, target: "Target | int") -> tuple[np.ndarray, np.ndarray]:
+        """Draws of one target's chains (a fitted Target or its index in ``targets_``).
+
+        Returns
+        -------
+        codes : ndarray of shape (n_draws, n_latent)
+        probs : ndarray of shape (n_draws, n_classes)
+        """
+        chains = self.target_index_ == self._target_number(target)
+        return (self.codes_[:, chains].reshape(-1, self.codes_.shape[-1]),
+                self.probs_[:, chains].reshape(-1, self.n_classes_))
+
+    def decode_samples(self, codes) -> torch.Tensor:
+        """Decode codes of shape (n, n_latent) to images (n, C, H, W) with the fitted decoder."""
+        return decode(self.decoder_, torch.as_tensor(np.asarray(codes), dtype=torch.float32),
+                      device=resolve_device(self.device))
+
+    def confidence_table(self) -> list[dict]:
+        """Bayes-TrEx Table 1: mean ± std of the target classes' confidence per target.
+
+        Statistics pool every kept draw of the target's ``n_chains`` chains
+        (the paper's 10 trials).
+
+        Returns
+        -------
+        list of dict
+            One per target: ``target`` (label), ``kind``, ``classes``,
+            ``goal``, ``mean``, ``std`` (lists over the reported classes),
+            ``n_chains``, ``n_draws`` and ``accept_rate``.
+        """
+        rows = []
+        for k, t in enumerate(self.targets_):
+            _, probs = self.samples(k)
+            cls = list(t.reported_classes)
+            goal = [t.confidence[t.classes.index(c)] for c in cls]
+            chains = self.target_index_ == k
+            rows.append({"target": t.label, "kind": t.kind, "classes": cls, "goal": goal,
+                         "mean": probs[:, cls].mean(0).tolist(),
+                         "std": probs[:, cls].std(0).tolist(), "n_chains": int(chains.sum()),
+                         "n_draws": len(probs),
+                         "accept_rate": float(self.sampler_.accept_rate_[chains].mean())})
+        return rows
+
+    def to_adversarial_examples(self, *, targets: Sequence[int] | None = None,
+                                min_confidence: float = 0.0, labels=None,
+                                ) -> AdversarialExamples:
+        """Draws as an :class:`AdversarialExamples`, so they feed distillation and labeling.
+
+        Parameters
+        ----------
+        targets : sequence of int, optional
+            Indices into ``targets_`` to keep; all by default.
+        min_confidence : float, default=0.0
+            Keep draws whose top predicted confidence is at least this.
+        labels : callable, optional
+            Maps images (n, C, H, W) to labels (n,), e.g. a
+            :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator`'s ``label``;
+            they become ``true_label``. Without it ``true_label`` copies the
+            predicted label (level-set draws have no ground truth). Draws
+            labelled -1 ("none of the above") are dropped.
+
+        Returns
+        -------
+        AdversarialExamples
+            ``source_index`` is -1 (draws come from the prior, not from a
+            training image) and ``noise_norm`` is ‖z‖₂.
+        """
+        check_number("min_confidence", min_confidence, low=0, high=1)
+        keep = np.isin(self.target_index_, list(range(len(self.targets_))) if targets is None
+                       else [self._target_number(t) for t in targets])
+        codes = self.codes_[:, keep].reshape(-1, self.codes_.shape[-1])
+        probs = self.probs_[:, keep].reshape(-1, self.n_classes_)
+        sel = probs.max(1) >= min_confidence
+        codes, pred = codes[sel], probs[sel].argmax(1).astype(np.int64)
+        true = pred.copy()
+        if labels is not None and len(codes):
+            if not callable(labels):
+                raise TypeError(f"labels must be callable; got {describe(labels)}.")
+            true = np.asarray(labels(self.decode_samples(codes)), dtype=np.int64)
+            known = true >= 0          # drop "none of the above" (-1): no class to record
+            codes, pred, true = codes[known], pred[known], true[known]
+        return AdversarialExamples(
+            codes=codes.astype(np.float32), source_index=np.full(len(codes), -1, np.int64),
+            true_label=true, predicted_label=pred,
+            noise_norm=np.linalg.norm(codes, axis=1).astype(np.float32),
+            n_decoded=int(self.codes_.shape[0] * keep.sum()),
+            params={"source": "bayes-trex level sets", "sigma": float(self.sigma),
+                    "method": self.method, "targets": [self.targets_[k].label
+                                                       for k in np.unique(self.target_index_[keep])],
+                    "min_confidence": float(min_confidence),
+                    "true_label_source": "labels" if labels is not None else "predicted",
+                    "seed": int(self.seed)})

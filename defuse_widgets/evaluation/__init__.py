@@ -1,0 +1,1 @@
+"""Planted-bug benchmark and paper reproductions, driven through the workflow."""

@@ -1,0 +1,398 @@
+"""Scoring Defuse on planted bugs: annotators with known truth and one evaluation run.
+
+:func:`evaluate_planted` runs identification → distillation → labeling →
+correction on :class:`~defuse_widgets.evaluation.planted.PlantedData` with any annotator
+that has :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator`'s interface,
+and scores the run against the planted truth (see :mod:`.planted`).
+
+Two stand-ins for stronger annotators are built here:
+
+* :class:`EnsembleOracle`: averages the softmax of several oracles (the
+  benchmark trains them on clean labels for all styles); wrap it in a
+  ``SimulatedAnnotator``.
+* :class:`KnnOracle`: a "perfect" annotator that knows the true label of every
+  real image, held-out and planted ones included; it labels an image by the
+  clean labels of its nearest real images in a VAE's latent space.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from defuse_widgets._validation import describe, check_int
+from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.stages.correction import Corrector
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.failure_data import build_failure_sets, review_set
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.models.inference import accuracy, decode, encode_mean
+from defuse_widgets.stages.label_review import apply_label_review, label_error_regions, label_review_set
+from defuse_widgets.stages.labeling import decide
+from defuse_widgets.evaluation.planted import PlantedData, _region_shares, bug_purity, bug_recall
+
+__all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
+           "rendered_accuracy", "style_purity", "trace_purity"]
+
+
+class EnsembleOracle(nn.Module):
+    """Average of several oracles' softmax, returned as log-probabilities.
+
+    Parameters
+    ----------
+    oracles : sequence of nn.Module
+        Each maps images (n, C, H, W) to logits (n, n_classes).
+    """
+
+    def __init__(self, oracles):
+        super().__init__()
+        if not isinstance(oracles, (list, tuple)) or not oracles:
+            raise TypeError(f"oracles must be a non-empty list of modules; got {describe(oracles)}.")
+        self.oracles = nn.ModuleList(oracles)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([torch.softmax(o(x), dim=1) for o in self.oracles]).mean(0)
+        return torch.log(p.clamp_min(1e-12))
+
+
+class KnnOracle(nn.Module):
+    """Label images by the clean labels of their ``k`` nearest real images.
+
+    The images are encoded with ``vae`` (latent means) and compared with the
+    codes of ``X_real``. The output is the log of the neighbours' label
+    shares, so a ``SimulatedAnnotator`` around it votes "none of the above"
+    when no label has at least its ``none_threshold`` share.
+
+    Parameters
+    ----------
+    vae : nn.Module
+        With ``encode(x) -> (mu, logvar)``.
+    X_real : Tensor of shape (n, C, H, W)
+    y_real : Tensor or ndarray of shape (n,)
+        True (clean) labels.
+    n_classes : int
+    k : int, default=10
+    """
+
+    def __init__(self, vae: nn.Module, X_real: torch.Tensor, y_real, n_classes: int, *,
+                 k: int = 10):
+        super().__init__()
+        self.vae = vae
+        self.k = check_int("k", k, low=1)
+        self.n_classes = check_int("n_classes", n_classes, low=2)
+        self.register_buffer("codes", encode_mean(vae, X_real).float().clone())
+        self.register_buffer("labels", torch.as_tensor(np.asarray(y_real), dtype=torch.long))
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.vae.encode(x)[0]
+        nn_idx = torch.cdist(z, self.codes.to(z.device)).topk(self.k, largest=False).indices
+        votes = nn.functional.one_hot(self.labels.to(z.device)[nn_idx], self.n_classes).float()
+        return torch.log(votes.mean(1).clamp_min(1e-6))
+
+
+def identification_precision(adv, annotator, vae, clean_labels: np.ndarray, *,
+                             n: int = 1000, seed: int = 0) -> float:
+    """Share of adversarial examples whose decode the annotator labels as the source class.
+
+    Parameters
+    ----------
+    adv : AdversarialExamples
+    annotator : SimulatedAnnotator or alike
+    vae : nn.Module
+    clean_labels : ndarray of shape (n_train,)
+        Clean labels of the images ``adv.source_index`` points into.
+    n : int, default=1000
+        Adversarial examples sampled (all when fewer).
+    seed : int, default=0
+
+    Returns
+    -------
+    float
+        nan when there is no adversarial example.
+    """
+    if len(adv) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(adv), size=min(n, len(adv)), replace=False)
+    labels = annotator.label(decode(vae, torch.from_numpy(adv.codes[pick])))
+    return float(np.mean(labels == clean_labels[adv.source_index[pick]]))
+
+
+def _bug_sets(planted: PlantedData) -> dict:
+    sets = {}
+    for i, b in enumerate(planted.bugs):
+        sets[f"bug{i}"] = planted.held_out(i)
+    return sets
+
+
+def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module, annotator, *,
+                     Q: int = 20, a: float = 50.0, b: float = 50.0, centered: bool = True,
+                     n_components: int = 30, eps: float = 0.01, max_samples: int = 3000,
+                     tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
+                     n_finetune: int = 128, n_region_test: int = 128, lams=(0.01, 0.1, 1.0),
+                     epochs: int = 2, correct: bool = True, min_purity: float = 0.5,
+                     label_review: int = 50, style_features=None, seed: int = 0,
+                     log=print) -> dict:
+    """Run Defuse on planted data and score it against the planted bugs.
+
+    Parameters are those of :class:`~defuse_widgets.workflow.pipeline.DefuseConfig`
+    (quick-run defaults); ``annotator`` labels the review sets, the precision
+    sample and the baseline's adversarial examples; ``correct=False`` stops
+    after labeling. ``style_features`` (a callable mapping images (n, C, H, W)
+    to the features the styles were defined with) adds ``style_recall``,
+    scored with :func:`style_purity`. ``label_review`` > 0 adds a correction
+    arm ``"review"`` (not in the paper): the annotator labels the
+    ``label_review`` training images nearest each accepted region and each
+    label-error region (:mod:`~defuse_widgets.stages.label_review`), D is relabelled
+    with its answers, then corrected with the same D_f. ``recall_with_label_errors``
+    counts label-error regions as found bugs too.
+
+    Returns
+    -------
+    dict
+        ``identification`` (counts, rate, precision), ``regions`` (candidates,
+        accepted, per-region purity per bug), ``recall`` (over accepted
+        regions) and ``recall_candidates`` (over all candidates), and with
+        ``correct`` the accuracies on each bug's held-out real images and on
+        test before, after Defuse and after the baseline.
+    """
+    t0, res = time.perf_counter(), {}
+    splits, clean = planted.splits, planted.clean_train_labels()
+    adv = identify(classifier, vae, splits.X_train, splits.y_train, Q=Q, a=a, b=b,
+                   centered=centered, seed=seed, progress=False)
+    prec = identification_precision(adv, annotator, vae, clean, seed=seed)
+    res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
+                                 precision=prec)
+    log(f"  [identify] {adv.rate:.1%} misclassified, {len(adv)} kept, precision {prec:.2f}")
+    if len(adv) < 2:
+        res["recall"] = bug_recall(np.zeros((0, len(planted.bugs))))
+        return res
+    regions = Distiller(n_components=n_components, eps=eps, max_samples=max_samples,
+                        seed=seed).fit(adv, n_classes=splits.n_classes).regions_
+    with tempfile.TemporaryDirectory() as tmp:
+        store = AnnotationStore(Path(tmp) / "votes.sqlite", n_classes=splits.n_classes)
+        for k in range(len(regions)):
+            imgs, predicted = review_set(regions, k, vae, classifier, size=review_size,
+                                         tau=tau, seed=seed)
+            store.set_review_set(k, predicted)
+            annotator.annotate(store, k, imgs)
+        decisions = decide(store, rho=rho)
+        store.close()
+    accepted = np.array([d.is_misclassification_region for d in decisions])
+    label_err = label_error_regions(regions, decisions, rho=rho)
+    purity = bug_purity(regions.assignment, adv.source_index, planted.bugs, len(regions))
+    res["regions"] = dict(n_candidates=len(regions), n_accepted=int(accepted.sum()),
+                          n_label_error=int(label_err.sum()),
+                          purity=[dict(region=k, accepted=bool(accepted[k]),
+                                       label_error=bool(label_err[k]),
+                                       members=int((regions.assignment == k).sum()),
+                                       label=decisions[k].label,
+                                       purity=[round(float(p), 3) for p in purity[k]])
+                                  for k in range(len(regions))])
+    res["recall"] = bug_recall(purity, accepted, min_purity=min_purity)
+    res["recall_candidates"] = bug_recall(purity, None, min_purity=min_purity)
+    res["recall_with_label_errors"] = bug_recall(purity, accepted | label_err,
+                                                 min_purity=min_purity)
+    pool_codes = encode_mean(vae, planted.X_pool).numpy()
+    tp = trace_purity(regions.assignment, adv.codes, pool_codes, planted.bugs, len(regions))
+    res["trace_recall"] = bug_recall(tp, accepted, min_purity=min_purity)
+    res["trace_recall_candidates"] = bug_recall(tp, None, min_purity=min_purity)
+    for k, row in enumerate(res["regions"]["purity"]):
+        row["trace_purity"] = [round(float(p), 3) for p in tp[k]]
+    if style_features is not None:
+        feats = np.asarray(style_features(decode(vae, torch.from_numpy(adv.codes))))
+        sp = style_purity(regions.assignment, feats, clean[adv.source_index], planted.bugs,
+                          len(regions))
+        res["style_recall"] = bug_recall(sp, accepted, min_purity=min_purity)
+        res["style_recall_candidates"] = bug_recall(sp, None, min_purity=min_purity)
+        for k, row in enumerate(res["regions"]["purity"]):
+            row["style_purity"] = [round(float(p), 3) for p in sp[k]]
+    log(f"  [regions] {int(accepted.sum())}/{len(regions)} accepted; bugs found "
+        f"{res['recall']['found']} (candidates {res['recall_candidates']['found']}); "
+        f"best purity {[round(p, 2) for p in res['recall']['best_purity']]}; style: "
+        f"{res.get('style_recall', {}).get('found')} "
+        f"{res.get('style_recall_candidates', {}).get('found')}; nearest-image trace: "
+        f"{res['trace_recall']['found']} {res['trace_recall_candidates']['found']}; "
+        f"{int(label_err.sum())} label-error regions, with them found "
+        f"{res['recall_with_label_errors']['found']}")
+    if correct and accepted.any():
+        res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
+                                     decisions, label_err, pool_codes, n_finetune=n_finetune,
+                                     n_region_test=n_region_test, tau=tau, lams=lams,
+                                     epochs=epochs, label_review=label_review, seed=seed)
+        log(f"  [correct] {res['correction']['summary']}")
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+def _review(planted, annotator, regions, decisions, label_err, pool_codes, n_per_region):
+    """Label review of the planted training and validation splits.
+
+    The validation split carries the same planted labels, so it is reviewed
+    too (``n_per_region`` scaled by its size), or model selection would
+    prefer the models that keep the bug. ``pool_codes`` are the VAE's latent
+    means of ``planted.X_pool``; the splits are rows of the pool. Returns the
+    reviewed (X, y) of both splits and the scores of the training review.
+    """
+    s = planted.splits
+    out = []
+    n_val = max(1, round(n_per_region * len(s.y_val) / len(s.y_train)))
+    for X, y, index, n in ((s.X_train, s.y_train, planted.train_pool_index, n_per_region),
+                           (s.X_val, s.y_val, planted.val_pool_index, n_val)):
+        review = label_review_set(regions, decisions, pool_codes[index], y, n_per_region=n,
+                                  label_errors=label_err)
+        labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
+        y_rev, keep, changed = apply_label_review(y, review, labels)
+        out.append((X[keep], y_rev[keep], review, changed))
+    (X_r, y_r, review, changed), (X_v, y_v, review_v, changed_v) = out
+    wrong = np.zeros(len(s.y_train), bool)
+    for b in planted.bugs:
+        if b.kind == "mislabelled":
+            wrong[b.train_index] = True
+    tp = int(wrong[changed].sum())
+    per_region = {int(k): [int((review.region == k).sum()),
+                           int(np.isin(changed, review.index[review.region == k]).sum())]
+                  for k in np.unique(review.region)}
+    stats = dict(n_reviewed=len(review), n_contested=len(changed), n_true=tp,
+                 precision=tp / max(len(changed), 1), recall=tp / max(int(wrong.sum()), 1),
+                 per_bug=[int(wrong[changed][np.isin(changed, b.train_index)].sum())
+                          for b in planted.bugs],
+                 per_region_reviewed_contested=per_region,
+                 validation=dict(n_reviewed=len(review_v), n_contested=len(changed_v)))
+    return (X_r, y_r), (X_v, y_v), stats
+
+
+def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err,
+             pool_codes, *, n_finetune, n_region_test, tau, lams, epochs, label_review, seed) -> dict:
+    splits = planted.splits
+    sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
+                              n_region_test=n_region_test, tau=tau, seed=seed)
+    X_f, y_f = sets.pop("finetune")
+    bug_sets = _bug_sets(planted)
+    evals = {"validation": (splits.X_val, splits.y_val), "test": (splits.X_test, splits.y_test),
+             **sets, **bug_sets}
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(adv), size=min(len(adv), len(y_f)), replace=False)
+    X_adv = decode(vae, torch.from_numpy(adv.codes[pick]))
+    y_adv = torch.from_numpy(annotator.label(X_adv))
+    X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
+    out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
+    keys = ["test", "validation", "region_test", *bug_sets]
+    arms = [("defuse", (splits.X_train, splits.y_train), X_f, y_f, evals),
+            ("baseline", (splits.X_train, splits.y_train), X_adv, y_adv, evals)]
+    if label_review:
+        train, val, out["label_review"] = _review(planted, annotator, regions, decisions,
+                                                  label_err, pool_codes, label_review)
+        arms.append(("review", train, X_f, y_f, {**evals, "validation": val}))
+    for name, (X, y), Xf, yf, ev in arms:
+        if len(yf) == 0:
+            continue
+        corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
+        corr.fit(classifier, X, y, Xf, yf, eval_sets=ev)
+        before = {k: float(corr.before_[k]) for k in keys}
+        if out.setdefault("before", before) != before:   # the review arm's reviewed validation
+            out[name + "_before"] = before
+        out[name] = {"lam": corr.best_["lam"], **{k: float(corr.best_[k]) for k in keys}}
+        out[name + "_tradeoff"] = [{"lam": r["lam"], **{k: float(r[k]) for k in keys}}
+                                   for r in corr.results_]
+    bugs = list(bug_sets)
+    mean = lambda r: float(np.mean([r[k] for k in bugs]))  # noqa: E731
+    out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
+                      for s in ("before", "defuse", "baseline", "review") if s in out}
+    return out
+
+
+def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
+                 bugs, n_regions: int) -> np.ndarray:
+    """Share of each region's members that *look like* a bug's sub-style.
+
+    A member counts for bug ``b`` when its source class is ``b.source_class``
+    and the features of its decode are nearest to ``b.centroids[b.style]``
+    among that class's sub-style centroids. Unlike :func:`bug_purity`, this
+    does not need the member to come from one of the few planted images.
+
+    Parameters
+    ----------
+    assignment : ndarray of shape (n_examples,)
+    features : ndarray of shape (n_examples, d)
+        Features of each example's decode, in the space the styles were
+        defined in.
+    source_label : ndarray of shape (n_examples,)
+    bugs : sequence of PlantedBug
+    n_regions : int
+
+    Returns
+    -------
+    ndarray of shape (n_regions, n_bugs)
+    """
+    assignment = np.asarray(assignment)
+    F = np.asarray(features, dtype=np.float64)
+    src = np.asarray(source_label)
+    if F.ndim != 2 or len(F) != len(assignment) or src.shape != assignment.shape:
+        raise ValueError(f"features must have shape ({len(assignment)}, d) and source_label "
+                         f"({len(assignment)},); got {describe(features)} and "
+                         f"{describe(source_label)}.")
+    n_regions = check_int("n_regions", n_regions, low=0)
+    in_style = np.zeros((len(F), len(bugs)), bool)
+    for j, b in enumerate(bugs):
+        d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
+        in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
+    return _region_shares(assignment, in_style, n_regions)
+
+
+def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.ndarray,
+                 bugs, n_regions: int) -> np.ndarray:
+    """Share of each region's members whose nearest real image belongs to a bug's sub-style.
+
+    Where :func:`~defuse_widgets.evaluation.planted.bug_purity` traces a member back to
+    the training image it was perturbed from, this traces it to the real image
+    it *lies nearest to* in latent space, among every image of the pool
+    (held-out and dropped ones included: the truth is known for all of them).
+    A rare bug keeps only a few training images, so few examples can start
+    from one; this asks instead whether the region sits where the bug's real
+    images are.
+
+    Parameters
+    ----------
+    assignment : ndarray of shape (n_examples,)
+    codes : ndarray of shape (n_examples, n_latent)
+        Latent codes of the adversarial examples.
+    reference_codes : ndarray of shape (n_pool, n_latent)
+        Latent means of every pool image, in pool order, from the same VAE.
+    bugs : sequence of PlantedBug
+    n_regions : int
+
+    Returns
+    -------
+    ndarray of shape (n_regions, n_bugs)
+    """
+    assignment = np.asarray(assignment)
+    Z = torch.as_tensor(np.asarray(codes), dtype=torch.float32)
+    R = torch.as_tensor(np.asarray(reference_codes), dtype=torch.float32)
+    if Z.ndim != 2 or len(Z) != len(assignment) or R.ndim != 2 or R.shape[1] != Z.shape[1]:
+        raise ValueError(f"codes must have shape ({len(assignment)}, d) and reference_codes "
+                         f"(n_pool, d); got {describe(codes)} and {describe(reference_codes)}.")
+    n_regions = check_int("n_regions", n_regions, low=0)
+    nearest = np.concatenate([torch.cdist(Z[i:i + 4096], R).argmin(1).numpy()
+                              for i in range(0, len(Z), 4096)]) if len(Z) else np.zeros(0, int)
+    member = np.zeros((len(R), len(bugs)), bool)
+    for j, b in enumerate(bugs):
+        member[b.members, j] = True
+    hit = member[nearest]
+    return _region_shares(assignment, hit, n_regions)
+
+
+def rendered_accuracy(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
+                      y: torch.Tensor) -> float:
+    """Classifier accuracy on the VAE's reconstructions of images ``X`` (shape (n, C, H, W)).
+
+    A bug that the classifier shows on real images but not on their
+    reconstructions lies in detail the VAE does not render; no latent search
+    with that VAE can find it.
+    """
+    return accuracy(classifier, decode(vae, encode_mean(vae, X)), y)

@@ -1,0 +1,411 @@
+"""Correction (paper §3.3): fine-tune on L(D) + λ·L(D_f), sweeping λ."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from defuse_widgets._validation import (check_choice, check_images, check_int, check_labels, check_module,
+                          check_number, check_seed, resolve_device)
+from defuse_widgets.callbacks import Callback, History
+from defuse_widgets.models.inference import accuracy, n_outputs
+from defuse_widgets.seeding import seed_everything
+from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
+
+#: The paper's λ sweep (appendix B).
+PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+              1.0, 2.0, 5.0, 10.0, 20.0, 100.0, 1000.0)
+
+SELECTIONS = ("balanced", "validation", "training")
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Corrector:
+    """Fine-tune a classifier on the training data plus the failure data D_f.
+
+    For each λ in ``lams`` a fresh copy of the classifier is fine-tuned for
+    ``epochs`` epochs with Adam on ``get_loss`` = L(D) + λ·L(D_f). Each epoch
+    ends with an evaluation on every set in ``eval_sets``; per λ the epoch with
+    the best selection score is kept, and overall the λ with the best score.
+
+    Parameters
+    ----------
+    lams : sequence of float, default=PAPER_LAMS
+        λ values, each ≥ 0.
+    epochs : int, default=3
+        Epochs per λ (paper: 3 for MNIST, 5 for SVHN/GTSRB).
+    lr : float, default=1e-3
+    batch_size : int, default=256
+        Batch size over D; every step also takes a batch of the same size
+        from D_f, cycling through it.
+    selection : {"balanced", "validation", "training"}, default="balanced"
+        Model-selection score. ``"validation"``: validation accuracy (the
+        paper's SVHN/GTSRB rule). ``"training"``: accuracy on D ∪ D_f (the
+        paper's MNIST rule). ``"balanced"``: the highest accuracy on the
+        ``"region_validation"`` eval set among models whose validation
+        accuracy is at most ``tolerance`` below the model before
+        fine-tuning (if none is, the highest mean of the two), so λ is chosen
+        to fix the regions while keeping generalisation, without looking at
+        any test set.
+    tolerance : float, default=0.005
+        Validation-accuracy drop allowed by ``selection="balanced"``.
+    device : str or torch.device, optional
+        CUDA when available if not given.
+    seed : int, default=0
+    callbacks : sequence of Callback, optional
+    checkpoint_dir : str or Path, optional
+        When given, each finished λ's selected weights are saved there as
+        ``<name>_lam_<i>.pt`` (a state_dict) and recorded, with its result and
+        history, in ``<name>_sweep.json`` (see
+        :mod:`~defuse_widgets.storage.sweep_checkpoints`).
+    resume : bool, default=True
+        With ``checkpoint_dir``: reuse the λs a killed or stopped sweep already
+        finished, when its settings, classifier and data are the same (each
+        λ is seeded with ``seed + i`` alone, so the results equal an
+        uninterrupted run). A sweep of other settings or data found there is
+        moved to ``archive/<time>/`` and the sweep starts over; False archives
+        any earlier sweep of this name.
+    name : str, default="defuse"
+        Shown in progress output; e.g. ``"baseline"``.
+    executor : concurrent.futures.Executor, optional
+        Run the λs as tasks of this executor (for example Dask's
+        ``Client.get_executor()``, or a ``ProcessPoolExecutor``), each on a
+        copy of the classifier and data; per-λ results equal an in-process
+        sweep. Callbacks see each λ's epochs when it returns, so per-batch
+        callbacks do not run and :meth:`stop` acts between λs (queued λs are
+        cancelled). Checkpoints and resuming work as in process.
+    progress : bool, default=False
+        Show a tqdm bar over λ.
+
+    Attributes
+    ----------
+    history_ : History
+        One record per epoch: lam, epoch, loss, the accuracies on the sets the
+        selection rule needs, and the score.
+    results_ : list of dict
+        The selected epoch's record for each finished λ, with accuracies on
+        every eval set (those are computed once per λ, for that epoch).
+    best_ : dict
+        The record of the selected λ.
+    best_model_ : nn.Module
+        The classifier with the selected λ's weights.
+    cancelled_ : bool
+        True when :meth:`stop` ended the sweep early.
+    resumed_ : list of int
+        Indices of the λs taken from ``checkpoint_dir`` instead of trained.
+    fingerprint_ : str or None
+        SHA-256 of settings, classifier and data (with ``checkpoint_dir``).
+    """
+
+    def __init__(self, *, lams=PAPER_LAMS, epochs: int = 3, lr: float = 1e-3,
+                 batch_size: int = 256, selection: str = "balanced",
+                 tolerance: float = 0.005, device=None, seed: int = 0, callbacks=(),
+                 checkpoint_dir=None, name: str = "defuse",
+                 progress: bool = False, resume: bool = True, executor=None):
+        self.lams = lams
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.selection = selection
+        self.tolerance = tolerance
+        self.device = device
+        self.seed = seed
+        self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.name = name
+        self.progress = progress
+        self.resume = resume
+        self.executor = executor
+        self._stop = threading.Event()
+
+    # -- public API ---------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`fit` to stop after the current batch (thread-safe).
+
+        A stop that arrives before ``fit`` starts cancels that ``fit`` too; the
+        request is cleared when ``fit`` returns.
+        """
+        self._stop.set()
+
+    def get_loss(self, logits: torch.Tensor, y: torch.Tensor, logits_f: torch.Tensor,
+                 y_f: torch.Tensor, lam: float) -> torch.Tensor:
+        """Return L(D) + λ·L(D_f) for one step; override to change the objective.
+
+        Parameters
+        ----------
+        logits : Tensor of shape (b, n_classes)
+        y : Tensor of shape (b,)
+        logits_f : Tensor of shape (b_f, n_classes)
+        y_f : Tensor of shape (b_f,)
+        lam : float
+        """
+        return F.cross_entropy(logits, y) + lam * F.cross_entropy(logits_f, y_f)
+
+    def sweep_params(self) -> dict:
+        """The settings that determine the sweep's results (stored with its checkpoints)."""
+        loss = type(self).get_loss
+        return dict(lams=[float(v) for v in self.lams], epochs=self.epochs, lr=self.lr,
+                    batch_size=self.batch_size, selection=self.selection,
+                    tolerance=self.tolerance, seed=self.seed, name=self.name,
+                    loss=f"{loss.__module__}.{loss.__qualname__}")
+
+    def fit(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets=None) -> "Corrector":
+        """Run the λ sweep.
+
+        Parameters
+        ----------
+        classifier : nn.Module
+            Not modified; each λ fine-tunes a copy.
+        X : Tensor of shape (n, C, H, W)
+            Training data D.
+        y : Tensor of shape (n,)
+        X_f : Tensor of shape (n_f, C, H, W)
+            Failure data D_f (region samples with their annotator labels).
+        y_f : Tensor of shape (n_f,)
+        eval_sets : dict of str -> (X, y), optional
+            Sets evaluated after every epoch, e.g. ``validation``, ``test``,
+            ``region_validation``, ``region_test``.
+
+        Returns
+        -------
+        self
+        """
+        check_module("classifier", classifier)
+        lams = self._check_params()
+        X = check_images("X", X)
+        dev = resolve_device(self.device)
+        k = n_outputs(classifier, X, device=dev)
+        y = check_labels("y", y, n_samples=len(X), n_classes=k)
+        X_f = check_images("X_f", X_f, shape=X.shape[1:])
+        y_f = check_labels("y_f", y_f, n_samples=len(X_f), n_classes=k)
+        eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:], k)
+        self.history_, self.results_ = History(), []
+        self.best_, self.best_model_, self.cancelled_ = None, None, False
+        self._best_states, self.resumed_, self.fingerprint_ = [], [], None
+        base = copy.deepcopy(classifier).cpu()
+        checkpoints = self._open_checkpoints(base, X, y, X_f, y_f, eval_sets)
+        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
+        self._call("on_train_begin")
+        done = checkpoints.finished if checkpoints is not None else {}
+        futures = self._submit(lams, done, base, X, y, X_f, y_f, eval_sets)
+        try:
+            for i, lam in enumerate(tqdm(lams, desc=self.name, disable=not self.progress)):
+                if i in done:
+                    self._replay(i, lam, checkpoints)
+                    continue
+                if futures:
+                    state, result, history = self._collect(futures[i], lam)
+                else:
+                    state, result, history = self._fit_one(i, lam, base, X, y, X_f, y_f,
+                                                           eval_sets, dev)
+                if checkpoints is not None:
+                    checkpoints.add(i, lam, state, result, history)
+                self._finish_lam(state, result)
+        except _Cancelled:
+            self.cancelled_ = True
+        finally:
+            for future in futures.values():
+                future.cancel()
+            self._stop.clear()
+        if self.results_:
+            i_best = max(range(len(self.results_)),
+                         key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))
+            self.best_ = self.results_[i_best]
+            self.best_model_ = copy.deepcopy(base)
+            self.best_model_.load_state_dict(self._best_states[i_best])
+            self.best_model_.eval()
+        self._call("on_train_end")
+        return self
+
+    # -- internals ----------------------------------------------------------------
+    def _check_params(self) -> list:
+        lams = [check_number("lams[%d]" % i, v, low=0) for i, v in enumerate(self.lams)]
+        if not lams:
+            raise ValueError("lams must hold at least one λ value; got an empty sequence.")
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_number("lr", self.lr, low=0, low_inclusive=False)
+        check_choice("selection", self.selection, SELECTIONS)
+        check_number("tolerance", self.tolerance, low=0, high=1)
+        check_seed("seed", self.seed)
+        if not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list or tuple of Callback instances; "
+                            f"got {self.callbacks!r}.")
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
+        return lams
+
+    def _check_eval_sets(self, eval_sets, shape, n_classes) -> dict:
+        if not isinstance(eval_sets, dict):
+            raise TypeError(f"eval_sets must be a dict of name -> (X, y); got {type(eval_sets)}.")
+        out = {}
+        for name, pair in eval_sets.items():
+            Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
+            out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
+                                          n_samples=len(Xe), n_classes=n_classes))
+        needed = {"balanced": ("validation", "region_validation"),
+                  "validation": ("validation",)}.get(self.selection, ())
+        missing = [k for k in needed if k not in out]
+        if missing:
+            raise ValueError(f"eval_sets must contain {list(needed)} for selection="
+                             f"{self.selection!r}; missing {missing}.")
+        return out
+
+    def _open_checkpoints(self, base, X, y, X_f, y_f, eval_sets):
+        """The sweep record in ``checkpoint_dir`` (None without one), opened for resuming."""
+        if self.checkpoint_dir is None:
+            return None
+        if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise TypeError(f"checkpoint_dir must be a str or os.PathLike naming a folder; "
+                            f"got {self.checkpoint_dir!r}.")
+        if not isinstance(self.resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False; got {self.resume!r}.")
+        if not isinstance(self.name, str) or not self.name or not self.name.isidentifier():
+            raise ValueError(f"name must be a non-empty identifier (it names checkpoint "
+                             f"files); got {self.name!r}.")
+        arrays = {"X": X, "y": y, "X_f": X_f, "y_f": y_f,
+                  **{f"eval/{k}/{j}": t for k, pair in eval_sets.items()
+                     for j, t in enumerate(pair)}}
+        params = self.sweep_params()
+        self.fingerprint_ = fingerprint(params, base, arrays)
+        return SweepCheckpoints(self.checkpoint_dir, self.name, self.fingerprint_,
+                                params).open(bool(self.resume))
+
+    def _submit(self, lams, done, base, X, y, X_f, y_f, eval_sets) -> dict:
+        from defuse_widgets.scale_out import submit_lams   # the executor path (see ``executor``)
+        return submit_lams(self, lams, done, base, X, y, X_f, y_f, eval_sets)
+
+    def _collect(self, future, lam: float) -> tuple:
+        """Wait for one λ's task; its epochs reach the callbacks as it returns."""
+        if self._stop.is_set():
+            raise _Cancelled
+        state, result, history = future.result()
+        if self._stop.is_set():
+            raise _Cancelled
+        self._call("on_lam_begin", lam=lam)
+        for rec in history:
+            self.history_.append(rec)
+            self._call("on_epoch_end", record=rec)
+        return state, result, history
+
+    def get_params(self) -> dict:
+        """The constructor's parameters (scikit-learn style)."""
+        names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "device",
+                 "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
+                 "executor")
+        return {k: getattr(self, k) for k in names}
+
+    def _replay(self, i: int, lam: float, checkpoints: SweepCheckpoints) -> None:
+        """Take a finished λ from its checkpoint; callbacks see it as if it had just run."""
+        entry = checkpoints.finished[i]
+        state = checkpoints.load(i)
+        self._call("on_lam_begin", lam=lam, resumed=True)
+        for rec in entry["history"]:
+            self.history_.append(rec)
+            self._call("on_epoch_end", record=rec, resumed=True)
+        self.resumed_.append(i)
+        self._finish_lam(state, entry["result"], resumed=True)
+
+    def _finish_lam(self, state: dict, result: dict, **kw) -> None:
+        self._best_states.append(state)
+        self.results_.append(result)
+        self._call("on_lam_end", result=result, **kw)
+
+    def _call(self, hook: str, **kw) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, **kw)
+
+    def _rank(self, rec: dict) -> tuple:
+        """Sort key of a record under the selection rule (larger is better)."""
+        if self.selection != "balanced":
+            return (True, rec["score"])
+        ok = rec["validation"] >= self.before_["validation"] - self.tolerance
+        return (ok, rec["region_validation"] if ok else rec["score"])
+
+    def _score(self, rec: dict) -> float:
+        if self.selection == "balanced":
+            return 0.5 * (rec["validation"] + rec["region_validation"])
+        if self.selection == "validation":
+            return rec["validation"]
+        return rec["training"]
+
+    def _selection_sets(self) -> tuple:
+        return {"balanced": ("validation", "region_validation"), "validation": ("validation",),
+                "training": ("finetune", "training")}[self.selection]
+
+    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None) -> dict:
+        """Accuracies on the sets in ``names`` (all sets when None) plus the score."""
+        names = set(eval_sets) | {"finetune", "training"} if names is None else set(names)
+        rec = {}
+        if names & {"finetune", "training"}:
+            rec["finetune"] = accuracy(model, X_f, y_f, device=dev)
+        if "training" in names:  # a full pass over D
+            n, n_f = len(y), len(y_f)
+            rec["training"] = (accuracy(model, X, y, device=dev) * n + rec["finetune"] * n_f) / (n + n_f)
+        rec.update({k: accuracy(model, Xe, ye, device=dev)
+                    for k, (Xe, ye) in eval_sets.items() if k in names})
+        if all(k in rec for k in self._selection_sets()):
+            rec["score"] = self._score(rec)
+        return rec
+
+    def _fit_one(self, i, lam, base, X, y, X_f, y_f, eval_sets, dev) -> tuple:
+        """Fine-tune with ``lam``; return the selected state_dict, its record and the history."""
+        self._call("on_lam_begin", lam=lam)
+        history = []
+        seed_everything(self.seed + i)
+        gen = torch.Generator().manual_seed(self.seed + i)
+        model = copy.deepcopy(base).to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        bs = self.batch_size
+        n_batches = math.ceil(len(X) / bs)
+        perm_f, pos_f = torch.randperm(len(X_f), generator=gen), 0
+        best, best_state = None, None
+        for epoch in range(1, self.epochs + 1):
+            perm, total = torch.randperm(len(X), generator=gen), 0.0
+            model.train()
+            for b in range(n_batches):
+                if self._stop.is_set():
+                    raise _Cancelled
+                idx = perm[b * bs:(b + 1) * bs]
+                if pos_f + bs > len(perm_f):
+                    perm_f, pos_f = torch.randperm(len(X_f), generator=gen), 0
+                idx_f = perm_f[pos_f:pos_f + bs]
+                pos_f += bs
+                xb = torch.cat([X[idx], X_f[idx_f]]).to(dev)
+                logits = model(xb)
+                loss = self.get_loss(logits[:len(idx)], y[idx].to(dev), logits[len(idx):],
+                                     y_f[idx_f].to(dev), lam)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                self._call("on_batch_end", lam=lam, epoch=epoch, batch=b + 1, n_batches=n_batches)
+            model.eval()
+            # Each epoch is scored on the selection sets only; the other sets are
+            # evaluated once, for the selected epoch (same results, less work).
+            rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
+                   **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev,
+                                    self._selection_sets())}
+            self.history_.append(rec)
+            history.append(rec)
+            self._call("on_epoch_end", record=rec)
+            if best is None or self._rank(rec) > self._rank(best):
+                best = rec
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best_state)
+        model.eval()
+        rest = set(eval_sets) - set(self._selection_sets())
+        best = {**best, **self._evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
+        return best_state, best, history
+

@@ -1,0 +1,79 @@
+"""The correction arms: one λ sweep per fine-tuning set, run the same way everywhere.
+
+:func:`run_arms` is what :meth:`Session.correct <defuse_widgets.workflow.Session.correct>`,
+the ``TradeoffPlot`` widget and the planted-bug benchmark all call, so the
+Defuse arm (D_f, paper §3.3), the paper's baseline arm (individually labelled
+adversarial examples) and any extra arm (for example label review) are
+swept with one definition. This module imports no UI code.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping, Sequence
+
+from torch import nn
+
+from defuse_widgets.callbacks import Callback
+from defuse_widgets.stages.correction import Corrector
+
+__all__ = ["ARM_NAMES", "run_arms"]
+
+#: Display names of the arms (the rows of the paper's Figure 4).
+ARM_NAMES = {"defuse": "Defuse", "baseline": "Unrestricted adversarial examples"}
+
+
+def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_sets: dict,
+             lams: Sequence[float], epochs: int, batch_size: int = 256,
+             selection: str = "balanced", tolerance: float = 0.005, device=None,
+             seed: int = 0, checkpoint_dir=None, executor=None, progress: bool = False,
+             callbacks: Callable[[str], Sequence[Callback]] | Sequence[Callback] = (),
+             on_start: Callable[[str, Corrector], None] | None = None,
+             stop_event: threading.Event | None = None) -> dict[str, Corrector]:
+    """Sweep λ for each arm, in order, and return the fitted correctors.
+
+    Parameters
+    ----------
+    classifier : nn.Module
+        Not modified; every λ fine-tunes a copy.
+    X : Tensor of shape (n, C, H, W)
+    y : Tensor of shape (n,)
+        The training data D of every arm (an arm may bring its own: see ``arms``).
+    arms : mapping of str -> (X_f, y_f) or (X_f, y_f, X, y)
+        Each arm's fine-tuning set, shapes (n_f, C, H, W) and (n_f,); with four
+        entries the arm also replaces D (for example relabelled training data).
+    eval_sets : dict of str -> (X, y)
+    lams, epochs, batch_size, selection, tolerance, device, seed, executor, progress
+        As in :class:`~defuse_widgets.stages.correction.Corrector`.
+    checkpoint_dir : path, optional
+        Each arm checkpoints there under its own name and resumes from it.
+    callbacks : sequence of Callback, or callable(arm name) -> sequence
+    on_start : callable(name, corrector), optional
+        Called before each arm's sweep starts (a widget keeps it to stop it).
+    stop_event : threading.Event, optional
+        Set to skip the arms that have not started.
+
+    Returns
+    -------
+    dict of str -> Corrector
+        The arms that ran, in order; a stopped arm has ``cancelled_`` set and
+        no later arm runs.
+    """
+    out = {}
+    for name, arm in arms.items():
+        if stop_event is not None and stop_event.is_set():
+            break
+        X_f, y_f, X_arm, y_arm = (*arm, X, y) if len(arm) == 2 else arm
+        cbs = callbacks(name) if callable(callbacks) else callbacks
+        corrector = Corrector(lams=lams, epochs=epochs, batch_size=batch_size,
+                              selection=selection, tolerance=tolerance, device=device,
+                              seed=seed, name=name, checkpoint_dir=checkpoint_dir,
+                              executor=executor, progress=progress, callbacks=list(cbs))
+        if on_start is not None:
+            on_start(name, corrector)
+        if stop_event is not None and stop_event.is_set():
+            corrector.stop()
+        corrector.fit(classifier, X_arm, y_arm, X_f, y_f, eval_sets=eval_sets)
+        out[name] = corrector
+        if corrector.cancelled_:
+            break
+    return out

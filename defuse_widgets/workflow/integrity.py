@@ -1,0 +1,137 @@
+"""Checks a session folder passes every time it is opened, before anything is written.
+
+* :func:`check_no_symlinks`: no symlink anywhere in the folder (a symlinked
+  store or array could make a write land outside it).
+* :func:`check_listed_files`: every file the manifest lists exists and, where
+  a hash is recorded, has it; a SQLite store passes SQLite's own integrity check.
+* :func:`fingerprint_module` / :func:`fingerprint_data`: the content a session
+  is identified by, with its settings (never its path).
+
+Every failure raises :class:`~defuse_widgets.storage.persistence.SessionFormatError`
+naming the file. This module imports no UI code.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from defuse_widgets.storage import persistence as io
+
+__all__ = ["check_listed_files", "check_no_symlinks", "check_sqlite", "fingerprint_data",
+           "fingerprint_module"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_no_symlinks(root: str | os.PathLike) -> None:
+    """Refuse a session folder that is, or holds, a symlink anywhere.
+
+    Raises
+    ------
+    UnsafeFileError
+        Naming the first symlink found.
+    """
+    root = Path(root)
+    if root.is_symlink():
+        raise io.UnsafeFileError(root, "session folder must not be a symlink; it points to "
+                                 f"{os.path.realpath(root)!r}. Open the real folder instead.")
+    if not root.exists():
+        return
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise io.UnsafeFileError(path, "session folders must not hold symlinks (a "
+                                         "write through one could land outside the folder); "
+                                         f"it points to {os.path.realpath(path)!r}. Replace "
+                                         "it with the file itself.")
+
+
+def check_sqlite(path: str | os.PathLike) -> None:
+    """Check that ``path`` is an intact SQLite database, without writing to it.
+
+    Raises
+    ------
+    SessionFormatError
+        When the header is not SQLite's or ``PRAGMA integrity_check`` finds damage.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise io.SessionFormatError(path, "file must be a SQLite database (annotations); its "
+                                    "header is damaged or it is another kind of file. Restore "
+                                    "it from a backup or from archive/; nothing was written.")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=10)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise io.SessionFormatError(path, f"file must be an intact SQLite database; SQLite "
+                                    f"says: {exc}. Nothing was written.") from exc
+    if rows != [("ok",)]:
+        problems = "; ".join(r[0] for r in rows[:3])
+        raise io.SessionFormatError(path, f"file must be an intact SQLite database; SQLite's "
+                                    f"integrity check found: {problems}. Nothing was written.")
+
+
+def check_listed_files(root: str | os.PathLike) -> dict:
+    """Check every file ``manifest.json`` lists; return the manifest (``{}`` if none).
+
+    Raises
+    ------
+    SessionFormatError
+        For the first listed file that is missing, truncated, corrupted or
+        changed since it was recorded.
+    """
+    manifest = io.read_manifest(root) or {}
+    for name, entry in manifest.get("files", {}).items():
+        path = io.verify_file(root, name)
+        if not path.exists():
+            raise io.SessionFormatError(path, f"file must exist: {io.MANIFEST} lists it "
+                                        f"({entry.get('kind')}) but it is missing. Restore it, "
+                                        "or open the session with overwrite=True to archive "
+                                        "the stages that depend on it.")
+        if path.suffix == ".sqlite":
+            check_sqlite(path)
+    return manifest
+
+
+def fingerprint_module(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's ``state_dict`` (names, shapes, dtypes and values).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fingerprint_data(data) -> str:
+    """SHA-256 of a :class:`~defuse_widgets.data.DataSplits`' six arrays.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
+    h = hashlib.sha256()
+    for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
+        a = getattr(data, name)
+        a = a.detach().cpu().contiguous().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        h.update(f"{name}|{a.shape}|{a.dtype}|".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()

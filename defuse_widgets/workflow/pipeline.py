@@ -1,0 +1,150 @@
+"""All four Defuse stages, headless: a short loop over the :class:`Session`'s stages.
+
+:func:`run_defuse` is what ``defuse-widgets run`` calls; the per-stage
+subcommands call the same :class:`~defuse_widgets.workflow.session.Session`
+methods one at a time. This module imports no UI code.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from defuse_widgets.callbacks import PrintProgress
+from defuse_widgets.seeding import seed_everything
+from defuse_widgets.workflow.config import DefuseConfig
+from defuse_widgets.workflow.report import figure4_table, report
+from defuse_widgets.workflow.session import Session
+
+__all__ = ["run_defuse"]
+
+
+def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "runs/defuse",
+               overwrite: bool = False, device=None, classifier=None, vae=None, oracle=None,
+               data=None, progress: bool = True, log=print) -> dict:
+    """Run identification, distillation, labeling (simulated annotator) and correction.
+
+    Parameters
+    ----------
+    config : DefuseConfig, optional
+        None takes the session's own settings (defaults for a new folder).
+    out : str or os.PathLike, default="runs/defuse"
+        The session folder; a stage whose result is already there is not run
+        again (a run that was killed resumes).
+    overwrite : bool, default=False
+        Accept settings that differ from the folder's, archiving stale results.
+    device : str, optional
+    classifier, vae, oracle : nn.Module, optional
+        Default to the shipped weights; ``oracle`` backs the simulated
+        annotator, which stands in for people.
+    data : DataSplits, optional
+    progress : bool, default=True
+    log : callable
+
+    Returns
+    -------
+    dict
+        The results (see :func:`~defuse_widgets.workflow.report.report`), also
+        written to ``<out>/results.json``, plus ``fidelity``, ``novelty``
+        and ``timings``.
+    """
+    session = Session(out, config, classifier=classifier, vae=vae, oracle=oracle, data=data,
+                      device=device, overwrite=overwrite)
+    seed_everything(session.config.seed)
+    t_start, timings = time.perf_counter(), {}
+    extra = {"device": str(session.device), "torch": torch.__version__}
+    extra["fidelity"] = _fidelity(session, log)
+    try:
+        for stage, step in stage_steps(session, progress, log):
+            t = time.perf_counter()
+            if step() is False:
+                break
+            timings[stage] = time.perf_counter() - t
+        if session.done("correction"):
+            extra["novelty"] = _novelty(session)
+        extra["timings"] = {**timings, "total": time.perf_counter() - t_start}
+        res = report(session, extra=extra)
+    finally:
+        session.close()
+    if "figure4" in res:
+        log("\n" + figure4_table(res))
+    log(f"\nsession written to {session.path} ({extra['timings']['total']:.0f}s total)")
+    return res
+
+
+def stage_steps(session: Session, progress: bool, log):
+    """(stage, callable) pairs; a stage whose result exists is reported, not rerun."""
+    def identification():
+        if session.done("identification"):
+            adv = session.load_adversarial()
+            log(f"[identify] resumed: {len(adv)} adversarial examples in the session")
+            return
+        adv = session.identify(callback=_printer(progress))
+        log(f"[identify] {adv.n_decoded} decodes, {adv.rate:.1%} misclassified, "
+            f"{len(adv)} kept")
+
+    def distillation():
+        if not session.done("distillation"):
+            adv = session.load_adversarial()
+            if len(adv) < 2:
+                log("[distill] fewer than two adversarial examples; nothing to distill.")
+                return False
+            session.distill()
+        log(f"[distill] {len(session.load_regions())} candidate regions")
+
+    def labeling():
+        decisions = session.load_decisions() if session.done("labeling") else None
+        if decisions is None:
+            decisions = session.label_simulated()
+        accepted = sum(d.is_misclassification_region for d in decisions)
+        log(f"[label] {accepted} of {len(decisions)} regions accepted as misclassification "
+            f"regions by the simulated annotator (rho={session.config.rho})")
+        if not accepted:
+            log("[correct] no misclassification region was accepted; nothing to correct.")
+            return False
+
+    def correction():
+        if session.done("correction"):
+            log("[correct] resumed: the session holds a finished correction")
+            return
+        session.correct(callbacks=[PrintProgress()] if progress else [])
+
+    return [("identification", identification), ("distillation", distillation),
+            ("labeling", labeling), ("correction", correction)]
+
+
+def _printer(progress: bool):
+    if not progress:
+        return None
+    last = [0.0]
+
+    def callback(stage, done, total):
+        now = time.perf_counter()
+        if done >= total or now - last[0] > 5:
+            last[0] = now
+            print(f"  [{stage}] {done}/{total}", flush=True)
+    return callback
+
+
+def _fidelity(session: Session, log) -> dict:
+    from defuse_widgets.models.training import reconstruction_fidelity
+
+    data = session.data
+    fid = reconstruction_fidelity(session.classifier, session.vae, data.X_test, data.y_test)
+    log(f"[data] {data}; classifier test accuracy {fid['accuracy_images']:.3f}, "
+        f"on VAE reconstructions {fid['accuracy_reconstructions']:.3f}")
+    return fid
+
+
+def _novelty(session: Session) -> dict:
+    """Paper §4.3: each region sample's nearest misclassified training image."""
+    from defuse_widgets.stages.novelty import nearest_misclassified
+
+    sets = session.failure_data()
+    X_rt = sets["eval_sets"]["region_test"][0]
+    n, per = session.config.n_region_test, 10
+    idx = np.concatenate([np.arange(i, min(i + per, len(X_rt))) for i in range(0, len(X_rt), n)])
+    return nearest_misclassified(X_rt[idx], session.classifier, session.data.X_train,
+                                 session.data.y_train).summary()

@@ -1,0 +1,130 @@
+"""What a session folder holds, as the ``status`` and ``report`` commands print it.
+
+:func:`status` lists the stages done, votes per annotator, decisions and the
+selected λ; :func:`report` builds the paper's Figure 4 rows (and the novelty
+check of §4.3) from the saved results and writes ``results.json``. Both only
+read the session, except that :func:`report` saves ``results.json`` through it.
+This module imports no UI code.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from defuse_widgets.workflow.config import STAGES
+
+__all__ = ["figure4_table", "report", "status", "status_text"]
+
+_ROWS = (("Before finetuning", "before"), ("Unrestricted adversarial examples", "baseline"),
+         ("Defuse", "defuse"))
+
+
+def status(session) -> dict:
+    """Summarise a session: stages done, votes, decisions, selected λ.
+
+    Returns
+    -------
+    dict
+        ``stages`` (stage -> bool), ``n_adversarial``, ``n_regions``,
+        ``votes`` (annotator -> count), ``n_accepted``, ``selected_lam``
+        (arm -> λ or None), ``config`` (the settings).
+    """
+    out = {"path": str(session.path), "stages": {s: session.done(s) for s in STAGES},
+           "config": session.config.to_dict()}
+    adv = session.load_adversarial()
+    out["n_adversarial"] = None if adv is None else len(adv)
+    regions = session.load_regions() if adv is not None else None
+    out["n_regions"] = None if regions is None else len(regions)
+    votes = {}
+    if session.folder.listed("annotations.sqlite"):
+        for v in session.open_store().votes():
+            votes[v.annotator] = votes.get(v.annotator, 0) + 1
+    out["votes"] = votes
+    decisions = session.load_decisions()
+    out["n_accepted"] = (None if decisions is None else
+                         sum(d.is_misclassification_region for d in decisions))
+    correction = session.load_correction() or {}
+    out["selected_lam"] = {name: (arm["best"] or {}).get("lam")
+                           for name, arm in correction.items()}
+    return out
+
+
+def status_text(info: dict) -> str:
+    """:func:`status` as the lines ``defuse-widgets status`` prints."""
+    lines = [f"session {info['path']}"]
+    for stage, done in info["stages"].items():
+        lines.append(f"  {'[x]' if done else '[ ]'} {stage}")
+    if info["n_adversarial"] is not None:
+        lines.append(f"  adversarial examples: {info['n_adversarial']}")
+    if info["n_regions"] is not None:
+        lines.append(f"  candidate regions: {info['n_regions']}")
+    if info["votes"]:
+        lines.append("  votes: " + ", ".join(f"{a} {n}" for a, n in sorted(info["votes"].items())))
+    if info["n_accepted"] is not None:
+        lines.append(f"  misclassification regions accepted: {info['n_accepted']}")
+    for arm, lam in info["selected_lam"].items():
+        lines.append(f"  selected λ ({arm}): {'none' if lam is None else f'{lam:g}'}")
+    return "\n".join(lines)
+
+
+def _row(rec: dict) -> dict:
+    return {k: rec.get(k) for k in ("validation", "test", "region_test")} | {
+        "lam": rec.get("lam")}
+
+
+def report(session, *, extra: dict | None = None) -> dict:
+    """Build the results of a session and save them as ``results.json``.
+
+    Returns
+    -------
+    dict
+        ``config``, ``status``, ``identification``, ``labeling`` and, after
+        correction, ``correction`` (per arm: tradeoff and best) and ``figure4``
+        (``before``, ``baseline``, ``defuse`` rows: validation, test and
+        region_test accuracy, λ, number of regions); ``extra`` is merged in
+        (for example timings).
+    """
+    from defuse_widgets.stages.labeling import agreement_summary
+
+    res = {"config": session.config.to_dict(), "status": status(session)}
+    adv = session.load_adversarial()
+    if adv is not None:
+        res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
+                                     n_misclassified=adv.params.get("n_misclassified"),
+                                     n_source_images=int(len(np.unique(adv.source_index))))
+    decisions = session.load_decisions()
+    if decisions is not None:
+        accepted = [d for d in decisions if d.is_misclassification_region]
+        res["labeling"] = dict(n_candidates=len(decisions),
+                               n_misclassification_regions=len(accepted),
+                               decisions=[asdict(d) for d in decisions],
+                               agreement=agreement_summary(decisions))
+    correction = session.load_correction()
+    if correction and "defuse" in correction and correction["defuse"]["best"] is not None:
+        res["correction"] = {name: dict(tradeoff=arm["results"], best=arm["best"],
+                                        cancelled=arm["cancelled"])
+                             for name, arm in correction.items()}
+        n_acc = res.get("labeling", {}).get("n_misclassification_regions")
+        res["figure4"] = {"before": {**_row(correction["defuse"]["before"]), "n_regions": None}}
+        for name, arm in correction.items():
+            if arm["best"] is not None:
+                res["figure4"][name] = {**_row(arm["best"]),
+                                        "n_regions": n_acc if name == "defuse" else None}
+    res.update(extra or {})
+    session.folder.save("results.json", res, kind="results")
+    return res
+
+
+def figure4_table(results: dict) -> str:
+    """Format the before / baseline / Defuse rows as the paper's Figure 4 (accuracies in %)."""
+    head = f"{'':<34}{'# Regions':>10}{'Validation':>12}{'Test':>8}{'Misclass. region':>18}"
+    lines = [head, "-" * len(head)]
+    for label, key in _ROWS:
+        r = results.get("figure4", {}).get(key)
+        if r is None:
+            continue
+        n = str(r["n_regions"]) if r.get("n_regions") is not None else "-"
+        lines.append(f"{label:<34}{n:>10}{100 * r['validation']:>12.1f}{100 * r['test']:>8.1f}"
+                     f"{100 * r['region_test']:>18.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,357 @@
+"""The Defuse workflow on one session folder: the object every entry point drives.
+
+``defuse-widgets`` (all subcommands), the dashboard, the notebooks and the
+planted-bug benchmark call the same :class:`Session` methods, so a setting,
+a default, the baseline set and the correction arms each have one definition.
+A session is the only writer into its folder (through
+:class:`~defuse_widgets.storage.session_folder.SessionFolder`). It is
+identified by its settings and by fingerprints of its data and models, never
+by its path: a moved, copied or renamed folder resumes. This module imports
+no UI code.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from defuse_widgets._validation import check_module, resolve_device
+from defuse_widgets.callbacks import ProgressCallback, Stopped
+from defuse_widgets.data import DataSplits
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.identification import AdversarialExamples, identify_in_steps
+from defuse_widgets.stages.labeling import RegionDecision, decide
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.storage.session_folder import STAGE_FILES, SessionFolder
+from defuse_widgets.workflow.config import STAGES, DefuseConfig
+from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
+from defuse_widgets.workflow.correction_step import SessionCorrection
+from defuse_widgets.workflow.results import SessionResults
+
+__all__ = ["Session", "SessionMismatchError"]
+
+_IDENTITY = "session.json"
+_DONE = {"identification": "adversarial.npz", "distillation": "regions.npz",
+         "labeling": "decisions.json", "correction": "correction.json"}
+
+
+class SessionMismatchError(ValueError):
+    """The session folder holds results made with other settings, data or models."""
+
+
+class Session(SessionCorrection, SessionResults):
+    """Run Defuse's four stages on one session folder and keep every result there.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The session folder; created if missing. Opening checks it (no
+        symlinks, every listed file intact) before writing anything.
+    config : DefuseConfig, optional
+        The settings. None takes the folder's own (a new folder gets the defaults).
+        Settings that differ from the folder's are refused while results of
+        the first stage they affect exist, unless ``overwrite``.
+    classifier, vae : nn.Module, optional
+        Default to the shipped weights of ``config.dataset``.
+    data : DataSplits, optional
+        Defaults to ``config.dataset`` (split with ``config.seed``).
+    oracle : nn.Module, optional
+        Backs the simulated annotator (an oracle CNN standing in for people)
+        and the baseline's labels; defaults to the shipped oracle.
+    device : str or torch.device, optional
+        Where identification and correction run; CUDA when available.
+    overwrite : bool, default=False
+        Accept other settings, data or models by moving the results they make
+        stale to ``archive/<time>/``. Nothing is ever deleted.
+
+    Attributes
+    ----------
+    config : DefuseConfig
+    folder : SessionFolder
+    store : AnnotationStore or None
+        The vote store once :meth:`open_store` ran.
+    archived : Path or None
+        Where the latest stage moved the results it made stale.
+
+    Examples
+    --------
+    >>> session = Session("runs/demo", DefuseConfig.quick())  # doctest: +SKIP
+    >>> session.identify(); session.distill(); session.label_simulated()  # doctest: +SKIP
+    >>> session.correct(); session.report()["figure4"]  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike, config: DefuseConfig | None = None, *,
+                 classifier=None, vae=None, data: DataSplits | None = None, oracle=None,
+                 device=None, overwrite: bool = False):
+        if config is not None and not isinstance(config, DefuseConfig):
+            raise TypeError(f"config must be a DefuseConfig; got {type(config).__name__}.")
+        if data is not None and not isinstance(data, DataSplits):
+            raise TypeError(f"data must be a DataSplits; got {type(data).__name__}.")
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be True or False; got {overwrite!r}.")
+        for name, m in (("classifier", classifier), ("vae", vae), ("oracle", oracle)):
+            if m is not None:
+                check_module(name, m)
+        self.folder = SessionFolder(path)
+        self.path = self.folder.path
+        self.device = resolve_device(device)
+        self.store = None
+        self.archived = None
+        self._overwrite = overwrite
+        self._classifier, self._vae, self._oracle, self._data = classifier, vae, oracle, data
+        saved = self.folder.build(_IDENTITY, _check_identity)
+        self._fingerprints = dict(saved["fingerprints"]) if saved else {}
+        saved_config = saved["config"] if saved else None
+        self.config = config or saved_config or _default_config(data)
+        if saved_config is not None and self.config != saved_config:
+            stage = self.config.first_changed_stage(saved_config)
+            if stage is not None:
+                self._make_room(stage, "settings", self.config.changed(saved_config))
+        for name, value in (("classifier", classifier), ("vae", vae), ("data", data)):
+            if value is not None:
+                self._check_fingerprint(name, value)
+        self._save_identity()
+
+    # ------------------------------------------------------------ identity
+    def _make_room(self, stage: str, what: str, changes) -> None:
+        """Archive ``stage`` and later results, or refuse when not ``overwrite``."""
+        later = STAGES[STAGES.index(stage):]
+        if not any(self.folder.listed(_DONE[s]) or (s == "labeling" and self.folder.listed(
+                "annotations.sqlite")) for s in later):
+            return
+        if not self._overwrite:
+            raise SessionMismatchError(
+                f"session {str(self.path)!r} must be opened with the {what} its results were "
+                f"made with; these differ: {changes}. Its {stage} results (and later ones, "
+                "votes included) are kept. Open it without settings to resume with its own "
+                "(Session(path), or the CLI without setting flags), choose another folder, "
+                "or pass overwrite=True (--overwrite) to move those results to archive/ and "
+                "start that stage again; nothing is deleted.")
+        self.archive_from(stage)
+
+    def archive_from(self, stage: str) -> "os.PathLike | None":
+        """Move the results of ``stage`` and every later stage to ``archive/<time>/``.
+
+        Votes move with the labeling stage; nothing is deleted. Returns the
+        archive folder (None when there was nothing to move).
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
+        self.close()
+        later = STAGES[STAGES.index(stage):]
+        self.archived = self.folder.archive([n for s in later for n in STAGE_FILES[s]])
+        return self.archived
+
+    def configure(self, **changes) -> DefuseConfig:
+        """Change settings as a deliberate rerun: results they make stale move to ``archive/``.
+
+        The dashboard calls this when its controls differ from the session's
+        settings and a stage is run again. Returns the new config.
+        """
+        new = self.config.replace(**changes)
+        stage = new.first_changed_stage(self.config)
+        if stage is not None:
+            self.archive_from(stage)
+        self.config = new
+        self._save_identity()
+        return new
+
+    @staticmethod
+    def saved_config(path: str | os.PathLike) -> DefuseConfig | None:
+        """The settings saved in session folder ``path`` (None for a new folder); reads only."""
+        from defuse_widgets.storage import persistence as io
+
+        ident = os.path.join(os.fspath(path), _IDENTITY)
+        return _check_identity(io.load_json(ident))["config"] if os.path.isfile(ident) else None
+
+    def _check_fingerprint(self, name: str, value) -> None:
+        fp = fingerprint_data(value) if name == "data" else fingerprint_module(value)
+        old = self._fingerprints.get(name)
+        if old is not None and old != fp:
+            self._make_room("identification", name,
+                            {name: "the session's differs from the one given"})
+        self._fingerprints[name] = fp
+
+    def _save_identity(self) -> None:
+        record = {"config": self.config.to_dict(), "fingerprints": self._fingerprints}
+        if self.folder.load(_IDENTITY) != record:
+            self.folder.save(_IDENTITY, record, kind="session")
+
+    # ------------------------------------------------------------- inputs
+    @property
+    def data(self) -> DataSplits:
+        """The data splits (loaded from ``config.dataset`` on first use)."""
+        if self._data is None:
+            from defuse_widgets.data import load_dataset
+
+            self._data = load_dataset(self.config.dataset, seed=self.config.seed)
+            self._check_fingerprint("data", self._data)
+            self._save_identity()
+        return self._data
+
+    def _models(self):
+        """The classifier and VAE; missing ones (and the oracle) are the shipped weights."""
+        if self._classifier is None or self._vae is None:
+            from defuse_widgets.models.pretrained import load_pretrained
+
+            try:
+                c, v, o = load_pretrained(self.config.dataset)
+            except (FileNotFoundError, ValueError) as exc:
+                raise ValueError(f"classifier and vae must be given for dataset "
+                                 f"{self.config.dataset!r}, which has no shipped weights "
+                                 f"({exc})") from exc
+            for name, m in (("classifier", c), ("vae", v)):
+                if getattr(self, f"_{name}") is None:
+                    setattr(self, f"_{name}", m)
+                    self._check_fingerprint(name, m)
+            self._oracle = self._oracle or o
+            self._save_identity()
+        return self._classifier.eval(), self._vae.eval()
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        """The classifier under test (the shipped one unless given)."""
+        return self._models()[0]
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        """The β-VAE (the shipped one unless given)."""
+        return self._models()[1]
+
+    @property
+    def oracle(self) -> torch.nn.Module | None:
+        """The simulated annotator's oracle, or None when there is none."""
+        self._models()
+        return self._oracle
+
+    # ------------------------------------------------------------- stages
+    def done(self, stage: str) -> bool:
+        """True when ``stage``'s result is in the folder."""
+        return self.folder.listed(_DONE[stage])
+
+    def identify(self, *, callback: ProgressCallback | None = None) -> AdversarialExamples | None:
+        """Identification (Algorithm 1) on the training split; saves ``adversarial.npz``.
+
+        A new result makes regions, votes and corrections stale: they move to
+        ``archive/``. Returns None, saving nothing, when ``callback`` stops it.
+        """
+        c = self.config
+        clf, vae = self._models()
+        adv = identify_in_steps(clf.to(self.device), vae.to(self.device), self.data.X_train,
+                                self.data.y_train, Q=c.Q, a=c.a, b=c.b, centered=c.centered,
+                                max_per_instance=c.max_per_instance, seed=c.seed,
+                                device=self.device, callback=callback)
+        clf.cpu(), vae.cpu()
+        if adv is None:
+            return None
+        self.archive_from("identification")
+        self.folder.save("adversarial.npz", adv.to_npz(), kind="adversarial")
+        return adv
+
+    def distill(self, *, callback: ProgressCallback | None = None) -> Regions | None:
+        """Distillation: fit the Dirichlet-process mixture; saves ``regions.npz``.
+
+        New regions make votes and corrections stale (moved to ``archive/``).
+        Returns None, saving nothing, when ``callback`` stops the EM iterations.
+        """
+        adv = self._require_adversarial()
+        c = self.config
+        try:
+            regions = Distiller(n_components=c.n_components, eps=c.eps,
+                                max_samples=c.max_samples, seed=c.seed).fit(
+                adv, n_classes=self.n_classes, callback=callback).regions_
+        except Stopped:
+            return None
+        self.archive_from("distillation")
+        self.folder.save("regions.npz", regions.to_npz(), kind="regions")
+        return regions
+
+    @property
+    def n_classes(self) -> int:
+        """The classifier's number of outputs (never inferred from the labels present)."""
+        from defuse_widgets.models.inference import n_outputs
+
+        return n_outputs(self.classifier, self.data.X_train[:1])
+
+    def open_store(self):
+        """The vote store ``annotations.sqlite`` (opened once, kept as ``store``)."""
+        if self.store is None:
+            self._require_regions()
+            self.store = self.folder.open_store(self.n_classes)
+        return self.store
+
+    def review_set(self, region: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Decoded review set of ``region`` and the classifier's predictions on it.
+
+        Returns
+        -------
+        images : Tensor of shape (review_size, C, H, W)
+        predicted : ndarray of shape (review_size,)
+        """
+        from defuse_widgets.stages.failure_data import review_set
+
+        c = self.config
+        return review_set(self._require_regions(), region, self.vae, self.classifier,
+                          size=c.review_size, tau=c.tau, seed=c.seed)
+
+    def label_simulated(self, *, callback: ProgressCallback | None = None):
+        """Labeling by the simulated annotator (oracle CNN workers), then :meth:`decide`.
+
+        Returns
+        -------
+        list of RegionDecision, or None when ``callback`` stopped it (votes cast so far are kept).
+        """
+        from defuse_widgets.workflow.shared_steps import annotate_regions
+
+        if self.oracle is None:
+            raise ValueError("oracle must be given to label with the simulated annotator; "
+                             "this session has none (pass oracle=...).")
+        done = annotate_regions(self, self.simulated_annotator(), callback=callback)
+        return self.decide() if done else None
+
+    def simulated_annotator(self):
+        """The :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator` of this session."""
+        from defuse_widgets.stages.annotators import SimulatedAnnotator
+
+        c = self.config
+        return SimulatedAnnotator(self.oracle, n_workers=c.n_workers, error_rate=c.error_rate,
+                                  seed=c.seed, device=self.device)
+
+    def decide(self, rho: float | None = None) -> list[RegionDecision]:
+        """Apply the ρ rule to the votes; saves ``decisions.json``."""
+        rho = self.config.rho if rho is None else rho
+        regions = self._require_regions()
+        decisions = [d for d in decide(self.open_store(), rho=rho) if d.region < len(regions)]
+        self.folder.save("decisions.json", {"rho": rho, "decisions": [asdict(d) for d in
+                                                                      decisions]})
+        return decisions
+
+    def close(self) -> None:
+        """Close the vote store, if open."""
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __repr__(self) -> str:
+        done = [s for s in STAGES if self.done(s)]
+        return f"Session({str(self.path)!r}, stages done: {done or 'none'})"
+
+def _default_config(data) -> DefuseConfig:
+    """Defaults, naming ``data``'s dataset when it is a registered one."""
+    from defuse_widgets.data.registry import DATASETS
+
+    name = getattr(data, "name", None)
+    return DefuseConfig(dataset=name) if name in DATASETS else DefuseConfig()
+
+
+def _check_identity(data) -> dict:
+    if not isinstance(data, dict) or set(data) != {"config", "fingerprints"}:
+        raise ValueError("file must hold 'config' and 'fingerprints'")
+    return {"config": DefuseConfig.from_dict(data["config"]),
+            "fingerprints": dict(data["fingerprints"])}
+
+
+def _fail(d):
+    raise ValueError(f"decision keys must be RegionDecision fields; got {sorted(d)}")

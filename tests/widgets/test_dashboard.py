@@ -1,0 +1,186 @@
+"""The dashboard and its session folder, on the 8x8 digits with the tiny models."""
+import contextlib
+import json
+
+import numpy as np
+import pytest
+
+from defuse_widgets.seeding import seeded_subset
+from defuse_widgets.stages.identification import identify_in_steps
+from defuse_widgets.storage import persistence
+from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.workflow import DefuseConfig, Session
+from defuse_widgets.widgets.dashboard import DefuseDashboard
+from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
+
+TIMEOUT = 120  # only guards against a hung thread, never a threshold
+TINY = dict(dataset="digits", Q=4, a=5.0, b=5.0, centered=True, n_components=3, eps=0.0,
+            max_per_instance=3, map_size=150, tsne_iter=50, lams=(1.0,), epochs=1,
+            n_finetune=16, n_region_test=16)
+
+
+@pytest.fixture(autouse=True)
+def only_the_session_writes(monkeypatch):
+    """Every file write goes through the session's SessionFolder (or its sweep checkpoints)."""
+    import traceback
+
+    real = persistence.atomic_write
+
+    def guarded(path):
+        files = {f.filename.replace("\\", "/") for f in traceback.extract_stack()}
+        assert any(f.endswith(("storage/session_folder.py", "storage/sweep_checkpoints.py"))
+                   for f in files), f"{path} written outside the session"
+        return real(path)
+    monkeypatch.setattr(persistence, "atomic_write", guarded)
+
+
+@pytest.fixture
+def make(tmp_path, digits, tiny_models):
+    clf, vae = tiny_models
+    made = []
+
+    def make(session=tmp_path / "session", resume=False, **kw):
+        config = None if resume else DefuseConfig(**{**TINY, **kw})
+        dash = DefuseDashboard(clf, vae, digits, session, config=config, annotator="ada")
+        made.append(dash)
+        return dash
+
+    yield make
+    for dash in made:
+        dash.close()
+        if dash.explorer is not None:
+            with contextlib.suppress(Exception):
+                dash.explorer.wait(TIMEOUT)
+
+
+def _disagree(dash, region):
+    """Vote, through the panel's key handler, a class the classifier never predicts."""
+    panel = dash.labeling_panel
+    panel.goto(region, 0)
+    wrong = min(set(range(10)) - set(panel.store.review_predictions(region).tolist()))
+    for _ in range(panel.review_size):
+        assert panel.handle_key(str(wrong))
+    return wrong
+
+
+def test_seeded_subset_is_seeded_and_sorted():
+    idx = seeded_subset(100, 10, seed=3)
+    assert len(set(idx)) == 10 and np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(idx, seeded_subset(100, 10, seed=3))
+    np.testing.assert_array_equal(seeded_subset(5, None), np.arange(5))
+
+
+def test_stages_write_the_session_folder(make, tmp_path):
+    dash = make()
+    folder = tmp_path / "session"
+    assert dash.stage == "identification" and "New session" in dash.status
+    assert dash._run_distill.disabled and dash._build_button.disabled
+    with pytest.raises(ValueError, match="run identification first"):
+        dash.run_distillation()
+    done = []
+    dash.on_stage_done(lambda stage, result: done.append(stage))
+
+    dash.run_identification(wait=True)
+    assert dash.running == "" and dash.progress == 1.0 and dash.error_ is None
+    assert "adversarial examples" in dash.status and not dash._run_distill.disabled
+    saved = dash.session.load_adversarial()
+    np.testing.assert_array_equal(saved.codes, dash.adversarial.codes)
+    assert saved.params["Q"] == 4 and not list(folder.glob("*.tmp"))
+    assert dash._boxes[0].children == (dash.explorer,)
+
+    dash.stage = "distillation"
+    assert dash._tabs.selected_index == 1
+    dash.run_distillation(wait=True)
+    assert (folder / "regions.npz").exists() and len(dash.regions) == 3
+    assert json.loads((folder / "session.json").read_text())["config"]["n_components"] == 3
+    assert dash._boxes[1].children == (dash.gallery,)
+    assert dash._boxes[2].children == (dash.labeling_panel,)
+    assert done == ["identification", "distillation"]
+
+    dash.explorer.wait(TIMEOUT)   # the map is fitted: the explorer now shows the regions too
+    dash.explorer.wait(TIMEOUT)
+    assert dash.explorer.status == "ready" and (folder / "latent_map.npz").exists()
+    dash.explorer.region = 0
+    assert len(dash.explorer.highlighted) == dash.regions.member_counts[0]
+
+
+def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
+    dash = make()
+    dash.run_identification(wait=True).run_distillation(wait=True)
+    dash.labeling_panel.handle_key("n")   # "none of the above" is no disagreement
+    assert dash.build_correction() is None and "No region is accepted" in dash.status
+    assert dash.tradeoff is None and len(dash.decisions) == 1
+    wrong = _disagree(dash, 1)
+    with AnnotationStore(tmp_path / "session" / "annotations.sqlite") as store:
+        votes = store.votes(annotator="ada", region=1)
+    assert [v.label for v in votes] == [wrong] * 10
+
+    plot = dash.build_correction()
+    assert isinstance(plot, TradeoffPlot) and dash.tradeoff is plot
+    assert dash.stage == "correction" and dash._boxes[3].children == (plot,)
+    accepted = [d for d in dash.decisions if d.is_misclassification_region]
+    assert [(d.region, d.label) for d in accepted] == [(1, wrong)]
+    assert "region 1" in dash._decisions.value
+    assert len(plot.y_f) == 16 and set(plot.y_f.tolist()) == {wrong}
+    plot.start()
+    assert plot.join(TIMEOUT) and plot.error_ is None
+    assert dash.corrected_classifier is not None
+    assert (tmp_path / "session" / "corrected_classifier.pt").exists()
+    saved = dash.session.load_correction()["defuse"]   # the sweep's results too
+    assert [r["lam"] for r in saved["results"]] == [r["lam"] for r in plot.results]
+    assert saved["best"]["lam"] == plot.best["lam"]
+
+
+def test_a_new_dashboard_resumes_the_session(make, tmp_path):
+    first = make(Q=5)
+    first.run_identification(wait=True).run_distillation(wait=True)
+    wrong = _disagree(first, 0)
+    first.close()
+
+    again = make(resume=True)
+    assert again.Q == 5 and again.config == first.config   # the session's own settings
+    assert "Resumed" in again.status and "10 votes" in again.status
+    np.testing.assert_array_equal(again.adversarial.codes, first.adversarial.codes)
+    np.testing.assert_array_equal(again.regions.means, first.regions.means)
+    assert again.labeling_panel.position == (1, 0)   # the annotator's next sample
+    assert [v.label for v in again.session.store.votes()] == [wrong] * 10
+    plot = again.build_correction()
+    assert plot is not None and set(plot.y_f.tolist()) == {wrong}
+
+    again.run_identification(wait=True)   # new examples: old regions and votes archived
+    assert again.regions is None and again.labeling_panel is None
+    archived = again.session.archived
+    assert (archived / "annotations.sqlite").exists() and (archived / "regions.npz").exists()
+    assert not (tmp_path / "session" / "regions.npz").exists()
+
+
+def test_background_errors_are_shown(make):
+    dash = make(n_components=100000)
+    dash.run_identification(wait=True)
+    with pytest.raises(ValueError, match="n_components"):
+        dash.run_distillation(wait=True)
+    assert dash.running == "" and "Distillation failed" in dash.status
+    assert any("ValueError" in o["text"] for o in dash._log.outputs)
+    assert dash._bar.bar_style == "danger" and not dash._run_distill.disabled
+    assert dash.regions is None
+
+
+def test_stop_ends_identification_without_saving(make, tmp_path):
+    dash = make()
+    stops = []
+
+    def stop_once(change):
+        if not stops:
+            stops.append(change["new"])
+            dash.stop()
+
+    dash.observe(stop_once, "progress")
+    dash.run_identification(wait=True)
+    assert "stopped" in dash.status and dash.adversarial is None
+    assert not (tmp_path / "session" / "adversarial.npz").exists()
+
+
+def test_button_errors_show_in_status(make):
+    dash = make()
+    dash._run_distill.click()   # no adversarial examples yet
+    assert "run identification first" in dash.status and "dc0000" in dash.status
