@@ -24,7 +24,7 @@ import sys
 from defuse_widgets.stages.correction import PAPER_LAMS
 
 #: Setting flags -> DefuseConfig fields.
-_FLAG_FIELDS = ("Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
+_FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
                 "max_samples", "tau", "review_size", "rho", "n_workers", "error_rate", "lams",
                 "epochs", "tolerance", "selection", "baseline", "seed")
 _STAGE_COMMANDS = ("identify", "distill", "label", "correct", "report", "status")
@@ -46,6 +46,8 @@ def _settings_parser() -> argparse.ArgumentParser:
                              "DefuseConfig's defaults)")
     g.add_argument("--quick", action="store_true", help="CI-sized settings (Q=20, K=30, 3000 "
                    "codes, lambdas 0.01,0.1,1, 2 epochs); explicit flags still override")
+    g.add_argument("--dataset", choices=["mnist5k"], help="dataset with shipped weights "
+                   "[mnist5k] (others: use the Python API)")
     g.add_argument("--Q", "-Q", type=int, help="perturbations per training image [100]")
     g.add_argument("--a", type=float, help="Beta(a, b) noise parameter a [50]")
     g.add_argument("--b", type=float, help="Beta(a, b) noise parameter b [50]")
@@ -73,6 +75,9 @@ def _settings_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="skip the baseline arm (adversarial examples labelled one by one)")
     g.add_argument("--seed", type=int, help="seed of every stage [0]")
+    g.add_argument("--map-size", type=int, help="training images on the dashboard's latent "
+                   "map [2000]")
+    g.add_argument("--tsne-iter", type=int, help="t-SNE iterations of the latent map [500]")
     r = s.add_argument_group("running")
     r.add_argument("--overwrite", action="store_true", help="accept settings that differ "
                    "from the session's by moving the results they make stale to archive/ "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets import persistence as io
+from defuse_widgets.storage import persistence as io
 from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError
 
 
@@ -102,7 +102,8 @@ def test_load_npz_refuses_pickles(tmp_path, marker, make):
 
 
 def test_every_package_loader_refuses_code(tmp_path, marker):
-    from defuse_widgets import failure_data, pretrained
+    from defuse_widgets.models import pretrained
+    from defuse_widgets.stages import failure_data
     from defuse_widgets.stages.latent_map import LatentMap
     from defuse_widgets.workflow.session import Session
 
@@ -116,10 +117,14 @@ def test_every_package_loader_refuses_code(tmp_path, marker):
         failure_data.load_failure_data(evil_npz(tmp_path / "X_f.npz", marker))
     with pytest.raises(UnsafeFileError, match="map.npz"):
         LatentMap.load(evil_npz(tmp_path / "map.npz", marker))
-    session = Session(tmp_path / "s")
-    for name in ("adversarial.npz", "regions.npz", "latent_map.npz"):
-        evil_npz(session.path / name, marker)
-    evil_pt(session.model_path, marker)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    names = ("adversarial.npz", "regions.npz", "latent_map.npz")
+    for name in names:   # planted and listed, as if the manifest had been forged too
+        evil_npz(folder / name, marker)
+    evil_pt(folder / "corrected_classifier.pt", marker)
+    io.record_files(folder, {n: "x" for n in (*names, "corrected_classifier.pt")})
+    session = Session(folder)
     with pytest.raises(UnsafeFileError, match="adversarial.npz"):
         session.load_adversarial()
     with pytest.raises(UnsafeFileError, match="regions.npz"):
@@ -127,7 +132,7 @@ def test_every_package_loader_refuses_code(tmp_path, marker):
     with pytest.raises(UnsafeFileError, match="latent_map.npz"):
         session.load_latent_map()
     with pytest.raises(UnsafeFileError, match="corrected_classifier.pt"):
-        session.load_model(torch.nn.Linear(2, 2))
+        session.folder.load("corrected_classifier.pt")
 
 
 @pytest.mark.parametrize("content, match", [

@@ -85,7 +85,7 @@ def test_moved_renamed_and_respelled_folders_resume(labelled, digits, tiny_model
     moved = _copy(labelled, tmp_path / "elsewhere", "renamed")
     before = _n_votes(moved)
     monkeypatch.chdir(tmp_path)
-    for spelling in (moved, f"elsewhere/renamed/", f"./elsewhere/../elsewhere/renamed"):
+    for spelling in (moved, "elsewhere/renamed/", "./elsewhere/../elsewhere/renamed"):
         s = _open(spelling, digits, tiny_models)
         assert s.load_adversarial() is not None and len(s.open_store().votes()) == before
         s.close()

@@ -1,3 +1,4 @@
+"""run_defuse: a short loop over the Session's stages, on the tiny models."""
 import json
 
 import pytest
@@ -5,7 +6,8 @@ import torch
 from torch import nn
 
 from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.workflow.pipeline import DefuseConfig, figure4_table, run_defuse
+from defuse_widgets.workflow import DefuseConfig, Session, SessionMismatchError, run_defuse
+from defuse_widgets.workflow.report import figure4_table
 
 
 class Contrarian(nn.Module):
@@ -21,37 +23,38 @@ class Contrarian(nn.Module):
                                1, dims=1)
 
 
-def _cfg(tmp_path, **kw):
+def _cfg(**kw):
     base = dict(dataset="digits", Q=6, a=4, b=4, centered=True, max_per_instance=3,
                 n_components=4, max_samples=500, lams=(0.0, 5.0), epochs=1, n_finetune=64,
-                n_region_test=32, batch_size=128, out=str(tmp_path / "s"), progress=False)
+                n_region_test=32, batch_size=128, tolerance=1.0)
     return DefuseConfig(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory, tiny_models):
+def run(tmp_path_factory, digits, tiny_models):
     clf, vae = tiny_models
-    tmp = tmp_path_factory.mktemp("pipe")
-    res = run_defuse(_cfg(tmp, tolerance=1.0), classifier=clf, vae=vae, oracle=Contrarian(clf), log=lambda *a: None)
-    return tmp, res
+    out = tmp_path_factory.mktemp("pipe") / "s"
+    res = run_defuse(_cfg(), out=out, classifier=clf, vae=vae, oracle=Contrarian(clf),
+                     data=digits, progress=False, log=lambda *a: None)
+    return out, res
 
 
-def test_all_four_stages_run_and_write_a_session(session):
-    tmp, res = session
-    out = tmp / "s"
-    for f in ("config.json", "adversarial.npz", "regions.npz", "annotations.sqlite",
-              "results.json", "corrected_classifier.pt"):
+def test_all_four_stages_run_and_write_a_session(run):
+    out, res = run
+    for f in ("session.json", "adversarial.npz", "regions.npz", "annotations.sqlite",
+              "decisions.json", "failure_data.npz", "correction.json", "results.json",
+              "corrected_classifier.pt"):
         assert (out / f).exists(), f
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["figure4"] == json.loads(json.dumps(res["figure4"]))
-    n_regions = res["distillation"]["n_regions"]
+    n_regions = res["status"]["n_regions"]
     assert res["labeling"]["n_misclassification_regions"] == n_regions > 0
     with AnnotationStore(out / "annotations.sqlite") as store:
         assert len(store.votes()) == 5 * 10 * n_regions  # 5 workers x review set of 10
 
 
-def test_correction_improves_the_region_and_table_is_shaped_like_figure4(session):
-    _, res = session
+def test_correction_improves_the_region_and_table_is_shaped_like_figure4(run):
+    _, res = run
     f4 = res["figure4"]
     assert f4["defuse"]["region_test"] > f4["before"]["region_test"]
     assert f4["before"]["region_test"] == 0.0  # the contrarian oracle never agrees
@@ -62,14 +65,21 @@ def test_correction_improves_the_region_and_table_is_shaped_like_figure4(session
     assert res["novelty"]["n_queries"] == 10 * res["figure4"]["defuse"]["n_regions"]
 
 
-def test_refuses_to_mix_configurations(session, tiny_models):
-    tmp, _ = session
+def test_a_finished_run_resumes_without_work_and_refuses_other_settings(run, digits,
+                                                                          tiny_models):
+    out, res = run
     clf, vae = tiny_models
-    with pytest.raises(ValueError, match="out must be a new folder"):
-        run_defuse(_cfg(tmp, Q=7), classifier=clf, vae=vae, oracle=Contrarian(clf),
+    log = []
+    again = run_defuse(None, out=out, classifier=clf, vae=vae, oracle=Contrarian(clf),
+                       data=digits, progress=False, log=log.append)
+    assert again["figure4"] == res["figure4"]
+    assert any("resumed" in line for line in log)
+    with pytest.raises(SessionMismatchError, match="'Q'"):
+        run_defuse(_cfg(Q=7), out=out, classifier=clf, vae=vae, data=digits,
                    log=lambda *a: None)
+    assert Session.saved_config(out) == _cfg()
 
 
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
-        run_defuse(_cfg(tmp_path, dataset="imagenet"), log=lambda *a: None)
+        run_defuse(_cfg(dataset="imagenet"), out=tmp_path / "s", log=lambda *a: None)
