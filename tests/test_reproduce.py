@@ -43,10 +43,10 @@ def test_missing_files_give_a_labelled_stand_in(tmp_path, name, shape):
 
 
 def test_config_follows_the_settings(tmp_path):
-    cfg = reproduction_config("gtsrb", out=tmp_path / "s")
+    cfg = reproduction_config("gtsrb")
     assert (cfg.Q, cfg.a, cfg.b, cfg.tau, cfg.epochs, cfg.selection) == (
         100, 75.0, 75.0, 0.01, 5, "validation")
-    cfg = reproduction_config("mnist", reduced=True, out=tmp_path / "r", Q=3)
+    cfg = reproduction_config("mnist", reduced=True, Q=3)
     assert cfg.Q == 3 and cfg.dataset == "mnist5k" and cfg.n_finetune == 64
 
 

@@ -356,10 +356,10 @@ def bug_purity(assignment: np.ndarray, source_index: np.ndarray, bugs, n_regions
     sources = [np.asarray(b.train_index if isinstance(b, PlantedBug) else b) for b in bugs]
     hit = np.stack([np.isin(source_index, s) for s in sources], axis=1) if sources \
         else np.zeros((len(source_index), 0), bool)
-    return _region_shares(assignment, hit, n_regions)
+    return region_shares(assignment, hit, n_regions)
 
 
-def _region_shares(assignment: np.ndarray, hit: np.ndarray, n_regions: int) -> np.ndarray:
+def region_shares(assignment: np.ndarray, hit: np.ndarray, n_regions: int) -> np.ndarray:
     """Mean of ``hit`` (n_examples, n_bugs) over each region's members; 0 for empty regions."""
     out = np.zeros((n_regions, hit.shape[1]))
     for k in range(n_regions):

@@ -25,15 +25,9 @@ import torch
 from torch import nn
 
 from defuse_widgets._validation import describe, check_int
-from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.stages.correction import Corrector
-from defuse_widgets.stages.distillation import Distiller
-from defuse_widgets.stages.failure_data import build_failure_sets, review_set
-from defuse_widgets.stages.identification import identify
 from defuse_widgets.models.inference import accuracy, decode, encode_mean
 from defuse_widgets.stages.label_review import apply_label_review, label_error_regions, label_review_set
-from defuse_widgets.stages.labeling import decide
-from defuse_widgets.evaluation.planted import PlantedData, _region_shares, bug_purity, bug_recall
+from defuse_widgets.evaluation.planted import PlantedData, bug_purity, bug_recall, region_shares
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
            "rendered_accuracy", "style_purity", "trace_purity"]
@@ -161,30 +155,40 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         ``correct`` the accuracies on each bug's held-out real images and on
         test before, after Defuse and after the baseline.
     """
+    from defuse_widgets.workflow import DefuseConfig, Session
+
     t0, res = time.perf_counter(), {}
     splits, clean = planted.splits, planted.clean_train_labels()
-    adv = identify(classifier, vae, splits.X_train, splits.y_train, Q=Q, a=a, b=b,
-                   centered=centered, seed=seed, progress=False)
-    prec = identification_precision(adv, annotator, vae, clean, seed=seed)
+    config = DefuseConfig(Q=Q, a=a, b=b, centered=centered, n_components=n_components, eps=eps,
+                          max_samples=max_samples, tau=tau, review_size=review_size, rho=rho,
+                          n_finetune=n_finetune, n_region_test=n_region_test, lams=tuple(lams),
+                          epochs=epochs, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:   # the same workflow a user runs
+        session = Session(Path(tmp) / "session", config, classifier=classifier, vae=vae,
+                          data=splits, annotator=annotator)
+        try:
+            return _evaluate(session, planted, clean, res, t0, correct=correct,
+                             min_purity=min_purity, label_review=label_review,
+                             style_features=style_features, log=log)
+        finally:
+            session.close()
+
+
+def _evaluate(session, planted, clean, res, t0, *, correct, min_purity, label_review,
+              style_features, log) -> dict:
+    vae, annotator = session.vae, session.simulated_annotator()
+    adv = session.identify()
+    prec = identification_precision(adv, annotator, vae, clean, seed=session.config.seed)
     res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
                                  precision=prec)
     log(f"  [identify] {adv.rate:.1%} misclassified, {len(adv)} kept, precision {prec:.2f}")
     if len(adv) < 2:
         res["recall"] = bug_recall(np.zeros((0, len(planted.bugs))))
         return res
-    regions = Distiller(n_components=n_components, eps=eps, max_samples=max_samples,
-                        seed=seed).fit(adv, n_classes=splits.n_classes).regions_
-    with tempfile.TemporaryDirectory() as tmp:
-        store = AnnotationStore(Path(tmp) / "votes.sqlite", n_classes=splits.n_classes)
-        for k in range(len(regions)):
-            imgs, predicted = review_set(regions, k, vae, classifier, size=review_size,
-                                         tau=tau, seed=seed)
-            store.set_review_set(k, predicted)
-            annotator.annotate(store, k, imgs)
-        decisions = decide(store, rho=rho)
-        store.close()
+    regions = session.distill()
+    decisions = session.label_simulated()
     accepted = np.array([d.is_misclassification_region for d in decisions])
-    label_err = label_error_regions(regions, decisions, rho=rho)
+    label_err = label_error_regions(regions, decisions, rho=session.config.rho)
     purity = bug_purity(regions.assignment, adv.source_index, planted.bugs, len(regions))
     res["regions"] = dict(n_candidates=len(regions), n_accepted=int(accepted.sum()),
                           n_label_error=int(label_err.sum()),
@@ -221,10 +225,8 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         f"{int(label_err.sum())} label-error regions, with them found "
         f"{res['recall_with_label_errors']['found']}")
     if correct and accepted.any():
-        res["correction"] = _correct(planted, classifier, vae, annotator, adv, regions,
-                                     decisions, label_err, pool_codes, n_finetune=n_finetune,
-                                     n_region_test=n_region_test, tau=tau, lams=lams,
-                                     epochs=epochs, label_review=label_review, seed=seed)
+        res["correction"] = _correct(session, planted, regions, decisions, label_err,
+                                     pool_codes, label_review=label_review)
         log(f"  [correct] {res['correction']['summary']}")
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
@@ -267,33 +269,23 @@ def _review(planted, annotator, regions, decisions, label_err, pool_codes, n_per
     return (X_r, y_r), (X_v, y_v), stats
 
 
-def _correct(planted, classifier, vae, annotator, adv, regions, decisions, label_err,
-             pool_codes, *, n_finetune, n_region_test, tau, lams, epochs, label_review, seed) -> dict:
-    splits = planted.splits
-    sets = build_failure_sets(regions, decisions, vae, n_finetune=n_finetune,
-                              n_region_test=n_region_test, tau=tau, seed=seed)
-    X_f, y_f = sets.pop("finetune")
+def _correct(session, planted, regions, decisions, label_err, pool_codes, *,
+             label_review) -> dict:
+    """The correction arms of :meth:`Session.correct`, plus label review, scored on the bugs."""
     bug_sets = _bug_sets(planted)
-    evals = {"validation": (splits.X_val, splits.y_val), "test": (splits.X_test, splits.y_test),
-             **sets, **bug_sets}
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(adv), size=min(len(adv), len(y_f)), replace=False)
-    X_adv = decode(vae, torch.from_numpy(adv.codes[pick]))
-    y_adv = torch.from_numpy(annotator.label(X_adv))
-    X_adv, y_adv = X_adv[y_adv >= 0], y_adv[y_adv >= 0]
-    out = {"n_finetune": len(y_f), "n_baseline": int(len(y_adv))}
+    sets = session.failure_data()
+    out = {"n_finetune": len(sets["y_f"]),
+           "n_baseline": 0 if sets["y_adv"] is None else int(len(sets["y_adv"]))}
     keys = ["test", "validation", "region_test", *bug_sets]
-    arms = [("defuse", (splits.X_train, splits.y_train), X_f, y_f, evals),
-            ("baseline", (splits.X_train, splits.y_train), X_adv, y_adv, evals)]
+    extra = {}
     if label_review:
-        train, val, out["label_review"] = _review(planted, annotator, regions, decisions,
-                                                  label_err, pool_codes, label_review)
-        arms.append(("review", train, X_f, y_f, {**evals, "validation": val}))
-    for name, (X, y), Xf, yf, ev in arms:
-        if len(yf) == 0:
-            continue
-        corr = Corrector(lams=lams, epochs=epochs, seed=seed, name=name)
-        corr.fit(classifier, X, y, Xf, yf, eval_sets=ev)
+        (X_r, y_r), val, out["label_review"] = _review(
+            planted, session.simulated_annotator(), regions, decisions, label_err, pool_codes,
+            label_review)
+        extra["review"] = dict(X_f=sets["X_f"], y_f=sets["y_f"], X=X_r, y=y_r,
+                               eval_sets={"validation": val})
+    sweeps = session.correct(sets=sets, extra_arms=extra, extra_eval_sets=bug_sets)
+    for name, corr in sweeps.items():
         before = {k: float(corr.before_[k]) for k in keys}
         if out.setdefault("before", before) != before:   # the review arm's reviewed validation
             out[name + "_before"] = before
@@ -342,7 +334,7 @@ def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.
     for j, b in enumerate(bugs):
         d = np.linalg.norm(F[:, None, :] - b.centroids[None], axis=2)
         in_style[:, j] = (src == b.source_class) & (d.argmin(1) == b.style)
-    return _region_shares(assignment, in_style, n_regions)
+    return region_shares(assignment, in_style, n_regions)
 
 
 def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.ndarray,
@@ -384,7 +376,7 @@ def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.
     for j, b in enumerate(bugs):
         member[b.members, j] = True
     hit = member[nearest]
-    return _region_shares(assignment, hit, n_regions)
+    return region_shares(assignment, hit, n_regions)
 
 
 def rendered_accuracy(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,

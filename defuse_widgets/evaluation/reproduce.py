@@ -11,7 +11,8 @@ call three functions:
   oracle behind the simulated annotator with the paper's recipe (appendix B–D)
   and caches their state_dicts, so a rerun skips the training.
 * :func:`reproduction_config` turns the settings into a :class:`DefuseConfig`
-  for :func:`~defuse_widgets.workflow.pipeline.run_defuse`.
+  for :func:`~defuse_widgets.workflow.run_defuse`, which drives the same
+  :class:`~defuse_widgets.workflow.Session` as the CLI and the dashboard.
 
 A reduced run checks that every stage runs on the dataset's architectures in a
 minute or two; its numbers say nothing about the paper's. This module imports
@@ -35,7 +36,7 @@ from defuse_widgets.data.torchvision_sets import DatasetFilesMissing
 from defuse_widgets.models.inference import accuracy
 from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN, resnet18_classifier
 from defuse_widgets.storage.persistence import atomic_write, load_state_dict, save_state_dict
-from defuse_widgets.workflow.pipeline import DefuseConfig
+from defuse_widgets.workflow.config import DefuseConfig
 from defuse_widgets.models.training import train_classifier, train_vae
 
 __all__ = ["PAPER_SETTINGS", "REDUCED_SETTINGS", "load_for_reproduction",
@@ -178,23 +179,20 @@ def _stand_in(name: str, *, seed: int) -> DataSplits:
     return DataSplits(f"{name}-standin", *parts[0], *parts[1], *parts[2], base.class_names)
 
 
-def reproduction_config(name: str, *, reduced: bool = False, out: str | os.PathLike,
-                        **overrides) -> DefuseConfig:
+def reproduction_config(name: str, *, reduced: bool = False, **overrides) -> DefuseConfig:
     """Build the :class:`DefuseConfig` of a reproduction run.
 
     Parameters
     ----------
     name : {"mnist", "svhn", "gtsrb"}
     reduced : bool, default=False
-    out : str or os.PathLike
-        Session folder of the run.
     **overrides
         Any :class:`DefuseConfig` field.
     """
     s = settings_for(name, reduced=reduced)
     correct = {k: v for k, v in s["correct"].items() if k != "lr"}
     fields = dict(dataset="mnist5k" if reduced else name, **s["identify"], **s["distill"],
-                  tau=s["tau"], **correct, out=str(out), n_finetune=256, n_region_test=256)
+                  tau=s["tau"], **correct, n_finetune=256, n_region_test=256)
     if reduced:
         fields.update(n_finetune=64, n_region_test=64)
     return DefuseConfig(**{**fields, **overrides})

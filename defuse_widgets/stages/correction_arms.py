@@ -38,9 +38,11 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
     X : Tensor of shape (n, C, H, W)
     y : Tensor of shape (n,)
         The training data D of every arm (an arm may bring its own: see ``arms``).
-    arms : mapping of str -> (X_f, y_f) or (X_f, y_f, X, y)
-        Each arm's fine-tuning set, shapes (n_f, C, H, W) and (n_f,); with four
-        entries the arm also replaces D (for example relabelled training data).
+    arms : mapping of str -> (X_f, y_f) or dict
+        Each arm's fine-tuning set, shapes (n_f, C, H, W) and (n_f,). A dict
+        holds ``X_f`` and ``y_f`` and optionally ``X``, ``y`` (its own D, for
+        example relabelled training data) and ``eval_sets`` (sets that replace
+        those of the same name, for example a relabelled validation split).
     eval_sets : dict of str -> (X, y)
     lams, epochs, batch_size, selection, tolerance, device, seed, executor, progress
         As in :class:`~defuse_widgets.stages.correction.Corrector`.
@@ -62,7 +64,9 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
     for name, arm in arms.items():
         if stop_event is not None and stop_event.is_set():
             break
-        X_f, y_f, X_arm, y_arm = (*arm, X, y) if len(arm) == 2 else arm
+        arm = dict(zip(("X_f", "y_f"), arm)) if isinstance(arm, (tuple, list)) else dict(arm)
+        X_f, y_f, X_arm, y_arm = arm["X_f"], arm["y_f"], arm.get("X", X), arm.get("y", y)
+        evals = {**eval_sets, **arm.get("eval_sets", {})}
         cbs = callbacks(name) if callable(callbacks) else callbacks
         corrector = Corrector(lams=lams, epochs=epochs, batch_size=batch_size,
                               selection=selection, tolerance=tolerance, device=device,
@@ -72,7 +76,7 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
             on_start(name, corrector)
         if stop_event is not None and stop_event.is_set():
             corrector.stop()
-        corrector.fit(classifier, X_arm, y_arm, X_f, y_f, eval_sets=eval_sets)
+        corrector.fit(classifier, X_arm, y_arm, X_f, y_f, eval_sets=evals)
         out[name] = corrector
         if corrector.cancelled_:
             break

@@ -65,7 +65,7 @@ class Vote:
     timestamp: float
 
 
-def _check_annotator(annotator: Any) -> str:
+def check_annotator(annotator: Any) -> str:
     if not isinstance(annotator, str) or not annotator.strip():
         raise (TypeError if not isinstance(annotator, str) else ValueError)(
             f"annotator must be a non-empty string naming who votes; got {describe(annotator)}.")
@@ -265,7 +265,7 @@ class AnnotationStore:
 
         Either all are committed or, if one is invalid, none is. Returns the Votes.
         """
-        rows = [(_check_annotator(a), check_int("region", r, low=0), check_int("sample", s),
+        rows = [(check_annotator(a), check_int("region", r, low=0), check_int("sample", s),
                  self._check_label(label)) for a, r, s, label in votes]
 
         def write(cur):
@@ -296,7 +296,7 @@ class AnnotationStore:
         The vote it had replaced, if any, is not restored. Returns None when the
         annotator has no vote left.
         """
-        annotator = _check_annotator(annotator)
+        annotator = check_annotator(annotator)
 
         def write(cur):
             row = cur.execute(
@@ -319,7 +319,7 @@ class AnnotationStore:
             args.append(check_int("region", region, low=0))
         if annotator is not None:
             where.append("annotator = ?")
-            args.append(_check_annotator(annotator))
+            args.append(check_annotator(annotator))
         sql = ("SELECT annotator, region, sample, label, timestamp FROM votes WHERE "
                + " AND ".join(where or ["1"]) + " ORDER BY region, sample, annotator")
         return self._read(lambda cur: [Vote(*row) for row in cur.execute(sql, args)])
@@ -363,7 +363,7 @@ class AnnotationStore:
             ``regions_total`` and ``next``: the first ``(region, sample)`` in
             order without their vote, or None when all are done.
         """
-        annotator = _check_annotator(annotator)
+        annotator = check_annotator(annotator)
 
         def read(cur):
             per_region = cur.execute(

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from defuse_widgets._validation import describe, check_int
-from defuse_widgets.storage.annotations import AnnotationStore, _check_annotator
+from defuse_widgets.storage.annotations import AnnotationStore, check_annotator
 from defuse_widgets.stages.label_review import LabelReviewSet
 
 __all__ = ["LabelReviewStore"]
@@ -43,7 +43,7 @@ class LabelReviewStore(AnnotationStore):
 
         ``label`` is a class index or ``NONE_OF_THE_ABOVE`` (-1).
         """
-        annotator = _check_annotator(annotator)
+        annotator = check_annotator(annotator)
         train_index = check_int("train_index", train_index, low=0)
         label = self._check_label(label)
         self._write(lambda cur: cur.execute(
@@ -52,7 +52,7 @@ class LabelReviewStore(AnnotationStore):
 
     def clear(self, annotator: str, train_index: int) -> None:
         """Remove ``annotator``'s answer on ``train_index`` (no error when there is none)."""
-        annotator = _check_annotator(annotator)
+        annotator = check_annotator(annotator)
         train_index = check_int("train_index", train_index, low=0)
         self._write(lambda cur: cur.execute(
             "DELETE FROM label_review WHERE annotator = ? AND train_index = ?",
@@ -61,7 +61,7 @@ class LabelReviewStore(AnnotationStore):
     def answers(self, annotator: str | None = None) -> dict:
         """``{train_index: label}`` of one annotator, or ``{train_index: [labels]}`` of all."""
         if annotator is not None:
-            annotator = _check_annotator(annotator)
+            annotator = check_annotator(annotator)
             rows = self._read(lambda cur: cur.execute(
                 "SELECT train_index, label FROM label_review WHERE annotator = ?",
                 (annotator,)).fetchall())

@@ -71,7 +71,7 @@ class SessionCorrection:
     def correct(self, *, callbacks=(), callback: ProgressCallback | None = None,
                 on_start=None, stop_event: threading.Event | None = None, executor=None,
                 progress: bool = False, extra_arms: dict | None = None,
-                sets: dict | None = None) -> dict:
+                extra_eval_sets: dict | None = None, sets: dict | None = None) -> dict:
         """Correction: the λ sweep of every arm; saves ``correction.json`` and the best model.
 
         Parameters
@@ -81,8 +81,11 @@ class SessionCorrection:
             Reports steps; a True return stops the sweep within one batch.
         on_start, stop_event, executor, progress
             As in :func:`~defuse_widgets.stages.correction_arms.run_arms`.
-        extra_arms : dict of str -> (X_f, y_f[, X, y]), optional
-            More arms after Defuse and the baseline (e.g. label review).
+        extra_arms : dict of str -> (X_f, y_f) or dict, optional
+            More arms after Defuse and the baseline (e.g. label review); see
+            :func:`~defuse_widgets.stages.correction_arms.run_arms`.
+        extra_eval_sets : dict of str -> (X, y), optional
+            More sets every arm is evaluated on (e.g. held-out images of a bug).
         sets : dict, optional
             The result of :meth:`failure_data`, when the caller already has it.
 
@@ -99,7 +102,7 @@ class SessionCorrection:
         cb_list = (lambda name: [*(callbacks(name) if callable(callbacks) else callbacks),
                                  *([StageProgress(callback)] if callback else [])])
         sweeps = run_arms(self.classifier, self.data.X_train, self.data.y_train, arms,
-                          eval_sets=sets["eval_sets"], lams=c.lams, epochs=c.epochs,
+                          eval_sets={**sets["eval_sets"], **(extra_eval_sets or {})}, lams=c.lams, epochs=c.epochs,
                           batch_size=c.batch_size, selection=c.selection,
                           tolerance=c.tolerance, device=self.device, seed=c.seed,
                           checkpoint_dir=self.folder.checkpoint_dir(), executor=executor,

@@ -60,6 +60,10 @@ class Session(SessionCorrection, SessionResults):
     oracle : nn.Module, optional
         Backs the simulated annotator (an oracle CNN standing in for people)
         and the baseline's labels; defaults to the shipped oracle.
+    annotator : SimulatedAnnotator or alike, optional
+        The simulated annotator itself (``annotate`` and ``label``), when it
+        is not the default one around ``oracle`` (the planted-bug benchmark's
+        "perfect" annotator, for example).
     device : str or torch.device, optional
         Where identification and correction run; CUDA when available.
     overwrite : bool, default=False
@@ -84,7 +88,7 @@ class Session(SessionCorrection, SessionResults):
 
     def __init__(self, path: str | os.PathLike, config: DefuseConfig | None = None, *,
                  classifier=None, vae=None, data: DataSplits | None = None, oracle=None,
-                 device=None, overwrite: bool = False):
+                 annotator=None, device=None, overwrite: bool = False):
         if config is not None and not isinstance(config, DefuseConfig):
             raise TypeError(f"config must be a DefuseConfig; got {type(config).__name__}.")
         if data is not None and not isinstance(data, DataSplits):
@@ -101,6 +105,7 @@ class Session(SessionCorrection, SessionResults):
         self.archived = None
         self._overwrite = overwrite
         self._classifier, self._vae, self._oracle, self._data = classifier, vae, oracle, data
+        self._annotator = annotator
         saved = self.folder.build(_IDENTITY, _check_identity)
         self._fingerprints = dict(saved["fingerprints"]) if saved else {}
         saved_config = saved["config"] if saved else None
@@ -305,16 +310,23 @@ class Session(SessionCorrection, SessionResults):
         """
         from defuse_widgets.workflow.shared_steps import annotate_regions
 
-        if self.oracle is None:
+        if self._annotator is None and self.oracle is None:
             raise ValueError("oracle must be given to label with the simulated annotator; "
                              "this session has none (pass oracle=...).")
         done = annotate_regions(self, self.simulated_annotator(), callback=callback)
         return self.decide() if done else None
 
     def simulated_annotator(self):
-        """The :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator` of this session."""
+        """The session's :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator`, or None.
+
+        None when there is neither an ``annotator`` nor an ``oracle``.
+        """
         from defuse_widgets.stages.annotators import SimulatedAnnotator
 
+        if self._annotator is not None:
+            return self._annotator
+        if self.oracle is None:
+            return None
         c = self.config
         return SimulatedAnnotator(self.oracle, n_workers=c.n_workers, error_rate=c.error_rate,
                                   seed=c.seed, device=self.device)

@@ -69,14 +69,15 @@ def baseline_set(session, n: int):
     """
     from defuse_widgets.models.inference import decode
 
-    if not session.config.baseline or session.oracle is None:
+    annotator = session.simulated_annotator() if session.config.baseline else None
+    if annotator is None:
         return None
     adv = session.load_adversarial()
     if adv is None or len(adv) == 0:
         return None
     pick = seeded_subset(len(adv), n, session.config.seed)
     X_adv = decode(session.vae, torch.from_numpy(adv.codes[pick]))
-    y_adv = torch.from_numpy(np.asarray(session.simulated_annotator().label(X_adv)))
+    y_adv = torch.from_numpy(np.asarray(annotator.label(X_adv)))
     keep = y_adv >= 0
     return X_adv[keep], y_adv[keep]
 
