@@ -184,3 +184,22 @@ def resolve_device(device: Any = None) -> torch.device:
         raise ValueError(f"device must be available on this machine; got {device!r} "
                          "but CUDA is not available.")
     return dev
+
+
+def check_eval_sets(eval_sets: Any, shape: Sequence[int], n_classes: int,
+                    selection: str) -> dict:
+    """Check a correction's ``eval_sets`` (name -> (X, y)) and the sets ``selection`` needs."""
+    if not isinstance(eval_sets, dict):
+        raise TypeError(f"eval_sets must be a dict of name -> (X, y); got {type(eval_sets)}.")
+    out = {}
+    for name, pair in eval_sets.items():
+        Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
+        out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
+                                      n_samples=len(Xe), n_classes=n_classes))
+    needed = {"balanced": ("validation", "region_validation"),
+              "validation": ("validation",)}.get(selection, ())
+    missing = [k for k in needed if k not in out]
+    if missing:
+        raise ValueError(f"eval_sets must contain {list(needed)} for selection="
+                         f"{selection!r}; missing {missing}.")
+    return out

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.evaluation.planted import (BugSpec, PlantedData, bug_purity, bug_recall, plant_bugs,
-                                    sub_styles)
+from defuse_widgets.evaluation.planted import BugSpec, PlantedData, plant_bugs, sub_styles
+from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
 from defuse_widgets.evaluation.planted_eval import EnsembleOracle, KnnOracle, identification_precision
 
 BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))

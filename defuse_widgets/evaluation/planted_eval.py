@@ -27,7 +27,8 @@ from torch import nn
 from defuse_widgets._validation import describe, check_int
 from defuse_widgets.models.inference import accuracy, decode, encode_mean
 from defuse_widgets.stages.label_review import apply_label_review, label_error_regions, label_review_set
-from defuse_widgets.evaluation.planted import PlantedData, bug_purity, bug_recall, region_shares
+from defuse_widgets.evaluation.planted import PlantedData
+from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall, region_shares
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
            "rendered_accuracy", "style_purity", "trace_purity"]

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import (check_choice, check_images, check_int, check_labels, check_module,
+from defuse_widgets._validation import (check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
 from defuse_widgets.models.inference import accuracy, n_outputs
@@ -188,7 +188,7 @@ class Corrector:
         y = check_labels("y", y, n_samples=len(X), n_classes=k)
         X_f = check_images("X_f", X_f, shape=X.shape[1:])
         y_f = check_labels("y_f", y_f, n_samples=len(X_f), n_classes=k)
-        eval_sets = self._check_eval_sets(eval_sets or {}, X.shape[1:], k)
+        eval_sets = check_eval_sets(eval_sets or {}, X.shape[1:], k, self.selection)
         self.history_, self.results_ = History(), []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
         self._best_states, self.resumed_, self.fingerprint_ = [], [], None
@@ -245,22 +245,6 @@ class Corrector:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
         return lams
-
-    def _check_eval_sets(self, eval_sets, shape, n_classes) -> dict:
-        if not isinstance(eval_sets, dict):
-            raise TypeError(f"eval_sets must be a dict of name -> (X, y); got {type(eval_sets)}.")
-        out = {}
-        for name, pair in eval_sets.items():
-            Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
-            out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
-                                          n_samples=len(Xe), n_classes=n_classes))
-        needed = {"balanced": ("validation", "region_validation"),
-                  "validation": ("validation",)}.get(self.selection, ())
-        missing = [k for k in needed if k not in out]
-        if missing:
-            raise ValueError(f"eval_sets must contain {list(needed)} for selection="
-                             f"{self.selection!r}; missing {missing}.")
-        return out
 
     def _open_checkpoints(self, base, X, y, X_f, y_f, eval_sets):
         """The sweep record in ``checkpoint_dir`` (None without one), opened for resuming."""

@@ -13,12 +13,22 @@ from typing import Any, Callable
 
 import traitlets
 
-__all__ = ["BackgroundWork", "red"]
+__all__ = ["BackgroundWork", "plain_button", "red"]
 
 
 def red(text: Any) -> str:
     """``text`` escaped as HTML, in red."""
     return f"<span style='color:#dc0000'>{html.escape(str(text))}</span>"
+
+
+def plain_button(description: str, callback: Callable[[], Any], *, width: str = "auto",
+                 **kw):
+    """An ipywidgets Button whose click calls ``callback()``."""
+    import ipywidgets as widgets
+
+    button = widgets.Button(description=description, layout=widgets.Layout(width=width), **kw)
+    button.on_click(lambda _: callback())
+    return button
 
 
 class BackgroundWork(traitlets.HasTraits):

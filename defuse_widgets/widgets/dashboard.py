@@ -39,10 +39,6 @@ _TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Co
 _CONTROLS = ("Q", "a", "b", "centered", "n_components", "eps", "baseline")
 
 
-def _note(text: str) -> W.HTML:
-    return W.HTML(f"<i>{text}</i>")
-
-
 class DefuseDashboard(BackgroundWork, W.VBox):
     """Go from a trained classifier and β-VAE to a corrected classifier in one widget.
 
@@ -209,13 +205,13 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                     f"{d.disagreement:.0%} of {d.n_votes} votes disagree with the "
                     "classifier</li>" for d in accepted) + "</ul>")
             self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else
-                                       [_note("Vote in the Labeling tab, then build the failure"
+                                       [W.HTML("<i>Vote in the Labeling tab, then build the failure"
                                               " data of the accepted regions.")])
 
     def _render_explorer(self) -> None:
         adv, regions, old = self.adversarial, self.regions, self.explorer
         if adv is None:
-            self._boxes[0].children = [_note("Run identification to find unrestricted "
+            self._boxes[0].children = [W.HTML("<i>Run identification to find unrestricted "
                                              "adversarial examples.")]
             return
         built_adv, built_regions = self._built.get("explorer", (None, None))
@@ -250,8 +246,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.gallery = self.labeling_panel = None
         if regions is None or len(regions) == 0:
             why = "lower ε: none was kept" if regions is not None else "run distillation"
-            self._boxes[1].children = [_note(f"No regions yet ({why}).")]
-            self._boxes[2].children = [_note("Labeling starts once there are regions.")]
+            self._boxes[1].children = [W.HTML(f"<i>No regions yet ({why}).")]
+            self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
         names, c = self.data.class_names, self.config
         self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=c.tau)

@@ -20,8 +20,10 @@ from torch import nn
 
 from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 from defuse_widgets.stages.failure_data import export_failure_data, review_set
-from defuse_widgets.stages.labeling import decide, decide_region
+from defuse_widgets.stages.labeling import decide
 from defuse_widgets.stages.regions import Regions
+from defuse_widgets.widgets._background import plain_button, red
+from defuse_widgets.widgets._labeling_view import agreement_html
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._keys import KeyCapture
 from defuse_widgets.widgets._render import class_labels, to_png
@@ -35,17 +37,6 @@ KEYS_HELP = (
     "<code>0 0</code> or <code>d d</code> do not fire inside it): "
     "<code>0</code>–<code>9</code> vote for that class, <code>n</code> none of the above, "
     "<code>Backspace</code> undo, <code>←</code>/<code>→</code> previous/next sample.")
-
-
-def _red(text: Any) -> str:
-    return f"<span style='color:#dc0000'>{html.escape(str(text))}</span>"
-
-
-def _plain_button(description: str, callback: Callable[[], Any], *, width: str = "auto",
-            **kw) -> widgets.Button:
-    button = widgets.Button(description=description, layout=widgets.Layout(width=width), **kw)
-    button.on_click(lambda _: callback())
-    return button
 
 
 class LabelingPanel(widgets.VBox):
@@ -138,7 +129,7 @@ class LabelingPanel(widgets.VBox):
         self.error = ErrorBox()
 
         def _button(description, callback, **kw):   # every click shows its own errors
-            return _plain_button(description, self.error.guard(description, callback), **kw)
+            return plain_button(description, self.error.guard(description, callback), **kw)
 
         self._name = widgets.Text(description="Annotator", placeholder="your name",
                                   continuous_update=False)
@@ -215,21 +206,10 @@ class LabelingPanel(widgets.VBox):
             b.button_style = "success" if mine[i] == label else ""
             b.disabled = not who
         self._undo.disabled = not who
-        self._agreement.value = self._agreement_html(names, matrix, review["predicted"], k)
+        self._agreement.value = agreement_html(names, matrix, review["predicted"], k, self.rho,
+                                                    self.class_names)
         accepted = sum(d.is_misclassification_region for d in self._decisions())
         self._export.description = f"Export D_f ({accepted} regions)"
-
-    def _agreement_html(self, names, matrix, predicted, k) -> str:
-        if len(names) < 2:
-            return (f"<i>{len(names)} annotator(s) so far; agreement and decision appear "
-                    "once two have voted.</i>")
-        d = decide_region(matrix, predicted, region=k, rho=self.rho)
-        verdict = (f"<b style='color:#dc0000'>misclassification region</b>, label <b>"
-                   f"{html.escape(self.class_names[d.label])}</b>"
-                   if d.is_misclassification_region else "<b>not a misclassification region</b>")
-        return (f"{len(names)} annotators ({html.escape(', '.join(names))})<br>agreement "
-                f"{d.agreement:.0%}, disagreement with the classifier {d.disagreement:.0%} "
-                f"(ρ = {self.rho:g})<br>decision: {verdict}")
 
     def _name_of(self, label: int) -> str:
         if label == MISSING:
@@ -256,7 +236,7 @@ class LabelingPanel(widgets.VBox):
             try:
                 self.store.set_review_set(k, predicted)
             except ValueError as exc:
-                self.status = _red(exc)
+                self.status = red(exc)
             pngs = {name: [to_png(x, size=size, label=self.class_names[p])
                            for x, p in zip(images, predicted)]
                     for name, size in (("large", 192), ("thumb", 48))}
@@ -411,7 +391,7 @@ class LabelingPanel(widgets.VBox):
         try:
             self.export()
         except (ValueError, OSError) as exc:
-            self.status = _red(f"Export failed: {exc}")
+            self.status = red(f"Export failed: {exc}")
 
     def close(self) -> None:
         """Close the widget, and the store if the panel opened it."""

@@ -18,15 +18,15 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 import traitlets
-from plotly.colors import qualitative
 
-from defuse_widgets._validation import check_choice, check_codes, check_images, check_int, check_labels
-from defuse_widgets._validation import check_module
+from defuse_widgets._validation import (check_choice, check_codes, check_images, check_int,
+                                        check_labels, check_module)
 from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.models.inference import decode, encode_mean, predict
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._latent_figure import map_figure
 from defuse_widgets.widgets._render import class_labels, grid_png, to_png
 
 __all__ = ["LatentExplorer"]
@@ -356,36 +356,8 @@ class LatentExplorer(W.VBox):
     def _build_figure(self) -> None:
         """Create the FigureWidget: one Scattergl per class, adversarial diamonds, highlight."""
         # float32 coordinates and int32 indices travel as binary buffers (70k points: ~0.8 MB)
-        xy, labels = self.latent_map.embedding_.astype(np.float32), self._train_labels
-        adv_xy = self._adv_xy.astype(np.float32)
-        palette = qualitative.Plotly if len(self._names) <= 10 else qualitative.Alphabet
-        traces, index_of = [], []
-        for c in np.unique(labels):
-            idx = np.flatnonzero(labels == c)
-            traces.append(go.Scattergl(
-                x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=self._names[c],
-                marker=dict(size=4, opacity=0.5, color=palette[c % len(palette)]),
-                customdata=idx.astype(np.int32),
-                hovertemplate="train %{customdata}<extra>%{fullData.name}</extra>"))
-            index_of.append(("train", idx))
-        a = self._adv
-        traces.append(go.Scattergl(
-            x=adv_xy[:, 0], y=adv_xy[:, 1], mode="markers", name="adversarial",
-            marker=dict(symbol="diamond", size=6, color="black"),
-            customdata=np.stack([np.arange(len(a)), a.true_label, a.predicted_label],
-                                1).astype(np.int32),
-            hovertemplate="adv %{customdata[0]}: %{customdata[1]}→%{customdata[2]}"
-                          "<extra></extra>"))
-        index_of.append(("adversarial", np.arange(len(a))))
-        traces.append(go.Scattergl(x=[], y=[], mode="markers", name="region", hoverinfo="skip",
-                                   marker=dict(symbol="diamond-open", size=11, color="red",
-                                               line=dict(width=2))))
-        fig = go.FigureWidget(data=traces, layout=dict(
-            dragmode="lasso", width=640, height=600, margin=dict(l=10, r=10, t=30, b=50),
-            xaxis=dict(visible=False), yaxis=dict(visible=False),
-            # a horizontal legend below the plot keeps class names inside the 640px box
-            legend=dict(itemsizing="constant", orientation="h", x=0, y=0, yanchor="top"),
-            title="t-SNE of the latent space"))
+        fig, index_of = map_figure(self.latent_map.embedding_, self._train_labels,
+                                   self._names, self._adv_xy, self._adv)
         last = len(index_of) - 1
         for t, (kind, idx) in enumerate(index_of):
             fig.data[t].on_click(self.error.guard("click", partial(self._clicked, kind, idx), clear=False))
