@@ -52,7 +52,7 @@ def test_empty_adversarial_set():
     empty = AdversarialExamples(np.zeros((0, 4), np.float32), *[np.zeros(0, np.int64)] * 3,
                                 np.zeros(0, np.float32), 100, {})
     with pytest.raises(ValueError, match="X must hold at least one adversarial example"):
-        Distiller().fit(empty)
+        Distiller().fit(empty, n_classes=10)
 
 
 def test_fewer_codes_than_components():
@@ -79,4 +79,12 @@ def test_bad_parameters(kw, match):
 def test_label_length_mismatch():
     z, src, pred, _ = _blobs()
     with pytest.raises(ValueError, match="source_label must have length"):
-        Distiller(n_components=5).fit(z, source_label=src[:-1], predicted_label=pred)
+        Distiller(n_components=5).fit(z, source_label=src[:-1], predicted_label=pred, n_classes=10)
+
+
+def test_n_classes_is_never_inferred_from_the_labels_present(tiny_adversarial):
+    with pytest.raises(TypeError, match="n_classes must be given"):
+        Distiller(n_components=3).fit(tiny_adversarial)
+    # The highest class need not occur: the regions still count 12 classes.
+    regions = Distiller(n_components=3, eps=0.0).fit(tiny_adversarial, n_classes=12).regions_
+    assert regions.n_classes == 12

@@ -88,42 +88,43 @@ def test_save_keeps_exact_path(tmp_path, fitted):
     assert path.exists() and not (tmp_path / "map.cache.npz").exists()
 
 
-def test_fit_or_load_uses_cache(tmp_path, blobs):
+def test_fit_or_load_reuses_a_cached_map(tmp_path, blobs):
     train, codes = blobs
-    path = tmp_path / "map.npz"
     stages = []
-    first = fit_or_load(train, codes, cache_path=path, callback=lambda s, i, n: stages.append(s),
-                        **FAST)
-    assert "optimize" in stages and path.exists()
+    first = fit_or_load(train, codes, callback=lambda s, i, n: stages.append(s), **FAST)
+    assert "optimize" in stages
+    path = tmp_path / "map.npz"
+    first.save(path)   # fit_or_load writes nothing; its caller saves
 
     stages.clear()
-    again = fit_or_load(train, codes, cache_path=path, callback=lambda s, i, n: stages.append(s),
-                        **FAST)
+    again = fit_or_load(train, codes, cached=LatentMap.load(path),
+                        callback=lambda s, i, n: stages.append(s), **FAST)
     assert stages == []
     np.testing.assert_array_equal(again.embedding_, first.embedding_)
     np.testing.assert_array_equal(again.codes_embedding_, first.codes_embedding_)
 
     stages.clear()
     new_codes = codes[:3] + 0.2
-    moved = fit_or_load(train, new_codes, cache_path=path,
+    moved = fit_or_load(train, new_codes, cached=LatentMap.load(path),
                         callback=lambda s, i, n: stages.append(s), **FAST)
     assert stages == ["transform"]
     np.testing.assert_array_equal(moved.embedding_, first.embedding_)
     assert moved.codes_embedding_.shape == (3, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.npz"]
 
 
-def test_fit_or_load_refits_for_other_training_codes(tmp_path, blobs):
+def test_fit_or_load_refits_for_other_training_codes(blobs):
     train, codes = blobs
-    path = tmp_path / "map.npz"
-    fit_or_load(train, codes, cache_path=path, **FAST)
+    cached = fit_or_load(train, codes, **FAST)
     stages = []
-    fit_or_load(train[:100], codes, cache_path=path, callback=lambda s, i, n: stages.append(s),
-                **FAST)
-    assert "optimize" in stages
-    assert LatentMap.load(path).n_train_ == 100
+    m = fit_or_load(train[:100], codes, cached=cached,
+                    callback=lambda s, i, n: stages.append(s), **FAST)
+    assert "optimize" in stages and m is not cached and m.n_train_ == 100
+    with pytest.raises(TypeError, match="cached must be a LatentMap"):
+        fit_or_load(train, codes, cached="map.npz", **FAST)
 
 
-def test_callback_can_stop(tmp_path, blobs):
+def test_callback_can_stop(blobs):
     train, _ = blobs
     seen = []
 
@@ -131,11 +132,10 @@ def test_callback_can_stop(tmp_path, blobs):
         seen.append(iteration)
         return stage == "optimize" and iteration >= 50
 
-    path = tmp_path / "map.npz"
-    m = fit_or_load(train, cache_path=path, callback=stop_early, **FAST)
+    m = fit_or_load(train, callback=stop_early, **FAST)
     assert m.interrupted_ and m.embedding_.shape == (120, 2)
     assert max(seen) == 50 < 150
-    assert not path.exists()   # an interrupted map is not cached
+
 
 
 def test_bad_input(fitted):

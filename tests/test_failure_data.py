@@ -12,7 +12,7 @@ from defuse_widgets.stages.labeling import RegionDecision
 def regions(tiny_adversarial):
     from defuse_widgets.stages.distillation import distill
 
-    return distill(tiny_adversarial, n_components=3, eps=0.0)
+    return distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
 
 
 def _decision(region, accepted, label):

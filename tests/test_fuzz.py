@@ -22,7 +22,7 @@ from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.failure_data import build_failure_sets
 from defuse_widgets.stages.identification import identify
 from defuse_widgets.stages.labeling import RegionDecision, decide, decide_region
-from defuse_widgets.workflow.pipeline import DefuseConfig
+from defuse_widgets.workflow import DefuseConfig
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -133,7 +133,7 @@ def test_identify_refuses_non_modules(small):
     np.array([[np.inf, 0, 0]] * 30), np.zeros((30, 3), bool), np.zeros((30, 3), complex),
     np.array([["a"] * 3] * 30)])))
 def test_distiller_codes(X):
-    raises_naming("X", Distiller(n_components=2).fit, X)
+    raises_naming("X", Distiller(n_components=2).fit, X, n_classes=10)
 
 
 @FUZZ
@@ -144,7 +144,8 @@ def test_distiller_settings(data, param):
            "max_samples": not_none(bad_int(1)), "max_iter": bad_int(1), "n_init": bad_int(1),
            "tol": bad_real(0), "seed": bad_int(0)}[param]
     z = np.random.default_rng(0).normal(size=(30, 3))
-    raises_naming(param, Distiller(**{"n_components": 2, param: data.draw(bad)}).fit, z)
+    raises_naming(param, Distiller(**{"n_components": 2, param: data.draw(bad)}).fit, z,
+                  n_classes=10)
 
 
 @FUZZ
@@ -347,8 +348,8 @@ CONFIG_BAD = {
     "epochs": bad_int(1), "batch_size": bad_int(1), "review_size": bad_int(1),
     "lams": st.one_of(st.just(()), st.lists(bad_real(0), min_size=1, max_size=2)),
     "selection": st.sampled_from(["best", None]), "seed": bad_int(0),
-    "centered": st.sampled_from([1, "no", None]), "out": st.sampled_from(["", 3, None]),
-    "device": st.sampled_from([3, ["cpu"]]),
+    "centered": st.sampled_from([1, "no", None]), "baseline": st.sampled_from([1, "no", None]),
+    "map_size": st.sampled_from([0, 1, 2.5, "all"]),
 }
 
 

@@ -8,3 +8,20 @@ def test_decode_of_no_codes_keeps_the_image_shape(tiny_models):
     assert decode(vae, torch.zeros(0, 4)).shape == (0, 1, 8, 8)
     assert decode(vae, torch.zeros(3, 4)).shape == (3, 1, 8, 8)
     assert predict(clf, decode(vae, torch.zeros(3, 4))).shape == (3,)
+
+
+def test_images_that_do_not_fit_the_models_name_the_argument_and_both_shapes(tiny_models):
+    import pytest
+
+    from defuse_widgets.stages.correction import Corrector
+    from defuse_widgets.stages.identification import identify
+
+    clf, vae = tiny_models
+    X = torch.rand(4, 1, 16, 16)   # the tiny models take 1x8x8
+    with pytest.raises(ValueError, match=r"X must hold images of shape.*\(1, 8, 8\).*"
+                                         r"got \(1, 16, 16\)"):
+        identify(clf, vae, X, torch.zeros(4, dtype=torch.long), Q=2, progress=False)
+    with pytest.raises(ValueError, match=r"X must hold images the classifier takes.*"
+                                         r"got shape \(3, 8, 8\)"):
+        Corrector(lams=[1.0]).fit(clf, torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long),
+                                  torch.rand(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))

@@ -14,7 +14,7 @@ def _unpredicted(store, region):
 def regions(tiny_adversarial):
     from defuse_widgets.stages.distillation import distill
 
-    regions = distill(tiny_adversarial, n_components=3, eps=0.0)
+    regions = distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
     assert len(regions) >= 2
     return regions
 

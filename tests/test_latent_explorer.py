@@ -1,5 +1,4 @@
 import io
-import os
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ def train_codes(digits, tiny_models):
 
 @pytest.fixture(scope="module")
 def regions(tiny_adversarial):
-    return distill(tiny_adversarial, n_components=3, eps=0.0)
+    return distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +136,15 @@ def test_click_on_highlight_selects_member(explorer, regions):
 
 def test_background_fit_and_cache(tmp_path, digits, tiny_models, tiny_adversarial, train_codes):
     clf, vae = tiny_models
-    path = tmp_path / "map.npz"
-    kw = dict(vae=vae, classifier=clf, cache_path=path, n_iter=100)
-    first = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial, **kw).wait()
-    assert first.status == "ready" and path.exists() and first.figure is not None
-    stamp = os.stat(path).st_mtime_ns
+    fitted = []
+    kw = dict(vae=vae, classifier=clf, n_iter=100)
+    first = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial,
+                           on_map_fitted=fitted.append, **kw).wait()
+    assert first.status == "ready" and fitted == [first.latent_map] and first.figure is not None
     second = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial,
-                            background=False, **kw)
-    assert os.stat(path).st_mtime_ns == stamp   # loaded, not refitted and rewritten
+                            background=False, cached_map=fitted[0],
+                            on_map_fitted=fitted.append, **kw)
+    assert len(fitted) == 1 and second.latent_map is fitted[0]   # reused, not refitted
     np.testing.assert_array_equal(second.latent_map.embedding_, first.latent_map.embedding_)
     np.testing.assert_array_equal(second.figure.data[10].y, first.figure.data[10].y)
 
@@ -187,14 +187,14 @@ def test_bad_input(explorer, train_codes, digits, tiny_models, tiny_adversarial,
 def test_stop_keeps_the_map_reached_so_far(tmp_path, digits, tiny_models, tiny_adversarial,
                                            train_codes):
     clf, vae = tiny_models
-    path = tmp_path / "map.npz"
+    fitted = []
     explorer = LatentExplorer(train_codes, digits.y_train[:N_TRAIN], tiny_adversarial, vae=vae,
-                              classifier=clf, cache_path=path, n_iter=5000)
+                              classifier=clf, on_map_fitted=fitted.append, n_iter=5000)
     explorer.stop()   # the first progress callback (iteration 25) ends the optimisation
     explorer.wait()
     assert explorer.status == "stopped" and explorer.latent_map.interrupted_
     assert sum(len(t.x) for t in explorer.figure.data[:10]) == N_TRAIN
-    assert not path.exists()   # a stopped map is not cached
+    assert not fitted   # a stopped map is not saved
 
 
 def test_click_error_is_shown_in_the_widget_and_clicks_work_afterwards(explorer, tiny_models):

@@ -13,7 +13,7 @@ from defuse_widgets.widgets.region_gallery import RegionGallery, sample_seed
 
 @pytest.fixture(scope="module")
 def regions(tiny_adversarial):
-    return distill(tiny_adversarial, n_components=3, eps=0.0)
+    return distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
 
 
 @pytest.fixture

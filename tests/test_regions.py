@@ -51,7 +51,7 @@ def test_unknown_region(regions):
 
 def test_decode_uses_decoder(tiny_models, tiny_adversarial):
     _, vae = tiny_models
-    r = distill(tiny_adversarial, n_components=3, eps=0.0)
+    r = distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
     codes, images = r.decode(0, 4, vae, tau=0.5, seed=0)
     assert images.shape == (4, 1, 8, 8)
     torch.testing.assert_close(images, vae.decode(torch.from_numpy(codes)).detach())

@@ -62,3 +62,57 @@ def n_outputs(model: nn.Module, X: torch.Tensor, *, device="cpu") -> int:
         raise ValueError("classifier must return logits of shape (n, n_classes); "
                          f"got {tuple(logits.shape)}.")
     return int(logits.shape[1])
+
+
+def _latent_size(vae: nn.Module) -> int | None:
+    for owner in (vae, getattr(vae, "encoder", None), getattr(vae, "decoder", None)):
+        n = getattr(owner, "n_latent", None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
+def check_images_fit(X: torch.Tensor, *, vae: nn.Module | None = None,
+                     classifier: nn.Module | None = None, name: str = "X") -> None:
+    """Check that images ``X`` (n, C, H, W) fit the VAE's encoder and the classifier.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the images' shape and the shape the model takes (the
+        VAE's decodes show it), instead of torch's ``mat1 and mat2 shapes
+        cannot be multiplied``.
+    """
+    given = tuple(X.shape[1:])
+    expected = None
+    n_latent = _latent_size(vae) if vae is not None else None
+    if n_latent is not None:
+        try:
+            expected = tuple(decode(vae, torch.zeros(1, n_latent),
+                                    device=_device_of(vae)).shape[1:])
+        except RuntimeError:
+            expected = None
+    want = f" {expected}" if expected else ""
+    hint = f" ({expected})" if expected else ""
+    for what, model in (("vae", vae), ("classifier", classifier)):
+        if model is None:
+            continue
+        if expected is not None and given != expected:
+            raise ValueError(f"{name} must hold images of shape (C, H, W) ={want}, which the "
+                             f"vae decodes and the classifier takes; got {given}.")
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                (model.encode if what == "vae" else model)(X[:1].to(_device_of(model)))
+        except RuntimeError as exc:
+            raise ValueError(f"{name} must hold images the {what} takes{hint}; "
+                             f"got shape {given}, which it refuses: "
+                             f"{str(exc).splitlines()[0]}") from exc
+        finally:
+            model.train(was_training)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")

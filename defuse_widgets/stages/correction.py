@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import (check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
-from defuse_widgets.models.inference import accuracy, n_outputs
+from defuse_widgets.models.inference import accuracy, check_images_fit, n_outputs
 from defuse_widgets.seeding import seed_everything
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
@@ -184,6 +184,7 @@ class Corrector:
         lams = self._check_params()
         X = check_images("X", X)
         dev = resolve_device(self.device)
+        check_images_fit(X, classifier=classifier)
         k = n_outputs(classifier, X, device=dev)
         y = check_labels("y", y, n_samples=len(X), n_classes=k)
         X_f = check_images("X_f", X_f, shape=X.shape[1:])

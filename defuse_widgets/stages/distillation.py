@@ -65,7 +65,7 @@ class Distiller:
 
     Examples
     --------
-    >>> distiller = Distiller(n_components=100, eps=0.01).fit(adversarial)  # doctest: +SKIP
+    >>> distiller = Distiller(n_components=100, eps=0.01).fit(adversarial, n_classes=10)  # doctest: +SKIP
     >>> len(distiller.regions_)  # doctest: +SKIP
     """
 
@@ -93,9 +93,10 @@ class Distiller:
             With an :class:`AdversarialExamples`, labels are taken from it.
         source_label, predicted_label : ndarray of shape (n_examples,), optional
             Labels for the per-region confusion histograms when X is an array.
-        n_classes : int
-            Number of classes (the classifier's output width). Required: the
-            labels present need not include the highest class.
+        n_classes : int, optional
+            Number of classes (the classifier's output width). Required with
+            labels (always with AdversarialExamples): the labels present need
+            not include the highest class. Without labels, 1.
         callback : ProgressCallback, optional
             ``callback("distillation", iteration, max_iter)`` after every EM
             iteration of the torch backend (the sklearn backend reports once, at
@@ -119,11 +120,11 @@ class Distiller:
         backend = check_choice("backend", self.backend, BACKENDS)
         if backend == "torch":
             resolve_device(self.device)
-        if n_classes is None:
-            raise TypeError("n_classes must be given (the classifier's number of outputs); "
-                            "got None. It is not inferred from the labels, which may miss "
-                            "the highest class.")
-        n_classes = check_int("n_classes", n_classes, low=1)
+        if n_classes is None and (source_label is not None or predicted_label is not None):
+            raise TypeError("n_classes must be given with labels (the classifier's number of "
+                            "outputs); got None. It is not inferred from the labels, which "
+                            "may miss the highest class.")
+        n_classes = 1 if n_classes is None else check_int("n_classes", n_classes, low=1)
         if isinstance(X, np.ndarray) and X.ndim == 2 and len(X) == 0:
             raise ValueError("X must hold at least one adversarial example; got an empty set "
                              "(identification found no misclassified decodes: try a larger Q "

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import ProgressCallback
-from defuse_widgets.models.inference import decode, encode_mean, n_outputs
+from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ def check_compatible(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
         When the decoder's output shape differs from the images' shape or the
         classifier does not return logits of shape (n, n_classes).
     """
+    check_images_fit(X, vae=vae, classifier=classifier)
     with torch.inference_mode():
         mu = encode_mean(vae, X[:2], device=device)
         if mu.ndim != 2:

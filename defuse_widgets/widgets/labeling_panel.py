@@ -111,7 +111,7 @@ class LabelingPanel(widgets.VBox):
         self.regions, self.decoder, self.classifier = regions, decoder, classifier
         self.review_size, self.tau, self.seed = int(review_size), float(tau), int(seed)
         self.n_finetune, self.device = int(n_finetune), device
-        self._on_export = on_export
+        self._export_hook = on_export
         self.export_path = (Path(export_path) if export_path is not None
                             else self.store.path.with_name("failure_data.npz"))
         self._cache: dict[int, dict] = {}
@@ -374,8 +374,8 @@ class LabelingPanel(widgets.VBox):
         y_f : Tensor of shape (n_accepted * n_finetune,)
         """
         decisions = self._decisions()
-        if self._on_export is not None and path is None:
-            X_f, y_f = self._on_export(decisions)
+        if self._export_hook is not None and path is None:
+            X_f, y_f = self._export_hook(decisions)
             path = "the session (failure_data.npz)"
         else:
             path = self.export_path if path is None else Path(path)

@@ -228,7 +228,7 @@ def test_only_the_session_writes_into_its_folder():
     root = Path(dw.__file__).parent
     writers = ("save_npz(", "save_json(", "save_state_dict(", "atomic_write(", "record_files(",
                "move_to_archive(", "export_failure_data(", ".save(self.folder")
-    allowed = {"storage/persistence.py", "storage/session_folder.py",
+    allowed = {"storage/persistence.py", "storage/session_folder.py", "storage/manifest.py",
                "stages/failure_data.py", "storage/sweep_checkpoints.py",
                "stages/latent_map.py", "models/pretrained.py",
                # Write where their caller says, outside any session: a standalone
