@@ -118,7 +118,7 @@ def check_compatible(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
         When the decoder's output shape differs from the images' shape or the
         classifier does not return logits of shape (n, n_classes).
     """
-    check_images_fit(X, vae=vae, classifier=classifier)
+    check_images_fit(X, vae=vae)   # the classifier sees decodes: checked below
     with torch.inference_mode():
         mu = encode_mean(vae, X[:2], device=device)
         if mu.ndim != 2:

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from defuse_widgets.seeding import seeded_subset
-from defuse_widgets.stages.identification import identify_in_steps
 from defuse_widgets.storage import persistence
 from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.workflow import DefuseConfig, Session
+from defuse_widgets.workflow import DefuseConfig
 from defuse_widgets.widgets.dashboard import DefuseDashboard
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
