@@ -107,7 +107,7 @@ _APPS = {   # front end -> (command, the quickstart's page)
 #: The identification, distillation and t-SNE results of the first front end's run,
 #: reused by the next ones (their dashboards resume them) to keep the suite short.
 _COMPUTED: dict = {}
-_REUSED = ("adversarial.npz", "regions.npz", "settings.json", "latent_map.npz",
+_REUSED = ("adversarial.npz", "regions.npz", "session.json", "latent_map.npz",
            "manifest.json")
 
 
@@ -125,6 +125,10 @@ def serve(tmp_path, request):
             for name in _REUSED:
                 if (_COMPUTED["session"] / name).exists():
                     shutil.copy(_COMPUTED["session"] / name, root / SESSION / name)
+            # Without the votes and the correction: the manifest lists only what was copied.
+            manifest = json.loads((root / SESSION / "manifest.json").read_text())
+            manifest["files"] = {k: v for k, v in manifest["files"].items() if k in _REUSED}
+            (root / SESSION / "manifest.json").write_text(json.dumps(manifest))
         news = home / "settings" / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
         (news / "notification.jupyterlab-settings").write_text(

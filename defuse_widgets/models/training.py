@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                           check_number, resolve_device)
 from defuse_widgets.models.inference import accuracy, decode, encode_mean
@@ -24,7 +25,8 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
                      epochs: int = 5, batch_size: int = 64, lr: float = 1.0,
                      optimizer: str = "adadelta", augment: bool = False, seed: int = 0,
                      device=None, progress: bool = True,
-                     on_epoch_end: Callable[[int, float], None] | None = None) -> nn.Module:
+                     on_epoch_end: Callable[[int, float], None] | None = None,
+                     callback: ProgressCallback | None = None) -> nn.Module:
     """Train a classifier with the paper's recipe (Adadelta, lr 1, batch 64, 5 epochs).
 
     Parameters
@@ -46,6 +48,10 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
         CUDA when available if not given.
     progress : bool
     on_epoch_end : callable(epoch, mean_loss), optional
+        A metrics hook (the loss of each epoch).
+    callback : ProgressCallback, optional
+        The package's progress/stop protocol: ``callback("training", epoch,
+        epochs)`` after each epoch; True stops training after that epoch.
 
     Returns
     -------
@@ -85,6 +91,8 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
             sched.step()
         if on_epoch_end is not None:
             on_epoch_end(epoch, total / count)
+        if callback is not None and callback("training", epoch + 1, epochs):
+            break
     return model.eval()
 
 
@@ -133,7 +141,8 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
               anneal_steps: int = 500, epochs: int = 100, batch_size: int = 128,
               lr: float = 1e-3, augment: bool = False, seed: int = 0, device=None,
               progress: bool = True,
-              on_epoch_end: Callable[[int, dict], None] | None = None) -> nn.Module:
+              on_epoch_end: Callable[[int, dict], None] | None = None,
+              callback: ProgressCallback | None = None) -> nn.Module:
     """Train a β-VAE with Adam and a linear KL-annealing schedule.
 
     The KL weight grows linearly from 0 to ``beta`` over ``anneal_steps``
@@ -155,6 +164,9 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
     device : str or torch.device, optional
     progress : bool
     on_epoch_end : callable(epoch, dict of mean losses), optional
+        A metrics hook.
+    callback : ProgressCallback, optional
+        ``callback("training", epoch, epochs)`` after each epoch; True stops.
 
     Returns
     -------
@@ -193,6 +205,8 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
                 sums[k] += v.item() * len(idx)
         if on_epoch_end is not None:
             on_epoch_end(epoch, {k: v / len(X) for k, v in sums.items()})
+        if callback is not None and callback("training", epoch + 1, epochs):
+            break
     return vae.eval()
 
 

@@ -54,3 +54,18 @@ def test_bad_inputs(digits):
                          progress=False)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         train_classifier("cnn", digits.X_train, digits.y_train, progress=False)
+
+
+def test_training_speaks_the_progress_protocol_and_stops(digits):
+    from defuse_widgets.models import MnistCNN
+    from defuse_widgets.models.training import train_classifier
+
+    seen = []
+    train_classifier(MnistCNN(1, 8, 10), digits.X_train[:128], digits.y_train[:128], epochs=5,
+                     progress=False, callback=lambda *a: seen.append(a) or len(seen) == 2)
+    assert seen == [("training", 1, 5), ("training", 2, 5)]   # stopped after epoch 2
+    seen.clear()
+    vae = BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=8)
+    train_vae(vae, digits.X_train[:128], epochs=3, progress=False,
+              callback=lambda *a: seen.append(a))
+    assert seen == [("training", k, 3) for k in (1, 2, 3)]
