@@ -114,6 +114,9 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
         votes = store.votes(annotator="ada", region=1)
     assert [v.label for v in votes] == [wrong] * 10
 
+    X_f, _ = dash.labeling_panel.export()   # through the session: listed in its manifest
+    assert dash.session.folder.listed("failure_data.npz") and len(X_f) == 16
+    assert "the session" in dash.labeling_panel.status
     plot = dash.build_correction()
     assert isinstance(plot, TradeoffPlot) and dash.tradeoff is plot
     assert dash.stage == "correction" and dash._boxes[3].children == (plot,)
