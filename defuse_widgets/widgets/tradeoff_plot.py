@@ -10,9 +10,7 @@ kernel stays free while it runs, and Stop takes effect within one batch.
 from __future__ import annotations
 
 import math
-import threading
 import time
-import traceback
 from typing import Sequence
 
 import ipywidgets as widgets
@@ -23,6 +21,7 @@ from torch import nn
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
 from defuse_widgets.stages.correction_arms import run_arms
+from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
 
 __all__ = ["TradeoffPlot"]
@@ -82,7 +81,7 @@ class _EpochOffset(Callback):
         self.plot._epoch_offset += len(corrector.lams) * int(corrector.epochs)
 
 
-class TradeoffPlot(widgets.VBox):
+class TradeoffPlot(BackgroundWork, widgets.VBox):
     """Sweep λ in a background thread and plot the tradeoff of paper Figure 5 live.
 
     Parameters
@@ -132,7 +131,6 @@ class TradeoffPlot(widgets.VBox):
     >>> plot.start(); plot  # doctest: +SKIP
     """
 
-    running = traitlets.Bool(False)
     status = traitlets.Unicode("Press Start to run the λ sweep.")
     results = traitlets.List()
     baseline_results = traitlets.List()
@@ -145,6 +143,7 @@ class TradeoffPlot(widgets.VBox):
                  baseline_results: list | None = None, x: str = "test",
                  y_key: str = "region_test", callbacks: Sequence[Callback] = (),
                  runner=None, **corrector_params):
+        self._init_background()
         super().__init__()
         self.classifier, self.X, self.y, self.X_f, self.y_f = classifier, X, y, X_f, y_f
         self.eval_sets, self.lams, self.epochs = eval_sets, list(lams), epochs
@@ -152,10 +151,8 @@ class TradeoffPlot(widgets.VBox):
         self.callbacks, self.corrector_params = list(callbacks), corrector_params
         self.runner = runner
         self._precomputed = [dict(r) for r in baseline_results or []]
-        self.corrector_ = self.baseline_corrector_ = self.error_ = None
-        self._thread: threading.Thread | None = None
+        self.corrector_ = self.baseline_corrector_ = None
         self._current: Corrector | None = None
-        self._stop_event, self._lock = threading.Event(), threading.RLock()
         self._epoch_offset, self._drawn = 0, None
         self._build()
         self.baseline_results = [dict(r) for r in self._precomputed]
@@ -204,7 +201,7 @@ class TradeoffPlot(widgets.VBox):
         if not hasattr(self, "_fig"):
             return
         with self._lock:
-            self._start_button.disabled = self.running
+            self._start_button.disabled = bool(self.running)
             self._stop_button.disabled = not self.running
             self._bar.max = self._total_epochs()
             self._bar.value = min(self.epochs_done, self._bar.max)
@@ -227,27 +224,22 @@ class TradeoffPlot(widgets.VBox):
         with self._lock:
             if self.running:
                 return
-            self._stop_event.clear()
-            self.corrector_ = self.baseline_corrector_ = self.error_ = None
+            self.corrector_ = self.baseline_corrector_ = None
             self._epoch_offset = 0
             with self.hold_trait_notifications():
                 self.results, self.before, self.best, self.epochs_done = [], {}, {}, 0
                 self.baseline_results = ([] if self.X_adv is not None
                                          else [dict(r) for r in self._precomputed])
-                self.status, self.running = "Starting…", True
-            self._thread = threading.Thread(target=self._work, name="defuse-tradeoff",
-                                            daemon=True)
-            self._thread.start()
+                self.status = "Starting…"
+            self._start("correction", self._sweep)
 
     def stop(self) -> None:
         """Ask the sweep to stop; it ends within one batch (thread-safe)."""
-        self._stop_event.set()
+        super().stop()
         with self._lock:
             current = self._current
         if current is not None:
             current.stop()
-        if self.running:
-            self.status = "Stopping…"
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the sweep's thread; return True when it has finished."""
@@ -256,8 +248,8 @@ class TradeoffPlot(widgets.VBox):
             thread.join(timeout)
         return thread is None or not thread.is_alive()
 
-    def _work(self) -> None:
-        """The worker thread: Defuse sweep, then the baseline sweep, errors into the view."""
+    def _sweep(self) -> tuple:
+        """The job (see BackgroundWork): the arms' sweeps; returns the summary as status."""
         try:
             missing = [k for k in (self.x, self.y_key) if k not in self.eval_sets]
             if missing:
@@ -287,16 +279,10 @@ class TradeoffPlot(widgets.VBox):
             defuse = sweeps.get("defuse")
             if defuse is not None and defuse.best_ is not None:
                 self.best = dict(defuse.best_)
-            self.status = self._summary()
-        except Exception as exc:  # shown in the widget, never lost
-            self.error_ = exc
-            self._log.append_stderr(traceback.format_exc())
-            self.status = (f"<span style='color:#dc0000'>Error: {type(exc).__name__}: "
-                           f"{exc}</span>")
+            return self._summary(), None
         finally:
             with self._lock:
                 self._current = None
-            self.running = False
 
     def _summary(self) -> str:
         stopped = self._stop_event.is_set()

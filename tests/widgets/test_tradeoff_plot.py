@@ -108,7 +108,7 @@ def test_error_is_shown_and_start_works_again(digits, tiny_models, task):
     plot.start()
     assert plot.join(TIMEOUT)
     assert isinstance(plot.error_, ValueError) and not plot.running
-    assert "Error" in plot.status and "validation" in plot.status
+    assert "Correction failed" in plot.status and "validation" in plot.status
     assert any(o["name"] == "stderr" and "ValueError" in o["text"] for o in plot._log.outputs)
     assert not plot._start_button.disabled
 
