@@ -49,9 +49,17 @@ RESULTS = Path(__file__).parent / "results"
 CACHE = RESULTS / ".cache" / "planted"
 
 
-def _cached(name: str, module: torch.nn.Module, train) -> tuple[torch.nn.Module, float]:
-    """Load ``name`` from the cache or train it; return it and its training seconds."""
-    path, times = CACHE / f"{name}.pt", CACHE / "train_seconds.json"
+def _cached(name: str, build, seed: int, train) -> tuple[torch.nn.Module, float]:
+    """Load ``name`` from the cache or train it; return it and its training seconds.
+
+    ``build()`` makes the untrained module right after ``torch.manual_seed(seed)``,
+    so its initial weights follow the seed and not whatever used the global
+    generator before (they did before this was fixed: cached models could not
+    be reproduced from the seed).
+    """
+    path, times = CACHE / f"{name}-init{seed}.pt", CACHE / "train_seconds.json"
+    torch.manual_seed(seed)
+    module = build()
     seconds = json.loads(times.read_text()) if times.exists() else {}
     if path.exists():
         module.load_state_dict(torch.load(path, weights_only=True))
@@ -80,28 +88,31 @@ def train_models(planted, *, vae_epochs: int, oracle_epochs: int, n_ensemble: in
     tag = f"s{seed}-{digest.hexdigest()[:8]}"   # the cache follows the planted data
     X, y = s.X_train, s.y_train
     times = {}
-    clf, times["classifier"] = _cached(f"classifier-{tag}", MnistCNN(1, 32, 10), lambda m: (
-        torch.manual_seed(seed), train_classifier(m, X, y, seed=seed, progress=False))[1])
+    clf, times["classifier"] = _cached(f"classifier-{tag}", lambda: MnistCNN(1, 32, 10), seed,
+                                       lambda m: train_classifier(m, X, y, seed=seed,
+                                                                  progress=False))
     v = DEFAULT_SETTINGS["vae"]
-    vae, times["vae"] = _cached(f"vae-{tag}-e{vae_epochs}", BetaVAE.from_family("mnist"), lambda m: (
-        torch.manual_seed(seed), train_vae(m, X, beta=v["beta"], anneal_steps=v["anneal_steps"],
-                                           epochs=vae_epochs, batch_size=v["batch_size"],
-                                           lr=v["lr"], augment=v["augment"], seed=seed,
-                                           progress=False))[1])
+    vae, times["vae"] = _cached(f"vae-{tag}-e{vae_epochs}", lambda: BetaVAE.from_family("mnist"),
+                                seed, lambda m: train_vae(
+                                    m, X, beta=v["beta"], anneal_steps=v["anneal_steps"],
+                                    epochs=vae_epochs, batch_size=v["batch_size"], lr=v["lr"],
+                                    augment=v["augment"], seed=seed, progress=False))
 
     def oracle(Xo, yo, sd):
-        return lambda m: (torch.manual_seed(sd), train_classifier(
-            m, Xo, yo, epochs=oracle_epochs, lr=1e-3, optimizer="adam", augment=True, seed=sd,
-            progress=False))[1]
+        return lambda m: train_classifier(m, Xo, yo, epochs=oracle_epochs, lr=1e-3,
+                                          optimizer="adam", augment=True, seed=sd,
+                                          progress=False)
 
     y_true = torch.from_numpy(planted.clean_train_labels())
-    sim, times["oracle"] = _cached(f"oracle-clean-{tag}-e{oracle_epochs}", OracleCNN(1, 10),
+    sim, times["oracle"] = _cached(f"oracle-clean-{tag}-e{oracle_epochs}",
+                                   lambda: OracleCNN(1, 10), seed + 1000,
                                    oracle(X, y_true, seed + 1000))
     Xc, yc = planted.clean_train()
     members = []
     for j in range(n_ensemble):
         m, times[f"ensemble{j}"] = _cached(f"clean-oracle{j}-{tag}-e{oracle_epochs}",
-                                           OracleCNN(1, 10), oracle(Xc, yc, seed + 2000 + j))
+                                           lambda: OracleCNN(1, 10), seed + 2000 + j,
+                                           oracle(Xc, yc, seed + 2000 + j))
         members.append(m)
     log(f"[models] training seconds (measured when first trained, then cached): {times}")
     return clf, vae, sim, (EnsembleOracle(members).eval() if members else None), times
@@ -330,6 +341,9 @@ def seeds_table(docs: dict) -> list[str]:
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return
     quick, quick_models = "--quick" in argv, "--quick-models" in argv
     seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else 0
     suffix = ("-quick" if quick else "") + (f"-s{seed}" if seed else "")

@@ -235,6 +235,7 @@ def train_models(name: str, data: DataSplits, *, out: str | os.PathLike,
     C, H, _ = data.image_shape
     key = json.dumps({"settings": s, "image_shape": [C, H], "n_train": len(data.y_train),
                       "seed": seed}, sort_keys=True, default=str)
+    torch.manual_seed(seed)   # initial weights follow the seed, not earlier RNG use
     models = _build(s, C, H, data.n_classes)
     cache = out / "settings.json"
     if cache.exists() and cache.read_text() == key and all(
