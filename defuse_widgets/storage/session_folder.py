@@ -9,6 +9,7 @@ list does not exist for the session. This module imports no UI code.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,6 @@ STAGE_FILES = {
     "correction": ("correction.json", "corrected_classifier.pt", "results.json", "checkpoints"),
 }
 _LOADERS = {".npz": io.load_npz, ".json": io.load_json, ".pt": io.load_state_dict}
-_WRITERS = {".npz": io.save_npz, ".json": io.save_json, ".pt": io.save_state_dict}
 
 
 class SessionFolder:
@@ -104,11 +104,7 @@ class SessionFolder:
     def save(self, name: str, obj: Any, *, kind: str | None = None) -> Path:
         """Write ``obj`` to ``name`` atomically (by suffix: npz, JSON, state_dict) and list it."""
         path = self._writable(name)
-        writer = _WRITERS[path.suffix]
-        if path.suffix == ".json":
-            io.save_json(path, obj, default=_jsonable)
-        else:
-            writer(path, obj)
+        _WRITERS[path.suffix](path, obj)
         io.record_files(self.path, {name: kind or Path(name).stem})
         return path
 
@@ -125,13 +121,9 @@ class SessionFolder:
         path = self._writable("annotations.sqlite")
         try:
             store = AnnotationStore(path, n_classes=n_classes)
-        except Exception as exc:
-            import sqlite3
-
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise io.SessionFormatError(path, f"file must be an intact SQLite store; "
-                                            f"SQLite says: {exc}.") from exc
-            raise
+        except sqlite3.DatabaseError as exc:
+            raise io.SessionFormatError(path, f"file must be an intact SQLite store; "
+                                        f"SQLite says: {exc}.") from exc
         io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
         return store
 
@@ -166,6 +158,13 @@ class SessionFolder:
             raise io.UnsafeFileError(path, "file must not be a symlink; refused before "
                                      f"writing (it points to {os.path.realpath(path)!r}).")
         return path
+
+
+def _save_json(path: Path, obj: Any) -> None:
+    io.save_json(path, obj, default=_jsonable)
+
+
+_WRITERS = {".npz": io.save_npz, ".json": _save_json, ".pt": io.save_state_dict}
 
 
 def _jsonable(o):

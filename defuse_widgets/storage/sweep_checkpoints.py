@@ -24,7 +24,7 @@ import torch
 
 from defuse_widgets.storage import persistence as io
 
-__all__ = ["SweepCheckpoints", "fingerprint"]
+__all__ = ["SweepCheckpoints", "fingerprint", "hash_tensors"]
 
 SWEEP_FORMAT_VERSION = 1
 
@@ -48,12 +48,27 @@ def fingerprint(params: dict, classifier: torch.nn.Module, arrays: dict) -> str:
     """
     h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     tensors = {f"weights/{k}": v for k, v in classifier.state_dict().items()}
-    for name, t in sorted({**tensors, **arrays}.items()):
+    return hash_tensors(h, {**tensors, **arrays}).hexdigest()
+
+
+def hash_tensors(h, tensors: dict):
+    """Feed named tensors (name, shape, dtype and bytes, in name order) into hash ``h``.
+
+    Parameters
+    ----------
+    h : hashlib hash object
+    tensors : dict of str -> Tensor
+
+    Returns
+    -------
+    h
+    """
+    for name, t in sorted(tensors.items()):
         shape = tuple(t.shape)
         t = t.detach().cpu().contiguous().reshape(-1)   # 0-d tensors (BatchNorm counters) too
         h.update(f"{name}|{tuple(shape)}|{t.dtype}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    return h
 
 
 class SweepCheckpoints:

@@ -367,7 +367,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         """Load what the session folder holds; a damaged file is reported, not raised."""
         try:
             adv = self.session.load_adversarial()
-            regions = self.session.load_regions()
+            regions = self.session.load_regions(adv)
             self.adversarial, self.regions = adv, regions
             store = self.session.store
             n_votes = len(store.votes()) if store is not None else 0

@@ -17,10 +17,10 @@ import os
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage.sweep_checkpoints import hash_tensors
 
 __all__ = ["check_listed_files", "check_no_symlinks", "check_sqlite", "fingerprint_data",
            "fingerprint_module"]
@@ -112,12 +112,7 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     str
         64 hex digits.
     """
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    return hash_tensors(hashlib.sha256(), module.state_dict()).hexdigest()
 
 
 def fingerprint_data(data) -> str:
@@ -128,10 +123,6 @@ def fingerprint_data(data) -> str:
     str
         64 hex digits.
     """
-    h = hashlib.sha256()
-    for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
-        a = getattr(data, name)
-        a = a.detach().cpu().contiguous().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        h.update(f"{name}|{a.shape}|{a.dtype}|".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    names = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+    return hash_tensors(hashlib.sha256(),
+                        {n: torch.as_tensor(getattr(data, n)) for n in names}).hexdigest()

@@ -95,7 +95,7 @@ def stage_steps(session: Session, progress: bool, log):
         log(f"[distill] {len(session.load_regions())} candidate regions")
 
     def labeling():
-        decisions = session.load_decisions() if session.done("labeling") else None
+        decisions = session.load_decisions()
         if decisions is None:
             decisions = session.label_simulated()
         accepted = sum(d.is_misclassification_region for d in decisions)
@@ -140,11 +140,15 @@ def _fidelity(session: Session, log) -> dict:
 
 def _novelty(session: Session) -> dict:
     """Paper §4.3: each region sample's nearest misclassified training image."""
+    from defuse_widgets.stages.failure_data import build_failure_sets
     from defuse_widgets.stages.novelty import nearest_misclassified
 
-    sets = session.failure_data()
-    X_rt = sets["eval_sets"]["region_test"][0]
-    n, per = session.config.n_region_test, 10
+    c = session.config   # the region test set of Session.failure_data, built alone
+    X_rt = build_failure_sets(session.load_regions(), session.load_decisions(), session.vae,
+                              n_finetune=c.n_finetune, n_region_test=c.n_region_test,
+                              tau=c.tau, seed=c.seed, device="cpu",
+                              sets=("region_test",))["region_test"][0]
+    n, per = c.n_region_test, 10
     idx = np.concatenate([np.arange(i, min(i + per, len(X_rt))) for i in range(0, len(X_rt), n)])
     return nearest_misclassified(X_rt[idx], session.classifier, session.data.X_train,
                                  session.data.y_train).summary()

@@ -34,7 +34,7 @@ def status(session) -> dict:
            "config": session.config.to_dict()}
     adv = session.load_adversarial()
     out["n_adversarial"] = None if adv is None else len(adv)
-    regions = session.load_regions() if adv is not None else None
+    regions = session.load_regions(adv) if adv is not None else None
     out["n_regions"] = None if regions is None else len(regions)
     votes = {}
     if session.folder.listed("annotations.sqlite"):

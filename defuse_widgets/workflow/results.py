@@ -29,11 +29,16 @@ class SessionResults:
         return self.folder.build("adversarial.npz", AdversarialExamples.from_npz,
                                  AdversarialExamples.NPZ_KEYS)
 
-    def load_regions(self) -> Regions | None:
-        """The saved regions, or None before distillation."""
+    def load_regions(self, adversarial: AdversarialExamples | None = None) -> Regions | None:
+        """The saved regions, or None before distillation.
+
+        ``adversarial``, when the caller has already loaded it, saves reading
+        ``adversarial.npz`` again for the consistency check.
+        """
         regions = self.folder.build("regions.npz", Regions.from_npz,
                                     list(Regions.__dataclass_fields__))
-        adv = self.load_adversarial() if regions is not None else None
+        adv = adversarial if adversarial is not None or regions is None else \
+            self.load_adversarial()
         if regions is not None and (adv is None or len(regions.assignment) != len(adv)):
             raise SessionFormatError(self.folder.file("regions.npz"), "file must hold regions "
                                      "of the session's adversarial examples; it does not.")

@@ -35,6 +35,14 @@ __all__ = ["Session", "SessionMismatchError"]
 _IDENTITY = "session.json"
 _DONE = {"identification": "adversarial.npz", "distillation": "regions.npz",
          "labeling": "decisions.json", "correction": "correction.json"}
+#: A stage's results that other settings would make stale: its result, and the votes.
+_RESULTS = {**{s: (name,) for s, name in _DONE.items()},
+            "labeling": ("decisions.json", "annotations.sqlite")}
+
+
+def _from(stage: str) -> tuple:
+    """``stage`` and every stage after it."""
+    return STAGES[STAGES.index(stage):]
 
 
 class SessionMismatchError(ValueError):
@@ -122,9 +130,7 @@ class Session(SessionCorrection, SessionResults):
     # ------------------------------------------------------------ identity
     def _make_room(self, stage: str, what: str, changes) -> None:
         """Archive ``stage`` and later results, or refuse when not ``overwrite``."""
-        later = STAGES[STAGES.index(stage):]
-        if not any(self.folder.listed(_DONE[s]) or (s == "labeling" and self.folder.listed(
-                "annotations.sqlite")) for s in later):
+        if not any(self.folder.listed(name) for s in _from(stage) for name in _RESULTS[s]):
             return
         if not self._overwrite:
             raise SessionMismatchError(
@@ -145,8 +151,7 @@ class Session(SessionCorrection, SessionResults):
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
         self.close()
-        later = STAGES[STAGES.index(stage):]
-        self.archived = self.folder.archive([n for s in later for n in STAGE_FILES[s]])
+        self.archived = self.folder.archive([n for s in _from(stage) for n in STAGE_FILES[s]])
         return self.archived
 
     def configure(self, **changes) -> DefuseConfig:
@@ -287,8 +292,11 @@ class Session(SessionCorrection, SessionResults):
             self.store = self.folder.open_store(self.n_classes)
         return self.store
 
-    def review_set(self, region: int) -> tuple[torch.Tensor, np.ndarray]:
+    def review_set(self, region: int, regions: Regions | None = None
+                   ) -> tuple[torch.Tensor, np.ndarray]:
         """Decoded review set of ``region`` and the classifier's predictions on it.
+
+        ``regions`` (the session's, already loaded) saves reading them again.
 
         Returns
         -------
@@ -298,7 +306,8 @@ class Session(SessionCorrection, SessionResults):
         from defuse_widgets.stages.failure_data import review_set
 
         c = self.config
-        return review_set(self._require_regions(), region, self.vae, self.classifier,
+        regions = self._require_regions() if regions is None else regions
+        return review_set(regions, region, self.vae, self.classifier,
                           size=c.review_size, tau=c.tau, seed=c.seed)
 
     def label_simulated(self, *, callback: ProgressCallback | None = None):
@@ -310,10 +319,11 @@ class Session(SessionCorrection, SessionResults):
         """
         from defuse_widgets.workflow.shared_steps import annotate_regions
 
-        if self._annotator is None and self.oracle is None:
+        annotator = self.simulated_annotator()
+        if annotator is None:
             raise ValueError("oracle must be given to label with the simulated annotator; "
                              "this session has none (pass oracle=...).")
-        done = annotate_regions(self, self.simulated_annotator(), callback=callback)
+        done = annotate_regions(self, annotator, callback=callback)
         return self.decide() if done else None
 
     def simulated_annotator(self):

@@ -42,7 +42,7 @@ def annotate_regions(session, annotator, *, callback: ProgressCallback | None = 
     regions = session.load_regions()
     store = session.open_store()
     for k in range(len(regions)):
-        images, predicted = session.review_set(k)
+        images, predicted = session.review_set(k, regions)
         store.set_review_set(k, predicted)
         annotator.annotate(store, k, images)
         if callback is not None and callback("labeling", k + 1, len(regions)):
