@@ -89,6 +89,6 @@ class StageProgress(Callback):
     def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
         i = list(corrector.lams).index(lam) if lam in corrector.lams else 0
         total = len(corrector.lams) * corrector.epochs * n_batches
-        done = (i * corrector.epochs + epoch) * n_batches + batch + 1
+        done = (i * corrector.epochs + epoch - 1) * n_batches + batch   # epoch, batch: 1-based
         if self.callback(f"correction:{corrector.name}", done, total):
             corrector.stop()

@@ -204,9 +204,11 @@ def test_correct_runs_both_arms_and_saves_them(labelled, digits, tiny_models, tm
     oracle.load_state_dict(clf.state_dict())
     s = Session(_copy(labelled, tmp_path), classifier=clf, vae=vae, data=digits, oracle=oracle)
     steps = []
-    sweeps = s.correct(callback=lambda stage, done, total: steps.append(stage))
+    sweeps = s.correct(callback=lambda stage, done, total: steps.append((stage, done, total)))
     assert list(sweeps) == ["defuse", "baseline"]
-    assert {"correction:defuse", "correction:baseline"} <= set(steps)
+    assert {"correction:defuse", "correction:baseline"} == {st for st, _, _ in steps}
+    defuse = [(done, total) for st, done, total in steps if st == "correction:defuse"]
+    assert defuse[0][0] == 1 and defuse[-1][0] == defuse[-1][1]   # counts steps 1..total
     saved = s.load_correction()
     assert saved["defuse"]["best"]["lam"] == 1.0
     assert saved["defuse"]["results"] == sweeps["defuse"].results_
