@@ -49,13 +49,14 @@ class PrintProgress(Callback):
     def __init__(self, *, keys=("validation", "test", "region_test"), file=None):
         self.keys = keys
         self.file = file
+        self._t0 = {}
 
     def on_lam_begin(self, corrector, *, lam, **kw):
-        self._t0 = time.perf_counter()
+        self._t0[lam] = time.perf_counter()
 
     def on_lam_end(self, corrector, *, result, **kw):
         parts = [f"{k}={result[k]:.3f}" for k in self.keys if k in result]
-        dt = time.perf_counter() - self._t0
+        dt = time.perf_counter() - self._t0.get(result["lam"], time.perf_counter())
         print(f"  [{corrector.name}] lam={result['lam']:<8g} epoch={result['epoch']} "
               f"{' '.join(parts)} ({dt:.1f}s)", file=self.file, flush=True)
 
@@ -86,9 +87,7 @@ class StageProgress(Callback):
     def __init__(self, callback: ProgressCallback):
         self.callback = callback
 
-    def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
-        i = list(corrector.lams).index(lam) if lam in corrector.lams else 0
-        total = len(corrector.lams) * corrector.epochs * n_batches
-        done = (i * corrector.epochs + epoch - 1) * n_batches + batch   # epoch, batch: 1-based
+    def on_batch_end(self, corrector, **kw):
+        done, total = corrector.steps_done_, corrector.steps_total_
         if self.callback(f"correction:{corrector.name}", done, total):
             corrector.stop()

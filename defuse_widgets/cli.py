@@ -26,7 +26,7 @@ from defuse_widgets.stages.correction import PAPER_LAMS
 #: Setting flags -> DefuseConfig fields.
 _FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
                 "max_samples", "tau", "review_size", "rho", "n_workers", "error_rate", "lams",
-                "epochs", "tolerance", "selection", "baseline", "seed")
+                "epochs", "tolerance", "selection", "baseline", "seed", "precision", "schedule")
 _STAGE_COMMANDS = ("identify", "distill", "label", "correct", "report", "status")
 
 
@@ -75,6 +75,12 @@ def _settings_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="skip the baseline arm (adversarial examples labelled one by one)")
     g.add_argument("--seed", type=int, help="seed of every stage [0]")
+    g.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="bf16 autocast of decoding, classifying and fine-tuning; auto is "
+                   "bf16 where the CPU (AVX-512 BF16/AMX) or GPU runs it natively [auto]")
+    g.add_argument("--schedule", choices=("halving", "full"),
+                   help="lambda sweep: successive halving (the best third of the lambdas "
+                   "trains on after each epoch) or every lambda for every epoch [halving]")
     g.add_argument("--map-size", type=int, help="training images on the dashboard's latent "
                    "map [2000]")
     g.add_argument("--tsne-iter", type=int, help="t-SNE iterations of the latent map [500]")

@@ -13,7 +13,9 @@ from typing import Callable, Mapping, Sequence
 
 from torch import nn
 
+from defuse_widgets._validation import resolve_device
 from defuse_widgets.callbacks import Callback
+from defuse_widgets.models.precision import resolve_precision
 from defuse_widgets.stages.correction import Corrector
 
 __all__ = ["ARM_NAMES", "run_arms"]
@@ -26,6 +28,7 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
              lams: Sequence[float], epochs: int, batch_size: int = 256,
              selection: str = "balanced", tolerance: float = 0.005, device=None,
              seed: int = 0, checkpoint_dir=None, executor=None, progress: bool = False,
+             schedule: str = "full", precision: str = "fp32",
              callbacks: Callable[[str], Sequence[Callback]] | Sequence[Callback] = (),
              on_start: Callable[[str, Corrector], None] | None = None,
              stop_event: threading.Event | None = None) -> dict[str, Corrector]:
@@ -44,7 +47,8 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
         example relabelled training data) and ``eval_sets`` (sets that replace
         those of the same name, for example a relabelled validation split).
     eval_sets : dict of str -> (X, y)
-    lams, epochs, batch_size, selection, tolerance, device, seed, executor, progress
+    lams, epochs, batch_size, selection, tolerance, device, seed, executor, progress,
+    schedule, precision
         As in :class:`~defuse_widgets.stages.correction.Corrector`.
     checkpoint_dir : path, optional
         Each arm checkpoints there under its own name and resumes from it.
@@ -61,6 +65,8 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
         no later arm runs.
     """
     out = {}
+    # channels-last pays off with bf16 (about 10 % on the CPU); fp32 stays as it was
+    bf16 = resolve_precision(precision, resolve_device(device)) == "bf16"
     for name, arm in arms.items():
         if stop_event is not None and stop_event.is_set():
             break
@@ -71,7 +77,9 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
         corrector = Corrector(lams=lams, epochs=epochs, batch_size=batch_size,
                               selection=selection, tolerance=tolerance, device=device,
                               seed=seed, name=name, checkpoint_dir=checkpoint_dir,
-                              executor=executor, progress=progress, callbacks=list(cbs))
+                              executor=executor, progress=progress, callbacks=list(cbs),
+                              schedule=schedule, precision=precision,
+                              channels_last=bf16)
         if on_start is not None:
             on_start(name, corrector)
         if stop_event is not None and stop_event.is_set():

@@ -21,6 +21,7 @@ from defuse_widgets._validation import (check_images, check_int, check_labels, c
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
+from defuse_widgets.models.precision import autocast, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
              a: float = 50.0, b: float = 50.0, max_per_instance: int | None = 100,
              centered: bool = True, chunk_size: int | None = None,
              batch_size: int | None = None, seed: int = 0, device=None,
-             progress: bool = True) -> AdversarialExamples:
+             precision: str = "fp32", progress: bool = True) -> AdversarialExamples:
     """Find unrestricted adversarial examples (Algorithm 1) for every image in X.
 
     Parameters
@@ -182,6 +183,11 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
     seed : int or numpy.random.Generator, default=0
     device : str or torch.device, optional
         CUDA when available if not given.
+    precision : {"fp32", "bf16", "auto"}, default="fp32"
+        Decode and classify under bf16 autocast (``"auto"``: where the
+        hardware runs bf16 natively). Encoding, noise and the stored codes
+        stay fp32; only the misclassified/not decision can change, for about
+        0.1 % of decodes (README, benchmarks).
     progress : bool, default=True
 
     Returns
@@ -199,6 +205,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         max_per_instance = check_int("max_per_instance", max_per_instance, low=1)
     check_seed("seed", seed, generator=True)
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     if batch_size is None:
         batch_size = 4096 if dev.type == "cuda" else 64
     batch_size = check_int("batch_size", batch_size, low=1)
@@ -222,8 +229,10 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
             # on the device or on chunk_size.
             eps = torch.from_numpy(rng.beta(a, b, size=(m, Q, n_latent)) - shift).float()
             z = (mu[:, None, :] + eps).reshape(-1, n_latent)
-            preds = torch.cat([classifier(vae.decode(z[i:i + batch_size].to(dev))).argmax(1).cpu()
-                               for i in range(0, len(z), batch_size)]).view(m, Q)
+            with autocast(precision, dev):
+                preds = torch.cat([classifier(vae.decode(z[i:i + batch_size].to(dev)))
+                                   .argmax(1).cpu()
+                                   for i in range(0, len(z), batch_size)]).view(m, Q)
             yc = y[start:start + m]
             wrong = preds != yc[:, None]
             n_misclassified += int(wrong.sum())
@@ -240,7 +249,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
             parts["norm"].append(norm[rows, cols])
     cat = {k: torch.cat(v).numpy() for k, v in parts.items()}
     params = dict(Q=Q, a=a, b=b, centered=centered, max_per_instance=max_per_instance,
-                  seed=seed, n_misclassified=n_misclassified)
+                  seed=seed, n_misclassified=n_misclassified, precision=precision)
     return AdversarialExamples(cat["codes"].astype(np.float32), cat["source"].astype(np.int64),
                                cat["true"].astype(np.int64), cat["pred"].astype(np.int64),
                                cat["norm"].astype(np.float32), len(X) * Q, params)
@@ -249,8 +258,9 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
 def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *, Q: int,
                       a: float, b: float, max_per_instance: int | None = 100,
                       centered: bool = True, seed: int = 0, batch_size: int | None = None,
-                      n_steps: int = 20, device: Any = None,
-                      callback: ProgressCallback | None = None) -> AdversarialExamples | None:
+                      n_steps: int = 20, device: Any = None, precision: str = "fp32",
+                      callback: ProgressCallback | None = None,
+                      executor=None) -> AdversarialExamples | None:
     """Run :func:`~defuse_widgets.stages.identification.identify` over slices of X, reporting progress.
 
     The slices share one random generator and a whole number of identify's
@@ -258,7 +268,8 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
 
     Parameters
     ----------
-    classifier, vae, X, y, Q, a, b, max_per_instance, centered, seed, batch_size, device
+    classifier, vae, X, y, Q, a, b, max_per_instance, centered, seed, batch_size, device,
+    precision
         As in :func:`~defuse_widgets.stages.identification.identify`; X has shape
         (n, C, H, W), y shape (n,).
     n_steps : int, default=20
@@ -266,6 +277,10 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
     callback : callable, optional
         ``callback("identification", n_done, n_total)`` after each slice (the
         :data:`~defuse_widgets.callbacks.ProgressCallback` protocol); True stops.
+    executor : concurrent.futures.Executor, optional
+        Run the slices as tasks of this executor (Dask's
+        ``client.get_executor()``, a ``ProcessPoolExecutor``); the result is
+        the same (see :func:`~defuse_widgets.scale_out.identify_sharded`).
 
     Returns
     -------
@@ -279,15 +294,32 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
     chunk = max(1, 4096 // Q)   # identify's default chunk, so the noise stream is the same
     step = chunk * max(1, math.ceil(n / chunk / n_steps))
     rng = np.random.default_rng(seed)   # identify continues this generator slice by slice
+    kw = dict(Q=Q, a=a, b=b, max_per_instance=max_per_instance, centered=centered,
+              chunk_size=chunk, batch_size=batch_size, device=device, precision=precision)
+    if executor is not None:
+        from defuse_widgets.scale_out import identify_sharded
+        return identify_sharded(classifier, vae, X, y, executor=executor, step=step, rng=rng,
+                                seed=seed, callback=callback, **kw)
     parts = []
     for start in range(0, max(n, 1), step):
-        part = identify(classifier, vae, X[start:start + step], y[start:start + step], Q=Q,
-                        a=a, b=b, max_per_instance=max_per_instance, centered=centered,
-                        chunk_size=chunk, batch_size=batch_size, seed=rng, device=device,
-                        progress=False)
+        part = identify(classifier, vae, X[start:start + step], y[start:start + step],
+                        seed=rng, progress=False, **kw)
         parts.append((start, part))
         if callback is not None and callback("identification", min(start + step, n), n):
             return None
+    return concatenate(parts, seed=seed)
+
+
+def concatenate(parts: list, *, seed: int) -> AdversarialExamples:
+    """Join identification results of consecutive slices of the training images.
+
+    Parameters
+    ----------
+    parts : list of (int, AdversarialExamples)
+        Each slice's first image index and its result.
+    seed : int
+        The seed of the whole run (stored in ``params``).
+    """
     params = dict(parts[0][1].params, seed=seed,
                   n_misclassified=sum(p.params["n_misclassified"] for _, p in parts))
     cat = [np.concatenate([getattr(p, f) for _, p in parts])

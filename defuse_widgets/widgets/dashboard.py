@@ -335,7 +335,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         plot = TradeoffPlot(self.classifier, self.data.X_train, self.data.y_train, sets["X_f"],
                             sets["y_f"], eval_sets=sets["eval_sets"], lams=c.lams,
                             epochs=c.epochs, X_adv=sets["X_adv"], y_adv=sets["y_adv"],
-                            runner=runner)
+                            runner=runner, schedule=c.schedule)
         plot.observe(self._on_sweep, "running")
         self.tradeoff = plot
         self.stage = "correction"

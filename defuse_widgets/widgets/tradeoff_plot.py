@@ -20,6 +20,7 @@ from torch import nn
 
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.correction_sweep import planned_lam_epochs
 from defuse_widgets.stages.correction_arms import run_arms
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
@@ -78,7 +79,8 @@ class _EpochOffset(Callback):
         self.plot = plot
 
     def on_train_end(self, corrector, **kw):
-        self.plot._epoch_offset += len(corrector.lams) * int(corrector.epochs)
+        self.plot._epoch_offset += planned_lam_epochs(len(corrector.lams), int(corrector.epochs),
+                                                      corrector.schedule)
 
 
 class TradeoffPlot(BackgroundWork, widgets.VBox):
@@ -192,7 +194,8 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
 
     def _total_epochs(self) -> int:
         sweeps = 1 + (self.X_adv is not None)
-        return max(1, len(self.lams) * int(self.epochs) * sweeps)
+        schedule = self.corrector_params.get("schedule", "full")
+        return max(1, planned_lam_epochs(len(self.lams), int(self.epochs), schedule) * sweeps)
 
     @traitlets.observe("running", "status", "results", "baseline_results", "before", "best",
                        "epochs_done")

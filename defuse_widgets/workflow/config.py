@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from defuse_widgets._validation import check_choice, check_int, check_number, check_seed
+from defuse_widgets.models.precision import PRECISIONS
 from defuse_widgets.stages.correction import PAPER_LAMS, SELECTIONS
+from defuse_widgets.stages.correction_sweep import SCHEDULES
 
 __all__ = ["STAGES", "STAGE_FIELDS", "DefuseConfig"]
 
@@ -22,12 +24,16 @@ STAGES = ("identification", "distillation", "labeling", "correction")
 #: Which settings each stage reads. A stage's result depends on its own
 #: settings and on those of every earlier stage.
 STAGE_FIELDS = {
-    "identification": ("dataset", "Q", "a", "b", "centered", "max_per_instance", "seed"),
+    "identification": ("dataset", "Q", "a", "b", "centered", "max_per_instance", "seed",
+                       "precision"),
     "distillation": ("n_components", "eps", "max_samples"),
     "labeling": ("tau", "review_size", "rho", "n_workers", "error_rate"),
     "correction": ("n_finetune", "n_region_test", "lams", "epochs", "batch_size", "selection",
-                   "tolerance", "baseline"),
+                   "tolerance", "baseline", "schedule"),
 }
+#: The values of settings added since the first session format, for a
+#: ``session.json`` written before them: what those sessions actually ran.
+LEGACY_VALUES = {"precision": "fp32", "schedule": "full"}
 #: Settings that change how results are shown, never the results themselves.
 VIEW_FIELDS = ("map_size", "tsne_iter")
 
@@ -60,6 +66,14 @@ class DefuseConfig:
         adversarial examples (needs an annotator that labels single images).
     seed : int, default=0
         Seed of every stage.
+    precision : {"auto", "bf16", "fp32"}, default="auto"
+        bf16 autocast of identification's decodes and of correction's
+        fine-tuning and evaluation; ``"auto"`` is bf16 where the hardware runs
+        it natively (see :mod:`~defuse_widgets.models.precision`). It belongs to
+        identification's settings, so changing it makes every result stale.
+    schedule : {"halving", "full"}, default="halving"
+        The λ sweep: successive halving or every λ for every epoch (see
+        :mod:`~defuse_widgets.stages.correction_sweep`).
     map_size, tsne_iter
         The latent map: training images shown (None for all), t-SNE iterations.
 
@@ -95,6 +109,8 @@ class DefuseConfig:
     tolerance: float = 0.005
     baseline: bool = True
     seed: int = 0
+    precision: str = "auto"
+    schedule: str = "halving"
     map_size: int | None = 2000
     tsne_iter: int = 500
 
@@ -103,6 +119,8 @@ class DefuseConfig:
 
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("selection", self.selection, SELECTIONS)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("schedule", self.schedule, SCHEDULES)
         check_seed("seed", self.seed)
         for name in ("centered", "baseline"):
             if not isinstance(getattr(self, name), bool):
@@ -138,7 +156,11 @@ class DefuseConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "DefuseConfig":
-        """Rebuild a config saved with :meth:`to_dict`; unknown keys raise TypeError."""
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys raise TypeError.
+
+        Settings missing from ``data`` (a session written before they existed)
+        take :data:`LEGACY_VALUES`, what such a session ran, not today's defaults.
+        """
         if not isinstance(data, dict):
             raise TypeError(f"config must be a dict of settings; got {type(data).__name__}.")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -146,7 +168,7 @@ class DefuseConfig:
         if unknown:
             raise TypeError(f"config must hold only DefuseConfig settings; got unknown "
                             f"{unknown}.")
-        return cls(**data)
+        return cls(**{**{k: v for k, v in LEGACY_VALUES.items() if k in names}, **data})
 
     def to_dict(self) -> dict:
         """The settings as a JSON-ready dict (``lams`` as a list)."""

@@ -105,6 +105,7 @@ class SessionCorrection:
                           eval_sets={**sets["eval_sets"], **(extra_eval_sets or {})}, lams=c.lams, epochs=c.epochs,
                           batch_size=c.batch_size, selection=c.selection,
                           tolerance=c.tolerance, device=self.device, seed=c.seed,
+                          schedule=c.schedule, precision=c.precision,
                           checkpoint_dir=self.folder.checkpoint_dir(), executor=executor,
                           progress=progress, callbacks=cb_list, on_start=on_start,
                           stop_event=stop_event)

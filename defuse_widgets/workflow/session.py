@@ -241,8 +241,12 @@ class Session(SessionCorrection, SessionResults):
         """True when ``stage``'s result is in the folder."""
         return self.folder.listed(_DONE[stage])
 
-    def identify(self, *, callback: ProgressCallback | None = None) -> AdversarialExamples | None:
+    def identify(self, *, callback: ProgressCallback | None = None,
+                 executor=None) -> AdversarialExamples | None:
         """Identification (Algorithm 1) on the training split; saves ``adversarial.npz``.
+
+        With ``executor`` (for example Dask's ``client.get_executor()``) the
+        slices of the training images run as its tasks, with the same result.
 
         A new result makes regions, votes and corrections stale: they move to
         ``archive/``. Returns None, saving nothing, when ``callback`` stops it.
@@ -252,7 +256,8 @@ class Session(SessionCorrection, SessionResults):
         adv = identify_in_steps(clf.to(self.device), vae.to(self.device), self.data.X_train,
                                 self.data.y_train, Q=c.Q, a=c.a, b=c.b, centered=c.centered,
                                 max_per_instance=c.max_per_instance, seed=c.seed,
-                                device=self.device, callback=callback)
+                                device=self.device, precision=c.precision,
+                                callback=callback, executor=executor)
         clf.cpu(), vae.cpu()
         if adv is None:
             return None

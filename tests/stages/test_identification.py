@@ -129,3 +129,20 @@ def test_identify_in_steps_equals_identify(digits, tiny_models):
     assert adv.n_decoded == ref.n_decoded
     assert identify_in_steps(clf, vae, X, y, Q=8, a=5, b=5, n_steps=3,
                              callback=lambda *a: True) is None
+
+
+def test_bf16_identification_decides_like_fp32(digits, tiny_models):
+    """bf16 autocast changes only a few misclassified/not decisions, never the codes."""
+    clf, vae = tiny_models
+    X, y = digits.X_train[:200], digits.y_train[:200]
+    kw = dict(Q=32, a=5, b=5, max_per_instance=None, seed=1, progress=False)
+    fp32 = identify(clf, vae, X, y, **kw)
+    bf16 = identify(clf, vae, X, y, precision="bf16", **kw)
+    assert fp32.params["precision"] == "fp32" and bf16.params["precision"] == "bf16"
+    key = lambda adv: {(int(s), tuple(np.round(c, 5))) for s, c in zip(adv.source_index, adv.codes)}
+    a, b = key(fp32), key(bf16)
+    disagree = len(a ^ b) / fp32.n_decoded
+    assert disagree < 0.02, disagree                   # the same noise, nearly the same decisions
+    assert len(a & b) > 0.9 * min(len(a), len(b))
+    with pytest.raises(ValueError, match="precision"):
+        identify(clf, vae, X, y, precision="half", **kw)

@@ -286,3 +286,18 @@ def test_bad_arguments_name_the_parameter(tmp_path):
         DefuseConfig().replace(K=3)
     with pytest.raises(ValueError, match="stage must be one of"):
         Session(tmp_path / "t").archive_from("labelling")
+
+
+def test_a_session_json_from_before_precision_and_schedule_reads_as_fp32_full():
+    """Settings added later take what old sessions ran, not today's defaults."""
+    from defuse_widgets.workflow.config import DefuseConfig
+
+    old = DefuseConfig().to_dict()
+    del old["precision"], old["schedule"]
+    cfg = DefuseConfig.from_dict(old)
+    assert (cfg.precision, cfg.schedule) == ("fp32", "full")
+    assert DefuseConfig().first_changed_stage(cfg) == "identification"
+    with pytest.raises(ValueError, match="precision"):
+        DefuseConfig(precision="fp16")
+    with pytest.raises(ValueError, match="schedule"):
+        DefuseConfig(schedule="fast")

@@ -1,0 +1,306 @@
+"""The schedule of a :class:`~defuse_widgets.stages.correction.Corrector` sweep.
+
+Each λ is a *run*: a copy of the classifier with its optimiser, its data
+order and its own random stream, advanced epoch by epoch. Because every run
+carries its own generator states, runs can be advanced in any order (or on
+an executor) and each λ's records equal those of a sweep that trains the λs
+one after the other.
+
+Two schedules:
+
+``"full"``
+    Every λ for every epoch (the paper's sweep).
+``"halving"``
+    Successive halving: after each epoch but the last, only the best third
+    (rounded up) of the λs still in the race trains on, ranked by the
+    corrector's own selection rule on their best epoch so far. With 17 λs and
+    3 epochs that is 17 + 6 + 2 = 25 λ-epochs instead of 51. The λs that stop
+    early keep their records and can still be selected.
+
+This module imports no UI code.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from defuse_widgets.models.precision import autocast
+from defuse_widgets.seeding import seed_everything
+
+__all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
+           "planned_lam_epochs", "prune", "run_schedule", "run_task"]
+
+#: Accepted values of ``Corrector(schedule=...)``.
+SCHEDULES = ("full", "halving")
+#: Successive halving keeps ⌈n / ETA⌉ of n λs after each epoch but the last.
+ETA = 3
+
+
+class Cancelled(Exception):
+    """Raised inside a run when the corrector was asked to stop."""
+
+
+def planned_lam_epochs(n_lams: int, epochs: int, schedule: str) -> int:
+    """λ-epochs a sweep of ``n_lams`` λs trains under ``schedule``."""
+    if schedule == "full":
+        return n_lams * epochs
+    total, n = 0, n_lams
+    for _ in range(epochs):
+        total += n
+        n = math.ceil(n / ETA)
+    return total
+
+
+def prune(candidates: list, best: dict, lams, rank) -> list:
+    """The λ indices that stay in the race after one rung of successive halving.
+
+    Parameters
+    ----------
+    candidates : list of int
+        Indices of the λs in the race.
+    best : dict of int -> dict
+        Each candidate's best record so far.
+    lams : sequence of float
+    rank : callable(record) -> tuple
+        The selection rule's sort key (larger is better); ties go to the smaller λ.
+
+    Returns
+    -------
+    list of int
+        The ⌈len(candidates) / ETA⌉ best, in λ order.
+    """
+    k = math.ceil(len(candidates) / ETA)
+    order = sorted(candidates, key=lambda i: (*rank(best[i]), -lams[i]), reverse=True)
+    return sorted(order[:k])
+
+
+def _rng_state(dev: torch.device) -> tuple:
+    cuda = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple, dev: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], dev)
+
+
+def new_run(corrector, i: int, lam: float, base: torch.nn.Module, n_f: int,
+            dev: torch.device) -> dict:
+    """A fresh run of λ number ``i``: a copy of ``base`` seeded with ``seed + i``."""
+    seed_everything(corrector.seed + i)
+    state = _rng_state(dev)
+    gen = torch.Generator().manual_seed(corrector.seed + i)
+    model = copy.deepcopy(base).to(dev)
+    if corrector.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=corrector.lr)
+    perm_f = torch.randperm(n_f, generator=gen)
+    return dict(i=i, lam=lam, model=model, opt_state=opt.state_dict(), rng_state=state,
+                gen_state=gen.get_state(), perm_f=perm_f, pos_f=0, epoch=0, best=None,
+                best_state=None, history=[])
+
+
+def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
+            dev: torch.device) -> list:
+    """Train ``run`` for ``n_epochs`` more epochs; return their records.
+
+    Each epoch is scored on the selection rule's sets only; the run keeps the
+    best epoch's weights. Raises :class:`Cancelled` when the corrector was
+    asked to stop.
+    """
+    c, model, lam = corrector, run["model"], run["lam"]
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+    opt.load_state_dict(run["opt_state"])
+    gen = torch.Generator()
+    gen.set_state(run["gen_state"])
+    outer = _rng_state(dev)
+    _set_rng_state(run["rng_state"], dev)
+    if dev.type == "cuda" and run["rng_state"][1] is None:   # started on the CPU
+        torch.cuda.manual_seed(c.seed + run["i"])
+    bs, new = c.batch_size, []
+    n_batches = math.ceil(len(X) / bs)
+    fmt = torch.channels_last if c.channels_last else torch.contiguous_format
+    try:
+        for _ in range(n_epochs):
+            epoch = run["epoch"] + 1
+            if epoch == 1:
+                c._call("on_lam_begin", lam=lam)
+            perm, total = torch.randperm(len(X), generator=gen), 0.0
+            model.train()
+            for b in range(n_batches):
+                if c._stop.is_set():
+                    raise Cancelled
+                idx = perm[b * bs:(b + 1) * bs]
+                if run["pos_f"] + bs > len(run["perm_f"]):
+                    run["perm_f"], run["pos_f"] = torch.randperm(len(X_f), generator=gen), 0
+                idx_f = run["perm_f"][run["pos_f"]:run["pos_f"] + bs]
+                run["pos_f"] += bs
+                xb = torch.cat([X[idx], X_f[idx_f]]).to(dev).contiguous(memory_format=fmt)
+                with autocast(c.precision, dev):
+                    logits = model(xb).float()
+                loss = c.get_loss(logits[:len(idx)], y[idx].to(dev), logits[len(idx):],
+                                  y_f[idx_f].to(dev), lam)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                c.steps_done_ += 1
+                c._call("on_batch_end", lam=lam, epoch=epoch, batch=b + 1,
+                        n_batches=n_batches)
+            model.eval()
+            rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
+                   **c._evaluate(model, X, y, X_f, y_f, eval_sets, dev, c._selection_sets())}
+            run["epoch"] = epoch
+            run["history"].append(rec)
+            new.append(rec)
+            c.history_.append(rec)
+            c._call("on_epoch_end", record=rec)
+            if run["best"] is None or c._rank(rec) > c._rank(run["best"]):
+                run["best"] = rec
+                run["best_state"] = {k: v.detach().cpu().clone()
+                                     for k, v in model.state_dict().items()}
+    finally:
+        run["rng_state"], run["gen_state"] = _rng_state(dev), gen.get_state()
+        run["opt_state"] = opt.state_dict()
+        _set_rng_state(outer, dev)
+    return new
+
+
+def finish(corrector, run: dict, X, y, X_f, y_f, eval_sets, dev: torch.device) -> tuple:
+    """The run's selected weights, its record on every eval set, and its history."""
+    model = run["model"]
+    model.load_state_dict(run["best_state"])
+    model.eval()
+    rest = set(eval_sets) - set(corrector._selection_sets())
+    best = {**run["best"], **corrector._evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
+    return run["best_state"], best, list(run["history"])
+
+
+def run_task(cls, params: dict, before: dict, run: dict, n_epochs: int, finish_after: bool,
+             X, y, X_f, y_f, eval_sets) -> tuple:
+    """Advance one run as an executor task.
+
+    Parameters
+    ----------
+    cls : type
+        The Corrector class (a subclass keeps its ``get_loss``).
+    params : dict
+        Its constructor parameters, without the local-only ones.
+    before : dict
+        The sweep's ``before_`` record (the selection rule compares with it).
+    run : dict
+        From :func:`new_run` or an earlier task.
+    n_epochs : int
+    finish_after : bool
+        Also evaluate the selected epoch on every eval set.
+    X, y, X_f, y_f, eval_sets
+        As in :meth:`Corrector.fit`.
+
+    Returns
+    -------
+    (run, new records, (state_dict, record, history) or None)
+    """
+    from defuse_widgets._validation import resolve_device
+    from defuse_widgets.callbacks import History
+
+    c = cls(**params)
+    c.before_, c.history_, c.steps_done_ = before, History(), 0
+    dev = resolve_device(c.device)
+    run["model"] = run["model"].to(dev)
+    new = advance(c, run, n_epochs, X, y, X_f, y_f, eval_sets, dev)
+    done = finish(c, run, X, y, X_f, y_f, eval_sets, dev) if finish_after else None
+    run["model"] = run["model"].cpu()
+    return run, new, done
+
+
+def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torch.device,
+                 checkpoints) -> None:
+    """Train every λ not in ``done`` under ``corrector.schedule``; finished λs reach
+    ``corrector._finish_lam`` (and ``checkpoints``) as they finish.
+
+    Parameters
+    ----------
+    corrector : Corrector
+    lams : list of float
+    done : dict of int -> checkpoint entry
+        λs a checkpointed sweep already finished (replayed by the caller).
+    base : nn.Module
+        The classifier before fine-tuning, on the CPU.
+    data : tuple
+        ``(X, y, X_f, y_f, eval_sets)`` as in :meth:`Corrector.fit`.
+    dev : torch.device
+    checkpoints : SweepCheckpoints or None
+    """
+    c, runs = corrector, {}
+    n_batches = math.ceil(len(data[0]) / c.batch_size)
+
+    def finalize(i: int, out: tuple) -> None:
+        state, result, history = out
+        if checkpoints is not None:
+            checkpoints.add(i, lams[i], state, result, history)
+        c._finish_lam(i, state, result)
+
+    def start(i: int) -> dict:
+        return new_run(c, i, lams[i], base, len(data[2]),
+                       dev if c.executor is None else torch.device("cpu"))
+
+    def step(indices: list, n_epochs: int, finish_after: bool) -> None:
+        if c.executor is None:
+            for i in indices:
+                if i not in runs:
+                    runs[i] = start(i)
+                advance(c, runs[i], n_epochs, *data, dev)
+                if finish_after:
+                    finalize(i, finish(c, runs.pop(i), *data, dev))
+            return
+        from defuse_widgets.scale_out import submit_runs
+        futures = submit_runs(c, {i: runs.get(i) or start(i) for i in indices}, n_epochs,
+                              finish_after, data)
+        try:
+            for i in indices:
+                if c._stop.is_set():
+                    raise Cancelled
+                run, new, out = futures[i].result()
+                if c._stop.is_set():
+                    raise Cancelled
+                if run["epoch"] == len(new):
+                    c._call("on_lam_begin", lam=lams[i])
+                for rec in new:
+                    c.history_.append(rec)
+                    c._call("on_epoch_end", record=rec)
+                c.steps_done_ += len(new) * n_batches
+                runs[i] = run
+                if finish_after:
+                    runs.pop(i)
+                    finalize(i, out)
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+    todo = [i for i in range(len(lams)) if i not in done]
+    if c.schedule == "full":
+        step(todo, c.epochs, True)
+        return
+    candidates = list(range(len(lams)))
+    for epoch in range(1, c.epochs + 1):
+        last = epoch == c.epochs
+        step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last)
+        if last:
+            return
+        best = {}
+        for i in candidates:
+            if i in runs:
+                best[i] = runs[i]["best"]
+            else:
+                seen = [r for r in done[i]["history"] if r["epoch"] <= epoch] or done[i]["history"]
+                best[i] = max(seen, key=c._rank)
+        keep = prune(candidates, best, lams, c._rank)
+        for i in candidates:
+            if i not in keep and i in runs:
+                run = runs.pop(i)
+                run["model"] = run["model"].to(dev)
+                finalize(i, finish(c, run, *data, dev))
+        candidates = keep

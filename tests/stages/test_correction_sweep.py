@@ -1,0 +1,149 @@
+"""The sweep's schedules (full, successive halving) and its bf16 precision."""
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from defuse_widgets.callbacks import Callback, StageProgress
+from defuse_widgets.stages.correction import Corrector
+from defuse_widgets.stages.correction_sweep import ETA, planned_lam_epochs, prune
+
+LAMS = [0.0, 0.01, 0.1, 1.0, 10.0]
+
+
+class _Epochs(Callback, list):
+    def on_epoch_end(self, corrector, *, record, **kw):
+        self.append((record["lam"], record["epoch"]))
+
+
+def _fit(tiny_models, digits, task, **kw):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    seen = _Epochs()
+    params = dict(lams=LAMS, epochs=3, batch_size=256, device="cpu", callbacks=[seen])
+    corrector = Corrector(**{**params, **kw})
+    return corrector.fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals), seen
+
+
+@pytest.fixture(scope="module")
+def full(tiny_models, digits, task):
+    return _fit(tiny_models, digits, task)
+
+
+def test_planned_lam_epochs():
+    assert planned_lam_epochs(17, 3, "full") == 51
+    assert planned_lam_epochs(17, 3, "halving") == 17 + 6 + 2
+    assert planned_lam_epochs(5, 3, "halving") == 5 + 2 + 1
+    assert planned_lam_epochs(4, 1, "halving") == 4
+
+
+def test_prune_keeps_the_best_third_and_breaks_ties_towards_small_lambda():
+    best = {0: {"score": 0.5}, 1: {"score": 0.9}, 2: {"score": 0.9}, 3: {"score": 0.1}}
+    keep = prune([0, 1, 2, 3], best, [0.0, 0.1, 1.0, 10.0], lambda r: (True, r["score"]))
+    assert keep == [1, 2][:-(-4 // ETA)]      # ⌈4/3⌉ = 2: the two best
+    keep = prune([1, 2], best, [0.0, 0.1, 1.0, 10.0], lambda r: (True, r["score"]))
+    assert keep == [1]                        # a tie goes to the smaller λ
+
+
+def test_halving_trains_only_the_survivors_with_the_full_sweeps_records(
+        tiny_models, digits, task, full):
+    """Each λ's records equal the full sweep's (own random streams), and the λs
+    that train on are exactly those the pruning rule picks from those records."""
+    full_c, _ = full
+    half, seen = _fit(tiny_models, digits, task, schedule="halving")
+    assert len(seen) == planned_lam_epochs(len(LAMS), 3, "halving") == 8
+    by_key = {(r["lam"], r["epoch"]): r for r in full_c.history_}
+    for rec in half.history_:
+        ref = by_key[(rec["lam"], rec["epoch"])]
+        for key in ("loss", "validation", "region_validation", "score"):
+            assert rec[key] == pytest.approx(ref[key], abs=1e-6), (rec["lam"], key)
+    # replay the rule on the full sweep's records
+    cands = list(range(len(LAMS)))
+    for epoch in (1, 2):
+        best = {i: max((r for r in full_c.history_ if r["lam"] == LAMS[i]
+                        and r["epoch"] <= epoch), key=full_c._rank) for i in cands}
+        cands = prune(cands, best, LAMS, full_c._rank)
+        trained = sorted(LAMS.index(lam) for lam, e in seen if e == epoch + 1)
+        assert trained == cands
+    assert [r["lam"] for r in half.results_] == LAMS       # every λ has a result, in order
+    assert half.best_ in half.results_
+    assert half.steps_done_ == half.steps_total_ == 8 * 5   # 8 λ-epochs × 5 batches
+
+
+def test_halving_resumes_to_the_uninterrupted_result(tiny_models, digits, task, tmp_path):
+    whole, _ = _fit(tiny_models, digits, task, schedule="halving")
+
+    class StopAfter(Callback):
+        def __init__(self):
+            self.n = 0
+
+        def on_lam_end(self, corrector, **kw):
+            self.n += 1
+            if self.n == 3:      # two λs pruned at rung 1, then stop
+                corrector.stop()
+
+    first, _ = _fit(tiny_models, digits, task, schedule="halving", checkpoint_dir=tmp_path,
+                    callbacks=[StopAfter()])
+    assert first.cancelled_ and 0 < len(first.results_) < len(LAMS)
+    again, _ = _fit(tiny_models, digits, task, schedule="halving", checkpoint_dir=tmp_path)
+    assert sorted(again.resumed_) == sorted(first.lam_index_)
+    assert [r["test"] for r in again.results_] == [r["test"] for r in whole.results_]
+    assert again.best_["lam"] == whole.best_["lam"]
+
+
+def test_halving_on_an_executor_equals_in_process(tiny_models, digits, task):
+    local, _ = _fit(tiny_models, digits, task, schedule="halving")
+    # one worker thread: threads share torch's global random stream (dropout),
+    # so parallel threads are not reproducible; processes (Dask) are: test_scale_out
+    with ThreadPoolExecutor(1) as pool:
+        remote, seen = _fit(tiny_models, digits, task, schedule="halving", executor=pool)
+    assert len(seen) == 8
+    for a, b in zip(local.results_, remote.results_):
+        for key in ("test", "region_test", "validation", "epoch"):
+            assert b[key] == pytest.approx(a[key], abs=1e-6), (a["lam"], key)
+
+
+def test_stage_progress_counts_to_the_planned_total(tiny_models, digits, task):
+    calls = []
+    c, _ = _fit(tiny_models, digits, task, schedule="halving",
+                callbacks=[StageProgress(lambda stage, d, t: calls.append((d, t)))])
+    assert [d for d, _ in calls] == list(range(1, 41))
+    assert {t for _, t in calls} == {40}
+
+
+SEEN_DTYPES = []
+
+
+def _record_dtype(module, inputs, output):
+    SEEN_DTYPES.append(output.dtype)
+
+
+def test_bf16_precision_runs_the_passes_in_bf16_and_keeps_fp32_weights(
+        tiny_models, digits, task):
+    import copy
+
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    probe = copy.deepcopy(clf)
+    handle = probe.fc2.register_forward_hook(_record_dtype)   # the deep copies keep it
+    SEEN_DTYPES.clear()
+    c = Corrector(lams=[0.1], epochs=1, batch_size=256, device="cpu", precision="bf16",
+                  channels_last=True)
+    c.fit(probe, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    handle.remove()
+    assert c.precision_ == "bf16" and c.sweep_params()["precision"] == "bf16"
+    assert torch.bfloat16 in SEEN_DTYPES                 # training and evaluation passes
+    assert all(p.dtype == torch.float32 for p in c.best_model_.parameters())
+    fp32 = Corrector(lams=[0.1], epochs=1, batch_size=256, device="cpu").fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert fp32.precision_ == "fp32"
+    assert abs(fp32.results_[0]["validation"] - c.results_[0]["validation"]) < 0.05
+
+
+def test_bad_schedule_and_precision_are_named():
+    with pytest.raises(ValueError, match="schedule"):
+        Corrector(schedule="fast")._check_params()
+    with pytest.raises(ValueError, match="precision"):
+        Corrector(precision="fp16")._check_params()
+    with pytest.raises(TypeError, match="channels_last"):
+        Corrector(channels_last="yes")._check_params()
