@@ -16,7 +16,7 @@ from defuse_widgets._validation import (check_eval_sets, check_choice, check_ima
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
 from defuse_widgets.models.inference import accuracy, check_images_fit, n_outputs
-from defuse_widgets.models.precision import PRECISIONS, autocast, resolve_precision
+from defuse_widgets.models.precision import PRECISIONS, resolve_precision
 from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, planned_lam_epochs,
                                                     run_schedule)
 from defuse_widgets.scale_out import check_executor
@@ -94,10 +94,15 @@ class Corrector:
         only the best third of the λs, ranked by ``selection``, trains on
         (see :mod:`~defuse_widgets.stages.correction_sweep`).
     precision : {"fp32", "bf16", "auto"}, default="fp32"
-        bf16 autocast of training and evaluation passes (weights stay fp32);
-        ``"auto"`` is bf16 where the hardware runs it natively.
+        bf16 autocast of the training passes (weights stay fp32; every
+        evaluation runs in fp32, so the reported accuracies are those of the
+        model a user keeps); ``"auto"`` is bf16 where the hardware runs it
+        natively.
     channels_last : bool, default=False
         Train in the channels-last memory format (faster convolutions on CPU).
+    eval_batch_size : int, optional
+        Images per evaluation pass; default 256 on the CPU (measured 1.5x
+        faster than 1,024 on 2 cores: batches stay in cache), 4,096 on CUDA.
 
     Attributes
     ----------
@@ -132,7 +137,7 @@ class Corrector:
                  checkpoint_dir=None, name: str = "defuse",
                  progress: bool = False, resume: bool = True, executor=None,
                  schedule: str = "full", precision: str = "fp32",
-                 channels_last: bool = False):
+                 channels_last: bool = False, eval_batch_size: int | None = None):
         self.lams = lams
         self.epochs = epochs
         self.lr = lr
@@ -150,6 +155,7 @@ class Corrector:
         self.schedule = schedule
         self.precision = precision
         self.channels_last = channels_last
+        self.eval_batch_size = eval_batch_size
         self._stop = threading.Event()
 
     # -- public API ---------------------------------------------------------------
@@ -267,6 +273,8 @@ class Corrector:
         if self.executor is not None:
             check_executor(self.executor)
         check_choice("precision", self.precision, PRECISIONS)
+        if self.eval_batch_size is not None:
+            check_int("eval_batch_size", self.eval_batch_size, low=1)
         if not isinstance(self.channels_last, (bool, np.bool_)):
             raise TypeError(f"channels_last must be True or False; got {self.channels_last!r}.")
         if not isinstance(self.callbacks, (list, tuple)):
@@ -301,7 +309,7 @@ class Corrector:
         """The constructor's parameters (scikit-learn style)."""
         names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "device",
                  "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
-                 "executor", "schedule", "precision", "channels_last")
+                 "executor", "schedule", "precision", "channels_last", "eval_batch_size")
         return {k: getattr(self, k) for k in names}
 
     def _replay(self, i: int, lam: float, checkpoints: SweepCheckpoints) -> None:
@@ -347,18 +355,16 @@ class Corrector:
     def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None) -> dict:
         """Accuracies on the sets in ``names`` (all sets when None) plus the score."""
         names = set(eval_sets) | {"finetune", "training"} if names is None else set(names)
-        # CPU: batches of 256 stay in cache (1.5x faster than 1,024 on 2 cores).
-        kw = dict(device=dev, batch_size=256 if dev.type == "cpu" else 4096)
-        rec = {}
-        with autocast(self.precision, dev):
-            if names & {"finetune", "training"}:
-                rec["finetune"] = accuracy(model, X_f, y_f, **kw)
-            if "training" in names:  # a full pass over D
-                n, n_f = len(y), len(y_f)
-                rec["training"] = (accuracy(model, X, y, **kw) * n
-                                   + rec["finetune"] * n_f) / (n + n_f)
-            rec.update({k: accuracy(model, Xe, ye, **kw)
-                        for k, (Xe, ye) in eval_sets.items() if k in names})
+        kw = dict(device=dev, batch_size=self.eval_batch_size
+                  or (256 if dev.type == "cpu" else 4096))
+        rec = {}   # always fp32: the numbers describe the fp32 model a user keeps
+        if names & {"finetune", "training"}:
+            rec["finetune"] = accuracy(model, X_f, y_f, **kw)
+        if "training" in names:  # a full pass over D
+            n, n_f = len(y), len(y_f)
+            rec["training"] = (accuracy(model, X, y, **kw) * n + rec["finetune"] * n_f) / (n + n_f)
+        rec.update({k: accuracy(model, Xe, ye, **kw)
+                    for k, (Xe, ye) in eval_sets.items() if k in names})
         if all(k in rec for k in self._selection_sets()):
             rec["score"] = self._score(rec)
         return rec

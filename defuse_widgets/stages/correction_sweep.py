@@ -13,9 +13,13 @@ Two schedules:
 ``"halving"``
     Successive halving: after each epoch but the last, only the best third
     (rounded up) of the λs still in the race trains on, ranked by the
-    corrector's own selection rule on their best epoch so far. With 17 λs and
-    3 epochs that is 17 + 6 + 2 = 25 λ-epochs instead of 51. The λs that stop
-    early keep their records and can still be selected.
+    selection rule's *score* on their best epoch so far (for ``"balanced"``
+    the mean of validation and region-validation accuracy). The score, not
+    the rule's hard validation floor, decides who trains on: after one
+    epoch a large λ has not yet recovered its validation accuracy, and the
+    floor would keep only the λs too small to change anything. With 17 λs
+    and 3 epochs that is 17 + 6 + 2 = 25 λ-epochs instead of 51. The λs
+    that stop early keep their records and can still be selected by the rule.
 
 This module imports no UI code.
 """
@@ -30,7 +34,7 @@ from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
-           "planned_lam_epochs", "prune", "run_schedule", "run_task"]
+           "best_score", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
 
 #: Accepted values of ``Corrector(schedule=...)``.
 SCHEDULES = ("full", "halving")
@@ -53,18 +57,17 @@ def planned_lam_epochs(n_lams: int, epochs: int, schedule: str) -> int:
     return total
 
 
-def prune(candidates: list, best: dict, lams, rank) -> list:
+def prune(candidates: list, scores: dict, lams) -> list:
     """The λ indices that stay in the race after one rung of successive halving.
 
     Parameters
     ----------
     candidates : list of int
         Indices of the λs in the race.
-    best : dict of int -> dict
-        Each candidate's best record so far.
+    scores : dict of int -> float
+        Each candidate's best selection score so far (larger is better).
     lams : sequence of float
-    rank : callable(record) -> tuple
-        The selection rule's sort key (larger is better); ties go to the smaller λ.
+        Ties go to the smaller λ.
 
     Returns
     -------
@@ -72,8 +75,13 @@ def prune(candidates: list, best: dict, lams, rank) -> list:
         The ⌈len(candidates) / ETA⌉ best, in λ order.
     """
     k = math.ceil(len(candidates) / ETA)
-    order = sorted(candidates, key=lambda i: (*rank(best[i]), -lams[i]), reverse=True)
+    order = sorted(candidates, key=lambda i: (scores[i], -lams[i]), reverse=True)
     return sorted(order[:k])
+
+
+def best_score(history: list, epoch: int) -> float:
+    """The best ``score`` among the records of ``history`` up to ``epoch``."""
+    return max(r["score"] for r in history if r["epoch"] <= epoch)
 
 
 def _rng_state(dev: torch.device) -> tuple:
@@ -290,14 +298,9 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
         step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last)
         if last:
             return
-        best = {}
-        for i in candidates:
-            if i in runs:
-                best[i] = runs[i]["best"]
-            else:
-                seen = [r for r in done[i]["history"] if r["epoch"] <= epoch] or done[i]["history"]
-                best[i] = max(seen, key=c._rank)
-        keep = prune(candidates, best, lams, c._rank)
+        scores = {i: best_score(runs[i]["history"] if i in runs else done[i]["history"], epoch)
+                  for i in candidates}
+        keep = prune(candidates, scores, lams)
         for i in candidates:
             if i not in keep and i in runs:
                 run = runs.pop(i)

@@ -38,11 +38,10 @@ def test_planned_lam_epochs():
 
 
 def test_prune_keeps_the_best_third_and_breaks_ties_towards_small_lambda():
-    best = {0: {"score": 0.5}, 1: {"score": 0.9}, 2: {"score": 0.9}, 3: {"score": 0.1}}
-    keep = prune([0, 1, 2, 3], best, [0.0, 0.1, 1.0, 10.0], lambda r: (True, r["score"]))
+    scores = {0: 0.5, 1: 0.9, 2: 0.9, 3: 0.1}
+    keep = prune([0, 1, 2, 3], scores, [0.0, 0.1, 1.0, 10.0])
     assert keep == [1, 2][:-(-4 // ETA)]      # ⌈4/3⌉ = 2: the two best
-    keep = prune([1, 2], best, [0.0, 0.1, 1.0, 10.0], lambda r: (True, r["score"]))
-    assert keep == [1]                        # a tie goes to the smaller λ
+    assert prune([1, 2], scores, [0.0, 0.1, 1.0, 10.0]) == [1]   # a tie: the smaller λ
 
 
 def test_halving_trains_only_the_survivors_with_the_full_sweeps_records(
@@ -60,9 +59,9 @@ def test_halving_trains_only_the_survivors_with_the_full_sweeps_records(
     # replay the rule on the full sweep's records
     cands = list(range(len(LAMS)))
     for epoch in (1, 2):
-        best = {i: max((r for r in full_c.history_ if r["lam"] == LAMS[i]
-                        and r["epoch"] <= epoch), key=full_c._rank) for i in cands}
-        cands = prune(cands, best, LAMS, full_c._rank)
+        scores = {i: max(r["score"] for r in full_c.history_ if r["lam"] == LAMS[i]
+                         and r["epoch"] <= epoch) for i in cands}
+        cands = prune(cands, scores, LAMS)
         trained = sorted(LAMS.index(lam) for lam, e in seen if e == epoch + 1)
         assert trained == cands
     assert [r["lam"] for r in half.results_] == LAMS       # every λ has a result, in order
@@ -132,7 +131,8 @@ def test_bf16_precision_runs_the_passes_in_bf16_and_keeps_fp32_weights(
     c.fit(probe, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
     handle.remove()
     assert c.precision_ == "bf16" and c.sweep_params()["precision"] == "bf16"
-    assert torch.bfloat16 in SEEN_DTYPES                 # training and evaluation passes
+    assert torch.bfloat16 in SEEN_DTYPES                 # the training passes
+    assert torch.float32 in SEEN_DTYPES                  # the evaluations
     assert all(p.dtype == torch.float32 for p in c.best_model_.parameters())
     fp32 = Corrector(lams=[0.1], epochs=1, batch_size=256, device="cpu").fit(
         clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)

@@ -1,0 +1,246 @@
+"""Performance issue: the default run against today's fp32 full sweep, side by side.
+
+Everything here is measured in one invocation on an otherwise idle machine:
+
+1. ``defuse-widgets run`` with the defaults (bf16 where the CPU runs it
+   natively, successive halving) and with ``--precision fp32 --schedule
+   full`` (the sweep as it was), each in its own process: wall time, peak
+   memory, the Figure-4 numbers and the selected λ.
+2. The λ choice of every schedule × precision on the fp32 run's data: full
+   sweeps in fp32 and bf16, and successive halving replayed on their
+   per-epoch records (a λ's records do not depend on the schedule: each λ has
+   its own random streams, see ``tests/stages/test_correction_sweep.py``).
+3. One λ-epoch, evaluation included: today's path (fp32, evaluation batches
+   of 1,024) against the new one (bf16 training, channels-last, fp32
+   evaluation in batches of 256).
+4. Identification: the decoder + classifier ceiling in fp32 and bf16 over
+   three alternating runs, and how often the misclassified/not decision of
+   the same decode agrees.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.run --only performance            # about 45 min
+    .venv/bin/python -m benchmarks.run --only performance --quick    # CI-sized runs
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FIG4 = ("validation", "test", "region_test")
+
+
+def one_run(out: str, flags: list) -> dict:
+    """Run ``defuse-widgets run`` in this process; return time, peak memory and results."""
+    from defuse_widgets.cli import main
+
+    t = time.perf_counter()
+    code = main(["run", "--no-progress", "--out", out, *flags])
+    elapsed = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"code": code, "seconds": elapsed, "peak_mb": peak}
+
+
+def _subprocess_run(out: Path, flags: list) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.performance", "--one-run", str(out), *flags]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info["results"] = json.loads((out / "results.json").read_text())
+    info["correction"] = json.loads((out / "correction.json").read_text())
+    return info
+
+
+def _fig4(res: dict, arm: str = "defuse") -> dict:
+    best = res["correction"][arm]
+    return {k: best["best"].get(k) for k in FIG4} | {"lam": best["best"]["lam"]}
+
+
+def halving_choice(record: dict, selection: str, tolerance: float) -> float:
+    """The λ successive halving selects, replayed on a full sweep's per-epoch records."""
+    from defuse_widgets.stages.correction import Corrector
+    from defuse_widgets.stages.correction_sweep import best_score, prune
+
+    c = Corrector(selection=selection, tolerance=tolerance)
+    c.before_ = record["before"]
+    lams = record["params"]["lams"]
+    epochs = record["params"]["epochs"]
+    hist = record["history"]
+    cands = list(range(len(lams)))
+    trained = {i: 1 for i in cands}
+    for epoch in range(1, epochs):
+        scores = {i: best_score([r for r in hist if r["lam"] == lams[i]], epoch) for i in cands}
+        cands = prune(cands, scores, lams)
+        for i in cands:
+            trained[i] = epoch + 1
+    finals = [max((r for r in hist if r["lam"] == lams[i] and r["epoch"] <= trained[i]),
+                  key=c._rank) for i in range(len(lams))]
+    i_best = max(range(len(lams)), key=lambda i: (*c._rank(finals[i]), -lams[i]))
+    return lams[i_best]
+
+
+def _lam_epoch(session_dir: Path, quick: bool) -> list:
+    from defuse_widgets.stages.correction import Corrector
+    from defuse_widgets.workflow.session import Session
+
+    session = Session(session_dir)
+    sets = session.failure_data()
+    data = session.data
+    lams, epochs = (0.01, 0.1), (1 if quick else 3)
+    variants = {"today (fp32, eval batches of 1,024)": dict(precision="fp32", eval_batch_size=1024),
+                "fp32, eval batches of 256": dict(precision="fp32"),
+                "bf16 + channels-last, eval batches of 256": dict(precision="bf16",
+                                                                  channels_last=True)}
+    times, rows = {}, []
+    for name, kw in variants.items():
+        c = Corrector(lams=lams, epochs=epochs, device="cpu", **kw)
+        t = time.perf_counter()
+        c.fit(session.classifier, data.X_train, data.y_train, sets["X_f"], sets["y_f"],
+              eval_sets=sets["eval_sets"])
+        times[name] = (time.perf_counter() - t) / (len(lams) * epochs)
+        rows.append({"what": f"one λ-epoch, evaluation included: {name}",
+                     "value": f"{times[name]:.2f} s", "seconds": times[name],
+                     "note": f"{len(lams)} λ × {epochs} epochs; D {len(data.y_train)}, D_f "
+                             f"{len(sets['y_f'])}, eval sets "
+                             + ", ".join(f"{k} {len(v[1])}" for k, v in sets["eval_sets"].items())
+                             + f"; selected λ {c.best_['lam']:g}"})
+    session.close()
+    first, last = list(times.values())[0], list(times.values())[-1]
+    rows.append({"what": "one λ-epoch: today / new", "value": f"{first / last:.2f}×",
+                 "target": "≥ 2.5×", "met": first / last >= 2.5, "ratio": first / last})
+    return rows
+
+
+def _identification(quick: bool) -> list:
+    from defuse_widgets.data import load_dataset
+    from defuse_widgets.models.inference import encode_mean
+    from defuse_widgets.models.precision import autocast
+    from defuse_widgets.models.pretrained import load_pretrained
+
+    clf, vae = load_pretrained()[:2]
+    clf.eval(), vae.eval()
+    data = load_dataset("mnist5k")
+    n_img, Q = (500, 10) if quick else (3500, 10)
+    X, y = data.X_train[:n_img], data.y_train[:n_img]
+    mu = encode_mean(vae, X)
+    rng = np.random.default_rng(0)
+    eps = torch.from_numpy(rng.beta(50, 50, size=(n_img, Q, mu.shape[1])) - 0.5).float()
+    z = (mu[:, None] + eps).reshape(-1, mu.shape[1])
+
+    def decide(precision):
+        """Decisions and the best throughput over batch sizes 64 and 256."""
+        best = 0.0
+        for bs in (64, 256):
+            t = time.perf_counter()
+            with torch.inference_mode(), autocast(precision, "cpu"):
+                pred = torch.cat([clf(vae.decode(z[i:i + bs])).argmax(1)
+                                  for i in range(0, len(z), bs)])
+            best = max(best, len(z) / (time.perf_counter() - t))
+        return (pred.view(n_img, Q) != y[:, None]), best
+
+    decide("fp32"), decide("bf16")   # warm-up
+
+    ratios, speeds, agree = [], {"fp32": [], "bf16": []}, []
+    for _ in range(3):
+        wrong32, s32 = decide("fp32")
+        wrong16, s16 = decide("bf16")
+        speeds["fp32"].append(s32), speeds["bf16"].append(s16)
+        ratios.append(s16 / s32)
+        agree.append(float((wrong32 == wrong16).float().mean()))
+    r = np.array(ratios)
+    return [
+        {"what": "identification ceiling fp32 (decoder + classifier, best of batches 64, 256)",
+         "value": f"{np.mean(speeds['fp32']):,.0f} decodes/s",
+         "note": "3 runs: " + ", ".join(f"{v:,.0f}" for v in speeds["fp32"])},
+        {"what": "identification ceiling bf16 autocast", "value":
+         f"{np.mean(speeds['bf16']):,.0f} decodes/s",
+         "note": "3 runs: " + ", ".join(f"{v:,.0f}" for v in speeds["bf16"])},
+        {"what": "identification bf16 / fp32", "value": f"{r.mean():.2f}× (min {r.min():.2f}, "
+         f"max {r.max():.2f})", "target": "≥ 1.7×", "met": bool(r.mean() >= 1.7),
+         "ratios": ratios},
+        {"what": "misclassified/not decisions equal in bf16 and fp32",
+         "value": f"{100 * min(agree):.2f} %", "target": "≥ 99.5 %",
+         "met": bool(min(agree) >= 0.995),
+         "note": f"{len(z):,} decodes ({n_img} images × Q={Q}, centred Beta(50, 50) noise), "
+                 f"the same in every run"}]
+
+
+def run(quick: bool = False) -> list:
+    from defuse_widgets.stages.correction_arms import run_arms
+    from defuse_widgets.workflow.session import Session
+
+    rows = _identification(quick)
+    tmp = Path(tempfile.mkdtemp(prefix="defuse-perf-"))
+    base = ["--quick"] if quick else []
+    new = _subprocess_run(tmp / "new", base)
+    old = _subprocess_run(tmp / "fp32_full", [*base, "--precision", "fp32", "--schedule", "full"])
+    for name, info in (("new defaults (auto → bf16, halving)", new),
+                       ("fp32, full sweep (as before)", old)):
+        fig = _fig4(info)
+        rows.append({"what": f"`defuse-widgets run{' --quick' if quick else ''}`: {name}",
+                     "value": f"{info['seconds']:.0f} s", "seconds": info["seconds"],
+                     "target": "≤ 480 s" if info is new and not quick else "",
+                     "met": (info["seconds"] <= 480) if info is new and not quick else None,
+                     "peak_mb": info["peak_mb"], "figure4": fig,
+                     "timings": info["results"].get("timings"),
+                     "note": f"peak {info['peak_mb']:.0f} MB; selected λ {fig['lam']:g}; "
+                             + ", ".join(f"{k} {100 * fig[k]:.1f}" for k in FIG4)})
+    diff = max(abs(_fig4(new)[k] - _fig4(old)[k]) * 100 for k in FIG4)
+    rows.append({"what": "Figure-4 numbers, new defaults vs fp32 full sweep (largest gap)",
+                 "value": f"{diff:.1f} points", "target": "≤ 1 point", "met": diff <= 1.0})
+    rows.append({"what": "peak memory, new defaults vs fp32 full sweep",
+                 "value": f"{new['peak_mb']:.0f} MB vs {old['peak_mb']:.0f} MB",
+                 "met": new["peak_mb"] <= old["peak_mb"] * 1.02})
+
+    # λ choice per schedule and precision, on the fp32 run's data
+    session = Session(tmp / "fp32_full")
+    sets = session.failure_data()
+    c = session.config
+    arms = {"defuse": (sets["X_f"], sets["y_f"])}
+    t = time.perf_counter()
+    bf16 = run_arms(session.classifier, session.data.X_train, session.data.y_train, arms,
+                    eval_sets=sets["eval_sets"], lams=c.lams, epochs=c.epochs,
+                    batch_size=c.batch_size, selection=c.selection, tolerance=c.tolerance,
+                    seed=c.seed, device="cpu", schedule="full", precision="bf16")["defuse"]
+    bf16_s = time.perf_counter() - t
+    session.close()
+    fp32_rec = old["correction"]["defuse"]
+    bf16_rec = {"before": bf16.before_, "params": bf16.sweep_params(),
+                "history": list(bf16.history_)}
+    choice = {"fp32 full": fp32_rec["results"][fp32_rec["best_index"]]["lam"],
+              "fp32 halving (replayed)": halving_choice(fp32_rec, c.selection, c.tolerance),
+              "bf16 full": bf16.best_["lam"],
+              "bf16 halving (replayed)": halving_choice(bf16_rec, c.selection, c.tolerance)}
+    same = len(set(choice.values())) == 1
+    rows.append({"what": "selected λ by schedule and precision (Defuse arm, fp32 run's data)",
+                 "value": "; ".join(f"{k}: {v:g}" for k, v in choice.items()),
+                 "target": "the same λ", "met": same, "choice": choice})
+    gap = max(abs(bf16.best_[k] - fp32_rec["results"][fp32_rec["best_index"]][k]) * 100
+              for k in FIG4)
+    rows.append({"what": "Figure-4 numbers, bf16 vs fp32 training (full sweep, same data)",
+                 "value": f"{gap:.1f} points", "target": "≤ 0.5 point", "met": gap <= 0.5,
+                 "note": f"bf16 full sweep of the Defuse arm took {bf16_s:.0f} s"})
+    rows += _lam_epoch(tmp / "fp32_full", quick)
+    (Path(__file__).parent / "results" / "performance-detail.json").write_text(json.dumps(
+        {"new": {k: new[k] for k in ("seconds", "peak_mb")} | {"figure4": _fig4(new)},
+         "fp32_full": {k: old[k] for k in ("seconds", "peak_mb")} | {"figure4": _fig4(old)},
+         "bf16_full_defuse": {"history": list(bf16.history_), "best": bf16.best_},
+         "fp32_full_defuse": fp32_rec, "choice": choice}, indent=1, default=float))
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--one-run":
+        print(json.dumps(one_run(sys.argv[2], sys.argv[3:])))
+    else:
+        print(__doc__)
