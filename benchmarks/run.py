@@ -24,7 +24,8 @@ SECTIONS = {"identification": "benchmarks.identification",
             "stages": "benchmarks.stages",                # distillation, t-SNE, correction
             "widgets": "benchmarks.widget_latency",
             "level_sets": "benchmarks.level_sets",        # Bayes-TrEx samplers (issue 5)
-            "planted_bugs": "benchmarks.planted_bugs"}    # planted-bug benchmark (issue 7)
+            "planted_bugs": "benchmarks.planted_bugs",    # planted-bug benchmark (issue 7)
+            "performance": "benchmarks.performance"}      # bf16, halving, the default run (issue 16)
 
 
 def main(argv=None) -> int:
