@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 
 import torch
 
@@ -179,34 +177,6 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
     return new
 
 
-def park(run: dict, folder) -> None:
-    """Move a run's weights, optimiser state and best weights to ``folder`` (frees memory).
-
-    Successive halving holds every λ's run between rungs; parked on disk they
-    take no more memory than the full sweep's one run at a time. The round
-    trip through ``torch.save`` is exact.
-    """
-    path = os.path.join(folder, f"run_{run['i']}.pt")
-    torch.save({"model": run["model"].state_dict(), "opt_state": run["opt_state"],
-                "best_state": run["best_state"]}, path)
-    run.update(model=None, opt_state=None, best_state=None, parked=path)
-
-
-def unpark(corrector, run: dict, base: torch.nn.Module, dev: torch.device) -> dict:
-    """Load a run :func:`park` moved to disk back into memory; return it."""
-    path = run.pop("parked", None)
-    if path is None:
-        return run
-    blob = torch.load(path, weights_only=False)
-    model = copy.deepcopy(base).to(dev)
-    if corrector.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.load_state_dict(blob["model"])
-    run.update(model=model, opt_state=blob["opt_state"], best_state=blob["best_state"])
-    os.remove(path)
-    return run
-
-
 def finish(corrector, run: dict, X, y, X_f, y_f, eval_sets, dev: torch.device) -> tuple:
     """The run's selected weights, its record on every eval set, and its history."""
     model = run["model"]
@@ -288,13 +258,11 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     def step(indices: list, n_epochs: int, finish_after: bool) -> None:
         if c.executor is None:
             for i in indices:
-                run = unpark(c, runs[i], base, dev) if i in runs else start(i)
-                runs[i] = run
-                advance(c, run, n_epochs, *data, dev)
+                if i not in runs:
+                    runs[i] = start(i)
+                advance(c, runs[i], n_epochs, *data, dev)
                 if finish_after:
                     finalize(i, finish(c, runs.pop(i), *data, dev))
-                else:
-                    park(run, parking)
             return
         from defuse_widgets.scale_out import submit_runs
         futures = submit_runs(c, {i: runs.get(i) or start(i) for i in indices}, n_epochs,
@@ -324,12 +292,6 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     if c.schedule == "full":
         step(todo, c.epochs, True)
         return
-    with tempfile.TemporaryDirectory(prefix="defuse-halving-") as parking:
-        _halving(c, lams, done, runs, todo, step, finalize, base, data, dev)
-
-
-def _halving(c, lams, done, runs, todo, step, finalize, base, data, dev) -> None:
-    """The rungs of successive halving (see the module docstring)."""
     candidates = list(range(len(lams)))
     for epoch in range(1, c.epochs + 1):
         last = epoch == c.epochs
@@ -341,7 +303,7 @@ def _halving(c, lams, done, runs, todo, step, finalize, base, data, dev) -> None
         keep = prune(candidates, scores, lams)
         for i in candidates:
             if i not in keep and i in runs:
-                run = unpark(c, runs.pop(i), base, dev)
+                run = runs.pop(i)
                 run["model"] = run["model"].to(dev)
                 finalize(i, finish(c, run, *data, dev))
         candidates = keep
