@@ -87,7 +87,7 @@ class Corrector:
         torch's global random stream, which dropout draws from, so a
         multi-threaded pool does not reproduce the in-process results.
     progress : bool, default=False
-        Show a tqdm bar over λ.
+        Show a tqdm bar over λ, advancing as each λ finishes.
     schedule : {"full", "halving"}, default="full"
         ``"full"`` trains every λ for every epoch (the paper's sweep);
         ``"halving"`` is successive halving: after each epoch but the last
@@ -236,6 +236,7 @@ class Corrector:
                              * self._n_batches)
         self._call("on_train_begin")
         done = checkpoints.finished if checkpoints is not None else {}
+        self._bar = tqdm(total=len(lams), desc=self.name, disable=not self.progress)
         try:
             for i in sorted(done):
                 self._replay(i, lams[i], checkpoints)
@@ -243,6 +244,7 @@ class Corrector:
         except Cancelled:
             self.cancelled_ = True
         finally:
+            self._bar.close()
             self._stop.clear()
         order = sorted(range(len(self.results_)), key=lambda j: self.lam_index_[j])
         self.results_ = [self.results_[j] for j in order]
@@ -328,6 +330,7 @@ class Corrector:
         self._best_states.append(state)
         self.results_.append(result)
         self.lam_index_.append(i)
+        self._bar.update()
         self._call("on_lam_end", result=result, **kw)
 
     def _call(self, hook: str, **kw) -> None:

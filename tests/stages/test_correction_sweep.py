@@ -147,3 +147,12 @@ def test_bad_schedule_and_precision_are_named():
         Corrector(precision="fp16")._check_params()
     with pytest.raises(TypeError, match="channels_last"):
         Corrector(channels_last="yes")._check_params()
+
+
+@pytest.mark.parametrize("schedule", ["full", "halving"])
+def test_progress_bar_counts_finished_lambdas(tiny_models, digits, task, capsys, schedule):
+    _fit(tiny_models, digits, task, schedule=schedule, progress=True, epochs=1)
+    err = capsys.readouterr().err
+    assert f"{len(LAMS)}/{len(LAMS)}" in err and "defuse" in err
+    _fit(tiny_models, digits, task, schedule=schedule, epochs=1)
+    assert capsys.readouterr().err == ""               # progress=False: no bar
