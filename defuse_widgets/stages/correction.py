@@ -98,8 +98,10 @@ class Corrector:
         evaluation runs in fp32, so the reported accuracies are those of the
         model a user keeps); ``"auto"`` is bf16 where the hardware runs it
         natively.
-    channels_last : bool, default=False
-        Train in the channels-last memory format (faster convolutions on CPU).
+    channels_last : bool, optional
+        Train in the channels-last memory format. Default: when ``precision``
+        resolves to bf16, where it is about 10 % faster on the CPU (fp32
+        trains as before).
     eval_batch_size : int, optional
         Images per evaluation pass; default 256 on the CPU (measured 1.5x
         faster than 1,024 on 2 cores: batches stay in cache), 4,096 on CUDA.
@@ -137,7 +139,7 @@ class Corrector:
                  checkpoint_dir=None, name: str = "defuse",
                  progress: bool = False, resume: bool = True, executor=None,
                  schedule: str = "full", precision: str = "fp32",
-                 channels_last: bool = False, eval_batch_size: int | None = None):
+                 channels_last: bool | None = None, eval_batch_size: int | None = None):
         self.lams = lams
         self.epochs = epochs
         self.lr = lr
@@ -189,7 +191,8 @@ class Corrector:
                     tolerance=self.tolerance, seed=self.seed, name=self.name,
                     loss=f"{loss.__module__}.{loss.__qualname__}", schedule=self.schedule,
                     precision=resolve_precision(self.precision, resolve_device(self.device)),
-                    channels_last=bool(self.channels_last))
+                    channels_last=self.memory_format(resolve_device(self.device))
+                    == torch.channels_last)
 
     def fit(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets=None) -> "Corrector":
         """Run the λ sweep.
@@ -277,8 +280,10 @@ class Corrector:
         check_choice("precision", self.precision, PRECISIONS)
         if self.eval_batch_size is not None:
             check_int("eval_batch_size", self.eval_batch_size, low=1)
-        if not isinstance(self.channels_last, (bool, np.bool_)):
-            raise TypeError(f"channels_last must be True or False; got {self.channels_last!r}.")
+        if self.channels_last is not None and not isinstance(self.channels_last,
+                                                             (bool, np.bool_)):
+            raise TypeError(f"channels_last must be True, False or None; got "
+                            f"{self.channels_last!r}.")
         if not isinstance(self.callbacks, (list, tuple)):
             raise TypeError(f"callbacks must be a list or tuple of Callback instances; "
                             f"got {self.callbacks!r}.")
@@ -306,6 +311,13 @@ class Corrector:
         self.fingerprint_ = fingerprint(params, base, arrays)
         return SweepCheckpoints(self.checkpoint_dir, self.name, self.fingerprint_,
                                 params).open(bool(self.resume))
+
+    def memory_format(self, dev: torch.device) -> torch.memory_format:
+        """The memory format runs train in on ``dev`` (see ``channels_last``)."""
+        cl = self.channels_last
+        if cl is None:
+            cl = resolve_precision(self.precision, dev) == "bf16"
+        return torch.channels_last if cl else torch.contiguous_format
 
     def get_params(self) -> dict:
         """The constructor's parameters (scikit-learn style)."""

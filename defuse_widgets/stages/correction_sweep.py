@@ -101,9 +101,7 @@ def new_run(corrector, i: int, lam: float, base: torch.nn.Module, n_f: int,
     seed_everything(corrector.seed + i)
     state = _rng_state(dev)
     gen = torch.Generator().manual_seed(corrector.seed + i)
-    model = copy.deepcopy(base).to(dev)
-    if corrector.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = copy.deepcopy(base).to(dev).to(memory_format=corrector.memory_format(dev))
     opt = torch.optim.Adam(model.parameters(), lr=corrector.lr)
     perm_f = torch.randperm(n_f, generator=gen)
     return dict(i=i, lam=lam, model=model, opt_state=opt.state_dict(), rng_state=state,
@@ -130,7 +128,7 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
         torch.cuda.manual_seed(c.seed + run["i"])
     bs, new = c.batch_size, []
     n_batches = math.ceil(len(X) / bs)
-    fmt = torch.channels_last if c.channels_last else torch.contiguous_format
+    fmt = c.memory_format(dev)
     try:
         for _ in range(n_epochs):
             epoch = run["epoch"] + 1

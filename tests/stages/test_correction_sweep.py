@@ -137,6 +137,10 @@ def test_bf16_precision_runs_the_passes_in_bf16_and_keeps_fp32_weights(
     fp32 = Corrector(lams=[0.1], epochs=1, batch_size=256, device="cpu").fit(
         clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
     assert fp32.precision_ == "fp32"
+    # channels-last follows the precision unless set
+    assert not fp32.sweep_params()["channels_last"]
+    assert Corrector(precision="bf16").sweep_params()["channels_last"]
+    assert not Corrector(precision="bf16", channels_last=False).sweep_params()["channels_last"]
     assert abs(fp32.results_[0]["validation"] - c.results_[0]["validation"]) < 0.05
 
 
