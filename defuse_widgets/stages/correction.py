@@ -91,8 +91,8 @@ class Corrector:
     schedule : {"full", "halving"}, default="full"
         ``"full"`` trains every λ for every epoch (the paper's sweep);
         ``"halving"`` is successive halving: after each epoch but the last
-        only the best third of the λs, ranked by ``selection``, trains on
-        (see :mod:`~defuse_widgets.stages.correction_sweep`).
+        only the best third of the λs, ranked by the selection rule's score,
+        trains on (see :mod:`~defuse_widgets.stages.correction_sweep`).
     precision : {"fp32", "bf16", "auto"}, default="fp32"
         bf16 autocast of the training passes (weights stay fp32; every
         evaluation runs in fp32, so the reported accuracies are those of the
