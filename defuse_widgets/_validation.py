@@ -196,7 +196,8 @@ def check_eval_sets(eval_sets: Any, shape: Sequence[int], n_classes: int,
         Xe = check_images(f"eval_sets[{name!r}] images", pair[0], shape=shape)
         out[name] = (Xe, check_labels(f"eval_sets[{name!r}] labels", pair[1],
                                       n_samples=len(Xe), n_classes=n_classes))
-    needed = {"balanced": ("validation", "region_validation"),
+    needed = {"interval": ("validation", "region_validation"),
+              "balanced": ("validation", "region_validation"),
               "validation": ("validation",)}.get(selection, ())
     missing = [k for k in needed if k not in out]
     if missing:

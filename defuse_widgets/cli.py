@@ -26,7 +26,8 @@ from defuse_widgets.stages.correction import PAPER_LAMS
 #: Setting flags -> DefuseConfig fields.
 _FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
                 "max_samples", "tau", "review_size", "rho", "n_workers", "error_rate", "lams",
-                "epochs", "tolerance", "selection", "baseline", "seed", "precision", "schedule")
+                "epochs", "tolerance", "confidence", "selection", "baseline", "seed", "precision",
+                "schedule", "label_review")
 _STAGE_COMMANDS = ("identify", "distill", "label", "correct", "report", "status")
 
 
@@ -68,10 +69,19 @@ def _settings_parser() -> argparse.ArgumentParser:
     g.add_argument("--lams", type=_lams, help="comma-separated lambda list [the paper's 17 "
                    f"values, {','.join(f'{v:g}' for v in PAPER_LAMS)}]")
     g.add_argument("--epochs", type=int, help="fine-tuning epochs per lambda [3]")
-    g.add_argument("--selection", choices=("balanced", "validation", "training"),
-                   help="lambda selection rule [balanced]")
+    g.add_argument("--selection", choices=("interval", "balanced", "validation", "training"),
+                   help="lambda selection rule: interval = the best region-validation "
+                   "accuracy among lambdas whose validation accuracy is not significantly "
+                   "below the model before (paired interval); validation and training are "
+                   "the paper's rules; balanced allows a fixed drop --tolerance [interval]")
+    g.add_argument("--confidence", type=float, help="level of the paired intervals of the "
+                   "interval rule and of the corrected/not verdict [0.95]")
     g.add_argument("--tolerance", type=float, help="validation-accuracy drop the balanced "
                    "rule allows [0.005]")
+    g.add_argument("--label-review", type=int, metavar="N", help="label review: the "
+                   "simulated reviewer checks the labels of the N training images nearest "
+                   "each accepted or label-error region; correction gets a 'review' arm on "
+                   "the relabelled data [0: off]")
     g.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                    help="skip the baseline arm (adversarial examples labelled one by one)")
     g.add_argument("--seed", type=int, help="seed of every stage [0]")

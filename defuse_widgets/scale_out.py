@@ -62,8 +62,9 @@ def submit_runs(corrector, runs: dict, n_epochs: int, finish_after: bool, data: 
     """
     check_executor(corrector.executor)
     params = {k: v for k, v in corrector.get_params().items() if k not in _LOCAL_ONLY}
-    return {i: corrector.executor.submit(run_task, type(corrector), params, corrector.before_,
-                                         run, n_epochs, finish_after, *data)
+    return {i: corrector.executor.submit(run_task, type(corrector), params,
+                                         (corrector.before_, corrector.before_correct_), run,
+                                         n_epochs, finish_after, *data)
             for i, run in runs.items()}
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import threading
 
 import numpy as np
@@ -15,18 +14,18 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import (check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
-from defuse_widgets.models.inference import accuracy, check_images_fit, n_outputs
+from defuse_widgets.models.inference import check_images_fit, n_outputs, predict
 from defuse_widgets.models.precision import PRECISIONS, resolve_precision
-from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, planned_lam_epochs,
-                                                    run_schedule)
+from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, open_checkpoints,
+                                                    planned_lam_epochs, run_schedule)
 from defuse_widgets.scale_out import check_executor
-from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
+from defuse_widgets.stages import selection as rule
+from defuse_widgets.stages.selection import PAIRED_SETS, SELECTIONS
+from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints
 
 #: The paper's λ sweep (appendix B).
 PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
               1.0, 2.0, 5.0, 10.0, 20.0, 100.0, 1000.0)
-
-SELECTIONS = ("balanced", "validation", "training")
 
 
 class Corrector:
@@ -47,17 +46,23 @@ class Corrector:
     batch_size : int, default=256
         Batch size over D; every step also takes a batch of the same size
         from D_f, cycling through it.
-    selection : {"balanced", "validation", "training"}, default="balanced"
-        Model-selection score. ``"validation"``: validation accuracy (the
-        paper's SVHN/GTSRB rule). ``"training"``: accuracy on D ∪ D_f (the
-        paper's MNIST rule). ``"balanced"``: the highest accuracy on the
-        ``"region_validation"`` eval set among models whose validation
-        accuracy is at most ``tolerance`` below the model before
-        fine-tuning (if none is, the highest mean of the two), so λ is chosen
-        to fix the regions while keeping generalisation, without looking at
-        any test set.
+    selection : {"interval", "balanced", "validation", "training"}, default="interval"
+        Model-selection rule (per λ over its epochs, then over λ; see
+        :mod:`~defuse_widgets.stages.selection`). ``"interval"``: the best
+        ``"region_validation"`` accuracy among models whose validation
+        accuracy is not significantly below the model before fine-tuning
+        (paired interval at ``confidence``), so λ fixes the regions while
+        keeping generalisation, without looking at any test set.
+        ``"validation"``: validation accuracy (the paper's SVHN/GTSRB rule).
+        ``"training"``: accuracy on D ∪ D_f (the paper's MNIST rule).
+        ``"balanced"``: as ``"interval"`` with a fixed allowed drop
+        ``tolerance`` (the earlier default, kept for old sessions).
     tolerance : float, default=0.005
         Validation-accuracy drop allowed by ``selection="balanced"``.
+    confidence : float, default=0.95
+        Level of the paired intervals on the change of validation and
+        region-validation accuracy (used by ``"interval"`` and by the
+        verdict ``corrected_`` under every rule).
     device : str or torch.device, optional
         CUDA when available if not given.
     seed : int, default=0
@@ -81,11 +86,9 @@ class Corrector:
         ``Client.get_executor()``, or a ``ProcessPoolExecutor``), each on a
         copy of the classifier and data; per-λ results equal an in-process
         sweep. Callbacks see each λ's epochs when it returns, so per-batch
-        callbacks do not run and :meth:`stop` acts between λs (queued λs are
-        cancelled). Checkpoints and resuming work as in process. Use
-        processes (Dask workers, ``ProcessPoolExecutor``): threads share
-        torch's global random stream, which dropout draws from, so a
-        multi-threaded pool does not reproduce the in-process results.
+        callbacks do not run and :meth:`stop` acts between λs. Use processes
+        (Dask workers, ``ProcessPoolExecutor``): threads share torch's global
+        random stream (dropout), so they do not reproduce in-process results.
     progress : bool, default=False
         Show a tqdm bar over λ, advancing as each λ finishes.
     schedule : {"full", "halving"}, default="full"
@@ -113,9 +116,19 @@ class Corrector:
         selection rule needs, and the score.
     results_ : list of dict
         The selected epoch's record for each finished λ, with accuracies on
-        every eval set (those are computed once per λ, for that epoch).
+        every eval set (those are computed once per λ, for that epoch), and
+        for ``validation`` and ``region_validation`` their change from the
+        model before, ``<set>_change`` (see :func:`~defuse_widgets.stages.selection.paired_change`).
     best_ : dict
         The record of the selected λ.
+    corrected_ : bool or None
+        Whether the selected λ fixes the regions (region-validation gain
+        significant) without a significant validation loss; None without a
+        region-validation set. ``verdict_`` says it in a sentence.
+    verdict_ : str
+    before_correct_ : dict of str -> ndarray of shape (n,), bool
+        Per image of ``validation`` and ``region_validation``: whether the
+        model before fine-tuning got it right (the paired intervals' base).
     best_model_ : nn.Module
         The classifier with the selected λ's weights.
     cancelled_ : bool
@@ -134,8 +147,9 @@ class Corrector:
     """
 
     def __init__(self, *, lams=PAPER_LAMS, epochs: int = 3, lr: float = 1e-3,
-                 batch_size: int = 256, selection: str = "balanced",
-                 tolerance: float = 0.005, device=None, seed: int = 0, callbacks=(),
+                 batch_size: int = 256, selection: str = "interval",
+                 tolerance: float = 0.005, confidence: float = 0.95, device=None,
+                 seed: int = 0, callbacks=(),
                  checkpoint_dir=None, name: str = "defuse",
                  progress: bool = False, resume: bool = True, executor=None,
                  schedule: str = "full", precision: str = "fp32",
@@ -146,6 +160,7 @@ class Corrector:
         self.batch_size = batch_size
         self.selection = selection
         self.tolerance = tolerance
+        self.confidence = confidence
         self.device = device
         self.seed = seed
         self.callbacks = callbacks
@@ -188,7 +203,8 @@ class Corrector:
         loss = type(self).get_loss
         return dict(lams=[float(v) for v in self.lams], epochs=self.epochs, lr=self.lr,
                     batch_size=self.batch_size, selection=self.selection,
-                    tolerance=self.tolerance, seed=self.seed, name=self.name,
+                    tolerance=self.tolerance, confidence=self.confidence, seed=self.seed,
+                    name=self.name,
                     loss=f"{loss.__module__}.{loss.__qualname__}", schedule=self.schedule,
                     precision=resolve_precision(self.precision, resolve_device(self.device)),
                     channels_last=self.memory_format(resolve_device(self.device))
@@ -227,10 +243,11 @@ class Corrector:
         eval_sets = check_eval_sets(eval_sets or {}, X.shape[1:], k, self.selection)
         self.history_, self.results_, self.lam_index_ = History(), [], []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
+        self.corrected_, self.verdict_ = None, ""
         self._best_states, self.resumed_, self.fingerprint_ = [], [], None
         self.precision_ = resolve_precision(self.precision, dev)
-        base = copy.deepcopy(classifier).cpu()
-        checkpoints = self._open_checkpoints(base, X, y, X_f, y_f, eval_sets)
+        base, self.before_correct_ = copy.deepcopy(classifier).cpu(), None
+        checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
         self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
         base = base.cpu()
         self._n_batches = math.ceil(len(X) / self.batch_size)
@@ -260,6 +277,8 @@ class Corrector:
             self.best_model_ = copy.deepcopy(base)
             self.best_model_.load_state_dict(self._best_states[i_best])
             self.best_model_.eval()
+        v = rule.verdict(self.best_, self.confidence)
+        self.corrected_, self.verdict_ = v["corrected"], v["message"]
         self._call("on_train_end")
         return self
 
@@ -273,6 +292,8 @@ class Corrector:
         check_number("lr", self.lr, low=0, low_inclusive=False)
         check_choice("selection", self.selection, SELECTIONS)
         check_number("tolerance", self.tolerance, low=0, high=1)
+        check_number("confidence", self.confidence, low=0, high=1, low_inclusive=False,
+                     high_inclusive=False)
         check_seed("seed", self.seed)
         check_choice("schedule", self.schedule, SCHEDULES)
         if self.executor is not None:
@@ -292,26 +313,6 @@ class Corrector:
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
         return lams
 
-    def _open_checkpoints(self, base, X, y, X_f, y_f, eval_sets):
-        """The sweep record in ``checkpoint_dir`` (None without one), opened for resuming."""
-        if self.checkpoint_dir is None:
-            return None
-        if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
-            raise TypeError(f"checkpoint_dir must be a str or os.PathLike naming a folder; "
-                            f"got {self.checkpoint_dir!r}.")
-        if not isinstance(self.resume, (bool, np.bool_)):
-            raise TypeError(f"resume must be True or False; got {self.resume!r}.")
-        if not isinstance(self.name, str) or not self.name or not self.name.isidentifier():
-            raise ValueError(f"name must be a non-empty identifier (it names checkpoint "
-                             f"files); got {self.name!r}.")
-        arrays = {"X": X, "y": y, "X_f": X_f, "y_f": y_f,
-                  **{f"eval/{k}/{j}": t for k, pair in eval_sets.items()
-                     for j, t in enumerate(pair)}}
-        params = self.sweep_params()
-        self.fingerprint_ = fingerprint(params, base, arrays)
-        return SweepCheckpoints(self.checkpoint_dir, self.name, self.fingerprint_,
-                                params).open(bool(self.resume))
-
     def memory_format(self, dev: torch.device) -> torch.memory_format:
         """The memory format runs train in on ``dev`` (see ``channels_last``)."""
         cl = self.channels_last
@@ -321,7 +322,8 @@ class Corrector:
 
     def get_params(self) -> dict:
         """The constructor's parameters (scikit-learn style)."""
-        names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "device",
+        names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "confidence",
+                 "device",
                  "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
                  "executor", "schedule", "precision", "channels_last", "eval_batch_size")
         return {k: getattr(self, k) for k in names}
@@ -351,21 +353,10 @@ class Corrector:
 
     def _rank(self, rec: dict) -> tuple:
         """Sort key of a record under the selection rule (larger is better)."""
-        if self.selection != "balanced":
-            return (True, rec["score"])
-        ok = rec["validation"] >= self.before_["validation"] - self.tolerance
-        return (ok, rec["region_validation"] if ok else rec["score"])
-
-    def _score(self, rec: dict) -> float:
-        if self.selection == "balanced":
-            return 0.5 * (rec["validation"] + rec["region_validation"])
-        if self.selection == "validation":
-            return rec["validation"]
-        return rec["training"]
+        return rule.rank(self.selection, rec, self.before_, self.tolerance)
 
     def _selection_sets(self) -> tuple:
-        return {"balanced": ("validation", "region_validation"), "validation": ("validation",),
-                "training": ("finetune", "training")}[self.selection]
+        return rule.selection_sets(self.selection)
 
     def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None) -> dict:
         """Accuracies on the sets in ``names`` (all sets when None) plus the score."""
@@ -373,13 +364,26 @@ class Corrector:
         kw = dict(device=dev, batch_size=self.eval_batch_size
                   or (256 if dev.type == "cpu" else 4096))
         rec = {}   # always fp32: the numbers describe the fp32 model a user keeps
+        right = lambda Xe, ye: (predict(model, Xe, **kw) == ye.cpu()).numpy()  # noqa: E731
+        acc = lambda r: float(r.mean()) if len(r) else float("nan")  # noqa: E731
         if names & {"finetune", "training"}:
-            rec["finetune"] = accuracy(model, X_f, y_f, **kw)
+            rec["finetune"] = acc(right(X_f, y_f))
         if "training" in names:  # a full pass over D
             n, n_f = len(y), len(y_f)
-            rec["training"] = (accuracy(model, X, y, **kw) * n + rec["finetune"] * n_f) / (n + n_f)
-        rec.update({k: accuracy(model, Xe, ye, **kw)
-                    for k, (Xe, ye) in eval_sets.items() if k in names})
+            rec["training"] = (acc(right(X, y)) * n + rec["finetune"] * n_f) / (n + n_f)
+        first = self.before_correct_ is None   # evaluating the model before fine-tuning
+        if first:
+            self.before_correct_ = {}
+        for k, (Xe, ye) in eval_sets.items():
+            if k not in names:
+                continue
+            r = right(Xe, ye)
+            rec[k] = acc(r)
+            if k in PAIRED_SETS and first:
+                self.before_correct_[k] = r
+            elif k in PAIRED_SETS:
+                rec[k + "_change"] = rule.paired_change(self.before_correct_[k], r,
+                                                        self.confidence)
         if all(k in rec for k in self._selection_sets()):
-            rec["score"] = self._score(rec)
+            rec["score"] = rule.score(self.selection, rec)
         return rec

@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
+import numpy as np
 import torch
 
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
+from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
-           "best_score", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
+           "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
 
 #: Accepted values of ``Corrector(schedule=...)``.
 SCHEDULES = ("full", "halving")
@@ -82,6 +85,28 @@ def prune(candidates: list, scores: dict, lams) -> list:
 def best_score(history: list, epoch: int) -> float:
     """The best ``score`` among the records of ``history`` up to ``epoch``."""
     return max(r["score"] for r in history if r["epoch"] <= epoch)
+
+
+def open_checkpoints(corrector, base, X, y, X_f, y_f, eval_sets):
+    """The sweep record in ``corrector.checkpoint_dir`` (None without one), opened for
+    resuming; sets ``corrector.fingerprint_``."""
+    c = corrector
+    if c.checkpoint_dir is None:
+        return None
+    if not isinstance(c.checkpoint_dir, (str, os.PathLike)):
+        raise TypeError(f"checkpoint_dir must be a str or os.PathLike naming a folder; "
+                        f"got {c.checkpoint_dir!r}.")
+    if not isinstance(c.resume, (bool, np.bool_)):
+        raise TypeError(f"resume must be True or False; got {c.resume!r}.")
+    if not isinstance(c.name, str) or not c.name or not c.name.isidentifier():
+        raise ValueError(f"name must be a non-empty identifier (it names checkpoint "
+                         f"files); got {c.name!r}.")
+    arrays = {"X": X, "y": y, "X_f": X_f, "y_f": y_f,
+              **{f"eval/{k}/{j}": t for k, pair in eval_sets.items()
+                 for j, t in enumerate(pair)}}
+    params = c.sweep_params()
+    c.fingerprint_ = fingerprint(params, base, arrays)
+    return SweepCheckpoints(c.checkpoint_dir, c.name, c.fingerprint_, params).open(bool(c.resume))
 
 
 def _rng_state(dev: torch.device) -> tuple:
@@ -185,7 +210,7 @@ def finish(corrector, run: dict, X, y, X_f, y_f, eval_sets, dev: torch.device) -
     return run["best_state"], best, list(run["history"])
 
 
-def run_task(cls, params: dict, before: dict, run: dict, n_epochs: int, finish_after: bool,
+def run_task(cls, params: dict, before: tuple, run: dict, n_epochs: int, finish_after: bool,
              X, y, X_f, y_f, eval_sets) -> tuple:
     """Advance one run as an executor task.
 
@@ -195,8 +220,9 @@ def run_task(cls, params: dict, before: dict, run: dict, n_epochs: int, finish_a
         The Corrector class (a subclass keeps its ``get_loss``).
     params : dict
         Its constructor parameters, without the local-only ones.
-    before : dict
-        The sweep's ``before_`` record (the selection rule compares with it).
+    before : tuple
+        The sweep's ``before_`` record and the per-image correctness of the
+        model before fine-tuning (the selection rule compares with them).
     run : dict
         From :func:`new_run` or an earlier task.
     n_epochs : int
@@ -213,7 +239,7 @@ def run_task(cls, params: dict, before: dict, run: dict, n_epochs: int, finish_a
     from defuse_widgets.callbacks import History
 
     c = cls(**params)
-    c.before_, c.history_, c.steps_done_ = before, History(), 0
+    (c.before_, c.before_correct_), c.history_, c.steps_done_ = before, History(), 0
     dev = resolve_device(c.device)
     run["model"] = run["model"].to(dev)
     new = advance(c, run, n_epochs, X, y, X_f, y_f, eval_sets, dev)

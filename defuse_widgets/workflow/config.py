@@ -29,11 +29,11 @@ STAGE_FIELDS = {
     "distillation": ("n_components", "eps", "max_samples"),
     "labeling": ("tau", "review_size", "rho", "n_workers", "error_rate"),
     "correction": ("n_finetune", "n_region_test", "lams", "epochs", "batch_size", "selection",
-                   "tolerance", "baseline", "schedule"),
+                   "tolerance", "confidence", "baseline", "schedule", "label_review"),
 }
 #: The values of settings added since the first session format, for a
 #: ``session.json`` written before them: what those sessions actually ran.
-LEGACY_VALUES = {"precision": "fp32", "schedule": "full"}
+LEGACY_VALUES = {"precision": "fp32", "schedule": "full", "label_review": 0}
 #: Settings that change how results are shown, never the results themselves.
 VIEW_FIELDS = ("map_size", "tsne_iter")
 
@@ -57,10 +57,17 @@ class DefuseConfig:
         the disagreement share ρ above which a region is a misclassification region.
     n_workers, error_rate
         The simulated annotator (an oracle CNN standing in for people).
-    n_finetune, n_region_test, lams, epochs, batch_size, selection, tolerance
+    n_finetune, n_region_test, lams, epochs, batch_size, selection, tolerance, confidence
         Correction: samples per accepted region in D_f and in the region test
         set, the λ sweep and its model-selection rule (see
-        :class:`~defuse_widgets.stages.correction.Corrector`).
+        :class:`~defuse_widgets.stages.correction.Corrector` and
+        :mod:`~defuse_widgets.stages.selection`).
+    label_review : int, default=0
+        Label review (not in the paper; see :mod:`~defuse_widgets.stages.label_review`):
+        the training and validation images nearest each accepted or
+        label-error region whose labels a reviewer checks, per region; their
+        answers relabel D and the correction gets an arm ``"review"``. 0 turns
+        it off.
     baseline : bool, default=True
         Also sweep the paper's baseline: fine-tuning on individually labelled
         adversarial examples (needs an annotator that labels single images).
@@ -105,12 +112,14 @@ class DefuseConfig:
     lams: tuple = PAPER_LAMS
     epochs: int = 3
     batch_size: int = 256
-    selection: str = "balanced"
+    selection: str = "interval"
     tolerance: float = 0.005
+    confidence: float = 0.95
     baseline: bool = True
     seed: int = 0
     precision: str = "auto"
     schedule: str = "halving"
+    label_review: int = 0
     map_size: int | None = 2000
     tsne_iter: int = 500
 
@@ -138,13 +147,17 @@ class DefuseConfig:
         check_number("rho", self.rho, low=0, high=1, high_inclusive=False)
         check_number("error_rate", self.error_rate, low=0, high=1)
         check_number("tolerance", self.tolerance, low=0, high=1)
+        check_number("confidence", self.confidence, low=0, high=1, low_inclusive=False,
+                     high_inclusive=False)
+        check_int("label_review", self.label_review, low=0)
         if isinstance(self.lams, (str, bytes)) or not hasattr(self.lams, "__iter__"):
             raise TypeError(f"lams must be a sequence of numbers; got {self.lams!r}.")
         lams = tuple(check_number(f"lams[{i}]", v, low=0) for i, v in enumerate(self.lams))
         if not lams:
             raise ValueError("lams must hold at least one λ value; got an empty sequence.")
         object.__setattr__(self, "lams", lams)
-        for name in ("a", "b", "tau", "eps", "rho", "error_rate", "tolerance"):
+        for name in ("a", "b", "tau", "eps", "rho", "error_rate", "tolerance",
+                     "confidence"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @classmethod

@@ -41,7 +41,8 @@ def test_large_lambda_fixes_region_small_does_not(digits, tiny_models, task):
     clf, _ = tiny_models
     X_f, y_f, evals = task
     before = copy.deepcopy(clf.state_dict())
-    c = Corrector(lams=[0.0, 10.0], epochs=2, batch_size=128, seed=0, tolerance=1.0).fit(
+    c = Corrector(lams=[0.0, 10.0], epochs=2, batch_size=128, seed=0, selection="balanced",
+                  tolerance=1.0).fit(
         clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
     low, high = c.results_
     assert c.before_["region_test"] < 0.1
@@ -55,7 +56,8 @@ def test_large_lambda_fixes_region_small_does_not(digits, tiny_models, task):
 def test_balanced_selection_protects_validation_accuracy(digits, tiny_models, task):
     clf, _ = tiny_models
     X_f, y_f, evals = task
-    c = Corrector(lams=[0.0, 0.1, 10.0], epochs=1, batch_size=128, tolerance=0.0).fit(
+    c = Corrector(lams=[0.0, 0.1, 10.0], epochs=1, batch_size=128, selection="balanced",
+                  tolerance=0.0).fit(
         clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
     floor = c.before_["validation"]
     ok = [r for r in c.results_ if r["validation"] >= floor]
@@ -64,6 +66,37 @@ def test_balanced_selection_protects_validation_accuracy(digits, tiny_models, ta
     else:
         assert c.best_ is max(c.results_, key=lambda r: r["score"])
     assert any(r["validation"] < floor for r in c.results_)  # the rule had something to reject
+
+
+def test_interval_rule_takes_best_region_among_insignificant_validation_changes(
+        digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    c = Corrector(lams=[0.0, 0.1, 10.0], epochs=1, batch_size=128).fit(
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert c.selection == "interval"
+    n_val = len(digits.y_val)
+    for r in c.results_:
+        ch = r["validation_change"]
+        assert ch["n"] == n_val and ch["low"] <= ch["change"] <= ch["high"]
+        assert ch["change"] == pytest.approx(r["validation"] - c.before_["validation"])
+        assert r["region_validation_change"]["change"] == pytest.approx(
+            r["region_validation"] - c.before_["region_validation"])
+    ok = [r for r in c.results_ if r["validation_change"]["high"] >= 0]
+    assert ok, "λ = 0 fine-tunes on D alone and may not lose validation accuracy significantly"
+    assert c.best_ is max(ok, key=lambda r: (r["region_validation"], r["validation"]))
+    assert c.best_["lam"] > 0 and c.corrected_ is True   # D_f's region gets fixed
+    assert c.verdict_.startswith(f"λ = {c.best_['lam']:g} fixes the regions")
+
+
+def test_verdict_says_plainly_when_no_lambda_fixes_the_regions(digits, tiny_models, task):
+    clf, _ = tiny_models
+    X_f, y_f, evals = task
+    c = Corrector(lams=[0.0], epochs=1, batch_size=128).fit(   # λ = 0 ignores D_f
+        clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)
+    assert c.corrected_ is False
+    assert c.verdict_.startswith("No λ fixes the regions without a significant validation loss")
+    assert "not saved as corrected" in c.verdict_
 
 
 def test_callbacks_and_history(digits, tiny_models, task):
