@@ -22,7 +22,7 @@ __all__ = ["STAGE_FILES", "SessionFolder"]
 #: The files each stage writes; a stage's files depend on every earlier stage's.
 STAGE_FILES = {
     "identification": ("adversarial.npz", "latent_map.npz"),
-    "distillation": ("regions.npz",),
+    "distillation": ("regions.npz", "grounding.json"),
     "labeling": ("annotations.sqlite", "decisions.json", "failure_data.npz"),
     "correction": ("correction.json", "corrected_classifier.pt", "results.json", "checkpoints"),
 }

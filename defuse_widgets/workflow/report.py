@@ -3,7 +3,8 @@
 :func:`status` lists the stages done, votes per annotator, decisions and the
 selected λ; :func:`report` builds the paper's Figure 4 rows (and the novelty
 check of §4.3) from the saved results and writes ``results.json``. Both only
-read the session, except that :func:`report` saves ``results.json`` through it.
+read the session, except that :func:`report` saves ``results.json`` through it
+(and ``grounding.json`` when the session has regions that are not grounded yet).
 This module imports no UI code.
 """
 from __future__ import annotations
@@ -79,7 +80,8 @@ def report(session, *, extra: dict | None = None) -> dict:
     Returns
     -------
     dict
-        ``config``, ``status``, ``identification``, ``labeling`` and, after
+        ``config``, ``status``, ``identification``, ``grounding`` (per region:
+        real validation and test images, accuracy, verdict), ``labeling`` and, after
         correction, ``correction`` (per arm: tradeoff and best) and ``figure4``
         (``before``, ``baseline``, ``defuse`` rows: validation, test and
         region_test accuracy, λ, number of regions); ``extra`` is merged in
@@ -93,6 +95,9 @@ def report(session, *, extra: dict | None = None) -> dict:
         res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
                                      n_misclassified=adv.params.get("n_misclassified"),
                                      n_source_images=int(len(np.unique(adv.source_index))))
+    grounding = _grounding(session, adv)
+    if grounding is not None:
+        res["grounding"] = grounding
     decisions = session.load_decisions()
     if decisions is not None:
         accepted = [d for d in decisions if d.is_misclassification_region]
@@ -114,6 +119,21 @@ def report(session, *, extra: dict | None = None) -> dict:
     res.update(extra or {})
     session.folder.save("results.json", res, kind="results")
     return res
+
+
+def _grounding(session, adv) -> list | None:
+    """Per region: real images and accuracy per split, verdict and its sentence (or None).
+
+    Grounds the regions first (saving ``grounding.json``) when the session has
+    regions but no grounding of them yet.
+    """
+    regions = session.load_regions(adv) if adv is not None else None
+    if regions is None:
+        return None
+    grounding = session.load_grounding(regions)
+    if grounding is None:
+        grounding = session.ground_regions(regions)
+    return grounding.summary()
 
 
 def figure4_table(results: dict) -> str:

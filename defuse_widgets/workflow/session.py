@@ -28,6 +28,7 @@ from defuse_widgets.storage.session_folder import STAGE_FILES, SessionFolder
 from defuse_widgets.workflow.config import STAGES, DefuseConfig
 from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
 from defuse_widgets.workflow.correction_step import SessionCorrection
+from defuse_widgets.workflow.grounding_step import SessionGrounding
 from defuse_widgets.workflow.results import SessionResults
 
 __all__ = ["Session", "SessionMismatchError"]
@@ -49,7 +50,7 @@ class SessionMismatchError(ValueError):
     """The session folder holds results made with other settings, data or models."""
 
 
-class Session(SessionCorrection, SessionResults):
+class Session(SessionCorrection, SessionGrounding, SessionResults):
     """Run Defuse's four stages on one session folder and keep every result there.
 
     Parameters
