@@ -25,6 +25,7 @@ from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
+from defuse_widgets.widgets._grounding_view import session_grounding
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.region_gallery import RegionGallery
@@ -249,13 +250,14 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[1].children = [W.HTML(f"<i>No regions yet ({why}).")]
             self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
-        names, c = self.data.class_names, self.config
-        self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=c.tau)
+        names, c, g = self.data.class_names, self.config, session_grounding(self.session, regions)
+        self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=c.tau,
+                                     grounding=g)
         self.labeling_panel = LabelingPanel(
             self.session.open_store(), regions, self.vae, self.classifier,
             class_names=names, annotator=self.annotator, review_size=c.review_size,
             tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
-            on_export=self.session.export_failure_data)
+            on_export=self.session.export_failure_data, grounding=g)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
 

@@ -20,23 +20,18 @@ from torch import nn
 
 from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 from defuse_widgets.stages.failure_data import export_failure_data, review_set
+from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.labeling import decide
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._background import plain_button, red
-from defuse_widgets.widgets._labeling_view import agreement_html
+from defuse_widgets.widgets._labeling_view import (KEY_ALIASES, KEYS_HELP, agreement_html,
+                                                sample_html)
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._grounding_view import check_grounding
 from defuse_widgets.widgets._keys import KeyCapture
 from defuse_widgets.widgets._render import class_labels, to_png
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
-
-_ALIASES = {",": "ArrowLeft", ".": "ArrowRight", "N": "n"}
-
-KEYS_HELP = (
-    "<b>Keys</b> (click the key box first; JupyterLab's command-mode shortcuts such as "
-    "<code>0 0</code> or <code>d d</code> do not fire inside it): "
-    "<code>0</code>–<code>9</code> vote for that class, <code>n</code> none of the above, "
-    "<code>Backspace</code> undo, <code>←</code>/<code>→</code> previous/next sample.")
 
 
 class LabelingPanel(widgets.VBox):
@@ -74,6 +69,8 @@ class LabelingPanel(widgets.VBox):
         ``export_failure_data``, so the panel writes no file itself).
     device : str or torch.device, optional
         Where to decode and predict; by default the decoder's device.
+    grounding : RegionGrounding, optional
+        Real images per region (``Session.ground_regions``), shown with the region's info.
 
     Attributes
     ----------
@@ -90,6 +87,7 @@ class LabelingPanel(widgets.VBox):
     position = traitlets.Tuple(traitlets.Int(), traitlets.Int(), default_value=(0, 0))
     rho = traitlets.Float(0.5)
     status = traitlets.Unicode("")
+    grounding = traitlets.Instance(RegionGrounding, allow_none=True)
 
     def __init__(self, store: AnnotationStore | str | os.PathLike, regions: Regions,
                  decoder: nn.Module, classifier: nn.Module, *,
@@ -97,7 +95,7 @@ class LabelingPanel(widgets.VBox):
                  review_size: int = 10, tau: float = 0.5, seed: int = 0, rho: float = 0.5,
                  n_finetune: int = 256, export_path: str | os.PathLike | None = None,
                  on_export: Callable | None = None,
-                 device: Any = None):
+                 device: Any = None, grounding: RegionGrounding | None = None):
         super().__init__()
         if not isinstance(regions, Regions) or len(regions) == 0:
             raise TypeError(f"regions must be a non-empty Regions object; got {regions!r:.60}.")
@@ -118,7 +116,7 @@ class LabelingPanel(widgets.VBox):
         self._vote_callbacks: list[Callable[[Vote], Any]] = []
         self._hold = 1  # no render until the view exists
         self._build()
-        self.rho = rho
+        self.rho, self.grounding = rho, check_grounding(grounding, regions)
         self.annotator = annotator
         self._resume()
         self._hold = 0
@@ -177,9 +175,9 @@ class LabelingPanel(widgets.VBox):
             self.error,
         ]
 
-    @traitlets.observe("annotator", "position", "rho")
+    @traitlets.observe("annotator", "position", "rho", "grounding")
     def _render(self, change=None) -> None:
-        """Rebuild the view from ``annotator``, ``position``, ``rho`` and the store."""
+        """Rebuild the view from ``annotator``, ``position``, ``rho``, ``grounding``, the store."""
         if self._hold:
             return
         k, i = self.position
@@ -191,11 +189,9 @@ class LabelingPanel(widgets.VBox):
         self._progress.value = done
         self._progress_label.value = f"{done}/{len(self.regions)} regions done"
         self._image.value = review["large"][i]
-        pred, vote = (html.escape(x) for x in (self.class_names[review["predicted"][i]],
-                                                self._name_of(mine[i])))
-        self._info.value = (f"<b>Region {k}</b> (of {len(self.regions)}), sample {i + 1} of "
-                            f"{self.review_size}<br>classifier predicts <b style='color:#dc0000'>"
-                            f"{pred}</b><br>your vote: <b>{vote}</b>")
+        self._info.value = sample_html(k, len(self.regions), i, self.review_size,
+                                       self.class_names[review["predicted"][i]],
+                                       self._name_of(mine[i]), self.grounding)
         for j, (img, b) in enumerate(zip(self._thumbs, self._thumb_buttons)):
             img.value = review["thumb"][j]
             img.layout.border = "3px solid #1f77b4" if j == i else "3px solid transparent"
@@ -245,6 +241,10 @@ class LabelingPanel(widgets.VBox):
 
     def _decisions(self) -> list:  # regions of another session's store are left out
         return [d for d in decide(self.store, rho=self.rho) if d.region < len(self.regions)]
+
+    @traitlets.validate("grounding")
+    def _valid_grounding(self, proposal):
+        return check_grounding(proposal["value"], self.regions)
 
     @traitlets.validate("position")
     def _valid_position(self, proposal) -> tuple:
@@ -345,7 +345,7 @@ class LabelingPanel(widgets.VBox):
             (undo), ``"ArrowLeft"`` / ``"ArrowRight"`` (move), as named by the
             browser's ``KeyboardEvent.key``.
         """
-        key = _ALIASES.get(key, key)
+        key = KEY_ALIASES.get(key, key)
         actions = {"n": lambda: self.vote(NONE_OF_THE_ABOVE), "Backspace": self.undo,
                    "ArrowLeft": lambda: self.move(-1), "ArrowRight": lambda: self.move(1)}
         if len(key) == 1 and key.isdigit() and int(key) < len(self.class_names):

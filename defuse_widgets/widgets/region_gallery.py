@@ -2,7 +2,9 @@
 
 Each region j is shown as decodes of codes z ~ N(μ_j, τ Σ_j), the classifier's
 prediction in red in each image's corner, next to the region's weight π_j, its
-member count and its source-class → predicted-class confusions.
+member count, its source-class → predicted-class confusions and, given a
+:class:`~defuse_widgets.stages.grounding.RegionGrounding`, the real validation
+and test images that fall in it and the classifier's accuracy on them.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import traitlets
 
 from defuse_widgets._validation import check_module, check_number
 from defuse_widgets.models.inference import predict
+from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._grounding_view import check_grounding, grounding_html
 from defuse_widgets.widgets._render import class_labels, grid_png
 
 __all__ = ["RegionGallery", "sample_seed"]
@@ -63,10 +67,13 @@ class RegionGallery(W.VBox):
         Images per grid row.
     size : int, default=64
         Side of each image in pixels.
+    grounding : RegionGrounding, optional
+        Real images per region (``Session.ground_regions``), shown with each
+        region's statistics; None shows none.
 
     Attributes
     ----------
-    region, tau, resample_count, mode, n_samples : traitlets
+    region, tau, resample_count, mode, n_samples, grounding : traitlets
         The state the view is rebuilt from.
     image : ipywidgets.Image
         The single-mode grid.
@@ -87,10 +94,12 @@ class RegionGallery(W.VBox):
     resample_count = traitlets.Int(0)
     mode = traitlets.Enum(["single", "all"], default_value="single")
     n_samples = traitlets.Int(16)
+    grounding = traitlets.Instance(RegionGrounding, allow_none=True)
 
     def __init__(self, regions: Regions, vae, classifier, class_names: Sequence[str] | None = None,
                  *, tau: float = 0.5, n_samples: int = 16, mode: str = "single",
-                 tau_range: tuple = (1e-3, 2.0), ncols: int = 8, size: int = 64, **kwargs):
+                 tau_range: tuple = (1e-3, 2.0), ncols: int = 8, size: int = 64,
+                 grounding: RegionGrounding | None = None, **kwargs):
         if not isinstance(regions, Regions):
             raise TypeError(f"regions must be a Regions; got {type(regions).__name__}.")
         if len(regions) == 0:
@@ -125,6 +134,7 @@ class RegionGallery(W.VBox):
         super().__init__(**kwargs)
 
         self.tau, self.n_samples, self.mode = tau, n_samples, mode
+        self.grounding = check_grounding(grounding, regions)
         for name, control in [("region", self._dropdown), ("tau", self._slider),
                               ("mode", self._mode_toggle), ("n_samples", self._n_input)]:
             traitlets.link((self, name), (control, "value"))
@@ -162,6 +172,10 @@ class RegionGallery(W.VBox):
         lo, hi = self._tau_range
         return check_number("tau", proposal["value"], low=lo, high=hi)
 
+    @traitlets.validate("grounding")
+    def _valid_grounding(self, proposal):
+        return check_grounding(proposal["value"], self._regions)
+
     @traitlets.validate("n_samples")
     def _valid_n_samples(self, proposal):
         if proposal["value"] < 1:
@@ -169,9 +183,9 @@ class RegionGallery(W.VBox):
         return proposal["value"]
 
     # -------------------------------------------------------------- render
-    @traitlets.observe("region", "tau", "resample_count", "mode", "n_samples")
+    @traitlets.observe("region", "tau", "resample_count", "mode", "n_samples", "grounding")
     def _render(self, change=None) -> None:
-        """Rebuild the view from (region, tau, resample_count, mode, n_samples)."""
+        """Rebuild the view from (region, tau, resample_count, mode, n_samples, grounding)."""
         if not self._ready:
             return
         try:
@@ -208,7 +222,8 @@ class RegionGallery(W.VBox):
         return (f"<b>Region {k}</b><br>weight π = {r.weights[k]:.4f}<br>"
                 f"members = {int(r.member_counts[k])}<br>"
                 "<table style='font-size:90%'><tr><th>source</th><th></th>"
-                f"<th>predicted</th><th>n</th></tr>{rows}</table>")
+                f"<th>predicted</th><th>n</th></tr>{rows}</table>"
+                + grounding_html(self.grounding, k))
 
     # ----------------------------------------------------------- accessors
     @property
