@@ -16,18 +16,16 @@ binomial test rejects, at ``level`` (5%), that the classifier is as accurate
 on them as on all images of those splits (P[X ≤ n_correct], X ~ Bin(count,
 overall accuracy)); otherwise ``"not_confirmed"``. Fewer images: ``"no_support"``.
 
-Measured (shipped mnist5k models, ``DefuseConfig.quick()``: 26 regions in 10
-latent dimensions; 500 validation, 1,000 test images). At alpha=0.99, 24
-validation (4.8%) and 51 test (5.1%) images get a region; 12 regions hold one
-or more, 5 reach ``min_support`` (all ``not_confirmed``: 70 of their 75 images
-right, 93% against 96.3% overall), 21 are ``no_support``. alpha=0.9: 8 and 21
-images; alpha=0.999: 51 and 91 (7 regions judged). A hard argmax of the
-responsibilities, without the cut, gives every image a region (24 and 26
-regions "supported"), although the median image lies at d² ≈ 70 from its
-nearest region, far past the cut χ²_10(0.99) = 23.2: it grounds regions in
-images that are not in them. Sanity check: 94.7% of the fitted adversarial
-codes fall inside a region at 0.99, and 97.5% of the kept ones in the
-mixture's own component.
+Measured (shipped mnist5k models, ``DefuseConfig.quick()``: 26 regions, 10
+latent dimensions, 500 validation and 1,000 test images). alpha=0.99 gives a
+region to 24 validation (4.8%) and 51 test (5.1%) images, 5 of the 55
+misclassified ones among them; 5 regions reach ``min_support`` (58 of their 63
+images right, 92% against 96.3% overall: none ``confirmed``), 21 get
+``no_support``. alpha=0.9: 8 and 21 images; 0.999: 51 and 91. A hard argmax of
+the responsibilities, without the cut, gives every image a region although the
+median image lies at d² ≈ 70 from the nearest one, far past χ²_10(0.99) = 23.2:
+it would ground regions in images that are not in them. Of the fitted
+adversarial codes, 94.7% fall inside a region at 0.99.
 This module imports no UI code.
 """
 from __future__ import annotations
@@ -239,8 +237,9 @@ def ground_regions(regions: Regions, splits: dict, *, alpha: float = 0.99, ridge
 
     Examples
     --------
-    >>> z = encode_mean(vae, data.X_val).numpy()  # doctest: +SKIP
-    >>> g = ground_regions(regions, {"validation": (z, data.y_val, predict(clf, data.X_val))})  # doctest: +SKIP
+    >>> X, y = data.X_val, data.y_val  # doctest: +SKIP
+    >>> z = encode_mean(vae, X).numpy()  # doctest: +SKIP
+    >>> g = ground_regions(regions, {"validation": (z, y, predict(clf, X))})  # doctest: +SKIP
     >>> g.verdict(0), g.sentence(0)  # doctest: +SKIP
     """
     if not isinstance(regions, Regions):
