@@ -118,7 +118,9 @@ class Corrector:
         The selected epoch's record for each finished λ, with accuracies on
         every eval set (those are computed once per λ, for that epoch), and
         for ``validation`` and ``region_validation`` their change from the
-        model before, ``<set>_change`` (see :func:`~defuse_widgets.stages.selection.paired_change`).
+        model before with its interval (``<set>_change``, ``_change_low``,
+        ``_change_high``, ``_lost``, ``_gained``; see
+        :func:`~defuse_widgets.stages.selection.change_fields`).
     best_ : dict
         The record of the selected λ.
     corrected_ : bool or None
@@ -277,7 +279,8 @@ class Corrector:
             self.best_model_ = copy.deepcopy(base)
             self.best_model_.load_state_dict(self._best_states[i_best])
             self.best_model_.eval()
-        v = rule.verdict(self.best_, self.confidence)
+        v = rule.verdict(self.best_, self.confidence, tolerance=self.tolerance
+                         if self.selection == "balanced" else None)
         self.corrected_, self.verdict_ = v["corrected"], v["message"]
         self._call("on_train_end")
         return self
@@ -382,8 +385,8 @@ class Corrector:
             if k in PAIRED_SETS and first:
                 self.before_correct_[k] = r
             elif k in PAIRED_SETS:
-                rec[k + "_change"] = rule.paired_change(self.before_correct_[k], r,
-                                                        self.confidence)
+                rec.update(rule.change_fields(k, rule.paired_change(
+                    self.before_correct_[k], r, self.confidence)))
         if all(k in rec for k in self._selection_sets()):
             rec["score"] = rule.score(self.selection, rec)
         return rec

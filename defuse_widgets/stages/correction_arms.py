@@ -24,7 +24,8 @@ ARM_NAMES = {"defuse": "Defuse", "baseline": "Unrestricted adversarial examples"
 
 def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_sets: dict,
              lams: Sequence[float], epochs: int, batch_size: int = 256,
-             selection: str = "balanced", tolerance: float = 0.005, device=None,
+             selection: str = "interval", tolerance: float = 0.005,
+             confidence: float = 0.95, device=None,
              seed: int = 0, checkpoint_dir=None, executor=None, progress: bool = False,
              schedule: str = "full", precision: str = "fp32",
              callbacks: Callable[[str], Sequence[Callback]] | Sequence[Callback] = (),
@@ -45,8 +46,8 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
         example relabelled training data) and ``eval_sets`` (sets that replace
         those of the same name, for example a relabelled validation split).
     eval_sets : dict of str -> (X, y)
-    lams, epochs, batch_size, selection, tolerance, device, seed, executor, progress,
-    schedule, precision
+    lams, epochs, batch_size, selection, tolerance, confidence, device, seed, executor,
+    progress, schedule, precision
         As in :class:`~defuse_widgets.stages.correction.Corrector`.
     checkpoint_dir : path, optional
         Each arm checkpoints there under its own name and resumes from it.
@@ -71,7 +72,8 @@ def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_set
         evals = {**eval_sets, **arm.get("eval_sets", {})}
         cbs = callbacks(name) if callable(callbacks) else callbacks
         corrector = Corrector(lams=lams, epochs=epochs, batch_size=batch_size,
-                              selection=selection, tolerance=tolerance, device=device,
+                              selection=selection, tolerance=tolerance,
+                              confidence=confidence, device=device,
                               seed=seed, name=name, checkpoint_dir=checkpoint_dir,
                               executor=executor, progress=progress, callbacks=list(cbs),
                               schedule=schedule, precision=precision)

@@ -30,7 +30,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-__all__ = ["SELECTIONS", "paired_change", "rank", "score", "selection_sets", "verdict"]
+__all__ = ["SELECTIONS", "change_fields", "paired_change", "rank", "score", "selection_sets",
+           "verdict"]
 
 #: Model-selection rules of :class:`~defuse_widgets.stages.correction.Corrector`.
 SELECTIONS = ("interval", "balanced", "validation", "training")
@@ -52,7 +53,7 @@ def paired_change(before: np.ndarray, after: np.ndarray, confidence: float = 0.9
     Returns
     -------
     dict
-        ``change``, ``low``, ``high`` (accuracy differences in [-1, 1]) and
+        ``change``, ``low``, ``high`` (accuracy differences, clipped to [-1, 1]) and
         the counts ``n``, ``lost``, ``gained``.
     """
     before, after = np.asarray(before, bool), np.asarray(after, bool)
@@ -63,8 +64,21 @@ def paired_change(before: np.ndarray, after: np.ndarray, confidence: float = 0.9
     d = gained - lost
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     half = z * math.sqrt(max(gained + lost - d * d / n, 0.0)) / n
-    return dict(change=d / n, low=d / n - half, high=d / n + half, n=n, lost=lost,
-                gained=gained)
+    return dict(change=d / n, low=max(d / n - half, -1.0), high=min(d / n + half, 1.0), n=n,
+                lost=lost, gained=gained)
+
+
+def change_fields(name: str, change: dict) -> dict:
+    """A :func:`paired_change` as flat record fields: ``<name>_change``, ``<name>_change_low``,
+    ``<name>_change_high``, ``<name>_lost``, ``<name>_gained``."""
+    return {f"{name}_change": change["change"], f"{name}_change_low": change["low"],
+            f"{name}_change_high": change["high"], f"{name}_lost": change["lost"],
+            f"{name}_gained": change["gained"]}
+
+
+def _change(rec: dict, name: str) -> dict:
+    return {k: rec[f"{name}_change{s}"] for k, s in (("change", ""), ("low", "_low"),
+                                                     ("high", "_high"))}
 
 
 def selection_sets(selection: str) -> tuple:
@@ -81,7 +95,7 @@ def score(selection: str, rec: dict) -> float:
 
 
 def _keeps_validation(rec: dict) -> bool:
-    return rec["validation_change"]["high"] >= 0
+    return rec["validation_change_high"] >= 0
 
 
 def rank(selection: str, rec: dict, before: dict, tolerance: float) -> tuple:
@@ -89,22 +103,25 @@ def rank(selection: str, rec: dict, before: dict, tolerance: float) -> tuple:
     if selection == "interval":
         ok = _keeps_validation(rec)
         return ((ok, rec["region_validation"], rec["validation"]) if ok
-                else (ok, rec["validation_change"]["high"], rec["region_validation"]))
+                else (ok, rec["validation_change_high"], rec["region_validation"]))
     if selection == "balanced":
         ok = rec["validation"] >= before["validation"] - tolerance
         return (ok, rec["region_validation"] if ok else rec["score"], 0.0)
     return (True, rec["score"], 0.0)
 
 
-def verdict(best: dict | None, confidence: float) -> dict:
+def verdict(best: dict | None, confidence: float, *, tolerance: float | None = None) -> dict:
     """Did the selected model fix the regions without a significant validation loss?
 
     Parameters
     ----------
     best : dict or None
-        The selected record, with ``validation_change`` and
-        ``region_validation_change`` (see :func:`paired_change`).
+        The selected record, with the :func:`change_fields` of
+        ``validation`` and ``region_validation``.
     confidence : float
+    tolerance : float, optional
+        The ``"balanced"`` rule's allowed validation drop, which then replaces
+        the significance test on validation (a user who set it accepted it).
 
     Returns
     -------
@@ -115,15 +132,19 @@ def verdict(best: dict | None, confidence: float) -> dict:
     if best is None or "region_validation_change" not in best:
         return dict(corrected=None, message="No region-validation set, so nobody can tell "
                                             "whether the regions were fixed.")
-    reg, val = best["region_validation_change"], best["validation_change"]
+    reg, val = _change(best, "region_validation"), _change(best, "validation")
     pts = lambda c: (f"{100 * c['change']:+.1f} points ({confidence:.0%} interval "  # noqa: E731
                      f"{100 * c['low']:+.1f} to {100 * c['high']:+.1f})")
-    if reg["low"] > 0 and val["high"] >= 0:
+    keeps = val["high"] >= 0 if tolerance is None else val["change"] >= -tolerance
+    loss = ("not a significant loss" if tolerance is None
+            else f"within the allowed drop of {100 * tolerance:g} points")
+    if reg["low"] > 0 and keeps:
         return dict(corrected=True, message=(
             f"λ = {best['lam']:g} fixes the regions: region-validation accuracy "
-            f"{pts(reg)}, validation accuracy {pts(val)}, not a significant loss."))
+            f"{pts(reg)}, validation accuracy {pts(val)}, {loss}."))
     why = ("its region-validation change is not significantly above zero"
-           if val["high"] >= 0 else "its validation loss is significant")
+           if keeps else "its validation loss is significant" if tolerance is None
+           else "its validation loss exceeds the allowed drop")
     return dict(corrected=False, message=(
         f"No λ fixes the regions without a significant validation loss. The best "
         f"candidate, λ = {best['lam']:g}, changes region-validation accuracy by {pts(reg)} "

@@ -50,6 +50,25 @@ class LabelReviewStore(AnnotationStore):
             "INSERT OR REPLACE INTO label_review VALUES (?, ?, ?, ?)",
             (annotator, train_index, label, time.time())))
 
+    def answer_many(self, annotator: str, train_index, labels) -> None:
+        """Record ``annotator``'s labels of several images in one transaction.
+
+        Parameters
+        ----------
+        annotator : str
+        train_index : array-like of shape (n,), int
+        labels : array-like of shape (n,), int
+        """
+        annotator = check_annotator(annotator)
+        idx, lab = np.asarray(train_index), np.asarray(labels)
+        if idx.shape != lab.shape or idx.ndim != 1:
+            raise ValueError(f"train_index and labels must be 1-D of one length; got "
+                             f"{describe(train_index)} and {describe(labels)}.")
+        rows = [(annotator, check_int("train_index", int(i), low=0), self._check_label(int(v)),
+                 time.time()) for i, v in zip(idx.tolist(), lab.tolist())]
+        self._write(lambda cur: cur.executemany(
+            "INSERT OR REPLACE INTO label_review VALUES (?, ?, ?, ?)", rows))
+
     def clear(self, annotator: str, train_index: int) -> None:
         """Remove ``annotator``'s answer on ``train_index`` (no error when there is none)."""
         annotator = check_annotator(annotator)
@@ -73,8 +92,12 @@ class LabelReviewStore(AnnotationStore):
             out.setdefault(int(i), []).append(int(lab))
         return out
 
-    def review_labels(self, review: LabelReviewSet) -> np.ndarray:
+    def review_labels(self, review: LabelReviewSet, *, keys=None) -> np.ndarray:
         """Label of each review row for :func:`~defuse_widgets.stages.label_review.apply_label_review`.
+
+        ``keys`` (shape (len(review),)) are the rows' keys in the store when
+        they are not ``review.index`` (a session keys validation images after
+        the training images).
 
         Returns
         -------
@@ -87,7 +110,11 @@ class LabelReviewStore(AnnotationStore):
             raise TypeError(f"review must be a LabelReviewSet; got {describe(review)}.")
         given = self.answers()
         out = review.given_label.astype(np.int64).copy()
-        for row, i in enumerate(review.index.tolist()):
+        keys = review.index if keys is None else np.asarray(keys)
+        if keys.shape != review.index.shape:
+            raise ValueError(f"keys must have shape ({len(review)},), one per review row; "
+                             f"got {describe(keys)}.")
+        for row, i in enumerate(keys.tolist()):
             if i in given:
                 labels, counts = np.unique(given[i], return_counts=True)
                 out[row] = int(labels[np.argmax(counts)])

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from defuse_widgets._validation import describe
 from defuse_widgets.storage import persistence as io
-from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.storage.label_review_store import LabelReviewStore
 
 __all__ = ["STAGE_FILES", "SessionFolder"]
 
@@ -24,7 +24,8 @@ STAGE_FILES = {
     "identification": ("adversarial.npz", "latent_map.npz"),
     "distillation": ("regions.npz", "grounding.json"),
     "labeling": ("annotations.sqlite", "decisions.json", "failure_data.npz"),
-    "correction": ("correction.json", "corrected_classifier.pt", "results.json", "checkpoints"),
+    "correction": ("correction.json", "corrected_classifier.pt", "lam_choice.json",
+                   "results.json", "checkpoints"),
 }
 _LOADERS = {".npz": io.load_npz, ".json": io.load_json, ".pt": io.load_state_dict}
 
@@ -116,11 +117,14 @@ class SessionFolder:
         io.record_files(self.path, {name: kind}, hashed=hashed)
         return path
 
-    def open_store(self, n_classes: int) -> AnnotationStore:
-        """Open (or create) ``annotations.sqlite``; listed without a hash (it changes per vote)."""
+    def open_store(self, n_classes: int) -> LabelReviewStore:
+        """Open (or create) ``annotations.sqlite``: region votes and label-review answers.
+
+        Listed without a hash (it changes with every vote).
+        """
         path = self._writable("annotations.sqlite")
         try:
-            store = AnnotationStore(path, n_classes=n_classes)
+            store = LabelReviewStore(path, n_classes=n_classes)
         except sqlite3.DatabaseError as exc:
             raise io.SessionFormatError(path, f"file must be an intact SQLite store; "
                                         f"SQLite says: {exc}.") from exc

@@ -82,7 +82,8 @@ class SessionCorrection:
         on_start, stop_event, executor, progress
             As in :func:`~defuse_widgets.stages.correction_arms.run_arms`.
         extra_arms : dict of str -> (X_f, y_f) or dict, optional
-            More arms after Defuse and the baseline (e.g. label review); see
+            More arms after Defuse, the baseline and label review (``"review"``,
+            with ``config.label_review`` and at least one changed label); see
             :func:`~defuse_widgets.stages.correction_arms.run_arms`.
         extra_eval_sets : dict of str -> (X, y), optional
             More sets every arm is evaluated on (e.g. held-out images of a bug).
@@ -98,13 +99,18 @@ class SessionCorrection:
         arms = {"defuse": (sets["X_f"], sets["y_f"])}
         if sets["X_adv"] is not None:
             arms["baseline"] = (sets["X_adv"], sets["y_adv"])
+        review = self.label_review_arm(sets["X_f"], sets["y_f"]) if c.label_review else None
+        if review is not None:
+            arms["review"] = review
         arms.update(extra_arms or {})
         cb_list = (lambda name: [*(callbacks(name) if callable(callbacks) else callbacks),
                                  *([StageProgress(callback)] if callback else [])])
         sweeps = run_arms(self.classifier, self.data.X_train, self.data.y_train, arms,
-                          eval_sets={**sets["eval_sets"], **(extra_eval_sets or {})}, lams=c.lams, epochs=c.epochs,
+                          eval_sets={**sets["eval_sets"], **(extra_eval_sets or {})},
+                          lams=c.lams, epochs=c.epochs,
                           batch_size=c.batch_size, selection=c.selection,
-                          tolerance=c.tolerance, device=self.device, seed=c.seed,
+                          tolerance=c.tolerance, confidence=c.confidence,
+                          device=self.device, seed=c.seed,
                           schedule=c.schedule, precision=c.precision,
                           checkpoint_dir=self.folder.checkpoint_dir(), executor=executor,
                           progress=progress, callbacks=cb_list, on_start=on_start,
@@ -113,15 +119,85 @@ class SessionCorrection:
         return sweeps
 
     def save_correction(self, sweeps: dict) -> None:
-        """Save the arms' results as ``correction.json`` and Defuse's best model."""
+        """Save the arms' results as ``correction.json``, and the corrected model.
+
+        The corrected model is the selected λ of the ``"review"`` arm when
+        label review ran, else of Defuse; it is saved as
+        ``corrected_classifier.pt`` only when the rule's verdict is that it
+        fixes the regions (:func:`~defuse_widgets.stages.selection.verdict`).
+        An earlier λ choice by hand (:meth:`choose_lam`) no longer applies and
+        moves to ``archive/``.
+        """
         record = {}
         for name, corr in sweeps.items():
             results = list(corr.results_)
             best = next((i for i, r in enumerate(results) if r is corr.best_), None)
             record[name] = {"params": corr.sweep_params(), "before": corr.before_,
                             "history": list(corr.history_), "results": results,
-                            "best_index": best, "cancelled": corr.cancelled_}
+                            "best_index": best, "cancelled": corr.cancelled_,
+                            "corrected": corr.corrected_, "verdict": corr.verdict_}
         self.folder.save("correction.json", record, kind="correction")
-        model = getattr(sweeps.get("defuse"), "best_model_", None)
-        if model is not None:
-            self.folder.save("corrected_classifier.pt", model.state_dict(), kind="model")
+        self.folder.archive(["lam_choice.json"])   # moved to archive/, never deleted
+        arm = corrected_arm(sweeps)
+        if arm is not None and sweeps[arm].corrected_ is not False:
+            self.folder.save("corrected_classifier.pt", sweeps[arm].best_model_.state_dict(),
+                             kind="model")
+        else:
+            self.folder.archive(["corrected_classifier.pt"])
+
+    def choose_lam(self, lam: float, *, by: str, arm: str | None = None) -> dict:
+        """Keep λ = ``lam`` of ``arm`` as the corrected model instead of the rule's choice.
+
+        Parameters
+        ----------
+        lam : float
+            One of the arm's finished λs.
+        by : str
+            Who chose (a person's name); saved with the choice.
+        arm : str, optional
+            Default: the arm whose model is the corrected one (``"review"``
+            after label review, else ``"defuse"``).
+
+        Returns
+        -------
+        dict
+            The choice as saved in ``lam_choice.json``: ``arm``, ``lam``,
+            ``by``, ``at`` (Unix time), ``rule_lam`` and the λ's ``record``.
+        """
+        import time
+
+        from defuse_widgets._validation import check_number
+        from defuse_widgets.storage.annotations import check_annotator
+
+        by = check_annotator(by)
+        lam = check_number("lam", lam, low=0)
+        saved = self.load_correction()
+        if saved is None:
+            raise ValueError(f"session {str(self.path)!r} must hold a correction before a λ "
+                             f"is chosen; it has none (run correction first).")
+        arm = corrected_arm(saved) if arm is None else arm
+        if arm not in saved:
+            raise ValueError(f"arm must be one of {sorted(saved)}; got {arm!r}.")
+        lams = [r["lam"] for r in saved[arm]["results"]]
+        if lam not in lams:
+            raise ValueError(f"lam must be a finished λ of arm {arm!r}, one of "
+                             f"{[float(v) for v in lams]}; got {lam!r}.")
+        index = list(saved[arm]["params"]["lams"]).index(lam)
+        state = torch.load(self.folder.checkpoint_dir() / f"{arm}_lam_{index}.pt",
+                           weights_only=True)
+        best = saved[arm]["best"]
+        choice = dict(arm=arm, lam=float(lam), by=by, at=time.time(),
+                      rule_lam=None if best is None else best["lam"],
+                      record=saved[arm]["results"][lams.index(lam)])
+        self.folder.save("corrected_classifier.pt", state, kind="model")
+        self.folder.save("lam_choice.json", choice)
+        return choice
+
+    def load_lam_choice(self) -> dict | None:
+        """The λ chosen by hand (see :meth:`choose_lam`), or None."""
+        return self.folder.load("lam_choice.json")
+
+
+def corrected_arm(arms) -> str | None:
+    """The arm whose selected model is the corrected one: label review, else Defuse."""
+    return next((a for a in ("review", "defuse") if a in arms), None)

@@ -23,7 +23,8 @@ __all__ = ["run_defuse"]
 
 def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "runs/defuse",
                overwrite: bool = False, device=None, classifier=None, vae=None, oracle=None,
-               data=None, progress: bool = True, log=print) -> dict:
+               data=None, annotator=None, extra_eval_sets: dict | None = None,
+               progress: bool = True, log=print) -> dict:
     """Run identification, distillation, labeling (simulated annotator) and correction.
 
     Parameters
@@ -40,6 +41,12 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
         Default to the shipped weights; ``oracle`` backs the simulated
         annotator, which stands in for people.
     data : DataSplits, optional
+    annotator : SimulatedAnnotator or alike, optional
+        Replaces the default simulated annotator around ``oracle``.
+    extra_eval_sets : dict of str -> (X, y), optional
+        More sets every correction arm is evaluated on, for measurement
+        only (the selection rule never looks at them): the planted-bug
+        benchmark's held-out images of each bug.
     progress : bool, default=True
     log : callable
 
@@ -51,13 +58,13 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
         and ``timings``.
     """
     session = Session(out, config, classifier=classifier, vae=vae, oracle=oracle, data=data,
-                      device=device, overwrite=overwrite)
+                      annotator=annotator, device=device, overwrite=overwrite)
     seed_everything(session.config.seed)
     t_start, timings = time.perf_counter(), {}
     extra = {"device": str(session.device), "torch": torch.__version__}
     extra["fidelity"] = _fidelity(session, log)
     try:
-        for stage, step in stage_steps(session, progress, log):
+        for stage, step in stage_steps(session, progress, log, extra_eval_sets):
             t = time.perf_counter()
             if step() is False:
                 break
@@ -74,7 +81,7 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
     return res
 
 
-def stage_steps(session: Session, progress: bool, log):
+def stage_steps(session: Session, progress: bool, log, extra_eval_sets: dict | None = None):
     """(stage, callable) pairs; a stage whose result exists is reported, not rerun."""
     def identification():
         if session.done("identification"):
@@ -104,12 +111,19 @@ def stage_steps(session: Session, progress: bool, log):
         if not accepted:
             log("[correct] no misclassification region was accepted; nothing to correct.")
             return False
+        if session.config.label_review and not session.done("correction"):
+            for split, r in session.review_labels_simulated().items():
+                log(f"[label review] {split}: the simulated reviewer contested "
+                    f"{r['n_contested']} of {r['n_reviewed']} labels")
 
     def correction():
         if session.done("correction"):
             log("[correct] resumed: the session holds a finished correction")
             return
-        session.correct(callbacks=[PrintProgress()] if progress else [])
+        sweeps = session.correct(callbacks=[PrintProgress()] if progress else [],
+                                 extra_eval_sets=extra_eval_sets)
+        for name, corr in sweeps.items():
+            log(f"[correct] {name}: {corr.verdict_}")
 
     return [("identification", identification), ("distillation", distillation),
             ("labeling", labeling), ("correction", correction)]

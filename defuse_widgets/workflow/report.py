@@ -18,7 +18,7 @@ from defuse_widgets.workflow.config import STAGES
 __all__ = ["figure4_table", "report", "status", "status_text"]
 
 _ROWS = (("Before finetuning", "before"), ("Unrestricted adversarial examples", "baseline"),
-         ("Defuse", "defuse"))
+         ("Defuse", "defuse"), ("Defuse + label review", "review"))
 
 
 def status(session) -> dict:
@@ -108,17 +108,41 @@ def report(session, *, extra: dict | None = None) -> dict:
     correction = session.load_correction()
     if correction and "defuse" in correction and correction["defuse"]["best"] is not None:
         res["correction"] = {name: dict(tradeoff=arm["results"], best=arm["best"],
-                                        cancelled=arm["cancelled"])
+                                        cancelled=arm["cancelled"],
+                                        corrected=arm.get("corrected"),
+                                        verdict=arm.get("verdict"))
                              for name, arm in correction.items()}
         n_acc = res.get("labeling", {}).get("n_misclassification_regions")
         res["figure4"] = {"before": {**_row(correction["defuse"]["before"]), "n_regions": None}}
         for name, arm in correction.items():
             if arm["best"] is not None:
-                res["figure4"][name] = {**_row(arm["best"]),
-                                        "n_regions": n_acc if name == "defuse" else None}
+                res["figure4"][name] = {**_row(arm["best"]), "n_regions": n_acc
+                                        if name in ("defuse", "review") else None}
+        res["corrected_model"] = _corrected_model(session, correction, res["figure4"])
     res.update(extra or {})
     session.folder.save("results.json", res, kind="results")
     return res
+
+
+def _corrected_model(session, correction: dict, figure4: dict) -> dict:
+    """Which λ of which arm is the corrected model, who chose it, and the rule's verdict.
+
+    A λ chosen by hand replaces that arm's Figure 4 row (marked ``chosen_by``).
+    """
+    from defuse_widgets.workflow.correction_step import corrected_arm
+
+    arm = corrected_arm(correction)
+    rec = correction[arm]
+    out = dict(arm=arm, lam=(rec["best"] or {}).get("lam"), chosen_by="rule",
+               rule=rec["params"].get("selection"), corrected=rec.get("corrected"),
+               verdict=rec.get("verdict"), saved=session.folder.listed("corrected_classifier.pt"))
+    choice = session.load_lam_choice()
+    if choice is not None:
+        out.update(arm=choice["arm"], lam=choice["lam"], chosen_by=choice["by"],
+                   chosen_at=choice["at"], rule_lam=choice["rule_lam"])
+        figure4[choice["arm"]] = {**figure4.get(choice["arm"], {}), **_row(choice["record"]),
+                                  "chosen_by": choice["by"]}
+    return out
 
 
 def _grounding(session, adv) -> list | None:
@@ -147,4 +171,12 @@ def figure4_table(results: dict) -> str:
         n = str(r["n_regions"]) if r.get("n_regions") is not None else "-"
         lines.append(f"{label:<34}{n:>10}{100 * r['validation']:>12.1f}{100 * r['test']:>8.1f}"
                      f"{100 * r['region_test']:>18.1f}")
+    model = results.get("corrected_model")
+    if model is not None and model["lam"] is not None:
+        who = ("the selection rule" if model["chosen_by"] == "rule"
+               else f"{model['chosen_by']}, by hand")
+        lines.append(f"\nCorrected model: arm {model['arm']!r}, λ = {model['lam']:g}, chosen by "
+                     f"{who}.")
+        if model.get("verdict"):
+            lines.append(model["verdict"])
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_modu
 from defuse_widgets.workflow.correction_step import SessionCorrection
 from defuse_widgets.workflow.grounding_step import SessionGrounding
 from defuse_widgets.workflow.results import SessionResults
+from defuse_widgets.workflow.review_step import SessionLabelReview
 
 __all__ = ["Session", "SessionMismatchError"]
 
@@ -50,7 +51,7 @@ class SessionMismatchError(ValueError):
     """The session folder holds results made with other settings, data or models."""
 
 
-class Session(SessionCorrection, SessionGrounding, SessionResults):
+class Session(SessionCorrection, SessionGrounding, SessionLabelReview, SessionResults):
     """Run Defuse's four stages on one session folder and keep every result there.
 
     Parameters

@@ -77,12 +77,13 @@ def test_interval_rule_takes_best_region_among_insignificant_validation_changes(
     assert c.selection == "interval"
     n_val = len(digits.y_val)
     for r in c.results_:
-        ch = r["validation_change"]
-        assert ch["n"] == n_val and ch["low"] <= ch["change"] <= ch["high"]
-        assert ch["change"] == pytest.approx(r["validation"] - c.before_["validation"])
-        assert r["region_validation_change"]["change"] == pytest.approx(
+        assert r["validation_change_low"] <= r["validation_change"] <= r["validation_change_high"]
+        assert r["validation_change"] == pytest.approx(r["validation"] - c.before_["validation"])
+        assert r["validation_change"] == pytest.approx(
+            (r["validation_gained"] - r["validation_lost"]) / n_val)
+        assert r["region_validation_change"] == pytest.approx(
             r["region_validation"] - c.before_["region_validation"])
-    ok = [r for r in c.results_ if r["validation_change"]["high"] >= 0]
+    ok = [r for r in c.results_ if r["validation_change_high"] >= 0]
     assert ok, "λ = 0 fine-tunes on D alone and may not lose validation accuracy significantly"
     assert c.best_ is max(ok, key=lambda r: (r["region_validation"], r["validation"]))
     assert c.best_["lam"] > 0 and c.corrected_ is True   # D_f's region gets fixed

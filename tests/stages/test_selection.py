@@ -26,9 +26,10 @@ def test_paired_change_is_significant_for_a_consistent_loss():
 
 
 def _rec(lam, val, reg, val_high, reg_low):
-    return dict(lam=lam, validation=val, region_validation=reg,
-                validation_change=dict(change=0.0, low=-1.0, high=val_high),
-                region_validation_change=dict(change=0.5, low=reg_low, high=1.0))
+    return dict(lam=lam, validation=val, region_validation=reg, validation_change=0.0,
+                validation_change_low=-1.0, validation_change_high=val_high,
+                region_validation_change=0.5, region_validation_change_low=reg_low,
+                region_validation_change_high=1.0)
 
 
 def test_rank_prefers_insignificant_loss_then_region_accuracy():
