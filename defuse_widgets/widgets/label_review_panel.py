@@ -6,7 +6,9 @@ region it is near. Per image: keep the given label, take the region's label,
 pick another class, or "none". Every answer is committed to the SQLite
 :class:`~defuse_widgets.storage.label_review_store.LabelReviewStore` at once, so a new
 panel on the same file shows the answers already given. This step is not in
-the paper (see :mod:`~defuse_widgets.stages.label_review`).
+the paper (see :mod:`~defuse_widgets.stages.label_review`). A session keys
+validation images after the training images; pass its ``review_keys`` as
+``keys`` to review them with the same store.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ __all__ = ["LabelReviewPanel"]
 
 
 class LabelReviewPanel(widgets.VBox):
-    """Review the labels of the training images in a label-review set.
+    """Review the labels of the images in a label-review set.
 
     Parameters
     ----------
@@ -36,18 +38,24 @@ class LabelReviewPanel(widgets.VBox):
         The answer store, or the path of its SQLite file (opened or created;
         closed by :meth:`close`).
     review : LabelReviewSet
-    X : Tensor of shape (n_train, C, H, W)
-        The training images the review set indexes.
+    X : Tensor of shape (n, C, H, W)
+        The images the review set indexes (a training or a validation split).
     n_classes : int
     class_names : sequence of str, optional
     annotator : str, default=""
         Who answers; answers are refused while empty.
     page_size : int, default=12
+    keys : array-like of int, shape (len(review),), optional
+        Each row's key in the store; default ``review.index``. A session's
+        validation images are keyed after its training images
+        (:meth:`~defuse_widgets.workflow.Session.review_keys`).
 
     Attributes
     ----------
     page : int
         The shown page; set it to move.
+    store_keys : ndarray of shape (len(review),), int64
+        The rows' keys in the store.
     """
 
     annotator = traitlets.Unicode("")
@@ -55,7 +63,7 @@ class LabelReviewPanel(widgets.VBox):
 
     def __init__(self, store: LabelReviewStore | str | os.PathLike, review: LabelReviewSet,
                  X: torch.Tensor, n_classes: int, *, class_names: Sequence[str] | None = None,
-                 annotator: str = "", page_size: int = 12):
+                 annotator: str = "", page_size: int = 12, keys=None):
         super().__init__()
         if not isinstance(review, LabelReviewSet):
             raise TypeError(f"review must be a LabelReviewSet; got {review!r:.60}.")
@@ -65,6 +73,12 @@ class LabelReviewPanel(widgets.VBox):
                              f"review index; got {getattr(X, 'shape', type(X).__name__)}.")
         if not isinstance(page_size, int) or page_size < 1:
             raise ValueError(f"page_size must be a positive int; got {page_size!r}.")
+        keys = review.index if keys is None else np.asarray(keys)
+        if keys.shape != review.index.shape or not np.issubdtype(keys.dtype, np.integer) or (
+                len(keys) and int(keys.min()) < 0):
+            raise ValueError(f"keys must be non-negative ints of shape ({len(review)},), one "
+                             f"per review row; got shape {keys.shape}, dtype {keys.dtype}.")
+        self.store_keys = keys.astype(np.int64)
         self._owns_store = not isinstance(store, LabelReviewStore)
         self.store = LabelReviewStore(store, n_classes=n_classes) if self._owns_store else store
         self.review, self.X, self.page_size = review, X, page_size
@@ -98,12 +112,12 @@ class LabelReviewPanel(widgets.VBox):
             raise ValueError("annotator must be set before answering; got an empty name.")
         if not isinstance(row, (int, np.integer)) or not 0 <= row < len(self.review):
             raise ValueError(f"row must be in [0, {len(self.review) - 1}]; got {row!r}.")
-        self.store.answer(self.annotator, int(self.review.index[row]), int(label))
+        self.store.answer(self.annotator, int(self.store_keys[row]), int(label))
         self._render()
 
     def labels(self) -> np.ndarray:
         """Every row's answer so far (the given label where nobody answered), shape (n,)."""
-        return self.store.review_labels(self.review)
+        return self.store.review_labels(self.review, keys=self.store_keys)
 
     def apply(self, y, *, mode: str = "relabel"):
         """:func:`~defuse_widgets.stages.label_review.apply_label_review` with the answers so far."""
@@ -116,7 +130,7 @@ class LabelReviewPanel(widgets.VBox):
                               layout=widgets.Layout(width="96px"))
         note = widgets.HTML(f"#{i}: given <b>{self.class_names[given]}</b>; region "
                             f"{int(self.review.region[row])} says <b>{self.class_names[region]}</b>")
-        current = mine.get(i)
+        current = mine.get(int(self.store_keys[row]))
         buttons = []
         for text, label in ((f"keep {self.class_names[given]}", given),
                             (f"→ {self.class_names[region]}", region),
@@ -139,7 +153,7 @@ class LabelReviewPanel(widgets.VBox):
         start = self.page * self.page_size
         rows = range(start, min(start + self.page_size, len(self.review)))
         self._grid.children = [self._tile(r, mine) for r in rows]
-        done = sum(int(i) in mine for i in self.review.index.tolist())
+        done = sum(k in mine for k in self.store_keys.tolist())
         self._status.value = (f"page {self.page + 1}/{self.n_pages} · answered {done}/"
                               f"{len(self.review)}" if len(self.review) else "nothing to review")
         self._prev.disabled, self._next.disabled = self.page == 0, self.page >= self.n_pages - 1

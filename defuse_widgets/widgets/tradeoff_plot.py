@@ -6,15 +6,20 @@ classifier before fine-tuning and the baseline (fine-tuning on individually
 labelled unrestricted adversarial examples, paper §4.4) for reference. The
 plot is just a :class:`~defuse_widgets.callbacks.Callback` of the sweep; the
 kernel stays free while it runs, and Stop takes effect within one batch.
+
+After the sweep the plot marks the selection rule's λ (star) and says under
+the figure why the rule chose it: its verdict, whether that λ fixes the
+regions without a significant validation loss. A click on a λ point keeps
+that λ instead (:meth:`TradeoffPlot.choose`); in the dashboard the choice is
+saved to the session with who made it.
 """
 from __future__ import annotations
 
 import math
-import time
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
 import traitlets
 from torch import nn
 
@@ -22,65 +27,18 @@ from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
 from defuse_widgets.stages.correction_sweep import planned_lam_epochs
 from defuse_widgets.stages.correction_arms import run_arms
+from defuse_widgets.workflow.correction_step import corrected_arm
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._sweep_progress import RESULT_TRAITS, EpochOffset, LiveProgress
+from defuse_widgets.widgets._tradeoff_view import (CLICKABLE, HIDDEN_WHEN_EMPTY, TRACES,
+                                                   choice_html, hover_text, tradeoff_figure)
 
 __all__ = ["TradeoffPlot"]
 
 
 def _by_lam(records: list) -> list:
     return sorted(records, key=lambda r: r.get("lam", 0.0))
-
-
-class _LiveProgress(Callback):
-    """Feeds one sweep's progress into a :class:`TradeoffPlot`'s traits (worker thread)."""
-
-    def __init__(self, plot: "TradeoffPlot", sweep: str, *, min_interval: float = 0.25):
-        self.plot, self.sweep, self.min_interval = plot, sweep, min_interval
-        self._last, self._done = 0.0, 0
-
-    def _throttled(self) -> bool:
-        now = time.monotonic()
-        if now - self._last < self.min_interval:
-            return False
-        self._last = now
-        return True
-
-    def on_train_begin(self, corrector, **kw):
-        if self.sweep == "defuse":
-            self.plot.before = dict(corrector.before_)
-
-    def on_lam_begin(self, corrector, *, lam, **kw):
-        self.plot.status = f"{self.sweep}: λ={lam:g} epoch 1/{corrector.epochs}"
-
-    def on_batch_end(self, corrector, *, lam, epoch, batch, n_batches, **kw):
-        if self._throttled():
-            self.plot.status = (f"{self.sweep}: λ={lam:g} epoch {epoch}/{corrector.epochs}, "
-                                f"batch {batch}/{n_batches}")
-
-    def on_epoch_end(self, corrector, *, record, **kw):
-        self._done += 1
-        if self._throttled():
-            self.plot.epochs_done = self.plot._epoch_offset + self._done
-            self.plot.status = (f"{self.sweep}: λ={record['lam']:g} epoch "
-                                f"{record['epoch']}/{corrector.epochs}")
-
-    def on_lam_end(self, corrector, *, result, **kw):
-        self._last = time.monotonic()
-        key = "results" if self.sweep == "defuse" else "baseline_results"
-        self.plot.epochs_done = self.plot._epoch_offset + self._done
-        setattr(self.plot, key, [*getattr(self.plot, key), dict(result)])
-
-
-class _EpochOffset(Callback):
-    """Moves the epoch counter past a finished arm, so the bar covers every arm."""
-
-    def __init__(self, plot: "TradeoffPlot"):
-        self.plot = plot
-
-    def on_train_end(self, corrector, **kw):
-        self.plot._epoch_offset += planned_lam_epochs(len(corrector.lams), int(corrector.epochs),
-                                                      corrector.schedule)
 
 
 class TradeoffPlot(BackgroundWork, widgets.VBox):
@@ -114,16 +72,36 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
     runner : callable, optional
         Runs the arms instead of :func:`~defuse_widgets.stages.correction_arms.run_arms`:
         ``runner(callbacks=, on_start=, stop_event=) -> dict of Corrector``. The
-        dashboard passes its session's ``correct``, which also saves the results.
+        dashboard passes its session's ``correct``, which also saves the results
+        (and adds the ``"review"`` arm after label review).
+    chooser : callable, optional
+        Saves a λ chosen by hand: ``chooser(lam, arm=) -> dict`` with at least
+        ``arm``, ``lam`` and ``by`` (who chose). The dashboard passes its
+        session's :meth:`~defuse_widgets.workflow.Session.choose_lam` with the
+        annotator's name; without one a choice is only shown.
     **corrector_params
         Passed on to :class:`Corrector`: ``lr``, ``batch_size``, ``selection``,
         ``device`` (CUDA when available by default), ``seed``, ``checkpoint_dir``.
 
     Attributes
     ----------
+    results, baseline_results, review_results : traitlets, list of dict
+        The finished λs' records of the Defuse, baseline and label-review arms
+        (``Corrector.results_``), with the changes against the model before
+        fine-tuning and their intervals (shown when hovering a point).
+    arm : traitlet, str
+        The arm whose λ is the corrected model: ``"review"`` when label review
+        ran, else ``"defuse"``.
+    best, verdict, corrected : traitlets
+        That arm's record selected by the rule (the star), the rule's verdict
+        sentence (shown under the plot) and whether it fixes the regions.
+    chosen : traitlet, dict
+        The λ chosen by hand (the red ring; {} when none): see :meth:`choose`.
     corrector_ : Corrector
         The Defuse sweep of the latest run (``cancelled_`` after a Stop).
     baseline_corrector_ : Corrector or None
+    correctors_ : dict of str -> Corrector
+        Every arm of the latest run.
     error_ : Exception or None
         What ended the latest run, if it failed; also shown in the widget.
 
@@ -131,74 +109,71 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
     --------
     >>> plot = TradeoffPlot(clf, X, y, X_f, y_f, eval_sets=evals, lams=[0.1, 1, 10])  # doctest: +SKIP
     >>> plot.start(); plot  # doctest: +SKIP
+    >>> plot.join(); plot.choose(10.0)   # as a click on λ=10  # doctest: +SKIP
     """
 
     status = traitlets.Unicode("Press Start to run the λ sweep.")
     results = traitlets.List()
     baseline_results = traitlets.List()
+    review_results = traitlets.List()
     before = traitlets.Dict()
     best = traitlets.Dict()
+    arm = traitlets.Unicode("defuse")
+    verdict = traitlets.Unicode("")
+    corrected = traitlets.Bool(None, allow_none=True)
+    chosen = traitlets.Dict()
     epochs_done = traitlets.Int(0)
 
     def __init__(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets: dict,
                  lams: Sequence[float] = PAPER_LAMS, epochs: int = 3, X_adv=None, y_adv=None,
                  baseline_results: list | None = None, x: str = "test",
                  y_key: str = "region_test", callbacks: Sequence[Callback] = (),
-                 runner=None, **corrector_params):
+                 runner=None, chooser: Callable[..., dict] | None = None, **corrector_params):
         self._init_background()
         super().__init__()
         self.classifier, self.X, self.y, self.X_f, self.y_f = classifier, X, y, X_f, y_f
         self.eval_sets, self.lams, self.epochs = eval_sets, list(lams), epochs
         self.X_adv, self.y_adv, self.x, self.y_key = X_adv, y_adv, x, y_key
         self.callbacks, self.corrector_params = list(callbacks), corrector_params
-        self.runner = runner
+        self.runner, self.chooser = runner, chooser
         self._precomputed = [dict(r) for r in baseline_results or []]
         self.corrector_ = self.baseline_corrector_ = None
+        self.correctors_: dict = {}
         self._current: Corrector | None = None
-        self._epoch_offset, self._drawn = 0, None
+        self._choose_callbacks: list = []
+        self.epoch_offset, self._drawn = 0, None
         self._build()
         self.baseline_results = [dict(r) for r in self._precomputed]
         self._render()
 
     # -- view -----------------------------------------------------------------------
     def _build(self) -> None:
-        hover = (f"λ=%{{customdata:g}}<br>{self.x}=%{{x:.3f}}<br>{self.y_key}=%{{y:.3f}}"
-                 "<extra>%{fullData.name}</extra>")
-        self._fig = go.FigureWidget(layout=dict(
-            title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
-            xaxis_title=f"{self.x} accuracy", yaxis_title=f"{self.y_key} accuracy",
-            height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
-        self._fig.add_scatter(name="Defuse", mode="lines+markers", hovertemplate=hover,
-                              marker=dict(size=9, color="#1f77b4"))
-        self._fig.add_scatter(name="Baseline (adversarial examples)", mode="lines+markers",
-                              hovertemplate=hover, marker=dict(size=8, color="#ff7f0e"),
-                              line=dict(dash="dot"))
-        self._fig.add_scatter(name="Before fine-tuning", mode="markers",
-                              hovertemplate=hover.replace("λ=%{customdata:g}<br>", ""),
-                              marker=dict(size=12, symbol="x", color="#555"))
-        self._fig.add_scatter(name="Selected λ", mode="markers", hovertemplate=hover,
-                              marker=dict(size=20, symbol="star", color="gold",
-                                          line=dict(width=1, color="black")))
+        self._fig = tradeoff_figure(self.x, self.y_key)
         self._start_button = widgets.Button(description="Start", icon="play",
                                             button_style="success")
         self.error = ErrorBox()
+        for name in CLICKABLE:
+            self._fig.data[TRACES.index(name)].on_click(
+                self.error.guard("choose λ", partial(self._clicked, name), clear=False))
         self._start_button.on_click(self.error.guard("start", lambda _: self.start()))
         self._stop_button = widgets.Button(description="Stop", icon="stop",
                                            button_style="danger")
         self._stop_button.on_click(self.error.guard("stop", lambda _: self.stop()))
         self._bar = widgets.IntProgress(min=0, description="Epochs")
-        self._label = widgets.HTML()
+        self._label, self._choice = widgets.HTML(), widgets.HTML()
+        self._choice.add_class("defuse-lam-choice")
         self._log = widgets.Output(layout=widgets.Layout(max_height="160px", overflow="auto"))
         self.children = [widgets.HBox([self._start_button, self._stop_button, self._bar,
-                                       self._label]), self.error, self._fig, self._log]
+                                       self._label]), self.error, self._fig, self._choice,
+                         self._log]
 
     def _total_epochs(self) -> int:
-        sweeps = 1 + (self.X_adv is not None)
+        sweeps = max(1 + (self.X_adv is not None), len(self.correctors_))
         schedule = self.corrector_params.get("schedule", "full")
         return max(1, planned_lam_epochs(len(self.lams), int(self.epochs), schedule) * sweeps)
 
-    @traitlets.observe("running", "status", "results", "baseline_results", "before", "best",
-                       "epochs_done")
+    @traitlets.observe("running", "status", "results", "baseline_results", "review_results",
+                       "before", "best", "arm", "verdict", "corrected", "chosen", "epochs_done")
     def _render(self, change=None) -> None:
         """Rebuild the view from the traits; the figure only when its data changed."""
         if not hasattr(self, "_fig"):
@@ -209,17 +184,105 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
             self._bar.max = self._total_epochs()
             self._bar.value = min(self.epochs_done, self._bar.max)
             self._label.value = self.status
-            drawn = (self.results, self.baseline_results, self.before, self.best)
+            self._choice.value = choice_html(
+                best=self.best, arm=self.arm, verdict=self.verdict, corrected=self.corrected,
+                chosen=self.chosen, saves=self.chooser is not None,
+                can_choose=not self.running and bool(self.results or self.review_results))
+            drawn = (self.results, self.baseline_results, self.before, self.best,
+                     self.review_results, self.chosen)
             if drawn == self._drawn:
                 return
             self._drawn = drawn
-            points = [_by_lam(self.results), _by_lam(self.baseline_results),
-                      [self.before] if self.before else [], [self.best] if self.best else []]
+            points = dict(defuse=_by_lam(self.results), baseline=_by_lam(self.baseline_results),
+                          before=[self.before] if self.before else [],
+                          rule=[self.best] if self.best else [],
+                          review=_by_lam(self.review_results),
+                          chosen=[self.chosen["record"]] if self.chosen else [])
             with self._fig.batch_update():
-                for trace, rs in zip(self._fig.data, points):
+                for trace, name in zip(self._fig.data, TRACES):
+                    rs = points[name]
                     trace.x = [r.get(self.x, None) for r in rs]
                     trace.y = [r.get(self.y_key, None) for r in rs]
                     trace.customdata = [r.get("lam", None) for r in rs]
+                    trace.text = ["" if name == "before" else hover_text(r) for r in rs]
+                    if name in HIDDEN_WHEN_EMPTY:
+                        trace.visible = bool(rs)
+
+    # -- choosing λ -----------------------------------------------------------------
+    def choose(self, lam: float, *, arm: str | None = None) -> dict:
+        """Keep λ = ``lam`` of ``arm`` as the corrected model, as a click on its point does.
+
+        Parameters
+        ----------
+        lam : float
+            A finished λ of the arm.
+        arm : {"defuse", "review"}, optional
+            Default: ``arm``, the arm whose λ is the corrected model.
+
+        Returns
+        -------
+        dict
+            The choice, also in ``chosen``: ``arm``, ``lam``, ``by`` and the λ's
+            ``record`` (what ``chooser`` returned, when the plot has one).
+        """
+        if self.running:
+            raise RuntimeError("the sweep must end before a λ is chosen; it is still running "
+                               "(wait for it or press Stop).")
+        arm = self.arm if arm is None else arm
+        arms = {a: getattr(self, trait) for a, trait in RESULT_TRAITS.items()}
+        if arm not in arms:
+            raise ValueError(f"arm must be one of {sorted(arms)}; got {arm!r}.")
+        record = next((r for r in arms[arm] if r.get("lam") == lam), None)
+        if record is None:
+            raise ValueError(f"lam must be a finished λ of arm {arm!r}, one of "
+                             f"{[r.get('lam') for r in _by_lam(arms[arm])]}; got {lam!r}.")
+        choice = (dict(self.chooser(float(lam), arm=arm)) if self.chooser is not None
+                  else dict(arm=arm, lam=float(lam), by=""))
+        self.chosen = {**choice, "record": dict(choice.get("record") or record)}
+        for callback in self._choose_callbacks:
+            callback(self.chosen)
+        return self.chosen
+
+    def on_choose(self, callback: Callable[[dict], None]) -> None:
+        """Call ``callback(choice)`` after each λ chosen by hand (see :meth:`choose`)."""
+        self._choose_callbacks.append(callback)
+
+    def _clicked(self, name, trace, points, state) -> None:
+        if not points.point_inds:
+            return   # plotly calls every trace's handler; only the clicked one has points
+        lam = float(trace.customdata[points.point_inds[0]])
+        arm = {"defuse": "defuse", "review": "review", "rule": self.arm}.get(
+            name, self.chosen.get("arm"))
+        self.choose(lam, arm=arm)
+        self.error.clear()
+
+    def show_saved(self, correction: dict, choice: dict | None = None) -> None:
+        """Show a saved sweep and λ choice, as after a kernel restart.
+
+        Parameters
+        ----------
+        correction : dict
+            ``Session.load_correction()``: per arm its ``results``, ``before``,
+            ``best``, ``corrected`` and ``verdict``.
+        choice : dict, optional
+            ``Session.load_lam_choice()``.
+        """
+        if self.running:
+            raise RuntimeError("a saved sweep cannot be shown while a sweep runs.")
+        arm = corrected_arm(correction) or "defuse"
+        final = correction.get(arm) or {}
+        results = {name: [dict(r) for r in a.get("results", [])]
+                   for name, a in correction.items()}
+        with self.hold_trait_notifications():
+            self.results = results.get("defuse", [])
+            self.review_results = results.get("review", [])
+            self.baseline_results = results.get("baseline", self._precomputed)
+            self.before = dict((correction.get("defuse") or {}).get("before") or {})
+            self.arm, self.best = arm, dict(final.get("best") or {})
+            self.verdict, self.corrected = final.get("verdict") or "", final.get("corrected")
+            self.chosen = dict(choice or {})
+            self.status = (f"Saved sweep: {len(self.results)} λ. {self._selected()}Press Start "
+                           "to run it again.")
 
     # -- control --------------------------------------------------------------------
     def start(self) -> None:
@@ -228,12 +291,13 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
             if self.running:
                 return
             self.corrector_ = self.baseline_corrector_ = None
-            self._epoch_offset = 0
+            self.correctors_, self.epoch_offset = {}, 0
             with self.hold_trait_notifications():
-                self.results, self.before, self.best, self.epochs_done = [], {}, {}, 0
+                self.results, self.review_results, self.before, self.best = [], [], {}, {}
+                self.arm, self.verdict, self.corrected, self.chosen = "defuse", "", None, {}
                 self.baseline_results = ([] if self.X_adv is not None
                                          else [dict(r) for r in self._precomputed])
-                self.status = "Starting…"
+                self.status, self.epochs_done = "Starting…", 0
             self._start("correction", self._sweep)
 
     def stop(self) -> None:
@@ -262,11 +326,13 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
             def on_start(name, corrector):
                 with self._lock:
                     self._current = corrector
-                setattr(self, "corrector_" if name == "defuse" else "baseline_corrector_",
-                        corrector)
+                    self.correctors_[name] = corrector
+                if name in ("defuse", "baseline"):
+                    setattr(self, "corrector_" if name == "defuse" else "baseline_corrector_",
+                            corrector)
 
             def callbacks(name):
-                return [_LiveProgress(self, name), _EpochOffset(self), *self.callbacks]
+                return [LiveProgress(self, name), EpochOffset(self), *self.callbacks]
 
             if self.runner is not None:
                 sweeps = self.runner(callbacks=callbacks, on_start=on_start,
@@ -279,22 +345,29 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
                                   eval_sets=self.eval_sets, lams=self.lams, epochs=self.epochs,
                                   callbacks=callbacks, on_start=on_start,
                                   stop_event=self._stop_event, **self.corrector_params)
-            defuse = sweeps.get("defuse")
-            if defuse is not None and defuse.best_ is not None:
-                self.best = dict(defuse.best_)
+            arm = corrected_arm(sweeps) or "defuse"
+            final = sweeps.get(arm)
+            if final is not None:
+                with self.hold_trait_notifications():
+                    self.arm, self.best = arm, dict(final.best_ or {})
+                    self.verdict, self.corrected = final.verdict_ or "", final.corrected_
             return self._summary(), None
         finally:
             with self._lock:
                 self._current = None
 
+    def _selected(self) -> str:
+        if not self.best:
+            return ""
+        of = " (label-review arm)" if self.arm == "review" else ""
+        return (f"Selected λ={self.best['lam']:g}{of}: {self.x} "
+                f"{self.best.get(self.x, math.nan):.3f}, {self.y_key} "
+                f"{self.best.get(self.y_key, math.nan):.3f} (star). ")
+
     def _summary(self) -> str:
         stopped = self._stop_event.is_set()
         head = f"Stopped after {len(self.results)} λ." if stopped else "Done."
-        if not self.best:
-            return head
-        return (f"{head} Selected λ={self.best['lam']:g}: {self.x} "
-                f"{self.best.get(self.x, math.nan):.3f}, {self.y_key} "
-                f"{self.best.get(self.y_key, math.nan):.3f} (star).")
+        return f"{head} {self._selected()}".strip()
 
     def close(self) -> None:
         """Stop a running sweep and close the widget."""

@@ -82,3 +82,21 @@ def test_other_class_dropdown_records_an_answer(tmp_path, review):
     assert panel.store.answers("ada") == {7: 3}
     assert panel._grid.children[0].children[3].value == 3   # re-rendered with the answer
     panel.close()
+
+
+def test_keys_put_validation_answers_after_the_training_images(tmp_path, review):
+    X_val = torch.rand(10, 1, 8, 8)       # the review set indexes the validation split
+    keys = review.index + 100             # as Session.review_keys does with n_train=100
+    panel = LabelReviewPanel(tmp_path / "v.sqlite", review, X_val, 10, annotator="ada",
+                             keys=keys)
+    panel.answer(0, 6)
+    panel._grid.children[1].children[2].children[0].click()   # row 1: keep its label 0
+    assert panel.store.answers("ada") == {104: 6, 101: 0}
+    assert "answered 2/5" in panel._status.value
+    assert panel._grid.children[0].children[2].children[1].button_style == "info"
+    assert panel.labels().tolist() == [6, 0, 5, 8, 8]
+    plain = LabelReviewPanel(panel.store, review, X_val, 10, annotator="ada")
+    assert plain.labels().tolist() == review.given_label.tolist()   # train keys: unanswered
+    with pytest.raises(ValueError, match="keys must be non-negative ints of shape \\(5,\\)"):
+        LabelReviewPanel(panel.store, review, X_val, 10, keys=keys[:3])
+    panel.close()

@@ -1,3 +1,4 @@
+import html
 import math
 import threading
 
@@ -25,7 +26,7 @@ def test_sweep_draws_one_point_per_lambda(digits, tiny_models, task):
     assert plot.running  # start() returns while the sweep runs
     assert plot.join(TIMEOUT)
     assert not plot.running and plot.error_ is None, plot._log.outputs
-    defuse, baseline, before, best = plot._fig.data
+    defuse, baseline, before, best, review, chosen = plot._fig.data
     assert [r["lam"] for r in plot.results] == [0.0, 10.0]
     assert list(defuse.customdata) == [0.0, 10.0]
     assert list(defuse.x) == [r["test"] for r in plot.results]
@@ -38,6 +39,7 @@ def test_sweep_draws_one_point_per_lambda(digits, tiny_models, task):
     assert plot._bar.value == plot._bar.max == 4  # 2 λ × 1 epoch × 2 sweeps
     assert plot.status.startswith("Done.") and "λ=" in plot.status
     assert "λ=%{customdata" in defuse.hovertemplate
+    assert not review.visible and not chosen.visible   # no label review, nothing chosen
 
 
 def test_precomputed_baseline_is_drawn(digits, tiny_models, task):
@@ -153,3 +155,94 @@ def test_stop_button_leaves_a_session_that_the_next_start_resumes(digits, tiny_m
     assert fresh.join(TIMEOUT)
     for a, b in zip(again.results, fresh.results):
         assert a["lam"] == b["lam"] and a["test"] == pytest.approx(b["test"], abs=1e-6)
+
+
+def _points_event(trace_points):
+    """What plotly.js sends for a click: {trace_index: [point_index, ...]}."""
+    pairs = [(t, i) for t, inds in trace_points.items() for i in inds]
+    return {"new": {"event_type": "plotly_click", "points": {
+        "trace_indexes": [t for t, _ in pairs], "point_indexes": [i for _, i in pairs],
+        "xs": [0.0] * len(pairs), "ys": [0.0] * len(pairs)}}}
+
+
+def _pts(value):
+    return f"{100 * value:+.1f}".replace("-", "−")
+
+
+@pytest.fixture(scope="module")
+def swept(digits, tiny_models, task):
+    """One finished two-λ sweep, shared by the tests that only read or choose."""
+    plot = _plot(digits, tiny_models, task)
+    plot.start()
+    assert plot.join(TIMEOUT) and plot.error_ is None, plot._log.outputs
+    return plot
+
+
+def test_rule_choice_verdict_and_intervals_are_shown(swept):
+    plot, corrector = swept, swept.corrector_
+    assert plot.arm == "defuse" and plot.best == corrector.best_
+    assert plot.verdict == corrector.verdict_ != "" and plot.corrected is corrector.corrected_
+    rule = plot._fig.data[3]
+    assert list(rule.customdata) == [corrector.best_["lam"]]
+    line = plot._choice.value
+    assert f"λ = {corrector.best_['lam']:g}" in line and "Rule's choice" in line
+    assert html.escape(corrector.verdict_) in line and "Click a Defuse" in line
+    defuse = plot._fig.data[0]
+    assert "%{text}" in defuse.hovertemplate
+    for rec, text in zip(plot.results, defuse.text):   # results are already sorted by λ
+        assert (f"validation {_pts(rec['validation_change'])} pts "
+                f"[{_pts(rec['validation_change_low'])}, "
+                f"{_pts(rec['validation_change_high'])}]") in text
+        assert f"region validation {_pts(rec['region_validation_change'])} pts [" in text
+    best_text = defuse.text[list(defuse.customdata).index(corrector.best_["lam"])]
+    assert rule.text == (best_text,) and "<br>validation " in best_text
+
+
+def test_a_click_chooses_that_lambda(swept):
+    plot, calls, seen = swept, [], []
+
+    def chooser(lam, *, arm):   # what the dashboard passes: the session's choose_lam
+        calls.append((lam, arm))
+        return dict(arm=arm, lam=lam, by="ada")
+
+    plot.chooser = chooser
+    plot.on_choose(seen.append)
+    other = next(r for r in plot.results if r["lam"] != plot.best["lam"])
+    point = list(plot._fig.data[0].customdata).index(other["lam"])
+    plot._fig._handler_js2py_pointsCallback(_points_event({0: [point]}))
+    assert plot.error.value == "" and calls == [(other["lam"], "defuse")]
+    assert plot.chosen == {"arm": "defuse", "lam": other["lam"], "by": "ada", "record": other}
+    assert seen == [plot.chosen]
+    ring = plot._fig.data[5]
+    assert ring.visible and list(ring.customdata) == [other["lam"]]
+    assert list(ring.x) == [other["test"]] and list(ring.y) == [other["region_test"]]
+    assert "Chosen by hand" in plot._choice.value and "<b>ada</b>" in plot._choice.value
+    assert "saved as the session's corrected model" in plot._choice.value
+
+    plot._fig._handler_js2py_pointsCallback(_points_event({3: [0]}))   # the rule's star
+    assert calls[-1] == (plot.best["lam"], "defuse") and plot.chosen["lam"] == plot.best["lam"]
+    with pytest.raises(ValueError, match="lam must be a finished λ of arm 'defuse'"):
+        plot.choose(123.0)
+    with pytest.raises(ValueError, match="arm must be one of"):
+        plot.choose(other["lam"], arm="baseline")
+    plot.chooser = lambda lam, *, arm: (_ for _ in ()).throw(ValueError("annotator must be set"))
+    plot._fig._handler_js2py_pointsCallback(_points_event({0: [point]}))   # shown, not raised
+    assert "choose λ failed" in plot.error.value and "annotator must be set" in plot.error.value
+    plot.chooser = None
+
+
+def test_a_saved_sweep_and_choice_are_shown_again(swept, digits, tiny_models, task):
+    corrector = swept.corrector_
+    saved = {"defuse": {"results": corrector.results_, "before": corrector.before_,
+                        "best": corrector.best_, "corrected": False,
+                        "verdict": "No λ fixes the regions."}}
+    record = corrector.results_[0]
+    choice = dict(arm="defuse", lam=record["lam"], by="bob", record=record)
+    plot = _plot(digits, tiny_models, task)
+    plot.show_saved(saved, choice)
+    assert plot.results == corrector.results_ and plot.best == corrector.best_
+    assert plot.chosen == choice and list(plot._fig.data[5].customdata) == [record["lam"]]
+    assert list(plot._fig.data[0].customdata) == [r["lam"] for r in corrector.results_]
+    assert "No λ fixes the regions." in plot._choice.value and "<b>bob</b>" in plot._choice.value
+    assert "not saved (this plot has no session)" in plot._choice.value
+    assert plot.status.startswith("Saved sweep: 2 λ.") and "Selected λ=" in plot.status
