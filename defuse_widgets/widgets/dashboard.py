@@ -1,15 +1,16 @@
-"""All four Defuse stages in one notebook widget, wired to one session folder.
+"""The Defuse stages in one notebook widget, wired to one session folder.
 
 One tab per stage: **Identification** (find unrestricted adversarial examples,
 explore them on the latent map), **Distillation** (cluster them into candidate
-misclassification regions, browse the regions), **Labeling** (vote on each
-region's review set) and **Correction** (fine-tune on the failure data of the
-accepted regions over a λ sweep). Results are saved to the session folder
+misclassification regions), **Labeling** (vote on each region's review set),
+**Correction** (fine-tune on the accepted regions' failure data over a λ sweep;
+click a λ to keep it) and **Label review** (optional, not in the paper: check
+the labels of images near the accepted regions). Results are saved to the session folder
 through :class:`~defuse_widgets.workflow.Session`, the same workflow object
 the CLI and the benchmarks drive, so a new dashboard on the same folder (or a
 folder written by ``defuse-widgets``) resumes with its settings, votes and
 results. Long work runs in a background thread; the dashboard only drives the
-session and the four stage widgets and writes no file itself.
+session and the stage widgets and writes no file itself.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
+from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
+                                                    resume_status, review_tab, sweep_status)
 from defuse_widgets.widgets._grounding_view import session_grounding
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
@@ -33,9 +36,11 @@ from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["STAGES", "DefuseDashboard"]
 
-#: The dashboard's tabs, in pipeline order.
-STAGES = ("identification", "distillation", "labeling", "correction")
-_TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Correction")
+#: The dashboard's tabs: the paper's stages in pipeline order, then label review (optional;
+#: its answers feed the next sweep's ``review`` arm).
+STAGES = ("identification", "distillation", "labeling", "correction", "label_review")
+_TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Correction",
+           "5 · Label review")
 #: Settings with a control in the dashboard (the rest come from the session's config).
 _CONTROLS = ("Q", "a", "b", "centered", "n_components", "eps", "baseline")
 
@@ -60,7 +65,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         Labels the baseline's adversarial examples one by one (the paper's
         baseline); without it the baseline sweep is skipped.
     annotator : str, default=""
-        The labeling panel's annotator name.
+        The labeling panel's annotator name (the panel's own field once changed);
+        also saved with a λ chosen by clicking the plot, and the label review's.
     device : str, default="cpu"
         Where identification and correction run.
     overwrite : bool, default=False
@@ -79,6 +85,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     adversarial, regions, decisions, tradeoff : traitlets
         Stage results; ``decisions`` and ``tradeoff`` from :meth:`build_correction`.
     explorer, gallery, labeling_panel : the stage widgets, or None
+    review_panels : list of LabelReviewPanel (training, then validation images)
     session : Session
         Also holds the vote ``store``.
     error_ : Exception or None
@@ -115,6 +122,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.classifier, self.vae, self.data = self.session.classifier, self.session.vae, data
         self.annotator, self.device = annotator, device
         self.explorer = self.gallery = self.labeling_panel = None
+        self.review_panels: list = []
         self._built, self._ready = {}, False
         self._init_background()
         super().__init__(**{k: v for k, v in kwargs.items() if k not in _CONTROLS})
@@ -172,7 +180,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[2],
             W.VBox([W.HBox([self._build_button,
                             control(W.Checkbox, "baseline", "baseline sweep", "170px")]),
-                    self._decisions, self._boxes[3]])], titles=_TITLES, selected_index=0)
+                    self._decisions, self._boxes[3]]), self._boxes[4]], titles=_TITLES,
+            selected_index=0)
         traitlets.link((self, "stage"), (self._tabs, "selected_index"),
                        transform=(STAGES.index, lambda i: STAGES[i or 0]))
         for tab, stage in zip(self._tabs.children, STAGES):   # CSS hooks for browser tests
@@ -198,13 +207,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._status.value = self.status
             self._render_explorer()
             self._render_regions()
-            accepted = [d for d in self.decisions if d.is_misclassification_region]
-            names = self.data.class_names
-            self._decisions.value = "" if not self.decisions else (
-                f"{len(accepted)} of {len(self.decisions)} regions accepted:<ul>" + "".join(
-                    f"<li>region {d.region} → <b>{html.escape(names[d.label])}</b>: "
-                    f"{d.disagreement:.0%} of {d.n_votes} votes disagree with the "
-                    "classifier</li>" for d in accepted) + "</ul>")
+            self._render_review()
+            self._decisions.value = decisions_html(self.decisions, self.data.class_names)
             self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else
                                        [W.HTML("<i>Vote in the Labeling tab, then build the failure"
                                               " data of the accepted regions.")])
@@ -260,6 +264,19 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             on_export=self.session.export_failure_data, grounding=g)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
+
+    def _render_review(self) -> None:
+        key, old = (self.regions, self.decisions, self.config.label_review), self._built.get("review")
+        if old is None or old[0] is not key[0] or old[1] is not key[1] or old[2] != key[2]:
+            self._built["review"] = key
+            for panel in self.review_panels:
+                panel.close()
+            self._boxes[4].children, self.review_panels = review_tab(self.session, self._who())
+
+    def _who(self) -> str:
+        """The annotator's name: the labeling panel's field, else the ``annotator`` given."""
+        panel = self.labeling_panel
+        return (panel.annotator.strip() if panel is not None else "") or self.annotator
 
     # -------------------------------------------------------------- triggers
     def run_identification(self, wait: bool = False) -> "DefuseDashboard":
@@ -328,18 +345,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                            f"ρ={rho:g} of its votes disagree with the classifier.")
             return None
         sets = self.session.failure_data()
-        if self.tradeoff is not None:
-            self.tradeoff.close()
-        c = self.config
-
-        def runner(**kw):
-            return self.session.correct(sets=sets, **kw)
-        plot = TradeoffPlot(self.classifier, self.data.X_train, self.data.y_train, sets["X_f"],
-                            sets["y_f"], eval_sets=sets["eval_sets"], lams=c.lams,
-                            epochs=c.epochs, X_adv=sets["X_adv"], y_adv=sets["y_adv"],
-                            runner=runner, schedule=c.schedule)
-        plot.observe(self._on_sweep, "running")
-        self.tradeoff = plot
+        plot = self._show_correction(sets)
         self.stage = "correction"
         self.status = f"Failure data: {len(sets['y_f'])} samples in D_f. Start the λ sweep."
         self._notify("correction", plot)
@@ -349,21 +355,29 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     @property
     def corrected_classifier(self) -> nn.Module | None:
-        """The classifier fine-tuned with the selected λ, once a sweep has finished."""
-        corrector = self.tradeoff.corrector_ if self.tradeoff is not None else None
-        return getattr(corrector, "best_model_", None)
+        """The session's corrected classifier: the rule's λ when its verdict is that it fixes
+        the regions, or the λ chosen by clicking the plot; None otherwise."""
+        return self.session.load_corrected_classifier()
 
     # ------------------------------------------------------------- internals
     def _archived(self) -> str:
         where = self.session.archived
         return f"; earlier regions and votes moved to {where}" if where else ""
 
+    def _show_correction(self, sets: dict) -> TradeoffPlot:
+        """Show the λ sweep's plot of ``sets`` (``Session.failure_data()``) in tab 4."""
+        if self.tradeoff is not None:
+            self.tradeoff.close()
+        plot = correction_plot(self.session, sets, self._who)
+        plot.observe(self._on_sweep, "running")
+        self.tradeoff = plot
+        return plot
+
     def _on_sweep(self, change) -> None:
-        corrector = self.tradeoff.corrector_ if self.tradeoff is not None else None
-        if change["new"] or getattr(corrector, "best_model_", None) is None:
+        plot = self.tradeoff
+        if change["new"] or plot is None or plot.error_ is not None or not plot.results:
             return
-        self.status = html.escape(f"Corrected classifier and sweep results saved to "
-                                  f"{self.session.path}.")
+        self.status = sweep_status(self.session, plot)
 
     def _resume(self) -> None:
         """Load what the session folder holds; a damaged file is reported, not raised."""
@@ -371,18 +385,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             adv = self.session.load_adversarial()
             regions = self.session.load_regions(adv)
             self.adversarial, self.regions = adv, regions
-            store = self.session.store
-            n_votes = len(store.votes()) if store is not None else 0
-            correction = self.session.load_correction() or {}
-            best = (correction.get("defuse") or {}).get("best")
-            done = (f"; a correction with selected λ={best['lam']:g} (test "
-                    f"{best['test']:.3f}, region test {best['region_test']:.3f})"
-                    if best else "")
-            self.status = html.escape(
-                f"New session in {self.session.path}: start with identification." if adv is None
-                else f"Resumed {self.session.path}: {len(adv)} adversarial examples, "
-                     f"{'no' if regions is None else len(regions)} regions, {n_votes} votes"
-                     f"{done}.")
+            self.decisions = (self.session.load_decisions() or []) if regions is not None else []
+            self.status = resume_status(self.session, adv, regions)
+            if self.session.load_correction() is not None and any(
+                    d.is_misclassification_region for d in self.decisions):
+                self._show_correction(self.session.failure_data())   # the saved sweep and λ
         except Exception as exc:
             self.error_ = exc
             self.status = red(f"Could not load the session: {type(exc).__name__}: {exc}")
