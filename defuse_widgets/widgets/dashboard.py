@@ -27,11 +27,9 @@ from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
-                                                    resume_status, review_tab, sweep_status)
-from defuse_widgets.widgets._grounding_view import session_grounding
-from defuse_widgets.widgets.labeling_panel import LabelingPanel
+                                                    region_widgets, resume_status, review_tab,
+                                                    sweep_status)
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
-from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["STAGES", "DefuseDashboard"]
@@ -254,19 +252,13 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[1].children = [W.HTML(f"<i>No regions yet ({why}).")]
             self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
-        names, c, g = self.data.class_names, self.config, session_grounding(self.session, regions)
-        self.gallery = RegionGallery(regions, self.vae, self.classifier, names, tau=c.tau,
-                                     grounding=g)
-        self.labeling_panel = LabelingPanel(
-            self.session.open_store(), regions, self.vae, self.classifier,
-            class_names=names, annotator=self.annotator, review_size=c.review_size,
-            tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
-            on_export=self.session.export_failure_data, grounding=g)
+        self.gallery, self.labeling_panel = region_widgets(self.session, regions, self.annotator)
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
 
     def _render_review(self) -> None:
-        key, old = (self.regions, self.decisions, self.config.label_review), self._built.get("review")
+        key = (self.regions, self.decisions, self.config.label_review)
+        old = self._built.get("review")
         if old is None or old[0] is not key[0] or old[1] is not key[1] or old[2] != key[2]:
             self._built["review"] = key
             for panel in self.review_panels:

@@ -1,15 +1,18 @@
 """The dashboard and its session folder, on the 8x8 digits with the tiny models."""
 import contextlib
+import html
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from defuse_widgets.seeding import seeded_subset
 from defuse_widgets.storage import persistence
 from defuse_widgets.storage.annotations import AnnotationStore
 from defuse_widgets.workflow import DefuseConfig
 from defuse_widgets.widgets.dashboard import DefuseDashboard
+from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 TIMEOUT = 120  # only guards against a hung thread, never a threshold
@@ -62,6 +65,12 @@ def _disagree(dash, region):
     return wrong
 
 
+def _click(plot, trace, point):
+    """What plotly.js sends for a click on point ``point`` of trace ``trace``."""
+    plot._fig._handler_js2py_pointsCallback({"new": {"event_type": "plotly_click", "points": {
+        "trace_indexes": [trace], "point_indexes": [point], "xs": [0.0], "ys": [0.0]}}})
+
+
 def test_seeded_subset_is_seeded_and_sorted():
     idx = seeded_subset(100, 10, seed=3)
     assert len(set(idx)) == 10 and np.all(np.diff(idx) > 0)
@@ -73,6 +82,9 @@ def test_stages_write_the_session_folder(make, tmp_path):
     dash = make()
     folder = tmp_path / "session"
     assert dash.stage == "identification" and "New session" in dash.status
+    off = dash._boxes[4].children[0].value   # label review is off: how to turn it on
+    assert "Label review is off" in off and "DefuseConfig(label_review=50)" in off
+    assert "--label-review 50" in off and dash.review_panels == []
     assert dash._run_distill.disabled and dash._build_button.disabled
     with pytest.raises(ValueError, match="run identification first"):
         dash.run_distillation()
@@ -104,13 +116,14 @@ def test_stages_write_the_session_folder(make, tmp_path):
 
 
 def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
-    dash = make()
+    dash = make(lams=(1.0, 10.0))
+    folder = tmp_path / "session"
     dash.run_identification(wait=True).run_distillation(wait=True)
     dash.labeling_panel.handle_key("n")   # "none of the above" is no disagreement
     assert dash.build_correction() is None and "No region is accepted" in dash.status
     assert dash.tradeoff is None and len(dash.decisions) == 1
     wrong = _disagree(dash, 1)
-    with AnnotationStore(tmp_path / "session" / "annotations.sqlite") as store:
+    with AnnotationStore(folder / "annotations.sqlite") as store:
         votes = store.votes(annotator="ada", region=1)
     assert [v.label for v in votes] == [wrong] * 10
 
@@ -126,11 +139,77 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert len(plot.y_f) == 16 and set(plot.y_f.tolist()) == {wrong}
     plot.start()
     assert plot.join(TIMEOUT) and plot.error_ is None
-    assert dash.corrected_classifier is not None
-    assert (tmp_path / "session" / "corrected_classifier.pt").exists()
     saved = dash.session.load_correction()["defuse"]   # the sweep's results too
-    assert [r["lam"] for r in saved["results"]] == [r["lam"] for r in plot.results]
-    assert saved["best"]["lam"] == plot.best["lam"]
+    assert [r["lam"] for r in saved["results"]] == [r["lam"] for r in plot.results] == [1, 10]
+    assert saved["best"]["lam"] == plot.best["lam"] and plot.arm == "defuse"
+
+    # the rule's verdict is shown, and the corrected model is saved only when it says so
+    # (on the tiny model the rule's λ costs significant validation accuracy: not corrected)
+    corrected = saved["corrected"]
+    assert corrected is False and plot.corrected is False and "No λ fixes" in saved["verdict"]
+    assert plot.verdict == saved["verdict"] and html.escape(saved["verdict"]) in plot._choice.value
+    assert not (folder / "corrected_classifier.pt").exists() and dash.corrected_classifier is None
+    assert "no corrected classifier" in dash.status
+
+    # a click on the other λ keeps it, saved with the annotator's current name
+    dash.labeling_panel.annotator = "bob"
+    other = next(r["lam"] for r in plot.results if r["lam"] != plot.best["lam"])
+    _click(plot, 0, list(plot._fig.data[0].customdata).index(other))
+    assert plot.error.value == ""
+    choice = json.loads((folder / "lam_choice.json").read_text())
+    assert (choice["arm"], choice["lam"], choice["by"]) == ("defuse", other, "bob")
+    assert choice["rule_lam"] == plot.best["lam"] and plot.chosen["by"] == "bob"
+    assert "<b>bob</b>" in plot._choice.value and list(plot._fig.data[5].customdata) == [other]
+    lams = list(saved["params"]["lams"])
+    state = {lam: torch.load(folder / "checkpoints" / f"defuse_lam_{lams.index(lam)}.pt",
+                             weights_only=True) for lam in (other, plot.best["lam"])}
+    model = dash.corrected_classifier.state_dict()
+    assert all(torch.equal(model[k], v) for k, v in state[other].items())
+    assert not all(torch.equal(model[k], v) for k, v in state[plot.best["lam"]].items())
+
+    dash.close()   # a kernel restart: the saved sweep, the rule's λ and the choice come back
+    again = make(resume=True)
+    shown = again.tradeoff
+    assert shown is not None and again._boxes[3].children == (shown,)
+    assert again.stage == "identification" and "chosen by bob" in again.status
+    assert shown.results == plot.results and shown.best == plot.best
+    assert shown.chosen["lam"] == other and "<b>bob</b>" in shown._choice.value
+    assert html.escape(saved["verdict"]) in shown._choice.value
+    assert list(shown._fig.data[3].customdata) == [plot.best["lam"]]
+
+
+def test_label_review_tab_answers_reach_the_store_with_the_session_keys(make, digits):
+    dash = make(label_review=3)
+    dash.run_identification(wait=True).run_distillation(wait=True)
+    assert "Label review starts once" in dash._boxes[4].children[0].value
+    _disagree(dash, 1)
+    plot = dash.build_correction()
+    train, val = dash.review_panels
+    assert [p for p in dash._boxes[4].children if isinstance(p, LabelReviewPanel)] == [train, val]
+    sets = dash.session.label_review_sets()
+    n_train = len(digits.y_train)
+    np.testing.assert_array_equal(train.store_keys, sets["train"].index)
+    np.testing.assert_array_equal(val.store_keys, sets["validation"].index + n_train)
+    assert train.annotator == val.annotator == "ada"
+
+    to_region = int(train.review.region_label[0])
+    train.answer(0, to_region)
+    val._grid.children[0].children[2].children[1].click()   # "→ region's label" of row 0
+    assert val.error.value == ""
+    i, j = int(sets["train"].index[0]), int(sets["validation"].index[0])
+    assert dash.session.open_store().answers("ada") == {
+        i: to_region, n_train + j: int(val.review.region_label[0])}
+    reviewed = dash.session.reviewed_labels()   # the session reads them under its keys
+    assert reviewed["train"][0][i] == to_region
+    assert reviewed["validation"][0][j] == int(val.review.region_label[0])
+
+    plot.start()   # a label changed: the sweep gets the "review" arm, drawn as its own line
+    assert plot.join(TIMEOUT) and plot.error_ is None, plot._log.outputs
+    assert plot.arm == "review" and len(plot.review_results) == 1
+    assert plot._fig.data[4].visible and "label-review arm" in plot._choice.value
+    assert plot.baseline_results == [] and plot.baseline_corrector_ is None   # no oracle
+    _click(plot, 4, 0)   # a label-review point: that arm's λ is kept
+    assert plot.error.value == "" and dash.session.load_lam_choice()["arm"] == "review"
 
 
 def test_a_new_dashboard_resumes_the_session(make, tmp_path):

@@ -1,0 +1,161 @@
+"""Pieces of the dashboard's tabs: region widgets, the correction plot, label review, texts.
+
+Each builds widgets on a :class:`~defuse_widgets.workflow.Session` and returns
+them; the dashboard decides when. Everything that is saved goes through the
+session (its ``correct``, ``choose_lam`` and vote store).
+"""
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+import ipywidgets as W
+import traitlets
+
+from defuse_widgets.widgets._background import red
+from defuse_widgets.widgets._grounding_view import session_grounding
+from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
+from defuse_widgets.widgets.labeling_panel import LabelingPanel
+from defuse_widgets.widgets.region_gallery import RegionGallery
+from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
+
+__all__ = ["LABEL_REVIEW_OFF", "correction_plot", "decisions_html", "region_widgets",
+           "resume_status", "review_tab", "sweep_status"]
+
+#: The label-review tab while label review is off: how to turn it on.
+LABEL_REVIEW_OFF = (
+    "<b>Label review is off.</b> It shows annotators the training and validation images "
+    "nearest each accepted region whose label differs from the region's, to check the "
+    "labels (not in the paper); the answers give the λ sweep a <code>review</code> arm "
+    "fine-tuned on the reviewed labels.<br>Turn it on for a new session with "
+    "<code>DefuseConfig(label_review=50)</code> (50 images per region) or "
+    "<code>defuse-widgets run --label-review 50</code>; on this session with "
+    "<code>dash.session.configure(label_review=50)</code> (the saved correction moves to "
+    "<code>archive/</code>), then press <i>Build failure data</i> in tab 4.")
+
+
+def region_widgets(session, regions, annotator: str) -> tuple[RegionGallery, LabelingPanel]:
+    """The distillation tab's gallery and the labeling tab's panel of ``session``'s ``regions``."""
+    names, c, g = session.data.class_names, session.config, session_grounding(session, regions)
+    gallery = RegionGallery(regions, session.vae, session.classifier, names, tau=c.tau,
+                            grounding=g)
+    panel = LabelingPanel(session.open_store(), regions, session.vae, session.classifier,
+                          class_names=names, annotator=annotator, review_size=c.review_size,
+                          tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
+                          on_export=session.export_failure_data, grounding=g)
+    return gallery, panel
+
+
+def decisions_html(decisions: list, class_names) -> str:
+    """The accepted regions of the ρ decisions, with their labels and disagreement, as HTML."""
+    if not decisions:
+        return ""
+    accepted = [d for d in decisions if d.is_misclassification_region]
+    return (f"{len(accepted)} of {len(decisions)} regions accepted:<ul>" + "".join(
+        f"<li>region {d.region} → <b>{html.escape(class_names[d.label])}</b>: "
+        f"{d.disagreement:.0%} of {d.n_votes} votes disagree with the classifier</li>"
+        for d in accepted) + "</ul>")
+
+
+def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot:
+    """The λ sweep's plot on ``session``: Start runs ``session.correct``, a click ``choose_lam``.
+
+    Parameters
+    ----------
+    session : Session
+    sets : dict
+        ``session.failure_data()``.
+    who : callable() -> str
+        The annotator's name at the time of a click; saved with the chosen λ.
+
+    Returns
+    -------
+    TradeoffPlot
+        Showing the session's saved sweep and λ choice, if any.
+    """
+    c, data = session.config, session.data
+
+    def runner(**kw):
+        return session.correct(sets=sets, **kw)
+
+    def chooser(lam, *, arm):
+        by = who().strip()
+        if not by:
+            raise ValueError("annotator must be set before a λ is chosen (it is saved with "
+                             "the choice); enter your name in the Labeling tab.")
+        return session.choose_lam(lam, by=by, arm=arm)
+
+    plot = TradeoffPlot(session.classifier, data.X_train, data.y_train, sets["X_f"],
+                        sets["y_f"], eval_sets=sets["eval_sets"], lams=c.lams, epochs=c.epochs,
+                        X_adv=sets["X_adv"], y_adv=sets["y_adv"], runner=runner,
+                        chooser=chooser, schedule=c.schedule)
+    saved = session.load_correction()
+    if saved and (saved.get("defuse") or {}).get("results"):
+        plot.show_saved(saved, session.load_lam_choice())
+    return plot
+
+
+def resume_status(session, adv, regions) -> str:
+    """The dashboard's status line after opening ``session``, as HTML."""
+    if adv is None:
+        return html.escape(f"New session in {session.path}: start with identification.")
+    n_votes = len(session.store.votes()) if session.store is not None else 0
+    correction = session.load_correction() or {}
+    best = (correction.get("defuse") or {}).get("best")
+    done = (f"; a correction with selected λ={best['lam']:g} (test {best['test']:.3f}, "
+            f"region test {best['region_test']:.3f})" if best else "")
+    choice = session.load_lam_choice() if best else None
+    if choice is not None:
+        done += f", λ={choice['lam']:g} of {choice['arm']} chosen by {choice['by']}"
+    return html.escape(f"Resumed {session.path}: {len(adv)} adversarial examples, "
+                       f"{'no' if regions is None else len(regions)} regions, {n_votes} votes"
+                       f"{done}.")
+
+
+def sweep_status(session, plot: TradeoffPlot) -> str:
+    """What the finished sweep saved, as HTML for the dashboard's status line."""
+    where = f"Sweep results saved to {session.path}"
+    if session.folder.listed("corrected_classifier.pt"):
+        return html.escape(f"{where}, with the corrected classifier (λ={plot.best['lam']:g}).")
+    return html.escape(f"{where}; no corrected classifier: the rule's λ does not fix the "
+                       "regions (see under the plot). Click a λ in the plot to keep it by hand.")
+
+
+def review_tab(session, annotator: str) -> tuple[list, list]:
+    """The label-review tab's children and its panels (one per split with images to check).
+
+    Answers go to the session's store under :meth:`~defuse_widgets.workflow.Session.review_keys`
+    (validation images after the training images); the panels share one annotator name.
+    """
+    if not session.config.label_review:
+        return [W.HTML(LABEL_REVIEW_OFF)], []
+    try:
+        sets = session.label_review_sets()
+    except Exception as exc:   # shown in the tab, never lost in the kernel log
+        return [W.HTML(red(f"Could not build the label-review sets: {type(exc).__name__}: "
+                           f"{exc}"))], []
+    if not sets:
+        return [W.HTML("<i>Label review starts once regions are accepted: vote in tab 3, "
+                       "then press <b>Build failure data</b> in tab 4.")], []
+    d, names = session.data, session.data.class_names
+    head = W.HTML(
+        f"<b>Label review</b> ({session.config.label_review} images per region): is the "
+        "label in the data right, or the label annotators gave the region nearby? Answers "
+        "are saved at once; the next λ sweep (tab 4) adds a <code>review</code> arm when an "
+        "answer changed a label. Unanswered images keep their label.")
+    children, panels = [head], []
+    for split, review in sets.items():
+        X = d.X_train if split == "train" else d.X_val
+        title = "Training images" if split == "train" else "Validation images"
+        children.append(W.HTML(f"<h4>{title} ({len(review)})</h4>"))
+        if not len(review):
+            children.append(W.HTML("<i>None to check.</i>"))
+            continue
+        panel = LabelReviewPanel(session.open_store(), review, X, len(names),
+                                 class_names=names, annotator=annotator,
+                                 keys=session.review_keys(split, review))
+        if panels:
+            traitlets.link((panels[0], "annotator"), (panel, "annotator"))
+        children.append(panel)
+        panels.append(panel)
+    return children, panels
