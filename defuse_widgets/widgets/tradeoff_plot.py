@@ -276,7 +276,8 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
         with self.hold_trait_notifications():
             self.results = results.get("defuse", [])
             self.review_results = results.get("review", [])
-            self.baseline_results = results.get("baseline", self._precomputed)
+            self.baseline_results = results.get("baseline",
+                                                [dict(r) for r in self._precomputed])
             self.before = dict((correction.get("defuse") or {}).get("before") or {})
             self.arm, self.best = arm, dict(final.get("best") or {})
             self.verdict, self.corrected = final.get("verdict") or "", final.get("corrected")

@@ -3,7 +3,6 @@ import math
 import threading
 
 import pytest
-import torch
 
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
