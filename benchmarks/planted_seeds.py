@@ -138,6 +138,7 @@ def _score(session, planted, res, log) -> dict:
     for n_slices in sorted({5, len(regions)}):
         doc["peers"][str(n_slices)] = compare_peers(
             planted, session.classifier, session.vae, regions, accepted, n_slices=n_slices,
+            n_components=max(25, n_slices),
             oof_probs=oof, label_review=review_stats, seed=session.config.seed, log=log)
     doc["peers_oof_seconds"] = round(oof_seconds, 1)
     log(f"[seed] found {sum(doc['recall_with_label_errors']['found'])}/3 with label-error "

@@ -1,5 +1,6 @@
 """Label review in the session: the simulated reviewer, answers in the store, the review arm."""
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -51,6 +52,14 @@ def test_label_review_runs_in_the_workflow_and_is_stored(tmp_path, digits, tiny_
         assert torch.equal(y_rev[rows], expected) and keep.all()
         assert set(changed.tolist()) == set(rows[(expected != digits.y_train[rows]).numpy()]
                                             .tolist())
+        # The review arm is selected on the validation images nobody contested.
+        _, _, contested = session.reviewed_labels()["validation"]
+        assert len(contested) > 0
+        mask = np.ones(len(digits.y_val), bool)
+        mask[contested] = False
+        acc = (clf(digits.X_val[mask]).argmax(1) == digits.y_val[mask]).float().mean().item()
+        saved = session.load_correction()["review"]["before"]["validation"]
+        assert saved == pytest.approx(acc, abs=1e-6)
         # Answering again is a no-op: the stored answers are kept, not duplicated.
         session.review_labels_simulated()
         with LabelReviewStore(out / "annotations.sqlite") as store:
