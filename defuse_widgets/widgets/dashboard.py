@@ -381,7 +381,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self.status = resume_status(self.session, adv, regions)
             if self.session.load_correction() is not None and any(
                     d.is_misclassification_region for d in self.decisions):
-                self._show_correction(self.session.failure_data())   # the saved sweep and λ
+                self._show_correction(self.session.correction_data())   # the saved sweep, λ
         except Exception as exc:
             self.error_ = exc
             self.status = red(f"Could not load the session: {type(exc).__name__}: {exc}")

@@ -20,6 +20,12 @@ __all__ = ["SessionCorrection"]
 class SessionCorrection:
     """Correction methods of :class:`~defuse_widgets.workflow.Session`."""
 
+    def correction_data(self) -> dict:
+        """As :meth:`failure_data`, without saving anything (to show a saved sweep)."""
+        from defuse_widgets.workflow.shared_steps import correction_data
+
+        return correction_data(self)
+
     def failure_data(self) -> dict:
         """D_f, the eval sets and the baseline set of the saved decisions; saves D_f.
 
@@ -29,9 +35,7 @@ class SessionCorrection:
             ``X_f`` (n_f, C, H, W), ``y_f`` (n_f,), ``eval_sets`` (name -> (X, y)),
             ``X_adv``, ``y_adv`` (the baseline set, or None; see :meth:`baseline_set`).
         """
-        from defuse_widgets.workflow.shared_steps import correction_data
-
-        out = correction_data(self)
+        out = self.correction_data()
         self._save_failure_data(out["X_f"], out["y_f"])
         return out
 
