@@ -117,7 +117,11 @@ def _score(session, planted, res, log) -> dict:
                                  before={k: before[k] for k in keys},
                                  after={k: best[k] for k in keys},
                                  bugs_gain=bugs_after - bugs_before,
-                                 test_change=best["test"] - before["test"])
+                                 test_change=best["test"] - before["test"],
+                                 tradeoff=[{k: r[k] for k in (*keys, "lam", "region_validation",
+                                                              "validation_change_low",
+                                                              "validation_change_high")}
+                                           for r in arm["results"]])
     wrong = np.zeros(len(planted.splits.y_train), bool)
     for b in planted.bugs:
         if b.kind == "mislabelled":
