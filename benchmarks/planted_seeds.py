@@ -39,6 +39,7 @@ import torch
 from defuse_widgets.data import load_mnist5k
 from defuse_widgets.evaluation.peers import compare_peers
 from defuse_widgets.evaluation.planted import plant_bugs
+from defuse_widgets.evaluation.planted_eval import label_review_scores
 from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
 from defuse_widgets.models.inference import encode_mean
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained
@@ -122,17 +123,7 @@ def _score(session, planted, res, log) -> dict:
                                                               "validation_change_low",
                                                               "validation_change_high")}
                                            for r in arm["results"]])
-    wrong = np.zeros(len(planted.splits.y_train), bool)
-    for b in planted.bugs:
-        if b.kind == "mislabelled":
-            wrong[b.train_index] = True
-    reviewed = session.reviewed_labels().get("train")
-    changed = reviewed[2] if reviewed is not None else np.zeros(0, np.int64)
-    review_stats = dict(n_contested=int(len(changed)), n_true=int(wrong[changed].sum()),
-                        precision=float(wrong[changed].mean()) if len(changed) else 0.0,
-                        recall=float(wrong[changed].sum() / max(wrong.sum(), 1)),
-                        per_bug=[int(np.isin(changed, b.train_index).sum())
-                                 for b in planted.bugs])
+    review_stats = label_review_scores(session, planted)
     t = time.perf_counter()
     from defuse_widgets.evaluation.label_issues import out_of_fold_probs
     s = planted.splits

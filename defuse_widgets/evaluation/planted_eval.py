@@ -26,11 +26,12 @@ from torch import nn
 
 from defuse_widgets._validation import describe, check_int
 from defuse_widgets.models.inference import accuracy, decode, encode_mean
-from defuse_widgets.stages.label_review import apply_label_review, label_error_regions, label_review_set
+from defuse_widgets.stages.label_review import label_error_regions
 from defuse_widgets.evaluation.planted import PlantedData
 from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall, region_shares
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
+           "label_review_scores",
            "rendered_accuracy", "style_purity", "trace_purity"]
 
 
@@ -144,7 +145,9 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     arm ``"review"`` (not in the paper): the annotator labels the
     ``label_review`` training images nearest each accepted region and each
     label-error region (:mod:`~defuse_widgets.stages.label_review`), D is relabelled
-    with its answers, then corrected with the same D_f. ``recall_with_label_errors``
+    with its answers, then corrected with the same D_f: the session's own label
+    review (``DefuseConfig.label_review``), selected on the validation images
+    the review left uncontested. ``recall_with_label_errors``
     counts label-error regions as found bugs too.
 
     Returns
@@ -163,7 +166,7 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
     config = DefuseConfig(Q=Q, a=a, b=b, centered=centered, n_components=n_components, eps=eps,
                           max_samples=max_samples, tau=tau, review_size=review_size, rho=rho,
                           n_finetune=n_finetune, n_region_test=n_region_test, lams=tuple(lams),
-                          epochs=epochs, seed=seed)
+                          epochs=epochs, label_review=label_review, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:   # the same workflow a user runs
         session = Session(Path(tmp) / "session", config, classifier=classifier, vae=vae,
                           data=splits, annotator=annotator)
@@ -226,66 +229,22 @@ def _evaluate(session, planted, clean, res, t0, *, correct, min_purity, label_re
         f"{int(label_err.sum())} label-error regions, with them found "
         f"{res['recall_with_label_errors']['found']}")
     if correct and accepted.any():
-        res["correction"] = _correct(session, planted, regions, decisions, label_err,
-                                     pool_codes, label_review=label_review)
+        res["correction"] = _correct(session, planted, label_review=label_review)
         log(f"  [correct] {res['correction']['summary']}")
     res["seconds"] = round(time.perf_counter() - t0, 1)
     return res
 
 
-def _review(planted, annotator, regions, decisions, label_err, pool_codes, n_per_region):
-    """Label review of the planted training and validation splits.
-
-    The validation split carries the same planted labels, so it is reviewed
-    too (``n_per_region`` scaled by its size), or model selection would
-    prefer the models that keep the bug. ``pool_codes`` are the VAE's latent
-    means of ``planted.X_pool``; the splits are rows of the pool. Returns the
-    reviewed (X, y) of both splits and the scores of the training review.
-    """
-    s = planted.splits
-    out = []
-    n_val = max(1, round(n_per_region * len(s.y_val) / len(s.y_train)))
-    for X, y, index, n in ((s.X_train, s.y_train, planted.train_pool_index, n_per_region),
-                           (s.X_val, s.y_val, planted.val_pool_index, n_val)):
-        review = label_review_set(regions, decisions, pool_codes[index], y, n_per_region=n,
-                                  label_errors=label_err)
-        labels = annotator.label(X[review.index]) if len(review) else np.zeros(0, np.int64)
-        y_rev, keep, changed = apply_label_review(y, review, labels)
-        out.append((X[keep], y_rev[keep], review, changed))
-    (X_r, y_r, review, changed), (X_v, y_v, review_v, changed_v) = out
-    wrong = np.zeros(len(s.y_train), bool)
-    for b in planted.bugs:
-        if b.kind == "mislabelled":
-            wrong[b.train_index] = True
-    tp = int(wrong[changed].sum())
-    per_region = {int(k): [int((review.region == k).sum()),
-                           int(np.isin(changed, review.index[review.region == k]).sum())]
-                  for k in np.unique(review.region)}
-    stats = dict(n_reviewed=len(review), n_contested=len(changed), n_true=tp,
-                 precision=tp / max(len(changed), 1), recall=tp / max(int(wrong.sum()), 1),
-                 per_bug=[int(wrong[changed][np.isin(changed, b.train_index)].sum())
-                          for b in planted.bugs],
-                 per_region_reviewed_contested=per_region,
-                 validation=dict(n_reviewed=len(review_v), n_contested=len(changed_v)))
-    return (X_r, y_r), (X_v, y_v), stats
-
-
-def _correct(session, planted, regions, decisions, label_err, pool_codes, *,
-             label_review) -> dict:
-    """The correction arms of :meth:`Session.correct`, plus label review, scored on the bugs."""
+def _correct(session, planted, *, label_review) -> dict:
+    """The correction arms of :meth:`Session.correct` (label review included), scored on the bugs."""
     bug_sets = _bug_sets(planted)
     sets = session.failure_data()
     out = {"n_finetune": len(sets["y_f"]),
            "n_baseline": 0 if sets["y_adv"] is None else int(len(sets["y_adv"]))}
     keys = ["test", "validation", "region_test", *bug_sets]
-    extra = {}
     if label_review:
-        (X_r, y_r), val, out["label_review"] = _review(
-            planted, session.simulated_annotator(), regions, decisions, label_err, pool_codes,
-            label_review)
-        extra["review"] = dict(X_f=sets["X_f"], y_f=sets["y_f"], X=X_r, y=y_r,
-                               eval_sets={"validation": val})
-    sweeps = session.correct(sets=sets, extra_arms=extra, extra_eval_sets=bug_sets)
+        out["label_review"] = label_review_scores(session, planted)
+    sweeps = session.correct(sets=sets, extra_eval_sets=bug_sets)
     for name, corr in sweeps.items():
         before = {k: float(corr.before_[k]) for k in keys}
         if out.setdefault("before", before) != before:   # the review arm's reviewed validation
@@ -298,6 +257,41 @@ def _correct(session, planted, regions, decisions, label_err, pool_codes, *,
     out["summary"] = {s: dict(bugs=round(mean(out[s]), 3), test=round(out[s]["test"], 3))
                       for s in ("before", "defuse", "baseline", "review") if s in out}
     return out
+
+
+def label_review_scores(session, planted: PlantedData) -> dict:
+    """The session's label review, scored on the planted labels.
+
+    The simulated reviewer first answers what it has not answered yet
+    (:meth:`~defuse_widgets.workflow.Session.review_labels_simulated`).
+
+    Returns
+    -------
+    dict
+        Training images reviewed and relabelled (``n_reviewed``,
+        ``n_contested``), how many of those were planted (``n_true``,
+        ``precision``, ``recall``, ``per_bug``), per region, and the
+        validation review's counts.
+    """
+    session.review_labels_simulated()
+    sets, reviewed = session.label_review_sets(), session.reviewed_labels()
+    changed = reviewed["train"][2]
+    wrong = np.zeros(len(planted.splits.y_train), bool)
+    for b in planted.bugs:
+        if b.kind == "mislabelled":
+            wrong[b.train_index] = True
+    review = sets["train"]
+    tp = int(wrong[changed].sum())
+    per_region = {int(k): [int((review.region == k).sum()),
+                           int(np.isin(changed, review.index[review.region == k]).sum())]
+                  for k in np.unique(review.region)}
+    return dict(n_reviewed=len(review), n_contested=len(changed), n_true=tp,
+                precision=tp / max(len(changed), 1), recall=tp / max(int(wrong.sum()), 1),
+                per_bug=[int(wrong[changed][np.isin(changed, b.train_index)].sum())
+                         for b in planted.bugs],
+                per_region_reviewed_contested=per_region,
+                validation=dict(n_reviewed=len(sets["validation"]),
+                                n_contested=len(reviewed["validation"][2])))
 
 
 def style_purity(assignment: np.ndarray, features: np.ndarray, source_label: np.ndarray,
