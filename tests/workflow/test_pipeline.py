@@ -3,25 +3,11 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from defuse_widgets.storage.annotations import AnnotationStore
 from defuse_widgets.workflow import DefuseConfig, Session, SessionMismatchError, run_defuse
 from defuse_widgets.workflow.report import figure4_table
 from defuse_widgets.workflow.report import report as session_report
-
-
-class Contrarian(nn.Module):
-    """An oracle that always names the class after the classifier's: every region is a bug."""
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x):
-        logits = self.classifier(x)
-        return 10 * torch.roll(nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float(),
-                               1, dims=1)
 
 
 def _cfg(**kw):
@@ -32,10 +18,10 @@ def _cfg(**kw):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, digits, tiny_models):
+def run(tmp_path_factory, digits, tiny_models, contrarian):
     clf, vae = tiny_models
     out = tmp_path_factory.mktemp("pipe") / "s"
-    res = run_defuse(_cfg(), out=out, classifier=clf, vae=vae, oracle=Contrarian(clf),
+    res = run_defuse(_cfg(), out=out, classifier=clf, vae=vae, oracle=contrarian,
                      data=digits, progress=False, log=lambda *a: None)
     return out, res
 
@@ -67,14 +53,14 @@ def test_correction_improves_the_region_and_table_is_shaped_like_figure4(run):
 
 
 def test_interval_rule_says_when_no_lambda_corrects_and_a_person_can_choose_one(
-        tmp_path, digits, tiny_models):
+        tmp_path, digits, tiny_models, contrarian):
     """λ = 5 with the contrarian oracle fixes the regions but costs 66 validation points:
     the interval rule refuses it, says so, and saves no "corrected" model; a person
     can still choose it, and the session records who did."""
     clf, vae = tiny_models
     out, lines = tmp_path / "s", []
     res = run_defuse(_cfg(selection="interval"), out=out, classifier=clf, vae=vae,
-                     oracle=Contrarian(clf), data=digits, progress=False, log=lines.append)
+                     oracle=contrarian, data=digits, progress=False, log=lines.append)
     model = res["corrected_model"]
     assert (model["arm"], model["lam"], model["chosen_by"]) == ("defuse", 0.0, "rule")
     assert model["corrected"] is False and model["saved"] is False
@@ -102,11 +88,12 @@ def test_interval_rule_says_when_no_lambda_corrects_and_a_person_can_choose_one(
 
 
 def test_a_finished_run_resumes_without_work_and_refuses_other_settings(run, digits,
-                                                                          tiny_models):
+                                                                          tiny_models,
+                                                                          contrarian):
     out, res = run
     clf, vae = tiny_models
     log = []
-    again = run_defuse(None, out=out, classifier=clf, vae=vae, oracle=Contrarian(clf),
+    again = run_defuse(None, out=out, classifier=clf, vae=vae, oracle=contrarian,
                        data=digits, progress=False, log=log.append)
     assert again["figure4"] == res["figure4"]
     assert any("resumed" in line for line in log)

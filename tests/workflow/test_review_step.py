@@ -2,32 +2,19 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from defuse_widgets.storage.label_review_store import LabelReviewStore
 from defuse_widgets.workflow import DefuseConfig, Session, run_defuse
 
 
-class Contrarian(nn.Module):
-    """An oracle that always names the class after the classifier's."""
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x):
-        logits = self.classifier(x)
-        return 10 * torch.roll(nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float(),
-                               1, dims=1)
-
-
-def test_label_review_runs_in_the_workflow_and_is_stored(tmp_path, digits, tiny_models):
+def test_label_review_runs_in_the_workflow_and_is_stored(tmp_path, digits, tiny_models,
+                                                         contrarian):
     clf, vae = tiny_models
     cfg = DefuseConfig(dataset="digits", Q=6, a=4, b=4, max_per_instance=3, n_components=4,
                        max_samples=500, lams=(0.0, 5.0), epochs=1, n_finetune=64,
                        n_region_test=32, batch_size=128, label_review=5, baseline=False)
     out, lines = tmp_path / "s", []
-    oracle = Contrarian(clf)
+    oracle = contrarian
     res = run_defuse(cfg, out=out, classifier=clf, vae=vae, oracle=oracle, data=digits,
                      progress=False, log=lines.append)
     assert any(line.startswith("[label review] train:") for line in lines)
