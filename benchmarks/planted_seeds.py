@@ -173,11 +173,12 @@ def table(docs: dict) -> list[str]:
                      if "baseline" in a else "–")
                   + f" | {lr.get('precision', 0):.2f} / {lr.get('recall', 0):.2f} | "
                   f"{cl['precision']:.2f} / {cl['recall']:.2f} |")
-    for n in ARMS:
-        md.append(f"| mean ± sd, {n} | | bugs "
-                  f"{_mean_sd([docs[s]['arms'].get(n, {}).get('bugs_gain') for s in seeds])}, "
-                  f"test {_mean_sd([docs[s]['arms'].get(n, {}).get('test_change') for s in seeds])}"
-                  " | | | | |")
+    arm = lambda n, key: _mean_sd([docs[s]["arms"].get(n, {}).get(key) for s in seeds])  # noqa: E731
+    found = [sum(docs[s]["recall_with_label_errors"]["found"]) for s in seeds]
+    md.append(f"| mean ± sd ({len(seeds)} seeds) | ≥ 2/3 on {sum(f >= 2 for f in found)} of "
+              f"{len(seeds)} | " + " | ".join(f"bugs {arm(n, 'bugs_gain')}, test "
+                                              f"{arm(n, 'test_change')}" for n in ARMS)
+              + " | | |")
     md += ["", "Precision@10 of the best-matching slice or region per bug, on held-out real "
            "images (recovered: ≥ 0.5), mean over seeds; in brackets the share of the bug's "
            "images among its class's pool images (what a slice that only knows the class "
