@@ -91,7 +91,9 @@ class AmbiguityMatrix(W.VBox):
     def _build_figure(self) -> go.FigureWidget:
         K = len(self.names)
         z = np.where(self.counts_ > 0, np.log10(self.counts_.clip(min=1)) + 1, 0.0)
-        z = np.where(np.eye(K, dtype=bool), np.nan, z)
+        # The diagonal is blank: None, not NaN, which is not JSON (the kernel
+        # refuses it and a browser's JSON parser would drop the whole figure).
+        z = [[None if i == j else float(v) for j, v in enumerate(row)] for i, row in enumerate(z)]
         heat = go.Heatmap(z=z, x=self.names, y=self.names, colorscale="Blues", showscale=False,
                           customdata=self.counts_, hovertemplate="%{y} vs %{x}: "
                           "%{customdata} ambiguous draws<extra></extra>")

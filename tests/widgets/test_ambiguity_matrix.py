@@ -30,6 +30,18 @@ def test_heatmap_counts_sampled_pairs_and_marks_the_baseline(matrix, sampler):
     assert len(matrix.figure.data) == 2 and len(matrix.figure.data[1].x) == 2
 
 
+def test_heatmap_is_valid_json_with_a_blank_diagonal(matrix):
+    """Issue 15: NaN on the diagonal is not JSON; the widget must send null instead."""
+    import json
+
+    z = [list(row) for row in matrix.figure.data[0].z]
+    json.dumps(z, allow_nan=False)   # raises on NaN or inf
+    assert all(z[i][i] is None for i in range(len(z)))
+    counts = matrix.counts_
+    off = [(i, j) for i in range(len(z)) for j in range(len(z)) if i != j]
+    assert all((z[i][j] > 0) == (counts[i, j] > 0) for i, j in off)
+
+
 def test_select_shows_that_pairs_samples(matrix):
     assert matrix._image.value == b""
     matrix.select(7, 1)
