@@ -275,7 +275,7 @@ class LabelingPanel(widgets.VBox):
         if nxt is not None:
             self.position = nxt
         self.status = html.escape(f"{who}: every region is labelled, thank you!" if nxt is None
-                                  else f"Welcome {who}: resuming at region {nxt[0] + 1}, "
+                                  else f"Welcome {who}: resuming at region {nxt[0]}, "
                                   f"sample {nxt[1] + 1}.")
 
     # -- actions (what the buttons and keys call) -----------------------------------
@@ -316,7 +316,7 @@ class LabelingPanel(widgets.VBox):
                 self.status = "Nothing to undo."
             else:
                 self.position = (v.region, v.sample)
-                self.status = html.escape(f"Undone: region {v.region + 1}, sample "
+                self.status = html.escape(f"Undone: region {v.region}, sample "
                                           f"{v.sample + 1} ({self._name_of(v.label)}).")
         return v
 

@@ -68,9 +68,11 @@ def test_button_click_and_undo(make_panel):
     panel._class_buttons[3].click()
     panel._none.click()
     assert [v.label for v in panel.store.votes(annotator="ada")] == [3, NONE_OF_THE_ABOVE]
+    assert panel.status.startswith("Saved: region 0, sample 2")
     panel.handle_key("Backspace")
     assert [v.label for v in panel.store.votes(annotator="ada")] == [3]
     assert panel.position == (0, 1)  # back on the undone sample
+    assert panel.status.startswith("Undone: region 0, sample 2")   # one numbering (issue 15)
     panel._undo.click()
     assert panel.store.votes(annotator="ada") == [] and panel.position == (0, 0)
 
@@ -117,6 +119,8 @@ def test_progress_and_resume(make_panel, tmp_path):
 
     again = make_panel()  # a new session on the same file
     assert again.position == (1, 2) and again._progress.value == 1
+    assert "resuming at region 1, sample 3" in again.status
+    assert "<b>Region 1</b>" in again._info.value   # the header and the message agree
     other = make_panel(annotator="bob")
     assert other.position == (0, 0)
     other.annotator = "ada"
