@@ -44,13 +44,24 @@ def hover_text(record: dict) -> str:
                    if t)
 
 
+#: How people read the eval sets' names.
+SET_NAMES = {"test": "test", "validation": "validation", "region_test": "region-test",
+             "region_validation": "region-validation"}
+
+
+def set_name(key: str) -> str:
+    """``"region_test"`` → ``"region-test"``: an eval set's name for people, not a Python key."""
+    return SET_NAMES.get(key, key.replace("_", " "))
+
+
 def tradeoff_figure(x: str, y_key: str) -> go.FigureWidget:
     """The empty figure: accuracy on eval set ``x`` against ``y_key``, one trace per TRACES."""
-    hover = (f"λ=%{{customdata:g}}<br>{x}=%{{x:.3f}}<br>{y_key}=%{{y:.3f}}%{{text}}"
+    xn, yn = set_name(x), set_name(y_key)
+    hover = (f"λ=%{{customdata:g}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
              "<extra>%{fullData.name}</extra>")
     fig = go.FigureWidget(layout=dict(
         title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
-        xaxis_title=f"{x} accuracy", yaxis_title=f"{y_key} accuracy", hovermode="closest",
+        xaxis_title=f"{xn} accuracy", yaxis_title=f"{yn} accuracy", hovermode="closest",
         height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
     fig.add_scatter(name="Defuse", mode="lines+markers", hovertemplate=hover,
                     marker=dict(size=9, color="#1f77b4"))

@@ -188,6 +188,9 @@ def test_rule_choice_verdict_and_intervals_are_shown(swept):
     assert html.escape(corrector.verdict_) in line and "Click a Defuse" in line
     defuse = plot._fig.data[0]
     assert "%{text}" in defuse.hovertemplate
+    # axes name the sets for people, not by their Python keys (issue 15)
+    assert plot._fig.layout.yaxis.title.text == "region-test accuracy"
+    assert "region_test" not in defuse.hovertemplate
     for rec, text in zip(plot.results, defuse.text):   # results are already sorted by λ
         assert (f"validation {_pts(rec['validation_change'])} pts "
                 f"[{_pts(rec['validation_change_low'])}, "
