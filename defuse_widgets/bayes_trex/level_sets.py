@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 
 from defuse_widgets._validation import (describe, check_choice, check_int, check_module, check_number,
@@ -39,7 +40,7 @@ __all__ = ["Target", "LevelSetSampler", "KINDS"]
 _SAMPLERS = {"mala": MALA, "hmc": HMC, "rwm": RandomWalkMetropolis}
 
 
-class LevelSetSampler:
+class LevelSetSampler(BaseEstimator):
     """Sample latent codes whose decodes the classifier predicts at target confidences.
 
     Parameters

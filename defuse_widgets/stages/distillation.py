@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
@@ -18,7 +19,7 @@ from defuse_widgets.stages.vbgmm import DPGaussianMixture
 BACKENDS = ("torch", "sklearn")
 
 
-class Distiller:
+class Distiller(BaseEstimator):
     """Learn misclassification regions from unrestricted adversarial examples.
 
     Fits a variational Gaussian mixture with a (truncated stick-breaking)

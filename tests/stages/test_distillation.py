@@ -88,3 +88,14 @@ def test_n_classes_is_never_inferred_from_the_labels_present(tiny_adversarial):
     # The highest class need not occur: the regions still count 12 classes.
     regions = Distiller(n_components=3, eps=0.0).fit(tiny_adversarial, n_classes=12).regions_
     assert regions.n_classes == 12
+
+
+def test_estimators_print_their_settings():
+    """Issue 15: print(distiller) showed <... object at 0x...>; estimators follow scikit-learn."""
+    from defuse_widgets.bayes_trex.level_sets import LevelSetSampler
+    from defuse_widgets.stages.distillation import Distiller
+
+    d = Distiller(n_components=30, eps=0.02)
+    assert repr(d) == "Distiller(eps=0.02, n_components=30)"
+    assert d.get_params()["n_components"] == 30 and d.set_params(eps=0.05).eps == 0.05
+    assert repr(LevelSetSampler(targets=[], n_chains=4)).startswith("LevelSetSampler(")
