@@ -29,14 +29,27 @@ def sample_html(region: int, n_regions: int, sample: int, review_size: int, pred
 
 
 def agreement_html(names, matrix, predicted, region: int, rho: float, class_names) -> str:
-    """Who voted on ``region``, how much they agree, and the ρ decision, as HTML."""
-    if len(names) < 2:
-        return (f"<i>{len(names)} annotator(s) so far; agreement and decision appear "
-                "once two have voted.</i>")
+    """Who voted on ``region``, how much they agree, and the ρ decision, as HTML.
+
+    A lone annotator sees the decision their own votes make (agreement needs
+    a second one), and everyone sees the rule: more than ρ of the class votes
+    must disagree with the classifier; "none of the above" counts neither way.
+    """
+    rule = (f"<br><small>Accepted when <i>more than</i> ρ = {rho:g} of the class votes "
+            "disagree with the classifier; “None of the above” votes count neither way."
+            "</small>")
+    if not names:
+        return "<i>No votes on this region yet.</i>" + rule
     d = decide_region(matrix, predicted, region=region, rho=rho)
+    if d.label is None:
+        return (f"<i>{len(names)} annotator(s), only “None of the above” votes so far: no "
+                "decision.</i>" + rule)
     verdict = (f"<b style='color:#dc0000'>misclassification region</b>, label <b>"
                f"{html.escape(class_names[d.label])}</b>"
                if d.is_misclassification_region else "<b>not a misclassification region</b>")
-    return (f"{len(names)} annotators ({html.escape(', '.join(names))})<br>agreement "
-            f"{d.agreement:.0%}, disagreement with the classifier {d.disagreement:.0%} "
-            f"(ρ = {rho:g})<br>decision: {verdict}")
+    who = (f"1 annotator ({html.escape(names[0])}); agreement between people appears once a "
+           "second one votes" if len(names) == 1 else
+           f"{len(names)} annotators ({html.escape(', '.join(names))})<br>agreement "
+           f"{d.agreement:.0%}")
+    return (f"{who}<br>disagreement with the classifier {d.disagreement:.0%} (ρ = {rho:g})"
+            f"<br>decision so far: {verdict}" + rule)

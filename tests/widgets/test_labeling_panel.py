@@ -139,7 +139,9 @@ def test_agreement_appears_after_two_annotators(make_panel):
     wrong = _unpredicted(ada.store, 0)
     for _ in range(10):
         ada.vote(wrong)
-    assert "two have voted" in ada._agreement.value
+    ada.position = (0, 0)
+    assert "1 annotator (ada)" in ada._agreement.value
+    assert "once a second one votes" in ada._agreement.value
     bob = make_panel(annotator="bob")
     for _ in range(10):
         bob.vote(wrong)
@@ -200,3 +202,21 @@ def test_store_failure_on_click_is_shown_and_the_panel_stays_usable(make_panel, 
     assert panel.error.value == "" and panel.position == (0, 1)
     panel._keys._on_message(panel._keys, {"key": "Backspace"}, [])
     assert panel.store.votes(annotator="ada") == []
+
+
+def test_a_lone_annotator_sees_the_decision_and_the_rule(make_panel):
+    """Issue 15: one annotator used to read only "appears once two have voted"."""
+    panel = make_panel()
+    assert "No votes on this region yet" in panel._agreement.value
+    for _ in range(panel.review_size):
+        panel.handle_key("n")
+    panel.goto(0)
+    assert "only “None of the above” votes" in panel._agreement.value
+    predicted = panel.store.review_predictions(0)
+    for p in predicted:       # vote for a class other than the classifier's on every sample
+        panel.handle_key(str((int(p) + 1) % 10))
+    panel.goto(0)
+    text = panel._agreement.value
+    assert "1 annotator (ada)" in text and "disagreement with the classifier 100%" in text
+    assert "decision so far: <b style='color:#dc0000'>misclassification region" in text
+    assert "count neither way" in text and "<i>more than</i> ρ = 0.5" in text
