@@ -104,6 +104,21 @@ class BackgroundWork(traitlets.HasTraits):
         except Exception as exc:
             self.status = red(f"{type(exc).__name__}: {exc}")
 
+    def _confirmed(self, key: str, warning: Callable[[], str | None], action: Callable) -> None:
+        """Run ``action`` (guarded) unless ``warning()`` has something to say.
+
+        Then the first click shows the warning and only a second click on the
+        same button runs it: a button that archives people's votes asks first.
+        """
+        def act():
+            text = warning()
+            if text and getattr(self, "_confirming", None) != key:
+                self._confirming, self.status = key, red(text)
+                return
+            self._confirming = None
+            action()
+        self._guarded(act)
+
     def stop(self) -> None:
         """Ask the running job to stop (thread-safe)."""
         self._stop_event.set()

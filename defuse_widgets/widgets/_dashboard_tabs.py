@@ -20,7 +20,7 @@ from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "decisions_html", "region_widgets",
-           "resume_status", "review_tab", "sweep_status"]
+           "rerun_warning", "resume_status", "review_tab", "sweep_status"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -32,6 +32,26 @@ LABEL_REVIEW_OFF = (
     "<code>defuse-widgets run --label-review 50</code>; on this session with "
     "<code>dash.session.configure(label_review=50)</code> (the saved correction moves to "
     "<code>archive/</code>), then press <i>Build failure data</i> in tab 4.")
+
+
+def rerun_warning(session, stage: str) -> str | None:
+    """What running ``stage`` again would move to ``archive/``, or None when nothing would."""
+    if not session.done(stage):
+        return None
+    parts = ["the adversarial examples"] if stage == "identification" else []
+    regions = session.load_regions() if session.done("distillation") else None
+    if regions is not None:
+        parts.append(f"{len(regions)} regions")
+    if session.folder.listed("annotations.sqlite"):
+        votes = session.open_store().votes()
+        if votes:
+            people = len({v.annotator for v in votes})
+            parts.append(f"{len(votes)} vote{'s' * (len(votes) != 1)} by {people} "
+                         f"annotator{'s' * (people != 1)}")
+    if session.done("correction"):
+        parts.append("the correction")
+    return (f"Running {stage} again moves {', '.join(parts)} to archive/ (kept, never "
+            f"deleted, but no longer used). Click the button again to confirm.")
 
 
 def region_widgets(session, regions, annotator: str) -> tuple[RegionGallery, LabelingPanel]:

@@ -27,8 +27,8 @@ from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
-                                                    region_widgets, resume_status, review_tab,
-                                                    sweep_status)
+                                                    region_widgets, rerun_warning,
+                                                    resume_status, review_tab, sweep_status)
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
@@ -152,15 +152,16 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             traitlets.link((self, name), (c, "value"))
             return c
 
-        def button(desc, action, **kw):
+        def button(desc, action, stage=None, **kw):   # a rerun that archives asks first
             b = W.Button(description=desc, **kw)
-            b.on_click(lambda _: self._guarded(action))
+            b.on_click(lambda _: self._confirmed(stage, lambda: stage and rerun_warning(
+                self.session, stage), action))
             return b
 
-        self._run_id = button("Run identification", self.run_identification, icon="play",
-                              button_style="success")
-        self._run_distill = button("Run distillation", self.run_distillation, icon="play",
-                                   button_style="success")
+        self._run_id = button("Run identification", self.run_identification, "identification",
+                              icon="play", button_style="success")
+        self._run_distill = button("Run distillation", self.run_distillation, "distillation",
+                                   icon="play", button_style="success")
         self._build_button = button("Build failure data", self.build_correction, icon="wrench")
         self._stop = button("Stop", self.stop, icon="stop", button_style="warning")
         self._bar = W.IntProgress(min=0, max=100, layout=W.Layout(width="200px"))

@@ -265,3 +265,19 @@ def test_button_errors_show_in_status(make):
     dash = make()
     dash._run_distill.click()   # no adversarial examples yet
     assert "run identification first" in dash.status and "dc0000" in dash.status
+
+
+def test_rerunning_identification_asks_before_archiving_votes(make, tmp_path):
+    """Issue 15: the big green button archived every region and vote without asking."""
+    dash = make()
+    dash.run_identification(wait=True).run_distillation(wait=True)
+    dash.labeling_panel.handle_key("0")
+    first = (tmp_path / "session" / "adversarial.npz").read_bytes()
+    dash._run_id.click()                       # first click: a warning, nothing runs
+    assert dash.running == "" and "Click the button again to confirm" in dash.status
+    assert "1 vote by 1 annotator" in dash.status and "3 regions" in dash.status
+    assert (tmp_path / "session" / "adversarial.npz").read_bytes() == first
+    assert not (tmp_path / "session" / "archive").exists()
+    dash._run_id.click()                       # second click: it runs
+    dash.wait(TIMEOUT)
+    assert (tmp_path / "session" / "archive").exists()   # the votes moved there, kept
