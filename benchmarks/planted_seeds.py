@@ -151,6 +151,12 @@ def _mean_sd(values) -> str:
     return f"{statistics.mean(values):+.3f} ± {sd:.3f}"
 
 
+def _bug_label(name: str) -> str:
+    """``"mislabelled-2/s2->8"`` → ``"2 → 8"`` (the sub-style differs per seed)."""
+    kind, _, rest = name.partition("/")
+    return f"{kind.rpartition('-')[2]} → {rest.rpartition('->')[2]}" if rest else name
+
+
 def table(docs: dict) -> list[str]:
     """Markdown: per-seed rows and mean ± sd, then the peers per bug."""
     seeds = sorted(docs)
@@ -182,7 +188,7 @@ def table(docs: dict) -> list[str]:
     md += ["", "Precision@10 of the best-matching slice or region per bug, on held-out real "
            "images (recovered: ≥ 0.5), mean over seeds; in brackets the share of the bug's "
            "images among its class's pool images (what a slice that only knows the class "
-           "gets):", "", "| method | slices | " + " | ".join(docs[seeds[0]]["bugs"])
+           "gets):", "", "| method | slices | " + " | ".join(_bug_label(b) for b in docs[seeds[0]]["bugs"])
            + " | recovered |", "|---|---|" + "---|" * len(docs[seeds[0]]["bugs"]) + "---|"]
     methods = {}
     for s in seeds:
