@@ -13,7 +13,7 @@ import html
 import plotly.graph_objects as go
 
 __all__ = ["CLICKABLE", "HIDDEN_WHEN_EMPTY", "TRACES", "change_text", "choice_html", "hover_text",
-           "tradeoff_figure"]
+           "set_name", "tradeoff_figure"]
 
 #: The figure's traces, in order.
 TRACES = ("defuse", "baseline", "before", "rule", "review", "chosen")

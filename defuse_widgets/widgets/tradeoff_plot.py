@@ -32,7 +32,8 @@ from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._sweep_progress import RESULT_TRAITS, EpochOffset, LiveProgress
 from defuse_widgets.widgets._tradeoff_view import (CLICKABLE, HIDDEN_WHEN_EMPTY, TRACES,
-                                                   choice_html, hover_text, tradeoff_figure)
+                                                   choice_html, hover_text, set_name,
+                                                   tradeoff_figure)
 
 __all__ = ["TradeoffPlot"]
 
@@ -361,8 +362,8 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
         if not self.best:
             return ""
         of = " (label-review arm)" if self.arm == "review" else ""
-        return (f"Selected λ={self.best['lam']:g}{of}: {self.x} "
-                f"{self.best.get(self.x, math.nan):.3f}, {self.y_key} "
+        return (f"Selected λ={self.best['lam']:g}{of}: {set_name(self.x)} "
+                f"{self.best.get(self.x, math.nan):.3f}, {set_name(self.y_key)} "
                 f"{self.best.get(self.y_key, math.nan):.3f} (star). ")
 
     def _summary(self) -> str:

@@ -190,6 +190,7 @@ def test_rule_choice_verdict_and_intervals_are_shown(swept):
     assert "%{text}" in defuse.hovertemplate
     # axes name the sets for people, not by their Python keys (issue 15)
     assert plot._fig.layout.yaxis.title.text == "region-test accuracy"
+    assert "region-test" in plot.status and "region_test" not in plot.status
     assert "region_test" not in defuse.hovertemplate
     for rec, text in zip(plot.results, defuse.text):   # results are already sorted by λ
         assert (f"validation {_pts(rec['validation_change'])} pts "
