@@ -89,7 +89,6 @@ class AmbiguityMatrix(W.VBox):
                              f"[{self.low:g}, {self.high:g}]. Click a cell.")
 
     def _build_figure(self) -> go.FigureWidget:
-        K = len(self.names)
         z = np.where(self.counts_ > 0, np.log10(self.counts_.clip(min=1)) + 1, 0.0)
         # The diagonal is blank: None, not NaN, which is not JSON (the kernel
         # refuses it and a browser's JSON parser would drop the whole figure).
