@@ -129,9 +129,9 @@ def verdict(best: dict | None, confidence: float, *, tolerance: float | None = N
         ``corrected`` (bool, or None when the sweep lacks the paired sets)
         and ``message``, a sentence for people.
     """
-    if best is None or "region_validation_change" not in best:
-        return dict(corrected=None, message="No region-validation set, so nobody can tell "
-                                            "whether the regions were fixed.")
+    if best is None or not {"region_validation_change", "validation_change"} <= set(best):
+        return dict(corrected=None, message="Without validation and region-validation sets "
+                                            "nobody can tell whether the regions were fixed.")
     reg, val = _change(best, "region_validation"), _change(best, "validation")
     pts = lambda c: (f"{100 * c['change']:+.1f} points ({confidence:.0%} interval "  # noqa: E731
                      f"{100 * c['low']:+.1f} to {100 * c['high']:+.1f})")

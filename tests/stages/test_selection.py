@@ -42,3 +42,5 @@ def test_rank_prefers_insignificant_loss_then_region_accuracy():
     assert verdict(a, 0.95)["corrected"] is False
     assert "validation loss is significant" in verdict(c, 0.95)["message"]
     assert verdict({"lam": 1.0, "validation": 0.9}, 0.95)["corrected"] is None
+    only_region = {k: v for k, v in b.items() if not k.startswith("validation")}
+    assert verdict(only_region, 0.95)["corrected"] is None   # no validation set given
