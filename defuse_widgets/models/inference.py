@@ -1,6 +1,7 @@
 """Batched, inference-mode forward passes shared by every stage."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,11 +23,17 @@ def predict(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:
     return predict_logits(model, X, **kw).argmax(1)
 
 
+def correct(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kw) -> np.ndarray:
+    """Return, per image of X (n, C, H, W), whether its prediction equals y (n,): bool (n,)."""
+    if len(y) == 0:
+        return np.zeros(0, dtype=bool)
+    return (predict(model, X, **kw) == y.cpu()).numpy()
+
+
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kw) -> float:
     """Return the share of images X (n, C, H, W) whose prediction equals y (n,)."""
-    if len(y) == 0:
-        return float("nan")
-    return float((predict(model, X, **kw) == y.cpu()).float().mean())
+    right = correct(model, X, y, **kw)
+    return float(right.mean()) if len(right) else float("nan")
 
 
 @torch.inference_mode()

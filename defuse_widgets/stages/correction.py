@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import (check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
-from defuse_widgets.models.inference import check_images_fit, n_outputs, predict
+from defuse_widgets.models.inference import accuracy, check_images_fit, correct, n_outputs
 from defuse_widgets.models.precision import PRECISIONS, resolve_precision
 from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, open_checkpoints,
                                                     planned_lam_epochs, run_schedule)
@@ -248,9 +248,9 @@ class Corrector:
         self.corrected_, self.verdict_ = None, ""
         self._best_states, self.resumed_, self.fingerprint_ = [], [], None
         self.precision_ = resolve_precision(self.precision, dev)
-        base, self.before_correct_ = copy.deepcopy(classifier).cpu(), None
+        base = copy.deepcopy(classifier).cpu()
         checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
-        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev)
+        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev, base=True)
         base = base.cpu()
         self._n_batches = math.ceil(len(X) / self.batch_size)
         self.steps_done_ = 0
@@ -361,28 +361,31 @@ class Corrector:
     def _selection_sets(self) -> tuple:
         return rule.selection_sets(self.selection)
 
-    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None) -> dict:
-        """Accuracies on the sets in ``names`` (all sets when None) plus the score."""
+    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None, *,
+                  base: bool = False) -> dict:
+        """Accuracies on the sets in ``names`` (all sets when None) plus the score.
+
+        ``base``: ``model`` is the classifier before fine-tuning; its per-image
+        correctness on the paired sets becomes ``before_correct_``. Otherwise
+        each paired set also gets its change from it (``<set>_change`` ...).
+        """
         names = set(eval_sets) | {"finetune", "training"} if names is None else set(names)
         kw = dict(device=dev, batch_size=self.eval_batch_size
                   or (256 if dev.type == "cpu" else 4096))
         rec = {}   # always fp32: the numbers describe the fp32 model a user keeps
-        right = lambda Xe, ye: (predict(model, Xe, **kw) == ye.cpu()).numpy()  # noqa: E731
-        acc = lambda r: float(r.mean()) if len(r) else float("nan")  # noqa: E731
         if names & {"finetune", "training"}:
-            rec["finetune"] = acc(right(X_f, y_f))
+            rec["finetune"] = accuracy(model, X_f, y_f, **kw)
         if "training" in names:  # a full pass over D
             n, n_f = len(y), len(y_f)
-            rec["training"] = (acc(right(X, y)) * n + rec["finetune"] * n_f) / (n + n_f)
-        first = self.before_correct_ is None   # evaluating the model before fine-tuning
-        if first:
+            rec["training"] = (accuracy(model, X, y, **kw) * n + rec["finetune"] * n_f) / (n + n_f)
+        if base:
             self.before_correct_ = {}
         for k, (Xe, ye) in eval_sets.items():
             if k not in names:
                 continue
-            r = right(Xe, ye)
-            rec[k] = acc(r)
-            if k in PAIRED_SETS and first:
+            r = correct(model, Xe, ye, **kw)   # per image: the paired sets need it
+            rec[k] = float(r.mean()) if len(r) else float("nan")
+            if k in PAIRED_SETS and base:
                 self.before_correct_[k] = r
             elif k in PAIRED_SETS:
                 rec.update(rule.change_fields(k, rule.paired_change(
