@@ -274,7 +274,8 @@ def label_review_scores(session, planted: PlantedData) -> dict:
         validation review's counts.
     """
     session.review_labels_simulated()
-    sets, reviewed = session.label_review_sets(), session.reviewed_labels()
+    sets = session.label_review_sets()
+    reviewed = session.reviewed_labels(sets)
     changed = reviewed["train"][2]
     wrong = np.zeros(len(planted.splits.y_train), bool)
     for b in planted.bugs:

@@ -82,19 +82,23 @@ class SessionLabelReview:
                 store.answer_many(annotator.name, keys[todo], labels)
             if callback is not None and callback("label review", j + 1, len(sets)):
                 break
-        for split, (_, _, changed) in self.reviewed_labels().items():
+        for split, (_, _, changed) in self.reviewed_labels(sets).items():
             out[split] = dict(n_reviewed=len(sets[split]), n_contested=len(changed))
         return out
 
-    def reviewed_labels(self) -> dict:
+    def reviewed_labels(self, sets: dict | None = None) -> dict:
         """Per split, :func:`~defuse_widgets.stages.label_review.apply_label_review` of the answers.
+
+        ``sets`` (from :meth:`label_review_sets`, when the caller has them)
+        saves encoding the training and validation images again.
 
         Returns
         -------
         dict of str -> (y_reviewed (n,), keep (n,) bool, changed (n_changed,))
         """
         store, out = self.open_store(), {}
-        for split, review in self.label_review_sets().items():
+        sets = self.label_review_sets() if sets is None else sets
+        for split, review in sets.items():
             y = self.data.y_train if split == "train" else self.data.y_val
             labels = store.review_labels(review, keys=self.review_keys(split, review))
             out[split] = apply_label_review(y, review, labels)
