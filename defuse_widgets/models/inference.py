@@ -23,6 +23,11 @@ def predict(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:
     return predict_logits(model, X, **kw).argmax(1)
 
 
+def predict_proba(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:
+    """Return class probabilities (softmax) of shape (n, n_classes) for images X (n, C, H, W)."""
+    return predict_logits(model, X, **kw).softmax(1)
+
+
 def correct(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kw) -> np.ndarray:
     """Return, per image of X (n, C, H, W), whether its prediction equals y (n,): bool (n,)."""
     if len(y) == 0:

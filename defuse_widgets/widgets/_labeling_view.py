@@ -15,16 +15,19 @@ KEYS_HELP = (
     "<b>Keys</b> (click the key box first; JupyterLab's command-mode shortcuts such as "
     "<code>0 0</code> or <code>d d</code> do not fire inside it): "
     "<code>0</code>–<code>9</code> vote for that class, <code>n</code> none of the above, "
-    "<code>Backspace</code> undo, <code>←</code>/<code>→</code> previous/next sample.")
+    "<code>Backspace</code> undo, <code>←</code>/<code>→</code> previous/next sample, "
+    "<code>u</code> next sample without your vote.")
 
 
 def sample_html(region: int, n_regions: int, sample: int, review_size: int, predicted: str,
-                vote: str, grounding=None) -> str:
-    """The shown sample: region, position, the classifier's prediction, the vote, and the
-    region's real images when ``grounding`` (a RegionGrounding) is given."""
+                vote: str, grounding=None, *, confidence: float | None = None) -> str:
+    """The shown sample: region, position, the classifier's prediction and its confidence
+    (softmax probability), the vote, and the region's real images when ``grounding`` (a
+    RegionGrounding) is given."""
     pred, vote = html.escape(predicted), html.escape(vote)
+    conf = "" if confidence is None else f" with confidence {float(confidence):.0%}"
     return (f"<b>Region {region}</b> (of {n_regions}), sample {sample + 1} of {review_size}"
-            f"<br>classifier predicts <b style='color:#dc0000'>{pred}</b><br>your vote: "
+            f"<br>classifier predicts <b style='color:#dc0000'>{pred}</b>{conf}<br>your vote: "
             f"<b>{vote}</b>" + grounding_html(grounding, region))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-import plotly.graph_objects as go
+from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 
 __all__ = ["CLICKABLE", "HIDDEN_WHEN_EMPTY", "TRACES", "change_text", "choice_html", "hover_text",
            "set_name", "tradeoff_figure"]
@@ -54,12 +54,12 @@ def set_name(key: str) -> str:
     return SET_NAMES.get(key, key.replace("_", " "))
 
 
-def tradeoff_figure(x: str, y_key: str) -> go.FigureWidget:
+def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
     """The empty figure: accuracy on eval set ``x`` against ``y_key``, one trace per TRACES."""
     xn, yn = set_name(x), set_name(y_key)
     hover = (f"λ=%{{customdata:g}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
              "<extra>%{fullData.name}</extra>")
-    fig = go.FigureWidget(layout=dict(
+    fig = SharedFigureWidget(layout=dict(
         title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
         xaxis_title=f"{xn} accuracy", yaxis_title=f"{yn} accuracy", hovermode="closest",
         height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))

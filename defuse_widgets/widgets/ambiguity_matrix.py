@@ -19,6 +19,7 @@ from defuse_widgets._validation import describe, check_int
 from defuse_widgets.bayes_trex.evaluation import sampled_ambiguity
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 from defuse_widgets.widgets._render import class_labels, grid_png
 
 __all__ = ["AmbiguityMatrix"]
@@ -88,7 +89,7 @@ class AmbiguityMatrix(W.VBox):
         return W.HTML(text + f". A draw is ambiguous when both confidences lie in "
                              f"[{self.low:g}, {self.high:g}]. Click a cell.")
 
-    def _build_figure(self) -> go.FigureWidget:
+    def _build_figure(self) -> SharedFigureWidget:
         z = np.where(self.counts_ > 0, np.log10(self.counts_.clip(min=1)) + 1, 0.0)
         # The diagonal is blank: None, not NaN, which is not JSON (the kernel
         # refuses it and a browser's JSON parser would drop the whole figure).
@@ -102,7 +103,7 @@ class AmbiguityMatrix(W.VBox):
             traces.append(go.Scatter(x=[self.names[j] for j in jj], y=[self.names[i] for i in ii],
                                      mode="markers", name="test set", hoverinfo="skip",
                                      marker=dict(symbol="circle-open", size=14, color="#dc0000")))
-        fig = go.FigureWidget(data=traces, layout=dict(
+        fig = SharedFigureWidget(data=traces, layout=dict(
             width=460, height=440, margin=dict(l=40, r=10, t=10, b=40), showlegend=False,
             xaxis=dict(type="category"), yaxis=dict(type="category", autorange="reversed")))
         fig.data[0].on_click(self.error.guard("click", self._clicked))

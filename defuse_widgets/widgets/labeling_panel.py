@@ -24,17 +24,20 @@ from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.labeling import decide
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._background import plain_button, red
-from defuse_widgets.widgets._labeling_view import (KEY_ALIASES, KEYS_HELP, agreement_html,
+from defuse_widgets.widgets._labeling_view import (KEYS_HELP, agreement_html,
                                                 sample_html)
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import check_grounding
 from defuse_widgets.widgets._keys import KeyCapture
+from defuse_widgets.widgets._labeling_nav import ReviewNavigation
+from defuse_widgets.models.inference import predict_proba
 from defuse_widgets.widgets._render import class_labels, to_png
+from defuse_widgets.widgets._review_image import ReviewImage
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
 
 
-class LabelingPanel(widgets.VBox):
+class LabelingPanel(ReviewNavigation, widgets.VBox):
     """Collect annotator votes on the review sets of distilled regions.
 
     Parameters
@@ -134,7 +137,7 @@ class LabelingPanel(widgets.VBox):
         traitlets.link((self, "annotator"), (self._name, "value"))
         self._progress = widgets.IntProgress(min=0, max=len(self.regions), description="Done")
         self._progress_label = widgets.Label()
-        self._image = widgets.Image(format="png", width=192, height=192)
+        self._image = ReviewImage()
         self._info, self._agreement = widgets.HTML(), widgets.HTML()
         self._thumbs = [widgets.Image(format="png", width=48, height=48)
                         for _ in range(self.review_size)]
@@ -149,11 +152,13 @@ class LabelingPanel(widgets.VBox):
                              tooltip="key n")
         self._prev = _button("◀ Previous", lambda: self.move(-1), tooltip="key ←")
         self._next = _button("Next ▶", lambda: self.move(1), tooltip="key →")
+        self._unlabelled = _button("Next unlabelled ⏭", self.next_unlabelled, width="150px",
+                                   tooltip="key u: your next sample without a vote")
         self._undo = _button("Undo", self.undo, icon="undo", tooltip="key Backspace")
         self._skip = _button("Skip region", self.skip, tooltip="leave this region for now")
         digits = [str(c) for c in range(min(10, len(self.class_names)))]
         self._keys = KeyCapture(capture=[*digits, "n", "N", "Backspace", "ArrowLeft",
-                                      "ArrowRight", ",", "."],
+                                      "ArrowRight", ",", ".", "u"],
                                 prompt="⌨ click here, then press keys")
         self._keys.on_key(self.error.guard("key", self.handle_key))
         self._export = _button("Export D_f", self._on_export, icon="download",
@@ -169,7 +174,7 @@ class LabelingPanel(widgets.VBox):
             widgets.HBox([self._image, widgets.VBox([self._info, self._agreement])]),
             widgets.HBox(strip, layout=wrap),
             widgets.HBox(self._class_buttons + [self._none], layout=wrap),
-            widgets.HBox([self._prev, self._next, self._undo, self._skip]),
+            widgets.HBox([self._prev, self._next, self._unlabelled, self._undo, self._skip]),
             widgets.HBox([self._keys, widgets.HTML(KEYS_HELP)]),
             widgets.HBox([self._export, self._status]),
             self.error,
@@ -188,10 +193,11 @@ class LabelingPanel(widgets.VBox):
         done = self.store.progress(who)["regions_done"] if who else 0
         self._progress.value = done
         self._progress_label.value = f"{done}/{len(self.regions)} regions done"
-        self._image.value = review["large"][i]
-        self._info.value = sample_html(k, len(self.regions), i, self.review_size,
-                                       self.class_names[review["predicted"][i]],
-                                       self._name_of(mine[i]), self.grounding)
+        predicted = self.class_names[review["predicted"][i]]
+        self._image.show(review["images"][i], predicted)
+        self._info.value = sample_html(k, len(self.regions), i, self.review_size, predicted,
+                                       self._name_of(mine[i]), self.grounding,
+                                       confidence=review["confidence"][i])
         for j, (img, b) in enumerate(zip(self._thumbs, self._thumb_buttons)):
             img.value = review["thumb"][j]
             img.layout.border = "3px solid #1f77b4" if j == i else "3px solid transparent"
@@ -233,10 +239,11 @@ class LabelingPanel(widgets.VBox):
                 self.store.set_review_set(k, predicted)
             except ValueError as exc:
                 self.status = red(exc)
-            pngs = {name: [to_png(x, size=size, label=self.class_names[p])
-                           for x, p in zip(images, predicted)]
-                    for name, size in (("large", 192), ("thumb", 48))}
-            self._cache[k] = {"predicted": predicted, **pngs}
+            proba = predict_proba(self.classifier, images, device=self.device or "cpu")
+            self._cache[k] = {"predicted": predicted, "images": images,
+                              "confidence": proba.max(1).values.numpy(),
+                              "thumb": [to_png(x, size=48, label=self.class_names[p])
+                                        for x, p in zip(images, predicted)]}
         return self._cache[k]
 
     def _decisions(self) -> list:  # regions of another session's store are left out
@@ -319,41 +326,6 @@ class LabelingPanel(widgets.VBox):
                 self.status = html.escape(f"Undone: region {v.region}, sample "
                                           f"{v.sample + 1} ({self._name_of(v.label)}).")
         return v
-
-    def move(self, step: int) -> None:
-        """Move ``step`` samples forward (negative: back), across region boundaries."""
-        k, i = self.position
-        flat = min(max(k * self.review_size + i + int(step), 0),
-                   len(self.regions) * self.review_size - 1)
-        self.position = divmod(flat, self.review_size)
-
-    def skip(self) -> None:
-        """Leave the current region without voting and show the next region's first sample."""
-        self.position = (min(self.position[0] + 1, len(self.regions) - 1), 0)
-
-    def goto(self, region: int, sample: int = 0) -> None:
-        """Show review sample ``sample`` of ``region``."""
-        self.position = (region, sample)
-
-    def handle_key(self, key: str) -> bool:
-        """Act on one key and return whether it is a shortcut.
-
-        Parameters
-        ----------
-        key : str
-            ``"0"``–``"9"`` (vote), ``"n"`` (none of the above), ``"Backspace"``
-            (undo), ``"ArrowLeft"`` / ``"ArrowRight"`` (move), as named by the
-            browser's ``KeyboardEvent.key``.
-        """
-        key = KEY_ALIASES.get(key, key)
-        actions = {"n": lambda: self.vote(NONE_OF_THE_ABOVE), "Backspace": self.undo,
-                   "ArrowLeft": lambda: self.move(-1), "ArrowRight": lambda: self.move(1)}
-        if len(key) == 1 and key.isdigit() and int(key) < len(self.class_names):
-            actions[key] = lambda: self.vote(int(key))
-        if key not in actions:
-            return False
-        actions[key]()
-        return True
 
     def on_vote(self, callback: Callable[[Vote], Any], remove: bool = False) -> None:
         """Call ``callback(vote)`` after every vote is stored (``remove=True`` to stop)."""

@@ -220,3 +220,64 @@ def test_a_lone_annotator_sees_the_decision_and_the_rule(make_panel):
     assert "1 annotator (ada)" in text and "disagreement with the classifier 100%" in text
     assert "decision so far: <b style='color:#dc0000'>misclassification region" in text
     assert "count neither way" in text and "<i>more than</i> ρ = 0.5" in text
+
+
+def _png_size(png: bytes) -> tuple:
+    import io
+
+    from PIL import Image
+    return Image.open(io.BytesIO(png)).size
+
+
+def test_zoom_and_contrast_rerender_the_review_image(make_panel):
+    import io
+
+    from PIL import Image
+    panel = make_panel()
+    assert _png_size(panel._image.value) == (192, 192)
+    before = np.asarray(Image.open(io.BytesIO(panel._image.value)).convert("L"), dtype=float)
+    panel._image.zoom = 384
+    assert _png_size(panel._image.value) == (384, 384)
+    panel._image.zoom, panel._image.contrast = 192, 3.0
+    after = np.asarray(Image.open(io.BytesIO(panel._image.value)).convert("L"), dtype=float)
+    assert after.std() > before.std()          # stretched about the mean
+    panel.move(1)                              # the controls stay as set for the next sample
+    assert panel._image.contrast == 3.0 and _png_size(panel._image.value) == (192, 192)
+    assert panel.store.votes() == []           # rendering never votes
+
+
+def test_stretch_contrast_keeps_the_mean_and_clips():
+    from defuse_widgets.widgets._review_image import stretch_contrast
+
+    x = np.array([[[0.4, 0.5, 0.6, 0.5]]], dtype=np.float32)
+    np.testing.assert_allclose(stretch_contrast(x, 2.0), [[[0.3, 0.5, 0.7, 0.5]]], atol=1e-6)
+    assert stretch_contrast(x, 100.0).max() == 1.0 and stretch_contrast(x, 100.0).min() == 0.0
+
+
+def test_the_classifiers_confidence_is_shown(make_panel, regions, tiny_models):
+    from defuse_widgets.models.inference import predict_proba
+    from defuse_widgets.stages.failure_data import review_set
+
+    clf, vae = tiny_models
+    panel = make_panel()
+    images, _ = review_set(regions, 0, vae, clf, size=10)
+    panel.goto(0, 3)
+    conf = float(predict_proba(clf, images)[3].max())
+    assert f"with confidence {conf:.0%}" in panel._info.value
+
+
+def test_next_unlabelled_skips_voted_samples_and_wraps(make_panel):
+    panel = make_panel()
+    for _ in range(3):
+        panel.vote(1)                                  # samples 0, 1, 2 of region 0
+    panel.goto(0, 5)
+    panel.vote(2)                                      # sample 5
+    panel.goto(0, 4)
+    assert panel.handle_key("u") and panel.position == (0, 6)   # 5 has a vote
+    panel.goto(len(panel.regions) - 1, panel.review_size - 1)
+    panel.next_unlabelled()
+    assert panel.position == (0, 3)                    # wraps past the voted 0..2
+    other = make_panel(annotator="bo")                 # someone else's votes do not count
+    other.goto(0, 0)
+    other.next_unlabelled()
+    assert other.position == (0, 1)

@@ -1,0 +1,124 @@
+"""Send plotly.js to the browser once per kernel, not once per figure.
+
+plotly's ``FigureWidget`` is an anywidget whose ES module is the whole
+plotly.js widget bundle (about 5 MB). Each FigureWidget sends it again through
+the kernel connection, so a resumed dashboard with three figures sent about
+15 MB, which is slow on Binder. Here one hidden :class:`PlotlyBundle` widget
+per kernel carries the bundle, and every :class:`SharedFigureWidget` sends a
+few hundred bytes of ES module that waits for the page to have imported it.
+
+The page keeps the imported bundle in ``globalThis.__defusePlotly``, a promise
+that the first carrier to load resolves; a figure whose model arrives before
+the carrier's simply waits. The carrier is recreated if it was closed (for
+example by ``Widget.close_all()``), so a new page always gets the bundle.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import anywidget
+import ipywidgets as widgets
+import plotly
+import plotly.graph_objects as go
+import traitlets
+
+__all__ = ["PlotlyBundle", "SharedFigureWidget", "bundle_carrier", "state_bytes"]
+
+_BUNDLE_PATH = Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+
+#: The page-wide promise of the imported plotly bundle, created by whichever
+#: module runs first (the carrier's or a figure's).
+_DEFERRED = """
+const deferred = (globalThis.__defusePlotly ??= (() => {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve, loaded: false };
+})());
+"""
+
+_CARRIER_ESM = _DEFERRED + """
+export default {
+  async initialize({ model }) {
+    if (deferred.loaded) return;
+    deferred.loaded = true;
+    const url = URL.createObjectURL(
+      new Blob([model.get("bundle")], { type: "text/javascript" }));
+    deferred.resolve(await import(/* webpackIgnore: true */ url));
+  },
+  render({ el }) { el.style.display = "none"; },
+};
+"""
+
+_FIGURE_ESM = _DEFERRED + """
+export default async () => {
+  const mod = await deferred.promise;
+  return typeof mod.default === "function" ? await mod.default() : mod.default;
+};
+"""
+
+
+class PlotlyBundle(anywidget.AnyWidget):
+    """A hidden widget whose only state is plotly's widget bundle (about 5 MB).
+
+    Its front-end module imports the bundle once per page; never displayed.
+    """
+
+    _esm = _CARRIER_ESM
+    bundle = traitlets.Unicode("").tag(sync=True)
+    version = traitlets.Unicode(plotly.__version__).tag(sync=True)
+
+
+_CARRIER: dict = {}
+_LOCK = threading.Lock()
+
+
+def bundle_carrier() -> PlotlyBundle:
+    """The kernel's :class:`PlotlyBundle`, created (or re-created after a close) on demand."""
+    with _LOCK:
+        carrier = _CARRIER.get("widget")
+        if carrier is None or carrier.comm is None:
+            carrier = PlotlyBundle(bundle=_BUNDLE_PATH.read_text(encoding="utf-8"))
+            _CARRIER["widget"] = carrier
+        return carrier
+
+
+class SharedFigureWidget(go.FigureWidget):
+    """A plotly ``FigureWidget`` that takes plotly.js from the kernel's :class:`PlotlyBundle`.
+
+    Accepts exactly what ``go.FigureWidget`` accepts; only the ES module sent
+    to the browser differs (a small loader instead of the bundle).
+    """
+
+    _esm = _FIGURE_ESM
+
+    def __init__(self, *args, **kwargs):
+        bundle_carrier()
+        super().__init__(*args, **kwargs)
+
+
+def state_bytes(items=None) -> int:
+    """Bytes of widget state a front end receives when it opens these widgets.
+
+    Parameters
+    ----------
+    items : iterable of ipywidgets.Widget, optional
+        Defaults to every live widget of the kernel.
+
+    Returns
+    -------
+    int
+        JSON size of every widget's synced state plus its binary buffers.
+    """
+    items = list(widgets.Widget.widgets.values()) if items is None else list(items)
+    total = 0
+    for w in items:
+        state = w.get_state()
+        for key, value in list(state.items()):
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                total += len(value)
+                state[key] = None
+        total += len(json.dumps(state, default=lambda o: len(o) * "x"
+                                if isinstance(o, (bytes, bytearray, memoryview)) else str(o)))
+    return total
