@@ -29,6 +29,7 @@ from defuse_widgets.workflow.config import STAGES, DefuseConfig
 from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
 from defuse_widgets.workflow.correction_step import SessionCorrection
 from defuse_widgets.workflow.grounding_step import SessionGrounding
+from defuse_widgets.workflow.html_report import REPORT_FILE, SessionHTMLReport
 from defuse_widgets.workflow.results import SessionResults
 from defuse_widgets.workflow.review_step import SessionLabelReview
 
@@ -51,7 +52,8 @@ class SessionMismatchError(ValueError):
     """The session folder holds results made with other settings, data or models."""
 
 
-class Session(SessionCorrection, SessionGrounding, SessionLabelReview, SessionResults):
+class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLabelReview,
+              SessionResults):
     """Run Defuse's four stages on one session folder and keep every result there.
 
     Parameters
@@ -153,7 +155,8 @@ class Session(SessionCorrection, SessionGrounding, SessionLabelReview, SessionRe
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
         self.close()
-        self.archived = self.folder.archive([n for s in _from(stage) for n in STAGE_FILES[s]])
+        names = [n for s in _from(stage) for n in STAGE_FILES[s]] + [REPORT_FILE]
+        self.archived = self.folder.archive(names)
         return self.archived
 
     def configure(self, **changes) -> DefuseConfig:
