@@ -15,10 +15,10 @@ from torch import nn
 
 from defuse_widgets._validation import (describe, check_images, check_int, check_labels, check_number,
                           check_seed)
-from defuse_widgets.models.inference import predict_logits
+from defuse_widgets.models.inference import encode_mean, predict_logits
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 
-__all__ = ["ambiguity_counts", "all_pair_targets", "sampled_ambiguity", "baseline_ambiguity",
+__all__ = ["ambiguity_counts", "all_pair_targets", "pair_interpolation_codes", "sampled_ambiguity", "baseline_ambiguity",
            "train_class_excluded_vae", "train_subset_classifier",
            "confident_failures"]
 
@@ -58,6 +58,56 @@ def all_pair_targets(n_classes: int) -> list[Target]:
     """``Target.ambiguous(i, j)`` for every pair i < j (45 for 10 classes)."""
     n = check_int("n_classes", n_classes, low=2)
     return [Target.ambiguous(i, j) for i in range(n) for j in range(i + 1, n)]
+
+
+def pair_interpolation_codes(vae: nn.Module, X, y, pairs, *, n_per_pair: int = 16,
+                             n_steps: int = 9, seed: int = 0, device="cpu") -> np.ndarray:
+    """Codes on straight lines between encodings of class-i and class-j images.
+
+    Every line from an i image to a j image crosses the classifier's i/j
+    boundary somewhere, so these codes are good starting points for ambiguous
+    targets (``LevelSetSampler(init_codes=...)``): the sampler's importance
+    resampling picks the ones nearest each level set.
+
+    Parameters
+    ----------
+    vae : BetaVAE
+        Its ``encode`` gives the posterior mean of each image.
+    X : Tensor of shape (n, C, H, W)
+        Real images, e.g. a validation or test split.
+    y : Tensor of shape (n,)
+    pairs : sequence of (int, int)
+        Class pairs; a pair with a class absent from ``y`` is skipped.
+    n_per_pair : int, default=16
+        Random (i image, j image) couples per pair.
+    n_steps : int, default=9
+        Points per line, endpoints included.
+    seed : int, default=0
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    ndarray of shape (n_pairs * n_per_pair * n_steps, n_latent), float32
+    """
+    X = check_images("X", X)
+    y = check_labels("y", y, n_samples=len(X)).numpy()
+    n_per_pair = check_int("n_per_pair", n_per_pair, low=1)
+    n_steps = check_int("n_steps", n_steps, low=2)
+    rng = np.random.default_rng(check_seed("seed", seed))
+    mu = np.asarray(encode_mean(vae, X, device=device), dtype=np.float32)
+    t = np.linspace(0.0, 1.0, n_steps, dtype=np.float32)[None, :, None]
+    out = []
+    for pair in pairs:
+        i, j = (check_int("pairs", c, low=0) for c in pair)
+        in_i, in_j = np.flatnonzero(y == i), np.flatnonzero(y == j)
+        if not len(in_i) or not len(in_j):
+            continue
+        a = mu[rng.choice(in_i, n_per_pair)][:, None]
+        b = mu[rng.choice(in_j, n_per_pair)][:, None]
+        out.append(((1 - t) * a + t * b).reshape(-1, mu.shape[1]))
+    if not out:
+        raise ValueError("pairs must name classes present in y; none of them are.")
+    return np.concatenate(out)
 
 
 def sampled_ambiguity(sampler: LevelSetSampler, *, low: float = 0.4,

@@ -28,8 +28,9 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from defuse_widgets._validation import (describe, check_choice, check_int, check_module, check_number,
-                          check_seed, resolve_device)
+from defuse_widgets._validation import (describe, check_choice, check_codes, check_int, check_module,
+                          check_number, check_seed, resolve_device)
+from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.models.inference import decode
 from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis
@@ -66,6 +67,15 @@ class LevelSetSampler(BaseEstimator):
         at distinct pool points drawn ∝ the level-set likelihood (importance
         resampling, Gumbel top-k). From plain prior draws (``n_init=0``) chains
         sit where the softmax saturates and rarely reach ambiguous level sets.
+    sigma_start : float, optional
+        Anneal σ during warm-up: it falls geometrically from ``sigma_start``
+        to ``sigma`` over the first half of the warm-up, then stays at
+        ``sigma`` (kept draws always use ``sigma``). A wide start lets chains
+        cross low-likelihood regions before the level set tightens.
+    init_codes : array-like of shape (n_codes, n_latent), optional
+        Extra candidate starting codes added to the prior pool, e.g. encodings
+        of test images or interpolations between two classes' encodings
+        (:func:`~defuse_widgets.bayes_trex.evaluation.pair_interpolation_codes`).
     n_latent : int, optional
         Read from ``decoder.n_latent`` when not given.
     device : str or torch.device, optional
@@ -97,7 +107,8 @@ class LevelSetSampler(BaseEstimator):
     def __init__(self, *, targets: Sequence[Target], n_chains: int = 10, sigma: float = 0.05,
                  method: str = "mala", n_warmup: int = 200, n_samples: int = 100,
                  thin: int = 1, step_size: float | None = None, n_leapfrog: int = 3,
-                 n_init: int = 4096, n_latent: int | None = None, device=None, seed: int = 0):
+                 n_init: int = 4096, sigma_start: float | None = None, init_codes=None,
+                 n_latent: int | None = None, device=None, seed: int = 0):
         self.targets = targets
         self.n_chains = n_chains
         self.sigma = sigma
@@ -108,6 +119,8 @@ class LevelSetSampler(BaseEstimator):
         self.step_size = step_size
         self.n_leapfrog = n_leapfrog
         self.n_init = n_init
+        self.sigma_start = sigma_start
+        self.init_codes = init_codes
         self.n_latent = n_latent
         self.device = device
         self.seed = seed
@@ -121,7 +134,8 @@ class LevelSetSampler(BaseEstimator):
             kw["n_leapfrog"] = self.n_leapfrog
         return _SAMPLERS[method](**kw)
 
-    def fit(self, classifier: nn.Module, decoder: nn.Module) -> "LevelSetSampler":
+    def fit(self, classifier: nn.Module, decoder: nn.Module, *,
+            callback: ProgressCallback | None = None) -> "LevelSetSampler":
         """Run the chains of every target in one batch.
 
         Parameters
@@ -132,6 +146,11 @@ class LevelSetSampler(BaseEstimator):
             Its ``decode(z)`` (or ``forward(z)`` when it has no ``decode``) maps
             codes (n, n_latent) to images (n, C, H, W). Both are put in eval
             mode and moved to ``device`` in place.
+        callback : ProgressCallback, optional
+            The package's progress/stop protocol, ``callback("level sets",
+            iteration, n_iterations)`` after every MCMC iteration; True stops
+            (raises :class:`~defuse_widgets.callbacks.Stopped`, nothing is fitted).
+            :class:`~defuse_widgets.bayes_trex.progress.ProgressLine` prints it.
 
         Returns
         -------
@@ -145,6 +164,8 @@ class LevelSetSampler(BaseEstimator):
                             f"[Target.high_confidence(4)]); got {describe(self.targets)}.")
         n_chains = check_int("n_chains", self.n_chains, low=1)
         sigma = check_number("sigma", self.sigma, low=0, low_inclusive=False)
+        sigma_start = (sigma if self.sigma_start is None else
+                       check_number("sigma_start", self.sigma_start, low=sigma))
         check_seed("seed", self.seed)
         n_latent = self.n_latent if self.n_latent is not None else getattr(decoder, "n_latent", None)
         n_latent = check_int("n_latent", n_latent, low=1)
@@ -158,14 +179,24 @@ class LevelSetSampler(BaseEstimator):
         target_index = np.repeat(np.arange(len(targets)), n_chains)
         packed = pack_targets(targets, target_index, n_classes, dev)
 
+        n_anneal = check_int("n_warmup", self.n_warmup, low=0) // 2 if sigma_start > sigma else 0
+        current = {"sigma": sigma_start if n_anneal else sigma}
+
         def log_prob(z):
             probs = torch.softmax(classifier(decode_fn(z)).float(), dim=1)
             prior = -0.5 * (z ** 2).sum(1)
-            return prior + level_set_log_likelihood(probs, packed, sigma), probs
+            return prior + level_set_log_likelihood(probs, packed, current["sigma"]), probs
+
+        def schedule(it):          # geometric σ annealing over the first half of warm-up
+            if it == 0 or it > n_anneal:
+                return False
+            current["sigma"] = sigma_start * (sigma / sigma_start) ** (it / n_anneal)
+            return True
 
         init = self._initial_codes(targets, n_chains, n_latent, n_classes, sigma,
                                    classifier, decode_fn, dev)
-        kernel.run(log_prob, init)
+        kernel.run(log_prob, init, callback=callback, schedule=schedule if n_anneal else None,
+                   stage="level sets")
         self.targets_ = targets
         self.target_index_ = target_index
         self.codes_ = kernel.samples_.numpy().astype(np.float32)
@@ -183,11 +214,16 @@ class LevelSetSampler(BaseEstimator):
         """Starting codes (n_targets * n_chains, n_latent): SIR from a pool of prior draws."""
         n_init = check_int("n_init", self.n_init, low=0)
         gen = torch.Generator().manual_seed(int(self.seed))
-        if n_init == 0:
+        if n_init == 0 and self.init_codes is None:
             return torch.randn(len(targets) * n_chains, n_latent, generator=gen)
-        if n_init < n_chains:
-            raise ValueError(f"n_init must be 0 or >= n_chains ({n_chains}); got {n_init}.")
         pool = torch.randn(n_init, n_latent, generator=gen)
+        if self.init_codes is not None:
+            extra = check_codes("init_codes", self.init_codes, n_latent=n_latent)
+            pool = torch.cat([pool, torch.from_numpy(extra).float()])
+        n_init = len(pool)
+        if n_init < n_chains:
+            raise ValueError(f"n_init plus the rows of init_codes must be 0 or >= n_chains "
+                             f"({n_chains}); got {n_init}.")
         probs = torch.cat([torch.softmax(classifier(decode_fn(pool[s:s + 1024].to(dev))).float(), 1)
                            for s in range(0, n_init, 1024)])
         zeros = np.zeros(n_init, np.int64)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from defuse_widgets._validation import describe, check_int, check_number, check_seed, resolve_device
+from defuse_widgets.callbacks import ProgressCallback, Stopped
 
 __all__ = ["HMC", "MALA", "RandomWalkMetropolis", "effective_sample_size"]
 
@@ -130,7 +131,8 @@ class _Kernel:
         check_seed("seed", self.seed)
         return acc
 
-    def run(self, log_prob: LogProb, init) -> "_Kernel":
+    def run(self, log_prob: LogProb, init, *, callback: ProgressCallback | None = None,
+            schedule: Callable[[int], bool] | None = None, stage: str = "mcmc") -> "_Kernel":
         """Run warm-up, then keep ``n_samples`` draws of every chain.
 
         Parameters
@@ -142,10 +144,25 @@ class _Kernel:
             classifier's probabilities, so they need not be recomputed).
         init : Tensor or ndarray of shape (n_chains, d)
             Starting state of each chain.
+        callback : ProgressCallback, optional
+            The package's progress/stop protocol: ``callback(stage, it, total)``
+            after every iteration (warm-up included); True stops the run by
+            raising :class:`~defuse_widgets.callbacks.Stopped`.
+        schedule : callable(it) -> bool, optional
+            Called before iteration ``it``; it may change the target that
+            ``log_prob`` evaluates (annealing or tempering during warm-up) and
+            returns True when it did, so the current states are re-evaluated.
+        stage : str, default="mcmc"
+            Stage name passed to ``callback``.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        Stopped
+            When ``callback`` returned True.
         """
         if not callable(log_prob):
             raise TypeError(f"log_prob must be callable; got {describe(log_prob)}.")
@@ -166,6 +183,9 @@ class _Kernel:
         kept_z, kept_aux, kept_lp, accepts = [], [], [], []
         total = self.n_warmup + self.n_samples * self.thin
         for it in range(total):
+            if schedule is not None and schedule(it):
+                lp, grad, aux = self._evaluate(log_prob, z)
+                self.n_evaluations_ += 1
             z, lp, grad, aux, alpha = self._step(log_prob, z, lp, grad, aux,
                                                  log_eps.exp(), gen)
             if it < self.n_warmup:
@@ -178,6 +198,8 @@ class _Kernel:
                     log_eps_bar = eta * log_eps + (1 - eta) * log_eps_bar
                     if it == self.n_warmup - 1:
                         log_eps = log_eps_bar.clone()
+                if callback is not None and callback(stage, it + 1, total):
+                    raise Stopped(f"{stage} stopped at iteration {it + 1} of {total}")
                 continue
             accepts.append(alpha)
             if (it - self.n_warmup) % self.thin == self.thin - 1:
@@ -185,6 +207,8 @@ class _Kernel:
                 kept_lp.append(lp.cpu())
                 if aux is not None:
                     kept_aux.append(aux.cpu())
+            if callback is not None and callback(stage, it + 1, total):
+                raise Stopped(f"{stage} stopped at iteration {it + 1} of {total}")
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         self.elapsed_s_ = time.perf_counter() - t0

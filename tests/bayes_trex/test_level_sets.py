@@ -111,3 +111,51 @@ def test_generator_and_subset_classifier_helpers_check_their_input(shipped):
     assert clf(X).shape == (6, 2)
     with pytest.raises(TypeError, match="annotator"):
         confident_failures(None, object(), target_class=1)
+
+
+def test_annealed_sigma_ends_at_sigma_and_keeps_draws_of_the_final_target(shipped):
+    from defuse_widgets.bayes_trex.targets import pack_targets
+    clf, vae, _ = shipped
+    t = Target.ambiguous(1, 7)
+    ls = LevelSetSampler(targets=[t], n_chains=4, n_warmup=20, n_samples=5, n_init=256,
+                         sigma=0.05, sigma_start=0.5, device="cpu", seed=0).fit(clf, vae)
+    assert ls.sampler_.n_evaluations_ == 1 + 25 + 10     # re-evaluated at each of 10 σ steps
+    z = torch.from_numpy(ls.codes_[-1])
+    with torch.no_grad():
+        probs = torch.softmax(clf(vae.decode(z)), 1)
+    packed = pack_targets([t], np.zeros(4, np.int64), 10, "cpu")
+    expected = -0.5 * (z ** 2).sum(1) + level_set_log_likelihood(probs, packed, 0.05)
+    np.testing.assert_allclose(ls.sampler_.log_prob_[-1].numpy(), expected.numpy(), rtol=1e-3,
+                               atol=1e-2)
+    with pytest.raises(ValueError, match="sigma_start must be >= 0.05"):
+        LevelSetSampler(targets=[t], sigma_start=0.01, device="cpu").fit(clf, vae)
+
+
+def test_fit_reports_progress_and_stops(shipped):
+    from defuse_widgets.callbacks import Stopped
+    clf, vae, _ = shipped
+    seen = []
+    LevelSetSampler(targets=[Target.high_confidence(3)], n_chains=2, n_warmup=3, n_samples=4,
+                    n_init=64, device="cpu").fit(clf, vae, callback=lambda *a: seen.append(a))
+    assert seen == [("level sets", k, 7) for k in range(1, 8)]
+    with pytest.raises(Stopped):
+        LevelSetSampler(targets=[Target.high_confidence(3)], n_chains=2, n_warmup=3,
+                        n_samples=2, n_init=64, device="cpu").fit(clf, vae,
+                                                                   callback=lambda *a: True)
+
+
+def test_init_codes_are_where_chains_start(shipped):
+    clf, vae, _ = shipped
+    start = np.full((3, 10), 0.7, np.float32)
+    ls = LevelSetSampler(targets=[Target.high_confidence(2)], n_chains=3, method="rwm",
+                         step_size=1e-7, n_warmup=0, n_samples=4, n_init=0,
+                         init_codes=start, device="cpu").fit(clf, vae)
+    # n_init=0: the pool is init_codes alone, so every chain starts at (and, with a
+    # vanishing step, stays at) one of them
+    np.testing.assert_allclose(ls.codes_[0], start, atol=1e-5)
+    with pytest.raises(ValueError, match="n_init plus the rows of init_codes"):
+        LevelSetSampler(targets=[Target.high_confidence(2)], n_chains=4, n_init=0,
+                        init_codes=start, device="cpu").fit(clf, vae)
+    with pytest.raises(ValueError, match="init_codes must have 10 latent dimensions"):
+        LevelSetSampler(targets=[Target.high_confidence(2)], init_codes=np.zeros((4, 3)),
+                        device="cpu").fit(clf, vae)

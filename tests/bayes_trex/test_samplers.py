@@ -65,3 +65,36 @@ def test_bad_input_names_the_parameter():
         MALA(device="cpu").run(gaussian, torch.zeros(4))
     with pytest.raises(ValueError, match="draws"):
         effective_sample_size(np.zeros((10, 2)))
+
+
+def test_callback_sees_every_iteration_and_can_stop():
+    from defuse_widgets.callbacks import Stopped
+    seen = []
+    MALA(n_warmup=5, n_samples=4, device="cpu").run(
+        gaussian, torch.zeros(8, 2), callback=lambda *a: seen.append(a), stage="demo")
+    assert seen == [("demo", k, 9) for k in range(1, 10)]
+    calls = []
+    with pytest.raises(Stopped):
+        RandomWalkMetropolis(n_warmup=5, n_samples=5, device="cpu").run(
+            gaussian, torch.zeros(8, 2), callback=lambda s, d, t: calls.append(d) or d == 3)
+    assert calls == [1, 2, 3]
+
+
+def test_schedule_changes_the_target_and_states_are_reevaluated():
+    shift = {"mean": 10.0}
+
+    def moving(z):
+        return -0.5 * ((z - shift["mean"]) ** 2).sum(1)
+
+    def schedule(it):                  # target moves to the origin after 5 iterations
+        if it == 5:
+            shift["mean"] = 0.0
+            return True
+        return False
+    kernel = MALA(n_warmup=60, n_samples=60, device="cpu").run(moving, torch.full((64, 2), 10.0),
+                                                               schedule=schedule)
+    assert kernel.n_evaluations_ == 1 + 120 + 1
+    # the stored log densities are those of the final target, not stale ones
+    np.testing.assert_allclose(kernel.log_prob_.numpy(),
+                               (-0.5 * (kernel.samples_ ** 2).sum(-1)).numpy(), rtol=1e-4, atol=1e-4)
+    assert abs(float(kernel.samples_.mean())) < 0.3
