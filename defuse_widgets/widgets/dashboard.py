@@ -15,6 +15,8 @@ session and the stage widgets and writes no file itself.
 from __future__ import annotations
 
 import html
+import os
+from pathlib import Path
 
 import ipywidgets as W
 import traitlets
@@ -27,18 +29,14 @@ from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
-                                                    region_widgets, rerun_warning,
-                                                    resume_status, review_tab, sweep_status)
+                                                    region_widgets, resume_status, review_tab,
+                                                    sweep_status)
+from defuse_widgets.widgets._dashboard_view import STAGES, build_view, busy
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["STAGES", "DefuseDashboard"]
 
-#: The dashboard's tabs: the paper's stages in pipeline order, then label review (optional;
-#: its answers feed the next sweep's ``review`` arm).
-STAGES = ("identification", "distillation", "labeling", "correction", "label_review")
-_TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Correction",
-           "5 · Label review")
 #: Settings with a control in the dashboard (the rest come from the session's config).
 _CONTROLS = ("Q", "a", "b", "centered", "n_components", "eps", "baseline")
 
@@ -146,48 +144,22 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     # ------------------------------------------------------------------- view
     def _build(self) -> None:
-        def control(cls, name, desc, width="150px", **kw):
-            c = cls(description=desc, layout=W.Layout(width=width),
-                    style={"description_width": "initial"}, **kw)
-            traitlets.link((self, name), (c, "value"))
-            return c
+        self._said: dict = {}       # stage -> its latest message
+        self._saying: str | None = None
+        build_view(self)
 
-        def button(desc, action, stage=None, **kw):   # a rerun that archives asks first
-            b = W.Button(description=desc, **kw)
-            b.on_click(lambda _: self._confirmed(stage, lambda: stage and rerun_warning(
-                self.session, stage), action))
-            return b
+    @traitlets.observe("status")
+    def _file_status(self, change) -> None:
+        """File each message under its tab: the running job's, else the one on display."""
+        self._said[self._saying or self.running or self.stage] = change["new"]
 
-        self._run_id = button("Run identification", self.run_identification, "identification",
-                              icon="play", button_style="success")
-        self._run_distill = button("Run distillation", self.run_distillation, "distillation",
-                                   icon="play", button_style="success")
-        self._build_button = button("Build failure data", self.build_correction, icon="wrench")
-        self._stop = button("Stop", self.stop, icon="stop", button_style="warning")
-        self._bar = W.IntProgress(min=0, max=100, layout=W.Layout(width="200px"))
-        self._status, self._decisions = W.HTML(), W.HTML()
-        self._log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
-        self._boxes = [W.VBox() for _ in STAGES]
-        self._tabs = W.Tab(children=[
-            W.VBox([W.HBox([control(W.IntText, "Q", "Q"), control(W.FloatText, "a", "a"),
-                            control(W.FloatText, "b", "b"),
-                            control(W.Checkbox, "centered", "centered noise", "170px"),
-                            self._run_id]), self._boxes[0]]),
-            W.VBox([W.HBox([control(W.IntText, "n_components", "K"),
-                            control(W.FloatText, "eps", "ε", step=0.005),
-                            self._run_distill]), self._boxes[1]]),
-            self._boxes[2],
-            W.VBox([W.HBox([self._build_button,
-                            control(W.Checkbox, "baseline", "baseline sweep", "170px")]),
-                    self._decisions, self._boxes[3]]), self._boxes[4]], titles=_TITLES,
-            selected_index=0)
-        traitlets.link((self, "stage"), (self._tabs, "selected_index"),
-                       transform=(STAGES.index, lambda i: STAGES[i or 0]))
-        for tab, stage in zip(self._tabs.children, STAGES):   # CSS hooks for browser tests
-            tab.add_class(f"defuse-{stage}")
-        self.children = [
-            W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(self.session.path))}</code>"),
-            W.HBox([self._bar, self._stop, self._status]), self._tabs, self._log]
+    def _say(self, stage: str, text: str) -> None:
+        """Set ``status`` as a message of tab ``stage``, whichever tab is on display."""
+        self._saying = stage
+        try:
+            self.status = text
+        finally:
+            self._saying = None
 
     @traitlets.observe("stage", "status", "running", "progress", "adversarial", "regions",
                        "decisions", "tradeoff")
@@ -201,9 +173,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._run_distill.disabled = busy or self.adversarial is None
             self._build_button.disabled = busy or self.regions is None
             self._stop.disabled = not busy
-            self._bar.value = round(100 * self.progress)
+            self._bar.value = round(100 * self.progress) if busy or self.error_ else 0
             self._bar.bar_style = "info" if busy else ("danger" if self.error_ else "")
-            self._status.value = self.status
+            self._bar.layout.visibility = "visible" if busy or self.error_ else "hidden"
+            (self._bar.add_class if busy else self._bar.remove_class)("defuse-busy")
+            self._status.value = self._said.get(self.running or self.stage, "")
             self._render_explorer()
             self._render_regions()
             self._render_review()
@@ -334,17 +308,35 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
         self.decisions = self.session.decide(rho)
         if not any(d.is_misclassification_region for d in self.decisions):
-            self.status = ("No region is accepted yet: a region is accepted when more than "
-                           f"ρ={rho:g} of its votes disagree with the classifier.")
+            self._say("correction", "No region is accepted yet: a region is accepted when "
+                      f"more than ρ={rho:g} of its votes disagree with the classifier.")
             return None
         sets = self.session.failure_data()
         plot = self._show_correction(sets)
         self.stage = "correction"
-        self.status = f"Failure data: {len(sets['y_f'])} samples in D_f. Start the λ sweep."
+        self._say("correction", f"Failure data: {len(sets['y_f'])} samples in D_f. Start the "
+                  "λ sweep.")
         self._notify("correction", plot)
         if start:
             plot.start()
         return plot
+
+    def write_report(self) -> Path:
+        """Write the session's one-file HTML report (``Session.write_html_report``); its path."""
+        path = self.session.write_html_report()
+        href = html.escape(os.path.relpath(path).replace(os.sep, "/"), quote=True)
+        self._report_link.value = (f"<a href='{href}' target='_blank' "
+                                   f"class='defuse-report-link'>open {path.name}</a>")
+        self._say("correction", f"Report written to {html.escape(str(path))}.")
+        return path
+
+    def _build_clicked(self) -> None:
+        with busy(self._build_button, "Building failure data…"):
+            self.build_correction()
+
+    def _report_clicked(self) -> None:
+        with busy(self._report_button, "Writing report…"):
+            self.write_report()
 
     @property
     def corrected_classifier(self) -> nn.Module | None:
@@ -370,7 +362,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         plot = self.tradeoff
         if change["new"] or plot is None or plot.error_ is not None or not plot.results:
             return
-        self.status = sweep_status(self.session, plot)
+        self._say("correction", sweep_status(self.session, plot))
 
     def _resume(self) -> None:
         """Load what the session folder holds; a damaged file is reported, not raised."""

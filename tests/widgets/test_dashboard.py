@@ -150,6 +150,14 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert plot.verdict == saved["verdict"] and html.escape(saved["verdict"]) in plot._choice.value
     assert not (folder / "corrected_classifier.pt").exists() and dash.corrected_classifier is None
     assert "no corrected classifier" in dash.status
+    assert "no corrected classifier" in dash._status.value        # tab 4's message, on tab 4
+    dash.stage = "identification"
+    assert "no corrected classifier" not in dash._status.value    # ... and not on tab 1
+    assert dash._bar.layout.visibility == "hidden" and dash._bar.value == 0   # idle: no bar
+    dash.stage = "correction"
+    report = dash.write_report()                                  # the one file to share
+    assert report.exists() and dash.session.folder.listed(report.name)
+    assert report.name in dash._report_link.value and "Report written" in dash._status.value
 
     # a click on the other λ keeps it, saved with the annotator's current name
     dash.labeling_panel.annotator = "bob"
@@ -281,3 +289,20 @@ def test_rerunning_identification_asks_before_archiving_votes(make, tmp_path):
     dash._run_id.click()                       # second click: it runs
     dash.wait(TIMEOUT)
     assert (tmp_path / "session" / "archive").exists()   # the votes moved there, kept
+
+
+def test_build_failure_data_shows_a_busy_state_while_it_runs(make, monkeypatch):
+    """Issue 15: the button gave no sign of its 1.5 s of work."""
+    dash = make()
+    seen = []
+    button = dash._build_button
+    before = button.disabled   # disabled while there are no regions: restored as it was
+
+    def build():
+        seen.append((button.description, button.disabled, "defuse-busy" in button._dom_classes))
+        raise ValueError("regions must exist")
+    monkeypatch.setattr(dash, "build_correction", build)
+    button.click()
+    assert seen == [("Building failure data…", True, True)]
+    assert (button.description, button.disabled) == ("Build failure data", before)
+    assert "defuse-busy" not in button._dom_classes and "regions must exist" in dash.status
