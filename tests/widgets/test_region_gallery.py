@@ -19,7 +19,8 @@ def regions(tiny_adversarial):
 @pytest.fixture
 def gallery(regions, tiny_models, digits):
     clf, vae = tiny_models
-    return RegionGallery(regions, vae, clf, digits.class_names, n_samples=8)
+    # fp32: the red labels are then exactly predict()'s (auto may classify in bf16)
+    return RegionGallery(regions, vae, clf, digits.class_names, n_samples=8, precision="fp32")
 
 
 def _size(png):
@@ -140,3 +141,103 @@ def test_render_error_is_shown_and_the_gallery_recovers(gallery):
     gallery._vae = vae
     gallery._resample_button.click()
     assert gallery.error.value == "" and gallery.images[0] != before
+
+
+def _n_widgets():
+    from ipywidgets.widgets import widget
+    return len(widget._instances)
+
+
+def test_all_mode_draws_each_region_as_single_mode_does(gallery, regions):
+    gallery.mode = "all"
+    gallery.tau = 0.3
+    rows = gallery.images
+    gallery.mode = "single"
+    for k in range(len(regions)):
+        gallery.region = k
+        assert gallery.image.value == rows[k]   # the one batched pass draws the same grids
+
+
+def test_tau_change_in_all_mode_reuses_its_widgets(gallery, regions):
+    gallery.mode = "all"
+    rows = gallery._view.children
+    before = _n_widgets()
+    first = gallery.images
+    for tau in np.geomspace(0.05, 1.5, 10):
+        gallery.tau = float(tau)
+    assert _n_widgets() == before               # no widget made, none leaked
+    assert gallery._view.children == rows       # the same rows, new images in them
+    assert gallery.images != first and len(gallery.images) == len(regions)
+    gallery.mode = "single"
+    gallery.mode = "all"
+    assert gallery._view.children == rows and _n_widgets() == before
+
+
+def test_busy_indicator_is_shown_during_work_and_hidden_after(gallery):
+    seen = []
+    vae = gallery._vae
+    real = vae.decode
+
+    def watching(z):   # what the page sees while the gallery decodes
+        seen.append((gallery.busy, gallery.busy_indicator.layout.display,
+                     gallery._slider.disabled, gallery._resample_button.disabled))
+        return real(z)
+
+    vae.decode = watching
+    try:
+        gallery.mode = "all"
+        gallery.tau = 0.7
+    finally:
+        del vae.decode
+    assert seen and all(s == (True, None, True, True) for s in seen)
+    assert "defuse-busy" in gallery.busy_indicator._dom_classes
+    assert "Resampling" in gallery.busy_indicator.value
+    assert (gallery.busy, gallery.busy_indicator.layout.display, gallery._slider.disabled,
+            gallery._resample_button.disabled) == (False, "none", False, False)
+
+
+def test_busy_indicator_is_hidden_after_a_failure(gallery):
+    vae = gallery._vae
+    gallery._vae = _BrokenDecoder()
+    gallery.tau = 0.8
+    gallery._vae = vae
+    assert "out of memory" in gallery.error.value
+    assert gallery.busy_indicator.layout.display == "none" and not gallery._slider.disabled
+
+
+def test_show_selection_shows_decodes_of_exactly_those_codes(gallery, tiny_adversarial,
+                                                             tiny_models):
+    from defuse_widgets.models.inference import decode
+    from defuse_widgets.widgets._render import to_png
+
+    clf, vae = tiny_models
+    idx = [3, 5, 8]
+    codes = tiny_adversarial.codes[idx]
+    true = tiny_adversarial.true_label[idx]
+    gallery.show_selection(codes, kinds=["adversarial", "adversarial", "train"],
+                           true_labels=true)
+    assert gallery.mode == "selection" and gallery._mode_toggle.value == "selection"
+    images = decode(vae, torch.as_tensor(codes, dtype=torch.float32))
+    assert gallery.images == [to_png(im, size=64) for im in images]
+    view = gallery.selection_view.value
+    assert gallery._view.children == (gallery.selection_view,)
+    assert "3 examples (2 adversarial, 1 training)" in view
+    assert view.count("defuse-tile defuse-tile-adversarial") == 2
+    assert view.count("defuse-tile defuse-tile-train") == 1
+    predicted = predict(clf, images).tolist()
+    assert f"<b>training</b><br>true {true[2]} · <span style='color:#c00'>pred {predicted[2]}" \
+        in view
+    gallery.tau = 0.9                                  # τ does not move a fixed selection
+    assert gallery.images == [to_png(im, size=64) for im in images]
+    gallery.mode = "single"
+    assert len(gallery.images) == 1
+
+
+def test_selection_mode_without_a_selection_says_how_to_make_one(gallery):
+    gallery.mode = "selection"
+    assert "Show selection in gallery" in gallery.selection_view.value
+    assert gallery.images == []
+    with pytest.raises(ValueError, match="kinds and true_labels must have one entry per code"):
+        gallery.show_selection(np.zeros((2, 4)), kinds=["train"])
+    with pytest.raises(ValueError, match="codes must have 4 latent dimensions"):
+        gallery.show_selection(np.zeros((2, 3)))
