@@ -6,7 +6,7 @@
     defuse-widgets distill  --session DIR
     defuse-widgets label    --session DIR --simulated
     defuse-widgets correct  --session DIR
-    defuse-widgets report   --session DIR
+    defuse-widgets report   --session DIR [--html [PATH]]
     defuse-widgets status   --session DIR
     defuse-widgets run      [--quick] [--out DIR]     # all stages
 
@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
              "distill": "distillation: fit the misclassification-region mixture",
              "label": "labeling: let the simulated annotator vote on every region",
              "correct": "correction: the lambda sweep of Defuse and the baseline",
-             "report": "print the Figure 4 table and write results.json",
+             "report": "print the Figure 4 table and write results.json (--html: and an "
+                       "HTML report to share)",
              "status": "print what the session folder holds"}
     for name in _STAGE_COMMANDS:
         c = sub.add_parser(name, parents=[settings], help=helps[name], description=helps[name])
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "dashboard's Labeling tab)")
         if name == "status":
             c.add_argument("--json", action="store_true", help="print JSON")
+        if name == "report":
+            c.add_argument("--html", nargs="?", const="", metavar="PATH",
+                           help="also write the HTML report, one self-contained file with "
+                           "the regions' images, votes, decisions, the tradeoff plot and the "
+                           "Figure 4 table [PATH: report.html in the session folder]")
     t = sub.add_parser("train", help="train the shipped classifier, beta-VAE and oracle",
                        description="Reproduce the shipped weights of the embedded default "
                        "(fixed seed) and report their generative fidelity.")
@@ -177,6 +183,10 @@ def _run(args) -> int:
         args.session = "runs/defuse-quick" if args.quick else "runs/defuse"
     config = _config(args)
     progress = not args.no_progress
+    if getattr(args, "html", None):
+        from defuse_widgets.workflow.html_report import check_report_path
+
+        check_report_path(args.html, args.session, name="--html")   # before any work
     if args.command == "run":
         run_defuse(config, out=args.session, overwrite=args.overwrite, device=args.device,
                    progress=progress)
@@ -187,10 +197,13 @@ def _run(args) -> int:
             info = status(session)
             print(json.dumps(info, indent=2) if args.json else status_text(info))
         elif args.command == "report":
-            res = report(session)
+            html = None if args.html is None else session.write_html_report(args.html or None)
+            res = report(session) if html is None else session.folder.load("results.json")
             print(figure4_table(res) if "figure4" in res else
                   "no correction yet: the Figure 4 table needs the correct stage")
             print(f"results written to {session.folder.file('results.json')}")
+            if html is not None:
+                print(f"HTML report written to {html}")
         else:
             stage = {"identify": "identification", "distill": "distillation",
                      "label": "labeling", "correct": "correction"}[args.command]

@@ -182,7 +182,7 @@ def _card(k: int, reg: dict, names: list, rho) -> str:
             f'<h4>Review set <small>(decoded samples of N(μ, τΣ) the annotators saw; '
             f"red: the classifier's prediction; below: the votes)</small></h4>"
             f'<div class="samples">{"".join(tiles)}</div><div class="cols">'
-            f"<div><h4>Decision</h4>{_decision(d, names, rho)}</div>"
+            f"<div><h4>Decision</h4>{_decision(d, names, rho)}{_stale(d, reg['votes'])}</div>"
             f"<div><h4>Votes</h4>{_votes(reg['votes'], names)}</div>"
             f"<div><h4>Real data</h4>{_grounding(g)}</div></div></article>")
 
@@ -201,6 +201,14 @@ def _decision(d, names, rho) -> str:
         text += f" Label: <b>{esc(_label(names, d['label']))}</b> (majority vote)."
     return text + (f" Annotator agreement {pct(d['agreement'], 0)} %; {d['n_none']} “none of "
                    "the above”.</p>")
+
+
+def _stale(d, by_annotator: dict) -> str:
+    n = sum(sum(c.values()) for c in by_annotator.values())
+    if d is None or n == d["n_votes"]:
+        return ""
+    return (f'<p class="muted">This decision counts {d["n_votes"]} votes; the region has {n} '
+            "now. Decide again (the dashboard or <code>Session.decide()</code>) to update it.</p>")
 
 
 def _votes(by_annotator: dict, names: list) -> str:

@@ -48,8 +48,8 @@ def tradeoff_svg(correction: dict, before: dict | None = None,
     def Y(v):
         return H - B - (v - ys[0]) / (ys[-1] - ys[0]) * (H - T - B)
 
-    g = [f'<svg class="plot" viewBox="0 0 {W} {H}" role="img" xmlns="http://www.w3.org/2000/'
-         'svg" aria-label="Test accuracy against misclassification-region accuracy per λ">']
+    g = [f'<svg class="plot" viewBox="0 0 {W} {H}" role="img" '
+         'aria-label="Test accuracy against misclassification-region accuracy per λ">']
     for v in xs:
         g.append(f'<line class="grid" x1="{X(v):.1f}" x2="{X(v):.1f}" y1="{T}" y2="{H - B}"/>'
                  f'<text x="{X(v):.1f}" y="{H - B + 16}" text-anchor="middle">{100 * v:g}</text>')
