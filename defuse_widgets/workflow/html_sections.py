@@ -62,10 +62,12 @@ def summary_section(content: dict) -> str:
     res = content["results"]
     st, ident, lab = res["status"], res.get("identification"), res.get("labeling")
     votes = st.get("votes") or {}
-    lams = ", ".join(f"{esc(a)} {lam_text(v)}" for a, v in st.get("selected_lam", {}).items())
+    lams = " · ".join(f"{lam_text(v)} <small>{esc(a)}</small>"
+                      for a, v in st.get("selected_lam", {}).items())
     n_regions = st.get("n_regions")
     cards = [("Dataset", esc(res["config"].get("dataset"))),
-             ("Stages done", esc(", ".join(s for s, d in st["stages"].items() if d) or "none")),
+             ("Stages done", "all four" if all(st["stages"].values()) else
+              esc(", ".join(s for s, d in st["stages"].items() if d) or "none")),
              ("Adversarial examples", f"{ident['n_kept']:,} <small>of {ident['n_decoded']:,} "
               f"decodes ({pct(ident['rate'])} %)</small>" if ident else "–"),
              ("Candidate regions", "–" if n_regions is None else esc(n_regions)),
@@ -249,7 +251,7 @@ code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);
 padding:1px 4px;border-radius:4px;word-break:break-all}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:10px}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.card .k{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted)}
+.card .k{font-size:13px;color:var(--muted)}
 .card .v{font-size:18px;font-weight:600}
 .note{background:#fffaeb;border:1px solid #fedf89;border-radius:8px;padding:8px 12px}
 .verdict{background:#f0f9ff;border-left:4px solid #0086c9;padding:8px 12px;margin:10px 0}

@@ -39,7 +39,7 @@ def tradeoff_svg(correction: dict, before: dict | None = None,
     pts = [(r["test"], r["region_test"]) for a in correction.values() for r in a["tradeoff"]]
     pts += [(before["test"], before["region_test"])] if before else []
     pts = [p for p in pts if is_number(p[0]) and is_number(p[1])]
-    W, H, L, R, T, B = 740, 400, 64, 262, 16, 48
+    W, H, L, R, T, B = 860, 440, 64, 262, 16, 48
     xs, ys = _ticks([p[0] for p in pts]), _ticks([p[1] for p in pts])
 
     def X(v):
