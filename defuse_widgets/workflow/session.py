@@ -149,7 +149,7 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     def archive_from(self, stage: str) -> "os.PathLike | None":
         """Move the results of ``stage`` and every later stage to ``archive/<time>/``.
 
-        Votes move with the labeling stage; nothing is deleted. Returns the
+        Votes move with the labeling stage, the HTML report with any; nothing is deleted. Returns the
         archive folder (None when there was nothing to move).
         """
         if stage not in STAGES:
