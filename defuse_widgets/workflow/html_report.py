@@ -50,9 +50,9 @@ class SessionHTMLReport:
         ----------
         path : str or os.PathLike, optional
             None writes ``report.html`` into the session folder, listed in its
-            manifest (and archived with the correction when a stage runs
-            again). Otherwise a file outside the session folder, in an
-            existing folder; it is replaced atomically.
+            manifest (moved to ``archive/`` when any stage runs again).
+            Otherwise a file outside the session folder, in an existing
+            folder. Either is replaced atomically.
 
         Returns
         -------
@@ -76,6 +76,18 @@ class SessionHTMLReport:
 def check_report_path(path, session_path, *, name: str = "path") -> Path:
     """Check a report path given by a user: a file outside the session, in an existing folder.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+    session_path : str or os.PathLike
+        The session folder.
+    name : str, default="path"
+        How errors name the parameter (the CLI passes ``"--html"``).
+
+    Returns
+    -------
+    Path
+
     Raises
     ------
     TypeError
@@ -83,9 +95,11 @@ def check_report_path(path, session_path, *, name: str = "path") -> Path:
     ValueError
         When it is empty, a folder, inside the session folder, or its folder is missing.
     """
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+    if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike naming an HTML file; "
                         f"got {path!r}.")
+    if not os.fspath(path):
+        raise ValueError(f"{name} must name an HTML file; got an empty path.")
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{name} must name a file, not a folder; got {str(target)!r}.")
@@ -121,13 +135,17 @@ def png_bytes(image) -> bytes:
     Parameters
     ----------
     image : Tensor or ndarray of shape (C, H, W), values in [0, 1], C = 1 or 3
+
+    Returns
+    -------
+    bytes
+        A grey-scale (C = 1) or RGB PNG of size (W, H).
     """
     from PIL import Image
 
     arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     arr = (np.clip(np.nan_to_num(arr), 0, 1) * 255).round().astype(np.uint8)
-    mode = "L" if arr.shape[0] == 1 else "RGB"
-    pil = Image.fromarray(arr[0] if mode == "L" else arr.transpose(1, 2, 0), mode)
+    pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
     buf = io.BytesIO()
     pil.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
@@ -135,6 +153,13 @@ def png_bytes(image) -> bytes:
 
 def report_content(session) -> dict:
     """Everything the page shows, as plain data (the results plus images and votes per region).
+
+    Saves ``results.json`` (and ``grounding.json`` for regions not grounded
+    yet) through the session, as :func:`~defuse_widgets.workflow.report.report` does.
+
+    Parameters
+    ----------
+    session : Session
 
     Returns
     -------
@@ -183,8 +208,6 @@ def report_html(session) -> str:
     """The session's report as one self-contained HTML page (see the module notes)."""
     return render_html(report_content(session), title=Path(session.path).resolve().name,
                        path=str(session.path))
-
-
 
 
 def render_html(content: dict, *, title: str = "session", path: str = "") -> str:

@@ -159,9 +159,10 @@ def test_a_path_outside_the_session(session, tmp_path):
     ("missing/r.html", ValueError, "path must be in an existing folder; got"),
     (".", ValueError, "path must name a file, not a folder; got"),
     (3, TypeError, "path must be a str or os.PathLike naming an HTML file; got 3"),
+    ("", ValueError, "path must name an HTML file; got an empty path"),
 ])
 def test_bad_paths_name_the_parameter(session, tmp_path, bad, error, message):
-    bad = tmp_path / bad if isinstance(bad, str) else bad
+    bad = tmp_path / bad if isinstance(bad, str) and bad else bad
     with pytest.raises(error, match=re.escape(message)):
         session.write_html_report(bad)
     with pytest.raises(error, match="--html must"):
