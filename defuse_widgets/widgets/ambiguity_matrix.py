@@ -73,7 +73,7 @@ class AmbiguityMatrix(W.VBox):
                 raise ValueError(f"baseline must have shape ({K}, {K}); got {describe(baseline)}.")
         self.baseline = baseline
         self.error = ErrorBox()
-        self._image = W.Image(format="png", layout=W.Layout(max_width="560px"))
+        self._image = W.Image(format="png", layout=W.Layout(max_width="560px", display="none"))
         self._caption = W.HTML()
         self.figure = self._build_figure()
         super().__init__([self.error, self._caption_summary(), self.figure, self._caption,
@@ -105,7 +105,8 @@ class AmbiguityMatrix(W.VBox):
                                      marker=dict(symbol="circle-open", size=14, color="#dc0000")))
         fig = SharedFigureWidget(data=traces, layout=dict(
             width=460, height=440, margin=dict(l=40, r=10, t=10, b=40), showlegend=False,
-            xaxis=dict(type="category"), yaxis=dict(type="category", autorange="reversed")))
+            plot_bgcolor="white", xaxis=dict(type="category", showgrid=False),
+            yaxis=dict(type="category", autorange="reversed", showgrid=False)))
         fig.data[0].on_click(self.error.guard("click", self._clicked))
         return fig
 
@@ -142,6 +143,10 @@ class AmbiguityMatrix(W.VBox):
 
     @traitlets.observe("pair", "n_show")
     def _compose(self, change=None) -> None:
+        self._show_pair()
+        self._image.layout.display = "" if self._image.value else "none"   # no broken icon
+
+    def _show_pair(self) -> None:
         if not self.pair:
             self._caption.value, self._image.value = "", b""
             return

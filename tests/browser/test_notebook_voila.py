@@ -1,0 +1,56 @@
+"""Notebook 7 and Voila render every stage's widget of the quickstart, and hear its keys.
+
+They resume the session the JupyterLab test computed (see browser_support.COMPUTED).
+"""
+import contextlib
+import shutil
+
+import pytest
+
+from browser_support import SESSION, SLOW, Browser, run_all, wait_for_kernel, wait_votes
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("app", ["notebook", "voila"])
+def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = serve(app)
+    with sync_playwright() as pw:
+        b = Browser(pw, artifacts, app)
+        page = b.page
+        try:
+            page.goto(server["page"], timeout=SLOW)
+            if app == "notebook":
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+                wait_for_kernel(server)
+                run_all(page)
+            gallery = page.locator(".defuse-distillation img").first
+            expect(gallery).to_be_attached(timeout=SLOW)
+            page.get_by_role("tab", name="2 · Distillation").click()
+            expect(gallery).to_be_visible(timeout=SLOW)
+            b.shot("gallery")
+            page.get_by_role("tab", name="1 · Identification").click()
+            scatter = page.locator(".defuse-identification .js-plotly-plot")
+            expect(scatter.locator(".legendtext").first).to_be_visible(timeout=SLOW)   # drawn
+            b.shot("latent-map")
+            page.get_by_role("tab", name="3 · Labeling").click()
+            panel = page.locator(".defuse-labeling")
+            expect(panel.get_by_role("button", name="None of the above")).to_be_visible()
+            keys = panel.locator(".defuse-keys")
+            keys.click()
+            keys.press("n")      # the kernel hears the key box in this front end too
+            votes = wait_votes(server["root"] / SESSION / "annotations.sqlite", 1)
+            assert [(v.region, v.sample, v.label) for v in votes] == [(0, 0, -1)]
+            page.get_by_role("tab", name="4 · Correction").click()
+            expect(page.locator(".defuse-correction").get_by_role(
+                "button", name="Build failure data")).to_be_visible()
+            b.shot("labeling")
+        except Exception:
+            with contextlib.suppress(Exception):
+                b.shot("failure")
+            shutil.copy(server["log"], artifacts / f"{app}.log")
+            raise
+        finally:
+            b.close()
