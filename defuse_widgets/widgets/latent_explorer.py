@@ -1,37 +1,39 @@
 """Explore the latent space on a t-SNE map (paper Fig. 2).
 
 Training codes are circles coloured by class; unrestricted adversarial
-examples are black diamonds placed into the same map. Clicking a point shows
-its decode with the classifier's prediction in red; a box or lasso selection
-shows a grid of the selected decodes; choosing a region highlights its members.
+examples are black diamonds placed into the same map ("Colour by" recolours
+both by the classifier's prediction or by region). Hovering a point shows a
+thumbnail of its decode, clicking it a larger one with the classifier's
+prediction in red; a box or lasso selection shows captioned tiles of the
+selected decodes (adversarial or training, true label, prediction), which
+"Show selection in gallery" hands on; choosing a region highlights its members.
 The map itself is computed by the core (:mod:`defuse_widgets.stages.latent_map`).
 """
 from __future__ import annotations
 
 import threading
-import time
-from functools import partial
 from typing import Callable, Sequence
 
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
-import torch
 import traitlets
 
-from defuse_widgets._validation import (check_choice, check_codes, check_images, check_int,
-                                        check_labels, check_module)
-from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
+from defuse_widgets._validation import (check_codes, check_images, check_int, check_labels,
+                                        check_module)
+from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.identification import AdversarialExamples
-from defuse_widgets.models.inference import decode, encode_mean, predict
+from defuse_widgets.models.inference import encode_mean, predict
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
-from defuse_widgets.widgets._latent_figure import map_figure
-from defuse_widgets.widgets._render import class_labels, grid_png, to_png
+from defuse_widgets.widgets._latent_figure import (COLOR_BY, MapEvents, highlight, map_figure,
+                                                    recolor, trace_colors)
+from defuse_widgets.widgets._latent_points import KINDS, PointImages
+from defuse_widgets.widgets._map_fitting import MapFit
+from defuse_widgets.widgets._render import class_labels
 
 __all__ = ["LatentExplorer"]
 
-_KINDS = ("train", "adversarial")
 _NO_REGION = -1   # the Dropdown's value for "no region" (a None option is ambiguous)
 
 
@@ -67,6 +69,10 @@ class LatentExplorer(W.VBox):
         (``wait()`` blocks until it is ready); False fits before returning.
     max_grid : int, default=64
         Most decodes shown for a selection.
+    train_predicted : array-like of shape (n_train,), optional
+        The classifier's prediction on each training image (``from_models``
+        passes it), for "Colour by: predicted class"; by default the prediction
+        on each training code's decode, computed when first needed.
 
     Attributes
     ----------
@@ -74,13 +80,25 @@ class LatentExplorer(W.VBox):
         Region whose members are highlighted.
     point : traitlet, (kind, index) or None
         Clicked point; ``kind`` is "train" or "adversarial".
+    hovered : traitlet, (kind, index) or None
+        Point under the mouse; its decode is the hover thumbnail.
+    color_by : traitlet, {"true", "predicted", "region"}
+        Marker colours: true class (adversarial examples black, paper Fig. 2),
+        the classifier's prediction, or region (grey: training points and
+        adversarial examples of no region). The "Colour by" dropdown.
     selection : traitlet, dict
         ``{"train": ndarray, "adversarial": ndarray}`` of selected indices.
     status : traitlet, {"fitting", "ready", "stopped", "failed"}
     figure : plotly.graph_objects.FigureWidget or None
         The map, once fitted.
-    image, grid : ipywidgets.Image
-        Decode of the clicked point; grid of the selected decodes.
+    image : ipywidgets.Image
+        Decode of the clicked point.
+    thumbnail : ipywidgets.Image
+        Decode of the hovered point (CSS ``defuse-hover-thumbnail``, caption
+        ``defuse-hover-caption``), hidden until the first hover.
+    grid : ipywidgets.HTML
+        Captioned tiles of the selection (CSS ``defuse-selection-tiles``, tiles
+        ``figure.defuse-tile.defuse-tile-adversarial`` or ``.defuse-tile-train``).
 
     Examples
     --------
@@ -88,20 +106,27 @@ class LatentExplorer(W.VBox):
     ...                                      regions=regions)
     >>> explorer.region = 0                       # highlight region 0's members
     >>> explorer.select_point("adversarial", 3)   # what a click does
+    >>> explorer.hover_point("train", 7)          # what a hover does
+    >>> explorer.color_by = "predicted"
+    >>> explorer.on_send_selection(lambda sel: gallery.show_selection(**sel))
     """
 
     region = traitlets.Int(None, allow_none=True)
     point = traitlets.Tuple(traitlets.Unicode(), traitlets.Int(), default_value=None,
                             allow_none=True)
     selection = traitlets.Dict()
+    hovered = traitlets.Tuple(traitlets.Unicode(), traitlets.Int(), default_value=None,
+                              allow_none=True)
+    color_by = traitlets.Enum([v for _, v in COLOR_BY], default_value="true")
     status = traitlets.Enum(["fitting", "ready", "stopped", "failed"], default_value="fitting")
 
     def __init__(self, train_codes, train_labels, adversarial: AdversarialExamples, *, vae,
                  classifier, regions: Regions | None = None,
                  class_names: Sequence[str] | None = None, latent_map: LatentMap | None = None,
-                 cached_map: LatentMap | None = None, on_map_fitted=None, perplexity: float = 30.0, joint: bool = False,
-                 seed: int = 0, n_jobs: int = 1, n_iter: int = 500,
-                 background: bool = True, max_grid: int = 64, **kwargs):
+                 cached_map: LatentMap | None = None, on_map_fitted=None,
+                 perplexity: float = 30.0, joint: bool = False, seed: int = 0, n_jobs: int = 1,
+                 n_iter: int = 500, background: bool = True, max_grid: int = 64,
+                 train_predicted=None, **kwargs):
         self._train_codes = check_codes("train_codes", train_codes, min_rows=4)
         n_latent = self._train_codes.shape[1]
         self._train_labels = check_labels("train_labels", train_labels,
@@ -110,8 +135,8 @@ class LatentExplorer(W.VBox):
             raise TypeError("adversarial must be AdversarialExamples; "
                             f"got {type(adversarial).__name__}.")
         self._adv = adversarial
-        self._adv_codes = check_codes("adversarial.codes", adversarial.codes, n_latent=n_latent,
-                                      min_rows=0)
+        adv_codes = check_codes("adversarial.codes", adversarial.codes, n_latent=n_latent,
+                                min_rows=0)
         if regions is not None and len(regions.assignment) != len(adversarial):
             raise ValueError("regions must be distilled from adversarial: regions.assignment "
                              f"has {len(regions.assignment)} entries, adversarial has "
@@ -123,32 +148,35 @@ class LatentExplorer(W.VBox):
             initial=0), adversarial.predicted_label.max(initial=0))) + 1
         self._names = class_labels(class_names, n_classes)
         self._max_grid = check_int("max_grid", max_grid, low=1)
-        self._map_args = dict(latent_map=latent_map, cached=cached_map, on_fitted=on_map_fitted,
-                              params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,
-                                          seed=seed, n_jobs=n_jobs))
+        self._points = PointImages(
+            self._train_codes, self._train_labels, adversarial, self._vae, self._classifier,
+            self._names, None if train_predicted is None else check_labels(
+                "train_predicted", train_predicted, n_samples=len(self._train_codes)).numpy())
         self.latent_map: LatentMap | None = None
         self.figure: go.FigureWidget | None = None
         self.error_: BaseException | None = None
-        self._stop_event, self._lock = threading.Event(), threading.RLock()
-        self._last_progress = 0.0
-        self._click_callbacks: list = []
-        self._selection_callbacks: list = []
-        self._pending: dict = {kind: [] for kind in _KINDS}
+        self._lock = threading.RLock()
+        self._click_callbacks, self._selection_callbacks, self._send_callbacks = [], [], []
+        self._drawn = dict(point=None, selection=self.selection, hovered=None,
+                           color_by=self.color_by)
+        self._grid_pngs: list = []
         self._highlight_index = self._drawn_members = np.zeros(0, dtype=np.int64)
         self._ready = False
         super().__init__(**kwargs)
 
-        self._progress = W.IntProgress(min=0, max=1, description="t-SNE")
-        self._progress_label = W.Label("starting…")
-        self._stop_button = W.Button(description="Stop", icon="stop", button_style="warning")
         self.error = ErrorBox()
-        self._stop_button.on_click(self.error.guard("stop", lambda _: self.stop()))
-        options = [("no region", _NO_REGION)]
-        if regions is not None:
-            counts = regions.member_counts
-            options += [(f"region {k} · {counts[k]} members", k) for k in range(len(regions))]
-        self._dropdown = W.Dropdown(options=options, description="Highlight",
-                                    disabled=regions is None)
+        self._fit = MapFit(self._train_codes, adv_codes, latent_map=latent_map, cached=cached_map,
+                           on_fitted=on_map_fitted, guard=self.error.guard,
+                           params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,
+                                       seed=seed, n_jobs=n_jobs))
+        counts = [] if regions is None else regions.member_counts
+        self._dropdown = W.Dropdown(options=[("no region", _NO_REGION)] + [
+            (f"region {k} · {c} members", k) for k, c in enumerate(counts)],
+            description="Highlight", disabled=regions is None)
+        self._color_dropdown = W.Dropdown(
+            options=[o for o in COLOR_BY if regions is not None or o[1] != "region"],
+            description="Colour by")
+        traitlets.link((self, "color_by"), (self._color_dropdown, "value"))
         traitlets.link((self, "region"), (self._dropdown, "value"),
                        transform=(lambda r: _NO_REGION if r is None else r,
                                   lambda v: None if v == _NO_REGION else v))
@@ -156,22 +184,28 @@ class LatentExplorer(W.VBox):
         self._point_label = W.HTML("Click a point to see its decode.")
         self.image = W.Image(format="png", layout=W.Layout(width="96px", height="96px",
                                                            display="none"))
+        self.thumbnail = W.Image(format="png", _dom_classes=["defuse-hover-thumbnail"],
+                                 layout=W.Layout(width="96px", height="96px", display="none"))
+        self._hover_label = W.HTML("Hover a point to see its decode.",
+                                   _dom_classes=["defuse-hover-caption"])
         self._grid_label = W.HTML("Box- or lasso-select points to see their decodes.")
-        self.grid = W.Image(format="png", layout=W.Layout(display="none"))
+        self._send_button = W.Button(description="Show selection in gallery", icon="th",
+                                     disabled=True, _dom_classes=["defuse-send-selection"],
+                                     layout=W.Layout(width="auto", display="none"))
+        self._send_button.on_click(self.error.guard("show selection in gallery",
+                                                    lambda _: self.send_selection()))
+        self.grid = W.HTML(layout=W.Layout(display="none"), _dom_classes=["defuse-selection-tiles"])
         self.children = [
-            W.HBox([self._progress, self._progress_label, self._stop_button]),
-            self._dropdown, self.error,
-            W.HBox([self._plot_box, W.VBox([self._point_label, self.image, self._grid_label,
-                                            self.grid], layout=W.Layout(width="420px"))])]
+            self._fit.row,
+            W.HBox([self._dropdown, self._color_dropdown]), self.error,
+            W.HBox([self._plot_box, W.VBox([
+                W.HBox([self.thumbnail, self._hover_label]), self._point_label, self.image,
+                self._grid_label, self._send_button, self.grid],
+                layout=W.Layout(width="420px"))])]
         self._ready = True
-        self._thread = None
-        if background:
-            self._thread = threading.Thread(target=self._compute_map, daemon=True)
-            self._thread.start()
-        else:
-            self._compute_map()
-            if self.error_ is not None:
-                raise self.error_
+        self._fit.start(self._map_done, background=background)
+        if not background and self.error_ is not None:
+            raise self.error_
 
     @classmethod
     def from_models(cls, classifier, vae, X_train, y_train, adversarial: AdversarialExamples,
@@ -182,58 +216,24 @@ class LatentExplorer(W.VBox):
         """
         X = check_images("X_train", X_train)
         codes = encode_mean(check_module("vae", vae), X).numpy()
+        kwargs.setdefault("train_predicted", predict(check_module("classifier", classifier), X))
         return cls(codes, y_train, adversarial, vae=vae, classifier=classifier,
                    regions=regions, **kwargs)
 
     # ---------------------------------------------------------- map fitting
-    def _compute_map(self) -> None:
-        try:
-            given = self._map_args["latent_map"]
-            if given is None:
-                cached = self._map_args["cached"]
-                m = fit_or_load(self._train_codes, self._adv_codes if len(self._adv) else None,
-                                cached=cached, callback=self._on_progress,
-                                **self._map_args["params"])
-                if m is not cached and not m.interrupted_ and self._map_args["on_fitted"]:
-                    self._map_args["on_fitted"](m)
-            else:
-                m = given
-                if m.n_train_ != len(self._train_codes):
-                    raise ValueError(f"latent_map must be fitted on the {len(self._train_codes)}"
-                                     f" train_codes; it holds {m.n_train_} training codes.")
-            self._adv_xy = (m.place(self._adv_codes) if len(self._adv)
-                            else np.zeros((0, 2)))
-            self.latent_map = m
-            self._progress_label.value = (f"map of {m.n_train_} training and {len(self._adv)}"
-                                          " adversarial codes" +
-                                          (" (stopped early)" if m.interrupted_ else ""))
-            self.status = "stopped" if m.interrupted_ else "ready"
-        except Exception as exc:   # shown in the widget; re-raised by wait()
-            self.error_ = exc
-            self._progress_label.value = f"t-SNE failed: {exc}"
-            self.status = "failed"
-        finally:
-            self._stop_button.layout.display = "none"
-
-    def _on_progress(self, stage: str, iteration: int, n_iter: int) -> bool:
-        now = time.monotonic()
-        if stage != "optimize" or iteration >= n_iter or now - self._last_progress > 0.25:
-            self._last_progress = now   # at most about 4 updates a second
-            text = {"affinities": "computing affinities…", "optimize": "optimising map…",
-                    "transform": f"placing {n_iter} adversarial codes…"}[stage]
-            if stage != "transform":
-                self._progress.max, self._progress.value = n_iter, iteration
-            self._progress_label.value = text
-        return self._stop_event.is_set()
+    def _map_done(self) -> None:
+        self.error_, self._adv_xy, self.latent_map = (self._fit.error_, self._fit.adv_xy_,
+                                                      self._fit.map_)
+        m = self.latent_map
+        self.status = "failed" if m is None else "stopped" if m.interrupted_ else "ready"
 
     def stop(self) -> None:
         """Stop the t-SNE optimisation; the map keeps the embedding reached so far."""
-        self._stop_event.set()
+        self._fit.stop()
 
     def wait(self, timeout: float | None = None) -> "LatentExplorer":
         """Block until the map is fitted; re-raise the error if fitting failed."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._fit.join(timeout)
         if self.error_ is not None:
             raise self.error_
         return self
@@ -248,8 +248,7 @@ class LatentExplorer(W.VBox):
         index : int
             Row of ``train_codes`` or of ``adversarial.codes``.
         """
-        kind = check_choice("kind", kind, _KINDS)
-        index = check_int("index", index, low=0, high=len(self._codes(kind)) - 1)
+        kind, index = self._points.check(kind, index)
         self.point = (kind, index)
         for callback in self._click_callbacks:
             callback(kind, index)
@@ -264,16 +263,34 @@ class LatentExplorer(W.VBox):
         adversarial : array-like of int, shape (k,)
             Rows of ``adversarial.codes``.
         """
-        picked = {}
-        for kind, index in zip(_KINDS, (train, adversarial)):
-            index = np.unique(np.asarray(index, dtype=np.int64).ravel())
-            if index.size and (index[0] < 0 or index[-1] >= len(self._codes(kind))):
-                raise ValueError(f"{kind} must hold indices in [0, {len(self._codes(kind)) - 1}]"
-                                 f"; got values in [{index[0]}, {index[-1]}].")
-            picked[kind] = index
-        self.selection = picked
+        self.selection = picked = {kind: self._points.check_indices(kind, index)
+                                   for kind, index in zip(KINDS, (train, adversarial))}
         for callback in self._selection_callbacks:
             callback(picked["train"], picked["adversarial"])
+
+    def hover_point(self, kind: str, index: int) -> None:
+        """Show the thumbnail of one point, as hovering it does (see :meth:`select_point`)."""
+        self.hovered = self._points.check(kind, index)
+
+    def selected_examples(self, max_n: int | None = None) -> dict:
+        """The selection as the tiles show it (adversarial examples first): ``codes``
+        (n, n_latent), ``kinds`` ("adversarial"/"train") and ``true_labels`` (n,), the
+        arguments of :meth:`RegionGallery.show_selection`."""
+        return self._points.examples(self.selection, max_n)
+
+    def send_selection(self) -> None:
+        """Hand the selection to every ``on_send_selection`` callback, as the
+        "Show selection in gallery" button does."""
+        if not self.selection or not sum(len(v) for v in self.selection.values()):
+            raise ValueError("nothing is selected: box- or lasso-select points first.")
+        for callback in self._send_callbacks:
+            callback(self.selected_examples())
+
+    def on_send_selection(self, callback: Callable[[dict], None]) -> None:
+        """Call ``callback(selected_examples())`` when "Show selection in gallery" is
+        pressed; the button shows once a callback is registered."""
+        self._send_callbacks.append(callback)
+        self._send_button.layout.display = None
 
     def on_click(self, callback: Callable[[str, int], None]) -> None:
         """Call ``callback(kind, index)`` whenever a point is selected."""
@@ -299,9 +316,10 @@ class LatentExplorer(W.VBox):
         return value
 
     # -------------------------------------------------------------- render
-    @traitlets.observe("status", "region", "point", "selection")
+    @traitlets.observe("status", "region", "point", "selection", "hovered", "color_by")
     def _render(self, change=None) -> None:
-        """Rebuild the view from (status, region, point, selection)."""
+        """Rebuild the view from (status, region, point, selection, hovered, color_by);
+        each part is redrawn only when its state differs from what is drawn."""
         if not self._ready:
             return
         with self._lock:
@@ -311,13 +329,25 @@ class LatentExplorer(W.VBox):
                        else self._regions.members(self.region))
             self._highlight_index = members
             if self.figure is not None and not np.array_equal(members, self._drawn_members):
-                with self.figure.batch_update():
-                    self.figure.data[-1].x = self._adv_xy[members, 0].astype(np.float32)
-                    self.figure.data[-1].y = self._adv_xy[members, 1].astype(np.float32)
-                    self.figure.data[-1].name = f"region {self.region}"
+                highlight(self.figure, self._adv_xy[members], f"region {self.region}")
                 self._drawn_members = members
-            self._render_point()
-            self._render_selection()
+            parts = dict(color_by=self._render_colors, point=self._render_point,
+                         hovered=self._render_hover, selection=self._render_selection)
+            for name, draw in parts.items():
+                value = getattr(self, name)
+                if self._drawn[name] is not value and (name != "color_by" or
+                                                       self.figure is not None):
+                    draw()
+                    self._drawn[name] = value
+
+    def _render_colors(self) -> None:
+        colors = trace_colors(self.color_by, self._index_of, self._names,
+                              train_labels=self._train_labels, adversarial=self._adv,
+                              train_predicted=self._points.train_predicted()
+                              if self.color_by == "predicted" else None,
+                              assignment=None if self._regions is None
+                              else self._regions.assignment)
+        recolor(self.figure, colors)
 
     def _render_point(self) -> None:
         self.image.layout.display = "none" if self.point is None else None
@@ -325,61 +355,41 @@ class LatentExplorer(W.VBox):
             self.image.value = b""
             return
         kind, i = self.point
-        images = decode(self._vae, torch.as_tensor(self._codes(kind)[i:i + 1]))
-        p = int(predict(self._classifier, images)[0])
-        self.image.value = to_png(images[0], label=self._names[p])
-        if kind == "train":
-            what = f"training image {i}, class {self._names[self._train_labels[i]]}"
-        else:
-            what = (f"adversarial example {i} of training image {self._adv.source_index[i]}"
-                    f", class {self._names[self._adv.true_label[i]]}")
-        self._point_label.value = f"{what}; predicted <b style='color:#c00'>{self._names[p]}</b>"
+        self.image.value, p = self._points.png(kind, i)
+        self._point_label.value = self._points.caption(kind, i)
+
+    def _render_hover(self) -> None:
+        if self.hovered is None:
+            return   # the last thumbnail stays: no flicker between points
+        kind, i = self.hovered
+        self.thumbnail.value, _ = self._points.png(kind, i)
+        self.thumbnail.layout.display = None
+        self._hover_label.value = f"<small>{self._points.caption(kind, i)}</small>"
 
     def _render_selection(self) -> None:
-        picked = [(kind, self.selection.get(kind, ())) for kind in ("adversarial", "train")]
-        n = {kind: len(index) for kind, index in picked}
+        n = {kind: len(self.selection.get(kind, ())) for kind in KINDS}
+        shown = self.selected_examples(self._max_grid)
         self.grid.layout.display = None if sum(n.values()) else "none"
+        self._send_button.disabled = not sum(n.values())
         if not sum(n.values()):
-            self.grid.value = b""
+            self.grid.value, self._grid_pngs = "", []
             self._grid_label.value = "Box- or lasso-select points to see their decodes."
             return
-        codes = np.concatenate([self._codes(kind)[index] for kind, index in picked])
-        images = decode(self._vae, torch.as_tensor(codes[:self._max_grid]))
-        predicted = predict(self._classifier, images).tolist()
-        self.grid.value = grid_png(images, [self._names[p] for p in predicted], ncols=8, size=48)
+        self._grid_pngs, self.grid.value = self._points.tiles(shown, size=48)
         self._grid_label.value = (f"{sum(n.values())} selected ({n['adversarial']} adversarial,"
-                                  f" {n['train']} training); showing {len(images)}")
+                                  f" {n['train']} training); showing {len(self._grid_pngs)}")
 
-    def _codes(self, kind: str) -> np.ndarray:
-        return self._train_codes if kind == "train" else self._adv.codes
+    @property
+    def selection_images(self) -> list:
+        """PNG bytes of each selection tile on display, in order."""
+        return list(self._grid_pngs)
 
     def _build_figure(self) -> None:
         """Create the FigureWidget: one Scattergl per class, adversarial diamonds, highlight."""
-        # float32 coordinates and int32 indices travel as binary buffers (70k points: ~0.8 MB)
-        fig, index_of = map_figure(self.latent_map.embedding_, self._train_labels,
-                                   self._names, self._adv_xy, self._adv)
-        last = len(index_of) - 1
-        for t, (kind, idx) in enumerate(index_of):
-            fig.data[t].on_click(self.error.guard("click", partial(self._clicked, kind, idx), clear=False))
-            fig.data[t].on_selection(self.error.guard("selection", partial(
-                self._selected, kind, idx, t == last), clear=False))
-            fig.data[t].on_deselect(partial(self._selected, kind, idx[:0], t == last))
-        fig.data[-1].on_click(self.error.guard("click", partial(self._clicked, "adversarial",
-                                                                None), clear=False))
+        fig, self._index_of = map_figure(self.latent_map.embedding_, self._train_labels,
+                                         self._names, self._adv_xy, self._adv)
+        MapEvents(self._index_of, lambda: self._highlight_index, click=self.select_point,
+                  hover=self.hover_point, select=self.select_points, done=self.error.clear,
+                  guard=lambda what, f: self.error.guard(what, f, clear=False)).connect(fig)
         self.figure = fig
         self._plot_box.children = [fig]
-
-    def _clicked(self, kind, idx, trace, points, state) -> None:
-        if points.point_inds:
-            idx = self._highlight_index if idx is None else idx
-            self.select_point(kind, int(idx[points.point_inds[0]]))
-            self.error.clear()
-
-    def _selected(self, kind, idx, last, trace, points, selector=None) -> None:
-        # plotly dispatches one selection event to every trace in order, so the
-        # pieces are gathered and committed at the last trace with a handler.
-        self._pending[kind].append(idx[np.asarray(points.point_inds, dtype=np.int64)])
-        if last:
-            pending, self._pending = self._pending, {kind: [] for kind in _KINDS}
-            self.select_points(**{k: np.concatenate(v) if v else () for k, v in pending.items()})
-            self.error.clear()

@@ -1,9 +1,6 @@
-import io
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from defuse_widgets.stages.distillation import distill
 from defuse_widgets.stages.latent_map import LatentMap
@@ -88,19 +85,42 @@ def test_plotly_click_reaches_select_point(explorer, train_codes, tiny_models):
     assert explorer.image.value == to_png(image[0], label=str(int(predict(clf, image)[0])))
 
 
-def test_selection_shows_grid_of_selected_decodes(explorer):
+def test_selection_shows_tiles_of_selected_decodes(explorer, train_codes, tiny_adversarial,
+                                                   tiny_models):
+    clf, vae = tiny_models
     explorer.select_points(train=[0, 1, 2], adversarial=[4, 5, 6, 7, 8, 9, 10, 11, 12])
-    assert Image.open(io.BytesIO(explorer.grid.value)).size == (8 * 50 + 2, 2 * 50 + 2)
+    codes = np.concatenate([tiny_adversarial.codes[4:13], train_codes[:3]])
+    images = decode(vae, torch.as_tensor(codes, dtype=torch.float32))
+    assert explorer.selection_images == [to_png(im, size=48) for im in images]
     assert "12 selected (9 adversarial, 3 training); showing 12" in explorer._grid_label.value
+    assert explorer.grid.layout.display is None and not explorer._send_button.disabled
     explorer.select_points()
-    assert explorer.grid.value == b""
+    assert explorer.grid.value == "" and explorer.selection_images == []
+    assert explorer.grid.layout.display == "none" and explorer._send_button.disabled
+
+
+def test_selection_tiles_say_kind_true_label_and_prediction(explorer, digits, tiny_models,
+                                                            tiny_adversarial, train_codes):
+    clf, vae = tiny_models
+    explorer.select_points(train=[7], adversarial=[2])
+    html = explorer.grid.value
+    tiles = html.split("<figure")[1:]
+    assert len(tiles) == 2
+    adv_true = int(tiny_adversarial.true_label[2])
+    adv_pred = int(predict(clf, decode(vae, torch.as_tensor(tiny_adversarial.codes[2:3])))[0])
+    train_true = int(digits.y_train[7])
+    assert "defuse-tile-adversarial" in tiles[0] and "<b>adversarial</b>" in tiles[0]
+    assert f"true {adv_true} · <span style='color:#c00'>pred {adv_pred}</span>" in tiles[0]
+    assert "defuse-tile-train" in tiles[1] and "<b>training</b>" in tiles[1]
+    assert f"true {train_true} · " in tiles[1]
+    assert adv_pred != adv_true   # identify kept it because the classifier is wrong on it
 
 
 def test_selection_is_capped(explorer):
     explorer.select_points(train=np.arange(100))
     label = explorer._grid_label.value
     assert "100 selected" in label and "showing 64" in label
-    assert Image.open(io.BytesIO(explorer.grid.value)).size == (8 * 50 + 2, 8 * 50 + 2)
+    assert len(explorer.selection_images) == 64 and explorer.grid.value.count("<figure") == 64
 
 
 def test_plotly_lasso_gathers_points_of_all_traces(explorer):
@@ -204,9 +224,116 @@ def test_click_error_is_shown_in_the_widget_and_clicks_work_afterwards(explorer,
         def decode(self, z):
             raise RuntimeError("decoder unavailable")
 
-    explorer._vae = Broken()
+    explorer._points.vae = Broken()
     explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {2: [1]}))
     assert "click failed" in explorer.error.value and "decoder unavailable" in explorer.error.value
-    explorer._vae = vae
+    explorer._points.vae = vae
     explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_click", {2: [0]}))
     assert explorer.error.value == "" and explorer.image.value
+
+
+def test_plotly_hover_shows_thumbnail_of_that_point(explorer, train_codes, tiny_models):
+    clf, vae = tiny_models
+    assert explorer.thumbnail.layout.display == "none"
+    trace = explorer.figure.data[4]   # class 4
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_hover", {4: [2]}))
+    i = int(trace.customdata[2])
+    assert explorer.hovered == ("train", i)
+    image = decode(vae, torch.as_tensor(train_codes[i:i + 1]))
+    assert explorer.thumbnail.value == to_png(image[0], label=str(int(predict(clf, image)[0])))
+    assert explorer.thumbnail.layout.display is None
+    assert "defuse-hover-thumbnail" in explorer.thumbnail._dom_classes
+    assert f"training image {i}" in explorer._hover_label.value
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_hover", {10: [6]}))
+    assert explorer.hovered == ("adversarial", 6) and "adversarial example 6" in \
+        explorer._hover_label.value
+    assert explorer.point is None and explorer.selection == {}   # a hover selects nothing
+
+
+def test_hover_on_highlight_and_repeat_hovers_use_the_cache(explorer, regions, monkeypatch):
+    explorer.region = 1
+    explorer.figure._handler_js2py_pointsCallback(_points_event("plotly_hover", {11: [0]}))
+    assert explorer.hovered == ("adversarial", int(regions.members(1)[0]))
+    first = explorer.thumbnail.value
+    explorer.hover_point("train", 0)
+    assert explorer.thumbnail.value != first
+    monkeypatch.setattr(explorer._vae, "decode", None)   # a second decode would fail
+    explorer.hover_point("adversarial", int(regions.members(1)[0]))
+    assert explorer.thumbnail.value == first and explorer.error.value == ""
+    explorer.hover_point("train", 0)
+
+
+def _colors(trace):
+    c = trace.marker.color
+    return c if isinstance(c, str) else list(c)
+
+
+def test_colour_by_recolours_the_traces(explorer, tiny_adversarial, regions, digits,
+                                        tiny_models):
+    from plotly.colors import qualitative
+    clf, _ = tiny_models
+    fig, palette = explorer.figure, qualitative.Plotly
+    assert _colors(fig.data[3]) == palette[3] and _colors(fig.data[10]) == "black"
+    explorer._color_dropdown.value = "predicted"
+    assert explorer.color_by == "predicted"
+    idx = np.asarray(fig.data[3].customdata)
+    predicted = predict(clf, decode(tiny_models[1], torch.as_tensor(
+        explorer._train_codes, dtype=torch.float32))).numpy()   # no images given: decodes
+    assert _colors(fig.data[3]) == [palette[p] for p in predicted[idx]]
+    assert _colors(fig.data[10]) == [palette[p] for p in tiny_adversarial.predicted_label]
+    explorer.color_by = "region"
+    a = regions.assignment
+    assert _colors(fig.data[10]) == [qualitative.Alphabet[k] if k >= 0 else "#c8c8c8"
+                                     for k in a]
+    assert _colors(fig.data[3]) == "#c8c8c8"
+    explorer.color_by = "true"
+    assert _colors(fig.data[3]) == palette[3] and _colors(fig.data[10]) == "black"
+
+
+def test_colour_by_predicted_from_models_uses_the_images(digits, tiny_models, tiny_adversarial,
+                                                        latent_map):
+    from plotly.colors import qualitative
+    clf, vae = tiny_models
+    explorer = LatentExplorer.from_models(clf, vae, digits.X_train[:N_TRAIN],
+                                          digits.y_train[:N_TRAIN], tiny_adversarial,
+                                          latent_map=latent_map, background=False)
+    assert [o[1] for o in explorer._color_dropdown.options] == ["true", "predicted"]  # no regions
+    explorer.color_by = "predicted"
+    predicted = predict(clf, digits.X_train[:N_TRAIN]).numpy()   # the images, not decodes
+    idx = np.asarray(explorer.figure.data[0].customdata)
+    assert list(explorer.figure.data[0].marker.color) == [qualitative.Plotly[p]
+                                                          for p in predicted[idx]]
+
+
+def test_show_selection_in_gallery_sends_the_selected_codes(explorer, regions, tiny_models,
+                                                            tiny_adversarial, train_codes,
+                                                            digits):
+    from defuse_widgets.widgets.region_gallery import RegionGallery
+
+    clf, vae = tiny_models
+    gallery = RegionGallery(regions, vae, clf, digits.class_names, n_samples=4,
+                            precision="fp32")
+    assert explorer._send_button.layout.display == "none"   # nobody to send to yet
+    explorer.on_send_selection(lambda sel: gallery.show_selection(**sel))
+    assert explorer._send_button.layout.display is None
+    assert explorer._send_button.description == "Show selection in gallery"
+    explorer.figure._handler_js2py_pointsCallback(
+        _points_event("plotly_selected", {1: [0], 10: [3, 7]}))
+    i = int(explorer.figure.data[1].customdata[0])
+    explorer._send_button.click()
+    assert explorer.error.value == "" and gallery.mode == "selection"
+    codes = np.concatenate([tiny_adversarial.codes[[3, 7]], train_codes[[i]]])
+    images = decode(vae, torch.as_tensor(codes, dtype=torch.float32))
+    assert gallery.images == [to_png(im, size=64) for im in images]
+    view = gallery.selection_view.value
+    assert "3 examples (2 adversarial, 1 training)" in view
+    assert f"true {digits.y_train[i]} ·" in view.split("<figure")[3]
+    explorer.select_points()
+    explorer._send_button.click()   # nothing selected: said in the widget
+    assert "nothing is selected" in explorer.error.value
+
+
+def test_progress_bar_is_hidden_once_the_map_is_done(explorer):
+    bar, label, stop = explorer._fit.row.children
+    assert bar.layout.display == "none" and stop.layout.display == "none"
+    assert label.layout.display != "none" and "map of 400 training" in label.value
