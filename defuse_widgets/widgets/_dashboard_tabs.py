@@ -20,7 +20,7 @@ from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "decisions_html", "region_widgets",
-           "rerun_warning", "resume_status", "review_tab", "sweep_status"]
+           "rerun_warning", "resume_status", "review_tab", "send_selection", "sweep_status"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -58,12 +58,25 @@ def region_widgets(session, regions, annotator: str) -> tuple[RegionGallery, Lab
     """The distillation tab's gallery and the labeling tab's panel of ``session``'s ``regions``."""
     names, c, g = session.data.class_names, session.config, session_grounding(session, regions)
     gallery = RegionGallery(regions, session.vae, session.classifier, names, tau=c.tau,
-                            grounding=g)
+                            grounding=g, precision=c.precision)
     panel = LabelingPanel(session.open_store(), regions, session.vae, session.classifier,
                           class_names=names, annotator=annotator, review_size=c.review_size,
                           tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
                           on_export=session.export_failure_data, grounding=g)
     return gallery, panel
+
+
+def send_selection(dashboard, selection: dict) -> None:
+    """Show a latent-map selection in the distillation tab's gallery, and go to that tab.
+
+    The latent explorer's "Show selection in gallery" calls it with
+    :meth:`LatentExplorer.selected_examples`.
+    """
+    if dashboard.gallery is None:
+        raise ValueError("the gallery shows the selection next to the regions: run "
+                         "distillation first.")
+    dashboard.gallery.show_selection(**selection)
+    dashboard.stage = "distillation"
 
 
 def decisions_html(decisions: list, class_names) -> str:

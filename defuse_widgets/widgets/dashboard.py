@@ -30,7 +30,7 @@ from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
                                                     region_widgets, resume_status, review_tab,
-                                                    sweep_status)
+                                                    send_selection, sweep_status)
 from defuse_widgets.widgets._dashboard_view import STAGES, build_view, busy
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
@@ -207,6 +207,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             cached_map=self.session.load_latent_map(),
             on_map_fitted=self.session.save_latent_map, n_iter=c.tsne_iter, seed=c.seed)
         self.explorer.observe(self._render, "status")
+        self.explorer.on_send_selection(lambda sel: send_selection(self, sel))
         self._built["explorer"] = (adv, regions)
         self._boxes[0].children = [self.explorer]
         if old is not None:
