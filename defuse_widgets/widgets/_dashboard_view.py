@@ -92,6 +92,7 @@ def build_view(dash) -> None:
     for tab, stage in zip(dash._tabs.children, STAGES):   # CSS hooks for browser tests
         tab.add_class(f"defuse-{stage}")
     dash._status.add_class("defuse-status")
+    dash.add_class("defuse-dashboard")
     dash.children = [
         W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(dash.session.path))}</code>"),
         W.HBox([dash._bar, dash._stop, dash._status]), dash._tabs, dash._log]

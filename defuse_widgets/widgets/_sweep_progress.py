@@ -53,7 +53,8 @@ class LiveProgress(Callback):
         self._last = time.monotonic()
         key = RESULT_TRAITS.get(self.sweep, "baseline_results")
         self.plot.epochs_done = self.plot.epoch_offset + self._done
-        setattr(self.plot, key, [*getattr(self.plot, key), dict(result)])
+        kept = [r for r in getattr(self.plot, key) if r.get("lam") != result.get("lam")]
+        setattr(self.plot, key, [*kept, dict(result)])   # replaces a λ shown before Start
 
 
 class EpochOffset(Callback):

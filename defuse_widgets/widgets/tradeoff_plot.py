@@ -295,10 +295,12 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
             self.corrector_ = self.baseline_corrector_ = None
             self.correctors_, self.epoch_offset = {}, 0
             with self.hold_trait_notifications():
-                self.results, self.review_results, self.before, self.best = [], [], {}, {}
-                self.arm, self.verdict, self.corrected, self.chosen = "defuse", "", None, {}
-                self.baseline_results = ([] if self.X_adv is not None
-                                         else [dict(r) for r in self._precomputed])
+                # the points already drawn stay until their λ reports again (a stopped
+                # sweep resumes from its finished λs): the plot never empties on Start
+                self.best, self.arm, self.verdict, self.corrected = {}, "defuse", "", None
+                self.chosen = {}
+                if self.X_adv is None:
+                    self.baseline_results = [dict(r) for r in self._precomputed]
                 self.status, self.epochs_done = "Starting…", 0
             self._start("correction", self._sweep)
 

@@ -156,6 +156,26 @@ def test_stop_button_leaves_a_session_that_the_next_start_resumes(digits, tiny_m
         assert a["lam"] == b["lam"] and a["test"] == pytest.approx(b["test"], abs=1e-6)
 
 
+def test_start_again_keeps_the_drawn_points_until_each_lambda_reports(digits, tiny_models, task):
+    """Issue 15: Start after Stop cleared the plot before refilling it."""
+    seen = []
+
+    class Watch(Callback):
+        def on_lam_begin(self, corrector, *, lam, **kw):
+            seen.append(sorted(r["lam"] for r in plot.results))
+
+    lams = [1e-2, 1.0]
+    plot = _plot(digits, tiny_models, task, lams=lams, callbacks=[Watch()])
+    plot.start()
+    assert plot.join(TIMEOUT) and seen[0] == []
+    seen.clear()
+    plot.start()
+    assert plot.join(TIMEOUT) and plot.error_ is None
+    assert seen[0] == lams                                   # nothing cleared on Start
+    assert sorted(r["lam"] for r in plot.results) == lams    # replaced, not duplicated
+    assert plot.best and plot.best["lam"] in lams
+
+
 def _points_event(trace_points):
     """What plotly.js sends for a click: {trace_index: [point_index, ...]}."""
     pairs = [(t, i) for t, inds in trace_points.items() for i in inds]
