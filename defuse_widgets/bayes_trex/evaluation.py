@@ -17,6 +17,7 @@ from defuse_widgets._validation import (describe, check_images, check_int, check
                           check_seed)
 from defuse_widgets.models.inference import encode_mean, predict_logits
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.callbacks import ProgressCallback
 
 __all__ = ["ambiguity_counts", "all_pair_targets", "pair_interpolation_codes", "sampled_ambiguity", "baseline_ambiguity",
            "train_class_excluded_vae", "train_subset_classifier",
@@ -159,7 +160,9 @@ def baseline_ambiguity(classifier: nn.Module, X, *, low: float = 0.4, high: floa
 
 
 def train_class_excluded_vae(X, y, exclude, *, epochs: int = 20, beta: float = 0.25,
-                             anneal_steps: int = 500, batch_size: int = 64, seed: int = 0, device=None, progress: bool = False) -> nn.Module:
+                             anneal_steps: int = 500, batch_size: int = 64, seed: int = 0,
+                             device=None, progress: bool = False,
+                             callback: ProgressCallback | None = None) -> nn.Module:
     """Train a β-VAE on the images of every class except ``exclude`` (P_G ⊂ P_C).
 
     Parameters
@@ -178,6 +181,9 @@ def train_class_excluded_vae(X, y, exclude, *, epochs: int = 20, beta: float = 0
     seed : int, default=0
     device : str or torch.device, optional
     progress : bool, default=False
+    callback : ProgressCallback, optional
+        ``callback("training", epoch, epochs)`` after each epoch; True stops
+        (see :func:`~defuse_widgets.models.training.train_vae`).
 
     Returns
     -------
@@ -204,7 +210,7 @@ def train_class_excluded_vae(X, y, exclude, *, epochs: int = 20, beta: float = 0
     vae = BetaVAE.from_family(family)
     return train_vae(vae, X[keep], beta=beta, epochs=epochs, anneal_steps=anneal_steps,
                      batch_size=batch_size, seed=seed, device=device,
-                     progress=progress)
+                     progress=progress, callback=callback)
 
 
 def train_subset_classifier(X, y, classes, *, epochs: int = 5, seed: int = 0, device=None,

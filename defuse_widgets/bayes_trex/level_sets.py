@@ -30,7 +30,7 @@ from torch import nn
 
 from defuse_widgets._validation import (describe, check_choice, check_codes, check_int, check_module,
                           check_number, check_seed, resolve_device)
-from defuse_widgets.callbacks import ProgressCallback
+from defuse_widgets.callbacks import ProgressCallback, Stopped
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.models.inference import decode
 from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis
@@ -72,6 +72,17 @@ class LevelSetSampler(BaseEstimator):
         to ``sigma`` over the first half of the warm-up, then stays at
         ``sigma`` (kept draws always use ``sigma``). A wide start lets chains
         cross low-likelihood regions before the level set tightens.
+    n_optimize : int, default=0
+        Adam steps that climb the level-set posterior from the starting codes
+        before the chains start (0: none). MALA's adapted steps are small,
+        so chains barely leave where they start; climbing first lets chains
+        of ambiguous targets start on the level set instead of beside it.
+    optimize_candidates : int, default=1
+        With ``n_optimize``, climb this many starting codes per chain and
+        start each target's chains at its ``n_chains`` best (highest
+        posterior density).
+    optimize_lr : float, default=0.05
+        Adam learning rate of the climb.
     init_codes : array-like of shape (n_codes, n_latent), optional
         Extra candidate starting codes added to the prior pool, e.g. encodings
         of test images or interpolations between two classes' encodings
@@ -87,6 +98,9 @@ class LevelSetSampler(BaseEstimator):
     targets_ : list of Target
     target_index_ : ndarray of shape (n_chains_total,)
         Index into ``targets_`` of each chain.
+    init_codes_ : ndarray of shape (n_chains_total, n_latent), float32
+        Where the chains started (after the climb, if any); pass it as
+        ``init_codes`` with ``n_init=0`` to start another kernel at the same codes.
     codes_ : ndarray of shape (n_samples, n_chains_total, n_latent), float32
     probs_ : ndarray of shape (n_samples, n_chains_total, n_classes), float32
         Classifier softmax of each draw's decode.
@@ -107,7 +121,8 @@ class LevelSetSampler(BaseEstimator):
     def __init__(self, *, targets: Sequence[Target], n_chains: int = 10, sigma: float = 0.05,
                  method: str = "mala", n_warmup: int = 200, n_samples: int = 100,
                  thin: int = 1, step_size: float | None = None, n_leapfrog: int = 3,
-                 n_init: int = 4096, sigma_start: float | None = None, init_codes=None,
+                 n_init: int = 4096, sigma_start: float | None = None, n_optimize: int = 0,
+                 optimize_candidates: int = 1, optimize_lr: float = 0.05, init_codes=None,
                  n_latent: int | None = None, device=None, seed: int = 0):
         self.targets = targets
         self.n_chains = n_chains
@@ -120,6 +135,9 @@ class LevelSetSampler(BaseEstimator):
         self.n_leapfrog = n_leapfrog
         self.n_init = n_init
         self.sigma_start = sigma_start
+        self.n_optimize = n_optimize
+        self.optimize_candidates = optimize_candidates
+        self.optimize_lr = optimize_lr
         self.init_codes = init_codes
         self.n_latent = n_latent
         self.device = device
@@ -193,12 +211,18 @@ class LevelSetSampler(BaseEstimator):
             current["sigma"] = sigma_start * (sigma / sigma_start) ** (it / n_anneal)
             return True
 
-        init = self._initial_codes(targets, n_chains, n_latent, n_classes, sigma,
+        n_opt = check_int("n_optimize", self.n_optimize, low=0)
+        n_cand = check_int("optimize_candidates", self.optimize_candidates, low=1) if n_opt else 1
+        init = self._initial_codes(targets, n_chains * n_cand, n_latent, n_classes, sigma,
                                    classifier, decode_fn, dev)
+        if n_opt:
+            init = self._climb(init, targets, n_chains, n_cand, n_classes, sigma, classifier,
+                               decode_fn, dev, callback)
         kernel.run(log_prob, init, callback=callback, schedule=schedule if n_anneal else None,
                    stage="level sets")
         self.targets_ = targets
         self.target_index_ = target_index
+        self.init_codes_ = init.cpu().numpy().astype(np.float32)
         self.codes_ = kernel.samples_.numpy().astype(np.float32)
         self.probs_ = kernel.aux_.numpy().astype(np.float32)
         self.sampler_ = kernel
@@ -207,6 +231,33 @@ class LevelSetSampler(BaseEstimator):
         self.n_classes_ = n_classes
         self.classifier_, self.decoder_ = classifier, decoder
         return self
+
+    def _climb(self, z, targets, n_chains, n_cand, n_classes, sigma, classifier, decode_fn,
+               dev, callback) -> torch.Tensor:
+        """Adam ascent of the posterior from every candidate; each target keeps its best chains."""
+        lr = check_number("optimize_lr", self.optimize_lr, low=0, low_inclusive=False)
+        n_opt = int(self.n_optimize)
+        packed = pack_targets(targets, np.repeat(np.arange(len(targets)), n_chains * n_cand),
+                              n_classes, dev)
+        z = z.to(dev).clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+
+        def log_post(z):
+            probs = torch.softmax(classifier(decode_fn(z)).float(), dim=1)
+            return -0.5 * (z ** 2).sum(1) + level_set_log_likelihood(probs, packed, sigma)
+        for step in range(n_opt):
+            with torch.enable_grad():
+                grad, = torch.autograd.grad(-log_post(z).sum(), z)
+            z.grad = torch.where(torch.isfinite(grad), grad, torch.zeros_like(grad))
+            opt.step()
+            if callback is not None and callback("level sets: climb", step + 1, n_opt):
+                raise Stopped(f"level sets: climb stopped at step {step + 1} of {n_opt}")
+        with torch.no_grad():
+            lp = log_post(z).view(len(targets), n_chains * n_cand)
+            lp = torch.where(torch.isfinite(lp), lp, torch.full_like(lp, -float("inf")))
+            best = lp.topk(n_chains, dim=1).indices + (torch.arange(len(targets), device=dev)
+                                                       * n_chains * n_cand)[:, None]
+        return z.detach()[best.reshape(-1)].cpu()
 
     @torch.no_grad()
     def _initial_codes(self, targets, n_chains, n_latent, n_classes, sigma, classifier,

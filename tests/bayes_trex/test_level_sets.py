@@ -159,3 +159,29 @@ def test_init_codes_are_where_chains_start(shipped):
     with pytest.raises(ValueError, match="init_codes must have 10 latent dimensions"):
         LevelSetSampler(targets=[Target.high_confidence(2)], init_codes=np.zeros((4, 3)),
                         device="cpu").fit(clf, vae)
+
+
+def test_climbing_starts_chains_nearer_the_level_set(shipped):
+    from defuse_widgets.bayes_trex.targets import pack_targets
+    clf, vae, _ = shipped
+    t = Target.ambiguous(3, 5)
+    packed = pack_targets([t], np.zeros(6, np.int64), 10, "cpu")
+    kw = dict(targets=[t], n_chains=6, method="rwm", step_size=1e-7, n_warmup=0, n_samples=4,
+              n_init=256, device="cpu", seed=0)
+    stages = []
+
+    def loglik(ls):      # the chains barely move, so their draws are their starting points
+        with torch.no_grad():
+            probs = torch.softmax(clf(vae.decode(torch.from_numpy(ls.codes_[0]))), 1)
+        return level_set_log_likelihood(probs, packed, 0.05).numpy()
+    plain = loglik(LevelSetSampler(**kw).fit(clf, vae))
+    climbed = LevelSetSampler(n_optimize=30, optimize_candidates=2, optimize_lr=0.05, **kw).fit(
+        clf, vae, callback=lambda s, d, n: stages.append(s))
+    assert climbed.codes_.shape == (4, 6, 10)
+    assert np.median(loglik(climbed)) > np.median(plain) + 1.0
+    assert stages.count("level sets: climb") == 30 and stages[-1] == "level sets"
+    from defuse_widgets.callbacks import Stopped
+    with pytest.raises(Stopped, match="climb"):
+        LevelSetSampler(n_optimize=5, **kw).fit(clf, vae, callback=lambda s, d, n: True)
+    with pytest.raises(ValueError, match="optimize_lr must be > 0"):
+        LevelSetSampler(n_optimize=5, optimize_lr=0, **kw).fit(clf, vae)
