@@ -340,6 +340,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self.write_report()
 
     @property
+    def progress_line(self) -> W.HBox:
+        """The progress bar, Stop and the status line: show them in a cell that waits."""
+        return self.children[1]
+
+    @property
     def corrected_classifier(self) -> nn.Module | None:
         """The session's corrected classifier: the rule's λ when its verdict is that it fixes
         the regions, or the λ chosen by clicking the plot; None otherwise."""
