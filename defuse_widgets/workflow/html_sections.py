@@ -169,8 +169,8 @@ def _card(k: int, reg: dict, names: list, rho) -> str:
         top = votes.most_common(1)[0][0] if votes else None
         dis = " dis" if top is not None and top >= 0 and top != smp["predicted"] else ""
         text = " · ".join(f'<span title="{n} vote{"s" * (n != 1)} for {esc(_label(names, c))}">'
-                          f"{esc(_label(names, c))} ×{n}</span>" for c, n in votes.most_common()
-                          ) or "no votes"
+                          f'{"none" if c < 0 else esc(_label(names, c))} ×{n}</span>'
+                          for c, n in votes.most_common()) or "no votes"
         pred = esc(_label(names, smp["predicted"]))
         data = base64.b64encode(smp["png"]).decode("ascii")
         tiles.append(f'<figure class="tile{dis}"><div class="img"><img src="data:image/png;'
@@ -182,7 +182,8 @@ def _card(k: int, reg: dict, names: list, rho) -> str:
             f"{s['weight']:.3f} · {s['members']:,} adversarial examples · confusions (true → "
             f"predicted): {_confusions(s['top_confusions'], names)}</p>"
             f'<h4>Review set <small>(decoded samples of N(μ, τΣ) the annotators saw; '
-            f"red: the classifier's prediction; below: the votes)</small></h4>"
+            f"red: the classifier's prediction; below: the votes; red frame: most votes name "
+            "another class)</small></h4>"
             f'<div class="samples">{"".join(tiles)}</div><div class="cols">'
             f"<div><h4>Decision</h4>{_decision(d, names, rho)}{_stale(d, reg['votes'])}</div>"
             f"<div><h4>Votes</h4>{_votes(reg['votes'], names)}</div>"
@@ -270,7 +271,7 @@ table.overview tr.acc td:nth-child(5){color:var(--acc);font-weight:600}
 table.settings td:last-child{text-align:left;font-family:ui-monospace,monospace;font-size:13px}
 table.votes tr.total td{font-weight:600}
 #tradeoff h3{margin-top:22px}.plotbox{margin:0}.plot{width:100%;max-width:860px;height:auto;display:block}
-.plot text{font-size:12px;fill:#344054}.plot .axis{font-size:13px;fill:var(--fg)}
+.plot text{font-size:12px;fill:#344054}.plot text.lam{font-size:11px}.plot .axis{font-size:13px;fill:var(--fg)}
 .plot .grid{stroke:#eaecf0}.plot circle,.plot polygon{cursor:default}
 figcaption{color:var(--muted);font-size:13px}
 .region{border:1px solid var(--line);border-left:5px solid #98a2b3;border-radius:8px;

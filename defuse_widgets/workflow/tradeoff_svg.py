@@ -73,6 +73,10 @@ def tradeoff_svg(correction: dict, before: dict | None = None,
                      f'fill="{colour}"><title>{esc(name)}, λ = {lam_text(r["lam"])}: test '
                      f'{pct(r["test"])} %, region-test {pct(r["region_test"])} %</title>'
                      "</circle>")
+            if len(recs) <= 8:   # few λs: name each point (many would overlap; hover names them)
+                g.append(f'<text class="lam" x="{X(r["test"]) + 7:.1f}" y="'
+                         f'{Y(r["region_test"]) - 7:.1f}" fill="{colour}">λ={lam_text(r["lam"])}'
+                         "</text>")
         best = rec.get("best")
         if best and is_number(best.get("test")) and is_number(best.get("region_test")):
             g.append(_star(X(best["test"]), Y(best["region_test"]),
