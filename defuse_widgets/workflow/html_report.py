@@ -121,7 +121,8 @@ def _write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fchmod(f.fileno(), 0o644)   # a file to share, not mkstemp's owner-only mode
+            if hasattr(os, "fchmod"):   # a file to share, not mkstemp's owner-only mode
+                os.fchmod(f.fileno(), 0o644)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

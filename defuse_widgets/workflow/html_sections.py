@@ -109,7 +109,7 @@ def figure4_section(res: dict) -> str:
             rows.append((f' id="fig4-{key}"', (esc(label), "-" if n is None else esc(n),
                          pct(r.get("validation")), pct(r.get("test")),
                          pct(r.get("region_test")), lam_text(r.get("lam")))))
-    out = [f'<section id="figure4"><h2>Figure 4: accuracy before and after fine-tuning (%)'
+    out = ['<section id="figure4"><h2>Figure 4: accuracy before and after fine-tuning (%)'
            "</h2>", table(("", "# Regions", "Validation", "Test", "Misclass. region", "λ"),
                           rows, "fig4")]
     model = res.get("corrected_model") or {}

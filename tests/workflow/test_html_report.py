@@ -151,6 +151,7 @@ def test_a_session_before_labeling_reports_what_it_has(session):
 def test_a_path_outside_the_session(session, tmp_path):
     out = session.write_html_report(tmp_path / "shared.html")
     assert out == tmp_path / "shared.html" and "<img" in out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o644   # a file to share, readable by others
     assert not session.folder.listed(REPORT_FILE) and not (session.path / REPORT_FILE).exists()
 
 
