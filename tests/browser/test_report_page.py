@@ -7,9 +7,6 @@ it from ``file://`` with the network cut off. A full-page screenshot goes to
 ``$BROWSER_ARTIFACTS`` (default ``tests/artifacts/report.png``). Without
 Chromium or Playwright the test is skipped, or fails when ``CI`` is set.
 """
-import importlib.util
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,35 +14,9 @@ from torch import nn
 
 from defuse_widgets.workflow import DefuseConfig, run_defuse
 
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_tools
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _require_tools() -> None:
-    missing = [what for what, ok in [
-        (f"{CHROMIUM} (apt-get install chromium)", CHROMIUM.exists()),
-        ("playwright (pip install playwright)", importlib.util.find_spec("playwright")),
-    ] if not ok]
-    if missing:
-        reason = "browser test needs " + ", ".join(missing) + "; run .ci/browser_setup.sh"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def artifacts():
-    folder = Path(os.environ.get("BROWSER_ARTIFACTS") or REPO / "tests" / "artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
-    if "BROWSER_ARTIFACTS" not in os.environ:
-        (folder / ".gitignore").write_text("*\n")
-    return folder
-
 
 class _Contrarian(nn.Module):
     """Names the class after the classifier's: every region is a misclassification region."""
@@ -81,7 +52,7 @@ def report_file(tmp_path, digits, tiny_models):
 
 
 def test_the_html_report_opens_in_the_browser_with_its_images(report_file, artifacts):
-    _require_tools()
+    require_tools()
     from playwright.sync_api import sync_playwright
 
     path, n_images = report_file
