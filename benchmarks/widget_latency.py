@@ -115,15 +115,16 @@ def gallery_rows(classifier, vae, regions, *, n_regions: int = 20, n_moves: int 
     # display (which replace untraced ones); growth is what the next n_moves add
     gc.collect()
     tracemalloc.start()
-    widgets0, rss0 = len(ipywidget._instances), _rss_mb()
+    widgets0, rss = len(ipywidget._instances), [_rss_mb()]
     held = []
     for _ in range(2):
         for i in range(n_moves):
             gallery._slider.value = float(taus[i % len(taus)])
         gc.collect()
         held.append(tracemalloc.get_traced_memory()[0] / 1024)
+        rss.append(_rss_mb())
     tracemalloc.stop()
-    widgets, rss = len(ipywidget._instances) - widgets0, _rss_mb() - rss0
+    widgets = len(ipywidget._instances) - widgets0
     grown_kb = held[1] - held[0]
     rows.append(dict(what=f"memory held after {n_moves} \"all regions\" τ changes",
                      value=f"{widgets:+d} widgets, {grown_kb:+.0f} KB", target="no growth",
@@ -131,7 +132,8 @@ def gallery_rows(classifier, vae, regions, *, n_regions: int = 20, n_moves: int 
                      note=f"widgets alive after {2 * n_moves} τ changes minus before; Python "
                           f"memory held (tracemalloc) after {2 * n_moves} minus after "
                           f"{n_moves} ({held[0]:.0f} KB after the first {n_moves}, the grids on"
-                          f" display); resident memory {rss:+.1f} MB over the {2 * n_moves}",
+                          f" display); resident memory before, after {n_moves} and "
+                          f"{2 * n_moves}: {' / '.join(f'{m:.0f}' for m in rss)} MB",
                      raw=dict(widgets=widgets, traced_kb=held, grown_kb=grown_kb, rss_mb=rss)))
     return rows
 
