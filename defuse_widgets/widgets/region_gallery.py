@@ -4,7 +4,12 @@ Each region j is shown as decodes of codes z ~ N(μ_j, τ Σ_j), the classifier'
 prediction in red in each image's corner, next to the region's weight π_j, its
 member count, its source-class → predicted-class confusions and, given a
 :class:`~defuse_widgets.stages.grounding.RegionGrounding`, the real validation
-and test images that fall in it and the classifier's accuracy on them.
+and test images that fall in it and the classifier's accuracy on them. The
+"all" view draws every region from one decode and one classifier pass and
+updates its rows in place; the "selection" view shows codes handed over by
+:meth:`RegionGallery.show_selection` (the latent map's selection) as
+captioned tiles. "Resampling…" (CSS class ``defuse-busy``) shows while a
+view is redrawn.
 """
 from __future__ import annotations
 
