@@ -69,7 +69,8 @@ def build_view(dash) -> None:
     dash._report_button = button("HTML report", dash._report_clicked, icon="file",
                                  tooltip="write report.html: one file to share")
     dash._stop = button("Stop", dash.stop, icon="stop", button_style="warning")
-    dash._bar = W.IntProgress(min=0, max=100, layout=W.Layout(width="200px"))
+    dash._stop.layout.flex = "0 0 auto"   # never squeezed by a long status line
+    dash._bar = W.IntProgress(min=0, max=100, layout=W.Layout(width="200px", flex="0 0 auto"))
     dash._status, dash._decisions, dash._report_link = W.HTML(), W.HTML(), W.HTML()
     dash._log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
     dash._boxes = [W.VBox() for _ in STAGES]
@@ -95,4 +96,5 @@ def build_view(dash) -> None:
     dash.add_class("defuse-dashboard")
     dash.children = [
         W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(dash.session.path))}</code>"),
-        W.HBox([dash._bar, dash._stop, dash._status]), dash._tabs, dash._log]
+        W.HBox([dash._bar, dash._stop, dash._status], layout=W.Layout(align_items="center")),
+        dash._tabs, dash._log]

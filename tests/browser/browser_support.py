@@ -25,7 +25,6 @@ import pytest
 
 from defuse_widgets.storage.annotations import AnnotationStore
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -198,9 +197,9 @@ def votes(path: Path) -> list:
 class Browser:
     """A Chromium page with numbered screenshots and collected page errors."""
 
-    def __init__(self, pw, artifacts: Path, prefix: str):
+    def __init__(self, pw, artifacts: Path, prefix: str, *, height: int = 1000):
         self.browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        self.page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.page = self.browser.new_page(viewport={"width": 1400, "height": height})
         self.artifacts, self.prefix, self.n, self.errors = artifacts, prefix, 0, []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
@@ -219,7 +218,7 @@ def run_all(page) -> None:
     page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
 
 
-def _waitvotes(store: Path, n: int) -> list:
+def wait_votes(store: Path, n: int) -> list:
     deadline = time.monotonic() + 60
     while len(votes(store)) < n and time.monotonic() < deadline:
         time.sleep(0.5)
