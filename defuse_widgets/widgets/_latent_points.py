@@ -88,7 +88,8 @@ class PointImages:
 
     def examples(self, selection: dict, max_n: int | None = None) -> dict:
         """``codes`` (n, n_latent), ``kinds`` and ``true_labels`` (n,) of a selection
-        ``{"train": index, "adversarial": index}``, adversarial examples first."""
+        ``{"train": index, "adversarial": index}``, adversarial examples first; at most
+        ``max_n``, evenly spread over the selection (both kinds show in a large one)."""
         picked = [(kind, np.asarray(selection.get(kind, ()), dtype=np.int64))
                   for kind in ("adversarial", "train")]
         labels = {"adversarial": self.adversarial.true_label, "train": self.train_labels}
@@ -97,7 +98,12 @@ class PointImages:
                    kinds=[k for k, i in picked for _ in i],
                    true_labels=np.concatenate([np.asarray(labels[k])[i].astype(np.int64)
                                                for k, i in picked]))
-        return {k: v[:max_n] for k, v in out.items()}
+        n = len(out["kinds"])
+        if max_n is None or n <= max_n:
+            return out
+        keep = np.linspace(0, n - 1, max_n).round().astype(np.int64)   # spread over all of it
+        return {k: (np.asarray(v)[keep] if not isinstance(v, list) else [v[i] for i in keep])
+                for k, v in out.items()}
 
     def tiles(self, examples: dict, *, size: int = 48) -> tuple:
         """(PNG per tile, HTML of the captioned tiles) of :meth:`examples`' output."""

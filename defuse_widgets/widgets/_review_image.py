@@ -50,18 +50,18 @@ class ReviewImage(widgets.VBox):
         self._shown = None
         self._image = widgets.Image(format="png")
         self._image.add_class("defuse-review-image")
+        wide = dict(style={"description_width": "60px"},
+                    layout=widgets.Layout(width="240px", flex="0 0 auto"))
         self._zoom = widgets.IntSlider(value=zoom, min=96, max=480, step=48, description="Zoom",
-                                       continuous_update=False, readout_format="d",
-                                       style={"description_width": "60px"},
-                                       layout=widgets.Layout(width="230px"))
+                                       continuous_update=False, readout_format="d", **wide)
         self._contrast = widgets.FloatSlider(value=1.0, min=0.5, max=4.0, step=0.25,
                                              description="Contrast", continuous_update=False,
-                                             style={"description_width": "60px"},
-                                             layout=widgets.Layout(width="230px"))
+                                             **wide)
         traitlets.link((self, "zoom"), (self._zoom, "value"))
         traitlets.link((self, "contrast"), (self._contrast, "value"))
         self.zoom = zoom
-        self.children = [self._image, widgets.HBox([self._zoom, self._contrast])]
+        self.layout.min_width = "250px"   # the sliders keep their tracks beside a small image
+        self.children = [self._image, self._zoom, self._contrast]
 
     def show(self, image, label: str) -> None:
         """Show ``image`` (C, H, W) in [0, 1] with ``label`` in red, at the current zoom."""

@@ -53,10 +53,11 @@ def tiles_html(pngs, kinds, true_labels, predicted, names, *, size: int = 64) ->
         src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         tiles.append(
             f"<figure class='defuse-tile defuse-tile-{kind}' title='{html.escape(caption)}' "
-            f"style='margin:0;width:{size + 8}px;border:3px solid {_BORDER[kind]};"
-            "padding:1px;font-size:10px;line-height:1.2;text-align:center'>"
+            f"style='margin:0;flex:0 0 auto;width:{max(size, 66)}px;border:3px solid "
+            f"{_BORDER[kind]};padding:1px;font-size:10px;line-height:1.25;text-align:center;"
+            "overflow-wrap:anywhere'>"
             f"<img src='{src}' width='{size}' height='{size}' alt='{html.escape(caption)}'>"
-            f"<figcaption><b>{KIND_NAMES[kind]}</b><br>true {html.escape(names[t])} · "
+            f"<figcaption><b>{KIND_NAMES[kind]}</b><br>true {html.escape(names[t])}<br>"
             f"<span style='color:#c00'>pred {html.escape(names[p])}</span></figcaption>"
             "</figure>")
     legend = ("<div style='font-size:90%'><span style='color:#e67e22'>■</span> adversarial "

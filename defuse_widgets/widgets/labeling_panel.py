@@ -152,7 +152,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
                              tooltip="key n")
         self._prev = _button("◀ Previous", lambda: self.move(-1), tooltip="key ←")
         self._next = _button("Next ▶", lambda: self.move(1), tooltip="key →")
-        self._unlabelled = _button("Next unlabelled ⏭", self.next_unlabelled, width="150px",
+        self._unlabelled = _button("Next unlabelled", self.next_unlabelled, icon="forward",
                                    tooltip="key u: your next sample without a vote")
         self._undo = _button("Undo", self.undo, icon="undo", tooltip="key Backspace")
         self._skip = _button("Skip region", self.skip, tooltip="leave this region for now")

@@ -35,6 +35,9 @@ from defuse_widgets.widgets._tiles import tile_pngs, tiles_html
 
 __all__ = ["RegionGallery", "sample_seed"]
 
+#: An image next to a tall column is not stretched to its height (flexbox's default).
+_KEEP_ASPECT = dict(align_self="flex-start", object_fit="contain", max_width="100%")
+
 
 def sample_seed(region: int, tau: float, resample_count: int) -> int:
     """Seed of the samples shown for ``(region, tau, resample_count)``.
@@ -146,7 +149,8 @@ class RegionGallery(W.VBox):
         counts = regions.member_counts
         self._dropdown = W.Dropdown(
             options=[(f"region {k} · π={regions.weights[k]:.3f} · {counts[k]} members", k)
-                     for k in range(len(regions))], description="Region")
+                     for k in range(len(regions))], description="Region",
+            layout=W.Layout(width="320px"))
         self._prev = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
         self._next = W.Button(description="next ▶", layout=W.Layout(width="80px"))
         self._slider = W.FloatLogSlider(base=10, min=math.log10(lo), max=math.log10(hi),
@@ -155,12 +159,13 @@ class RegionGallery(W.VBox):
         self._resample_button = W.Button(description="Resample", icon="refresh")
         self._mode_toggle = W.ToggleButtons(options=[("one", "single"), ("all", "all"),
                                                      ("selection", "selection")],
+                                            style={"button_width": "76px"},
                                             layout=W.Layout(width="auto"))
         self._n_input = W.BoundedIntText(min=1, max=4096, description="samples",
                                          layout=W.Layout(width="150px"))
         self.stats = W.HTML()
-        self.image = W.Image(format="png")
-        self.busy_indicator = W.HTML("<b>⏳ Resampling…</b>",
+        self.image = W.Image(format="png", layout=W.Layout(**_KEEP_ASPECT))
+        self.busy_indicator = W.HTML("<b style='color:#b35c00'>Resampling…</b>",
                                      layout=W.Layout(display="none"))
         self.busy_indicator.add_class("defuse-busy")
         self.selection_view = W.HTML()
@@ -282,8 +287,9 @@ class RegionGallery(W.VBox):
         elif self.mode == "all":
             grids = self._grids(range(len(self._regions)))
             if not self._rows:   # made once: a τ change only updates their values
-                self._rows = [W.HBox([W.HTML(layout=W.Layout(width="260px")),
-                                      W.Image(format="png")]) for _ in grids]
+                self._rows = [W.HBox([W.HTML(layout=W.Layout(width="260px", flex="0 0 260px")),
+                                      W.Image(format="png", layout=W.Layout(**_KEEP_ASPECT))])
+                              for _ in grids]
             for k, (row, png) in enumerate(zip(self._rows, grids)):
                 row.children[0].value = self._stats_html(k)
                 row.children[1].value = png
@@ -312,8 +318,10 @@ class RegionGallery(W.VBox):
                 "<i>No selection yet: box- or lasso-select points in the latent map, then "
                 "press <b>Show selection in gallery</b>.</i>")
         else:
-            kinds, labels = self.selection["kinds"][:shown], self.selection["true_labels"][:shown]
-            images = decode(self._vae, torch.as_tensor(codes[:shown], dtype=torch.float32))
+            keep = np.linspace(0, n - 1, shown).round().astype(np.int64)   # spread over all
+            kinds = [self.selection["kinds"][i] for i in keep]
+            labels = np.asarray(self.selection["true_labels"])[keep]
+            images = decode(self._vae, torch.as_tensor(codes[keep], dtype=torch.float32))
             with autocast(self._precision):
                 predicted = predict(self._classifier, images).tolist()
             names = self._class_names + ["?"]   # true label -1: unknown

@@ -56,6 +56,12 @@ def _busy_seen(page, clear: bool = False) -> list:
     return seen
 
 
+def _shot(b, name: str) -> None:
+    """A full-page screenshot with the dashboard at the top of the notebook's view."""
+    b.page.locator(".defuse-dashboard").evaluate("e => e.scrollIntoView({block: 'start'})")
+    b.shot(name)
+
+
 def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
@@ -88,7 +94,7 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             images = dash.locator(".widget-image")
             expect(images.nth(3)).to_be_visible(timeout=60_000)
             before = images.nth(1).get_attribute("src")
-            b.shot("gallery-tau-0.5")
+            _shot(b, "gallery-all")
             _busy_seen(page, clear=True)
             handle = dash.locator(".noUi-handle").first   # the τ slider
             handle.focus()
@@ -96,7 +102,8 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
                 handle.press("ArrowRight")
             expect(images.nth(1)).not_to_have_attribute("src", before, timeout=60_000)
             assert any("Resampling" in s for s in _busy_seen(page)), _busy_seen(page)
-            b.shot("gallery-tau-0.6")
+            expect(dash.locator(".defuse-busy")).to_be_hidden()
+            _shot(b, "gallery-all-after-tau")
 
             # 1 · Identification: the latent map, and a rerun that would archive asks first
             _tab(page, "1 · Identification")
@@ -130,20 +137,20 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             assert tab1.locator(".defuse-tile-adversarial").count() >= 1   # listed first
             expect(tiles.first).to_contain_text("adversarial")
             expect(tiles.first).to_contain_text("true")
-            b.shot("latent-map-selection")
+            _shot(b, "latent-map-selection")
             send = tab1.get_by_role("button", name="Show selection in gallery")
             expect(send).to_be_enabled()
             send.click()
             shown = page.locator(".defuse-distillation .defuse-selection figure.defuse-tile")
             expect(shown.first).to_be_visible(timeout=60_000)   # the gallery's tab opened
             assert shown.count() >= 1
-            b.shot("gallery-selection")
+            _shot(b, "gallery-selection")
             _tab(page, "1 · Identification")
             page.get_by_role("button", name="Run identification").click()
             status = page.locator(".defuse-status")
             expect(status).to_contain_text("Click the button again to confirm")
             assert not (session / "archive").exists()   # nothing moved, nothing ran
-            b.shot("latent-map")
+            _shot(b, "latent-map")
 
             # 3 · Labeling: keys and buttons; region numbers agree; a lone voter sees the decision
             _tab(page, "3 · Labeling")
@@ -171,7 +178,7 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             for _ in range(4):
                 keys.press("0")
             wait_votes(store, 6)
-            b.shot("labeling-mid-vote")
+            _shot(b, "labeling-mid-vote")
             for _ in range(4):
                 keys.press("0")
             assert len(wait_votes(store, 10)) == 10
@@ -191,7 +198,7 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             expect(tab.get_by_text("Selected λ=")).to_be_visible(timeout=SLOW)
             assert plot.locator(".scatterlayer .trace .point").count() >= 3
             expect(tab.locator(".defuse-lam-choice")).to_contain_text("λ")
-            b.shot("tradeoff")
+            _shot(b, "tradeoff")
             COMPUTED["session"] = session
 
             tab.get_by_role("button", name="HTML report").click()
@@ -217,7 +224,7 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
                 timeout=SLOW)
             expect(tab).to_contain_text("Saved sweep: 5 λ")   # not an empty "Press Start"
             expect(tab.locator(".defuse-lam-choice")).to_contain_text("Rule's choice")
-            b.shot("tradeoff-after-restart")
+            _shot(b, "tradeoff-after-restart")
         except Exception:
             with contextlib.suppress(Exception):
                 b.shot("failure")

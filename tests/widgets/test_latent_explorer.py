@@ -110,9 +110,9 @@ def test_selection_tiles_say_kind_true_label_and_prediction(explorer, digits, ti
     adv_pred = int(predict(clf, decode(vae, torch.as_tensor(tiny_adversarial.codes[2:3])))[0])
     train_true = int(digits.y_train[7])
     assert "defuse-tile-adversarial" in tiles[0] and "<b>adversarial</b>" in tiles[0]
-    assert f"true {adv_true} · <span style='color:#c00'>pred {adv_pred}</span>" in tiles[0]
+    assert f"true {adv_true}<br><span style='color:#c00'>pred {adv_pred}</span>" in tiles[0]
     assert "defuse-tile-train" in tiles[1] and "<b>training</b>" in tiles[1]
-    assert f"true {train_true} · " in tiles[1]
+    assert f"true {train_true}<br>" in tiles[1]
     assert adv_pred != adv_true   # identify kept it because the classifier is wrong on it
 
 

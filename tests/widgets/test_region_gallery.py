@@ -225,7 +225,7 @@ def test_show_selection_shows_decodes_of_exactly_those_codes(gallery, tiny_adver
     assert view.count("defuse-tile defuse-tile-adversarial") == 2
     assert view.count("defuse-tile defuse-tile-train") == 1
     predicted = predict(clf, images).tolist()
-    assert f"<b>training</b><br>true {true[2]} · <span style='color:#c00'>pred {predicted[2]}" \
+    assert f"<b>training</b><br>true {true[2]}<br><span style='color:#c00'>pred {predicted[2]}" \
         in view
     gallery.tau = 0.9                                  # τ does not move a fixed selection
     assert gallery.images == [to_png(im, size=64) for im in images]
@@ -241,3 +241,14 @@ def test_selection_mode_without_a_selection_says_how_to_make_one(gallery):
         gallery.show_selection(np.zeros((2, 4)), kinds=["train"])
     with pytest.raises(ValueError, match="codes must have 4 latent dimensions"):
         gallery.show_selection(np.zeros((2, 3)))
+
+
+def test_a_large_selection_is_shown_spread_over_both_kinds(gallery, tiny_adversarial):
+    """The first 64 of a big selection were all adversarial (they come first): spread instead."""
+    codes = np.concatenate([tiny_adversarial.codes[:50]] * 2)
+    kinds = ["adversarial"] * 50 + ["train"] * 50
+    gallery.show_selection(codes, kinds=kinds, true_labels=np.zeros(100, dtype=np.int64))
+    view = gallery.selection_view.value
+    assert "100 examples (50 adversarial, 50 training); showing 64" in view
+    assert len(gallery.images) == 64
+    assert view.count("defuse-tile-adversarial") == view.count("defuse-tile-train") == 32
