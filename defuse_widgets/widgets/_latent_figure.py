@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
+
 __all__ = ["COLOR_BY", "MapEvents", "highlight", "map_figure", "recolor", "trace_colors"]
 
 
@@ -55,7 +57,7 @@ def map_figure(embedding, labels, names, adv_xy, adversarial):
     traces.append(go.Scattergl(x=[], y=[], mode="markers", name="region", hoverinfo="skip",
                                marker=dict(symbol="diamond-open", size=11, color="red",
                                            line=dict(width=2))))
-    fig = go.FigureWidget(data=traces, layout=dict(
+    fig = SharedFigureWidget(data=traces, layout=dict(
         dragmode="lasso", width=640, height=600, margin=dict(l=10, r=10, t=30, b=50),
         xaxis=dict(visible=False), yaxis=dict(visible=False),
         # a horizontal legend below the plot keeps class names inside the 640px box

@@ -86,3 +86,31 @@ def class_labels(class_names, n_classes: int) -> list:
     if len(names) != n_classes:
         raise ValueError(f"class_names must name all {n_classes} classes; got {len(names)}.")
     return names
+
+
+def saliency_overlay(images, maps) -> np.ndarray:
+    """Images with their saliency as a heat overlay (SmoothGrad, paper Bayes-TrEx Fig. 2).
+
+    Each map is scaled to its own 99th percentile; a pixel's heat runs from
+    transparent (no saliency, the grey image shows) through red to yellow.
+
+    Parameters
+    ----------
+    images : Tensor or ndarray of shape (n, C, H, W), values in [0, 1]
+    maps : ndarray of shape (n, H, W), non-negative
+        From :func:`defuse_widgets.models.saliency.smoothgrad`.
+
+    Returns
+    -------
+    ndarray of shape (n, 3, H, W), float32 in [0, 1]
+    """
+    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    gray = np.clip(arr, 0, 1).mean(axis=1, keepdims=True).astype(np.float32)
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.shape != (arr.shape[0], *arr.shape[2:]):
+        raise ValueError(f"maps must have shape {(arr.shape[0], *arr.shape[2:])}; got "
+                         f"{maps.shape}.")
+    top = np.percentile(maps.reshape(len(maps), -1), 99, axis=1).reshape(-1, 1, 1)
+    m = np.clip(maps / np.maximum(top, 1e-12), 0, 1)[:, None]
+    heat = np.concatenate([np.clip(2 * m, 0, 1), np.clip(2 * m - 1, 0, 1), np.zeros_like(m)], 1)
+    return ((1 - m) * 0.8 * gray + m * heat).astype(np.float32)

@@ -31,6 +31,7 @@ from defuse_widgets.widgets._grounding_view import check_grounding
 from defuse_widgets.widgets._keys import KeyCapture
 from defuse_widgets.widgets._labeling_nav import ReviewNavigation
 from defuse_widgets.models.inference import predict_proba
+from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.widgets._render import class_labels, to_png
 from defuse_widgets.widgets._review_image import ReviewImage
 
@@ -137,7 +138,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         traitlets.link((self, "annotator"), (self._name, "value"))
         self._progress = widgets.IntProgress(min=0, max=len(self.regions), description="Done")
         self._progress_label = widgets.Label()
-        self._image = ReviewImage()
+        self._image = ReviewImage(saliency_map=lambda x: smoothgrad(self.classifier, x))
         self._info, self._agreement = widgets.HTML(), widgets.HTML()
         self._thumbs = [widgets.Image(format="png", width=48, height=48)
                         for _ in range(self.review_size)]

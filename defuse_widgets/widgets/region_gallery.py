@@ -30,7 +30,8 @@ from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import check_grounding, grounding_html
-from defuse_widgets.widgets._render import class_labels, grid_png
+from defuse_widgets.models.saliency import smoothgrad
+from defuse_widgets.widgets._render import class_labels, grid_png, saliency_overlay
 from defuse_widgets.widgets._tiles import tile_pngs, tiles_html
 
 __all__ = ["RegionGallery", "sample_seed"]
@@ -92,9 +93,11 @@ class RegionGallery(W.VBox):
 
     Attributes
     ----------
-    region, tau, resample_count, mode, n_samples, grounding, selection : traitlets
+    region, tau, resample_count, mode, n_samples, grounding, selection, saliency : traitlets
         The state the view is rebuilt from; ``selection`` is the dict given to
-        :meth:`show_selection` (``codes``, ``kinds``, ``true_labels``).
+        :meth:`show_selection` (``codes``, ``kinds``, ``true_labels``); ``saliency``
+        overlays each sample's SmoothGrad map for the predicted class (the
+        "SmoothGrad saliency" box; 16 noisy copies per image, seeded).
     busy : traitlet, bool
         True while the view is being redrawn (decode, classify, draw).
     image : ipywidgets.Image
@@ -122,6 +125,7 @@ class RegionGallery(W.VBox):
     tau = traitlets.Float(0.5)
     resample_count = traitlets.Int(0)
     mode = traitlets.Enum(["single", "all", "selection"], default_value="single")
+    saliency = traitlets.Bool(False, help="Overlay each sample's SmoothGrad saliency map.")
     n_samples = traitlets.Int(16)
     grounding = traitlets.Instance(RegionGrounding, allow_none=True)
     selection = traitlets.Dict()
@@ -163,6 +167,8 @@ class RegionGallery(W.VBox):
                                             layout=W.Layout(width="auto"))
         self._n_input = W.BoundedIntText(min=1, max=4096, description="samples",
                                          layout=W.Layout(width="150px"))
+        self._saliency_box = W.Checkbox(description="SmoothGrad saliency", indent=False,
+                                        layout=W.Layout(width="auto"))
         self.stats = W.HTML()
         self.image = W.Image(format="png", layout=W.Layout(**_KEEP_ASPECT))
         self.busy_indicator = W.HTML("<b style='color:#b35c00'>Resampling…</b>",
@@ -179,7 +185,8 @@ class RegionGallery(W.VBox):
         self.tau, self.n_samples, self.mode = tau, n_samples, mode
         self.grounding = check_grounding(grounding, regions)
         for name, control in [("region", self._dropdown), ("tau", self._slider),
-                              ("mode", self._mode_toggle), ("n_samples", self._n_input)]:
+                              ("mode", self._mode_toggle), ("n_samples", self._n_input),
+                              ("saliency", self._saliency_box)]:
             traitlets.link((self, name), (control, "value"))
         self.error = ErrorBox()
         self._prev.on_click(self.error.guard("previous region", lambda _: self.previous_region()))
@@ -188,7 +195,7 @@ class RegionGallery(W.VBox):
 
         self.children = [W.HBox([self._dropdown, self._prev, self._next, self._mode_toggle]),
                          W.HBox([self._slider, self._resample_button, self._n_input,
-                                 self.busy_indicator]),
+                                 self._saliency_box, self.busy_indicator]),
                          self.error, self._view]
         self._ready = True
         self._render()
@@ -257,7 +264,8 @@ class RegionGallery(W.VBox):
         return proposal["value"]
 
     # -------------------------------------------------------------- render
-    @traitlets.observe("region", "tau", "resample_count", "mode", "n_samples", "grounding",
+    @traitlets.observe("saliency", "region", "tau", "resample_count", "mode", "n_samples",
+                       "grounding",
                        "selection")
     def _render(self, change=None) -> None:
         """Rebuild the view from (region, tau, resample_count, mode, n_samples, grounding,
@@ -306,6 +314,9 @@ class RegionGallery(W.VBox):
         with autocast(self._precision):   # small batches: 64 run faster than 320 on a CPU
             predicted = predict(self._classifier, images, batch_size=64).tolist()
         names = [self._class_names[p] for p in predicted]
+        if self.saliency:   # what the classifier keyed on for the class it predicts
+            images = saliency_overlay(images, smoothgrad(self._classifier, images,
+                                                         target=predicted, n_samples=16))
         return [grid_png(images[i:i + n], names[i:i + n], ncols=self._ncols, size=self._size)
                 for i in range(0, len(codes), n)]
 

@@ -104,6 +104,16 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             assert any("Resampling" in s for s in _busy_seen(page)), _busy_seen(page)
             expect(dash.locator(".defuse-busy")).to_be_hidden()
             _shot(b, "gallery-all-after-tau")
+            # SmoothGrad saliency on the region's samples (issue 17)
+            dash.get_by_role("button", name="one", exact=True).click()
+            expect(dash.locator(".widget-image")).to_have_count(1, timeout=60_000)
+            single = dash.locator(".widget-image").first
+            before = single.get_attribute("src")
+            dash.get_by_role("checkbox", name="SmoothGrad saliency").check()
+            expect(single).not_to_have_attribute("src", before, timeout=60_000)
+            expect(dash.locator(".defuse-busy")).to_be_hidden(timeout=60_000)
+            _shot(b, "gallery-saliency")
+            dash.get_by_role("checkbox", name="SmoothGrad saliency").uncheck()
 
             # 1 · Identification: the latent map, and a rerun that would archive asks first
             _tab(page, "1 · Identification")

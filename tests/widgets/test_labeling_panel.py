@@ -281,3 +281,15 @@ def test_next_unlabelled_skips_voted_samples_and_wraps(make_panel):
     other.goto(0, 0)
     other.next_unlabelled()
     assert other.position == (0, 1)
+
+
+def test_saliency_toggle_on_the_review_image(make_panel):
+    panel = make_panel()
+    plain = panel._image.value
+    panel._image._saliency.value = True
+    assert panel._image.value != plain
+    panel.move(1)                                  # stays on for the next sample
+    assert panel._image.saliency
+    panel._image.saliency = False
+    panel.move(-1)
+    assert panel._image.value == plain and panel.store.votes() == []

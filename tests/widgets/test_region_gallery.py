@@ -252,3 +252,26 @@ def test_a_large_selection_is_shown_spread_over_both_kinds(gallery, tiny_adversa
     assert "100 examples (50 adversarial, 50 training); showing 64" in view
     assert len(gallery.images) == 64
     assert view.count("defuse-tile-adversarial") == view.count("defuse-tile-train") == 32
+
+
+def test_saliency_toggle_overlays_smoothgrad_and_turns_off_cleanly(gallery):
+    """Issue 17: saliency on what the gallery shows; the grid is the overlay of smoothgrad."""
+    plain = gallery.image.value
+    gallery._saliency_box.value = True            # the checkbox a user ticks
+    assert gallery.saliency and gallery.image.value != plain
+    gallery.saliency = False
+    assert gallery.image.value == plain            # same seed: the same samples as before
+
+
+def test_saliency_overlay_heats_salient_pixels_and_keeps_the_rest_grey():
+    from defuse_widgets.widgets._render import saliency_overlay
+
+    images = np.full((1, 1, 4, 4), 0.5, dtype=np.float32)
+    maps = np.zeros((1, 4, 4), dtype=np.float32)
+    maps[0, 1, 2] = 1.0
+    out = saliency_overlay(images, maps)
+    assert out.shape == (1, 3, 4, 4)
+    np.testing.assert_allclose(out[0, :, 0, 0], [0.4, 0.4, 0.4], atol=1e-6)   # grey, dimmed
+    assert out[0, 0, 1, 2] == 1.0 and out[0, 2, 1, 2] == 0.0                 # hot: red/yellow
+    with pytest.raises(ValueError, match="maps must have shape"):
+        saliency_overlay(images, maps[:, :3])
