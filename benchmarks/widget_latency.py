@@ -13,7 +13,10 @@ triggers to the widget state that goes back to the page:
   regions × 16 samples redrawn after a slider move, and what 50 such moves
   leave behind (widgets, traced Python memory, resident memory).
 
-``python -m benchmarks.widget_latency --gallery`` runs only the gallery rows
+* bytes to open a resumed dashboard (issue 15): the synced state of every widget
+  of a dashboard on a finished quick session, plotly.js included.
+
+``python -m benchmarks.widget_latency --gallery`` runs only the gallery and bytes rows
 and merges them into the machine's results file.
 
 The 60,000 training codes are encodings of the 3,500 embedded MNIST training
@@ -138,6 +141,44 @@ def gallery_rows(classifier, vae, regions, *, n_regions: int = 20, n_moves: int 
     return rows
 
 
+def wire_rows() -> list:
+    """Bytes a page receives when it opens a resumed dashboard (every stage done).
+
+    The session is ``run_defuse`` with the quick settings (made once, cached).
+    The state of every live widget is what the front end gets when it connects;
+    plotly.js travels once, in the hidden carrier, instead of once per figure.
+    """
+    import plotly
+    from ipywidgets import Widget
+
+    from defuse_widgets.workflow import DefuseConfig, run_defuse
+    from defuse_widgets.widgets import DefuseDashboard
+    from defuse_widgets.widgets._plotly_shared import SharedFigureWidget, state_bytes
+
+    session = CACHE / "quick-session"
+    if not (session / "correction.json").exists():
+        run_defuse(DefuseConfig.quick(), out=session, overwrite=True, progress=False,
+                   log=lambda *a, **k: None)
+    Widget.close_all()
+    dash = DefuseDashboard.embedded(session=session, annotator="bench")
+    dash.explorer.wait()
+    dash._render()
+    figures = [w for w in ipywidget._instances.values() if isinstance(w, SharedFigureWidget)]
+    total = state_bytes()
+    bundle = (Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").stat().st_size
+    without = total + (len(figures) - 1) * bundle
+    n = len(ipywidget._instances)
+    dash.close()
+    return [dict(what="bytes sent to open a resumed dashboard",
+                 value=f"{total / 1e6:.1f} MB", target="≤ 6 MB (plotly.js once)",
+                 met=total <= 6e6,
+                 note=f"{n} widgets, {len(figures)} plotly figures; the plotly.js bundle "
+                      f"({bundle / 1e6:.1f} MB) is sent once; with plotly's own FigureWidget "
+                      f"it would be {without / 1e6:.1f} MB",
+                 raw=dict(bytes=total, figures=len(figures), widgets=n, bundle=bundle,
+                          per_figure_bundle_bytes=without))]
+
+
 def _default_regions(classifier, vae, data):
     """Adversarial examples and regions of the quickstart's settings (embedded MNIST)."""
     adv = identify(classifier, vae, data.X_train, data.y_train, Q=20, a=50, b=50,
@@ -164,6 +205,7 @@ def run(quick: bool = False) -> list:
                      raw=t))
 
     rows += gallery_rows(classifier, vae, regions)
+    rows += wire_rows()
 
     train_codes = encode_mean(vae, data.X_train).numpy()
     explorer = LatentExplorer(train_codes, data.y_train, adv, vae=vae, classifier=classifier,
@@ -215,7 +257,8 @@ def main(argv=None) -> int:
     """``--gallery``: run only the gallery rows and merge them into the results file."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.widget_latency")
     parser.add_argument("--gallery", action="store_true", required=True,
-                        help="only the 'all regions' rows, merged into the widgets section")
+                        help="only the 'all regions' rows (and the bytes a resumed dashboard "
+                             "sends), merged into the widgets section")
     parser.parse_args(argv)
     torch.manual_seed(0)
     classifier, vae, _ = load_pretrained()
@@ -226,7 +269,7 @@ def main(argv=None) -> int:
         _, regions = _default_regions(classifier, vae, load_mnist5k())
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, **regions.to_npz())
-    new = gallery_rows(classifier, vae, regions)
+    new = gallery_rows(classifier, vae, regions) + wire_rows()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     for r in new:   # the section keeps its own date; these rows say theirs
         r["note"] += (f"; measured {stamp} (--gallery), load average "

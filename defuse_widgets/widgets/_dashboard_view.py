@@ -20,7 +20,6 @@ __all__ = ["STAGES", "TITLES", "build_view", "busy"]
 STAGES = ("identification", "distillation", "labeling", "correction", "label_review")
 TITLES = ("1 · Identification", "2 · Distillation", "3 · Labeling", "4 · Correction",
           "5 · Label review")
-_AUTO = W.Layout(width="auto")   # buttons as wide as their label: nothing is cut off
 
 
 class busy:
@@ -56,7 +55,7 @@ def build_view(dash) -> None:
         return c
 
     def button(desc, action, stage=None, **kw):   # a rerun that archives asks first
-        b = W.Button(description=desc, layout=_AUTO, **kw)
+        b = W.Button(description=desc, layout=W.Layout(width="auto"), **kw)   # never cut off
         b.on_click(lambda _: dash._confirmed(stage, lambda: stage and rerun_warning(
             dash.session, stage), action))
         return b

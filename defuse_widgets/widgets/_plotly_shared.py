@@ -111,7 +111,10 @@ def state_bytes(items=None) -> int:
     int
         JSON size of every widget's synced state plus its binary buffers.
     """
-    items = list(widgets.Widget.widgets.values()) if items is None else list(items)
+    if items is None:
+        from ipywidgets.widgets.widget import _instances   # Widget.widgets is deprecated
+        items = list(_instances.values())
+    items = list(items)
     total = 0
     for w in items:
         state = w.get_state()

@@ -211,6 +211,10 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             _shot(b, "tradeoff")
             COMPUTED["session"] = session
 
+            _tab(page, "5 · Label review")   # off in the quickstart: it says how to turn it on
+            expect(page.locator(".defuse-label_review")).to_contain_text("Label review is off")
+            _shot(b, "label-review")
+            _tab(page, "4 · Correction")
             tab.get_by_role("button", name="HTML report").click()
             expect(tab.locator(".defuse-report-link")).to_be_visible(timeout=60_000)
             report = b.browser.new_page(viewport={"width": 1200, "height": 900})
