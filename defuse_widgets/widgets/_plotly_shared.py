@@ -19,7 +19,6 @@ import threading
 from pathlib import Path
 
 import anywidget
-import ipywidgets as widgets
 import plotly
 import plotly.graph_objects as go
 import traitlets
