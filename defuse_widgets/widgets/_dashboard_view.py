@@ -6,6 +6,7 @@ while you are on the identification tab.
 """
 from __future__ import annotations
 
+import contextlib
 import html
 
 import ipywidgets as W
@@ -54,18 +55,24 @@ def build_view(dash) -> None:
         traitlets.link((dash, name), (c, "value"))
         return c
 
-    def button(desc, action, stage=None, **kw):   # a rerun that archives asks first
-        b = W.Button(description=desc, layout=W.Layout(width="auto"), **kw)   # never cut off
+    def button(desc, action, stage=None, busy_text=None, **kw):   # a rerun that archives
+        b = W.Button(description=desc, layout=W.Layout(width="auto"), **kw)   # asks first
+
+        def run():
+            with busy(b, busy_text) if busy_text else contextlib.nullcontext():
+                action()
         b.on_click(lambda _: dash._confirmed(stage, lambda: stage and rerun_warning(
-            dash.session, stage), action))
+            dash.session, stage), run))
         return b
 
     dash._run_id = button("Run identification", dash.run_identification, "identification",
                           icon="play", button_style="success")
     dash._run_distill = button("Run distillation", dash.run_distillation, "distillation",
                                icon="play", button_style="success")
-    dash._build_button = button("Build failure data", dash._build_clicked, icon="wrench")
-    dash._report_button = button("HTML report", dash._report_clicked, icon="file",
+    dash._build_button = button("Build failure data", lambda: dash.build_correction(),
+                                busy_text="Building failure data…", icon="wrench")
+    dash._report_button = button("HTML report", lambda: dash.write_report(), icon="file",
+                                 busy_text="Writing report…",
                                  tooltip="write report.html: one file to share")
     dash._stop = button("Stop", dash.stop, icon="stop", button_style="warning")
     dash._stop.layout.flex = "0 0 auto"   # never squeezed by a long status line

@@ -31,7 +31,7 @@ from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
                                                     region_widgets, resume_status, review_tab,
                                                     send_selection, sweep_status)
-from defuse_widgets.widgets._dashboard_view import STAGES, build_view, busy
+from defuse_widgets.widgets._dashboard_view import STAGES, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
@@ -144,8 +144,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     # ------------------------------------------------------------------- view
     def _build(self) -> None:
-        self._said: dict = {}       # stage -> its latest message
-        self._saying: str | None = None
+        self._said, self._saying = {}, None   # stage -> its latest message; the one speaking
         build_view(self)
 
     @traitlets.observe("status")
@@ -307,15 +306,20 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         if self.baseline != self.config.baseline:
             self.session.configure(baseline=self.baseline)
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
+        def accepted():   # what D_f depends on (agreement can be NaN, never equal to itself)
+            return [(d.region, d.label) for d in self.decisions if d.is_misclassification_region]
+        shown, before = self.tradeoff, accepted()
         self.decisions = self.session.decide(rho)
         if not any(d.is_misclassification_region for d in self.decisions):
             self._say("correction", "No region is accepted yet: a region is accepted when "
                       f"more than ρ={rho:g} of its votes disagree with the classifier.")
             return None
-        sets = self.session.failure_data()
-        plot = self._show_correction(sets)
+        if shown is not None and not shown.running and accepted() == before:
+            plot = shown   # same decisions, same D_f: keep the plot (a rerun cell never flickers)
+        else:
+            plot = self._show_correction(self.session.failure_data())
         self.stage = "correction"
-        self._say("correction", f"Failure data: {len(sets['y_f'])} samples in D_f. Start the "
+        self._say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. Start the "
                   "λ sweep.")
         self._notify("correction", plot)
         if start:
@@ -330,14 +334,6 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                                    f"class='defuse-report-link'>open {path.name}</a>")
         self._say("correction", f"Report written to {html.escape(str(path))}.")
         return path
-
-    def _build_clicked(self) -> None:
-        with busy(self._build_button, "Building failure data…"):
-            self.build_correction()
-
-    def _report_clicked(self) -> None:
-        with busy(self._report_button, "Writing report…"):
-            self.write_report()
 
     @property
     def progress_line(self) -> W.HBox:

@@ -121,6 +121,9 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             scatter = tab1.locator(".js-plotly-plot")
             expect(scatter).to_be_visible(timeout=SLOW)
             expect(scatter.locator(".legendtext").first).to_be_visible()   # class names
+            # the map is rebuilt once with the regions (when both exist): wait for that one
+            expect(tab1.get_by_role("combobox", name="Highlight")).to_be_enabled(timeout=SLOW)
+            expect(scatter.locator(".legendtext").first).to_be_visible(timeout=SLOW)
             # a hover on an adversarial diamond shows its decode as a thumbnail
             thumb = tab1.locator(".defuse-hover-thumbnail")
             expect(thumb).to_be_hidden()
@@ -236,6 +239,9 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             tab = page.locator(".defuse-correction")
             expect(tab.locator(".js-plotly-plot .scatterlayer .trace .point").first).to_be_visible(
                 timeout=SLOW)
+            expect(page.locator(".jp-Notebook-ExecutionIndicator")).to_have_attribute(
+                "data-status", "idle", timeout=SLOW)   # all cells run again, plot kept
+            expect(tab.locator(".js-plotly-plot .scatterlayer .trace .point").first).to_be_visible()
             expect(tab).to_contain_text("Saved sweep: 5 λ")   # not an empty "Press Start"
             expect(tab.locator(".defuse-lam-choice")).to_contain_text("Rule's choice")
             _shot(b, "tradeoff-after-restart")

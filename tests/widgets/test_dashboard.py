@@ -306,3 +306,15 @@ def test_build_failure_data_shows_a_busy_state_while_it_runs(make, monkeypatch):
     assert seen == [("Building failure data…", True, True)]
     assert (button.description, button.disabled) == ("Build failure data", before)
     assert "defuse-busy" not in button._dom_classes and "regions must exist" in dash.status
+
+
+def test_building_again_with_the_same_decisions_keeps_the_plot(make):
+    """A rerun notebook cell (dash.build_correction()) must not replace the restored plot."""
+    dash = make()
+    dash.run_identification(wait=True).run_distillation(wait=True)
+    _disagree(dash, 1)
+    plot = dash.build_correction()
+    assert plot is not None and dash.build_correction() is plot    # same votes: same plot
+    _disagree(dash, 0)
+    again = dash.build_correction()
+    assert again is not plot and dash.tradeoff is again             # new votes: new D_f
