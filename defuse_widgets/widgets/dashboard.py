@@ -319,8 +319,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         else:
             plot = self._show_correction(self.session.failure_data())
         self.stage = "correction"
-        self._say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. Start the "
-                  "λ sweep.")
+        self._say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. " + (
+            "Its saved sweep is shown; Start runs it again." if plot.results
+            else "Start the λ sweep."))
         self._notify("correction", plot)
         if start:
             plot.start()
