@@ -44,12 +44,17 @@ class History(list):
 
 
 class PrintProgress(Callback):
-    """Print one line per λ: its selected epoch's accuracies and the time it took."""
+    """Print a line when a sweep starts, then one per λ: its selected epoch's accuracies and
+    the time it took."""
 
     def __init__(self, *, keys=("validation", "test", "region_test"), file=None):
         self.keys = keys
         self.file = file
         self._t0 = {}
+
+    def on_train_begin(self, corrector, **kw):
+        print(f"  [{corrector.name}] {len(corrector.lams)} λ × {corrector.epochs} epochs…",
+              file=self.file, flush=True)
 
     def on_lam_begin(self, corrector, *, lam, **kw):
         self._t0[lam] = time.perf_counter()

@@ -163,7 +163,7 @@ class RegionGallery(W.VBox):
         self._resample_button = W.Button(description="Resample", icon="refresh")
         self._mode_toggle = W.ToggleButtons(options=[("one", "single"), ("all", "all"),
                                                      ("selection", "selection")],
-                                            style={"button_width": "76px"},
+                                            style={"button_width": "88px"},
                                             layout=W.Layout(width="auto"))
         self._n_input = W.BoundedIntText(min=1, max=4096, description="samples",
                                          layout=W.Layout(width="150px"))
