@@ -1,7 +1,7 @@
 """Shared fixtures: every test is seeded, and tiny real data and models are built once."""
-import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from defuse_widgets.seeding import seed_everything
 
@@ -56,3 +56,22 @@ def task(digits):
     evals = {"validation": (digits.X_val, digits.y_val), "test": (digits.X_test, digits.y_test),
              "region_validation": (X_f, y_f), "region_test": (X_rt, y_rt)}
     return X_f, y_f, evals
+
+
+class Contrarian(nn.Module):
+    """An oracle that always names the class after the classifier's: every region is a bug."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x):
+        logits = self.classifier(x)
+        return 10 * torch.roll(nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float(),
+                               1, dims=1)
+
+
+@pytest.fixture(scope="session")
+def contrarian(tiny_models):
+    """A :class:`Contrarian` oracle around the tiny classifier."""
+    return Contrarian(tiny_models[0])

@@ -9,8 +9,6 @@ Chromium or Playwright the test is skipped, or fails when ``CI`` is set.
 """
 
 import pytest
-import torch
-from torch import nn
 
 from defuse_widgets.workflow import DefuseConfig, run_defuse
 
@@ -18,27 +16,15 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, require_tools
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-class _Contrarian(nn.Module):
-    """Names the class after the classifier's: every region is a misclassification region."""
-
-    def __init__(self, classifier):
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, x):
-        logits = self.classifier(x)
-        return 10 * torch.roll(nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float(),
-                               1, dims=1)
-
 
 @pytest.fixture
-def report_file(tmp_path, digits, tiny_models):
+def report_file(tmp_path, digits, tiny_models, contrarian):
     clf, vae = tiny_models
     config = DefuseConfig(dataset="digits", Q=6, a=4, b=4, centered=True, max_per_instance=3,
                           n_components=4, max_samples=500, lams=(0.0, 0.5, 1.0, 5.0),
                           epochs=1, n_finetune=64, n_region_test=32, batch_size=128,
                           selection="balanced", tolerance=1.0)
-    run_defuse(config, out=tmp_path / "s", classifier=clf, vae=vae, oracle=_Contrarian(clf),
+    run_defuse(config, out=tmp_path / "s", classifier=clf, vae=vae, oracle=contrarian,
                data=digits, progress=False, log=lambda *a: None)
     from defuse_widgets.workflow import Session
 
