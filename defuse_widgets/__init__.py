@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from defuse_widgets.callbacks import Callback, History, ProgressCallback  # noqa: E402
 from defuse_widgets.data import DataSplits, load_dataset, load_mnist5k  # noqa: E402
 from defuse_widgets.models.pretrained import load_pretrained  # noqa: E402
+from defuse_widgets.models.saliency import smoothgrad  # noqa: E402
 from defuse_widgets.stages.annotators import SimulatedAnnotator  # noqa: E402
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector  # noqa: E402
 from defuse_widgets.stages.distillation import Distiller  # noqa: E402
@@ -29,4 +30,4 @@ __all__ = ["PAPER_LAMS", "AdversarialExamples", "AnnotationStore", "Callback", "
            "RegionDecision", "Regions", "Session", "SessionFormatError", "SessionMismatchError",
            "SimulatedAnnotator", "UnsafeFileError", "__version__", "build_failure_sets",
            "decide", "figure4_table", "identify", "load_dataset", "load_mnist5k",
-           "load_pretrained", "review_set", "run_defuse"]
+           "load_pretrained", "review_set", "run_defuse", "smoothgrad"]
