@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -176,10 +177,13 @@ def wait_for_kernel(lab: dict, timeout: float = 120) -> None:
     """Wait until the notebook's kernel is idle; remember its PID (it has its own session)."""
     import psutil
 
-    deadline = time.monotonic() + timeout
+    deadline, kernels = time.monotonic() + timeout, []
     while True:
-        with urllib.request.urlopen(f"{lab['url']}/api/kernels", timeout=5) as r:
-            kernels = json.load(r)
+        # jupyter_server answers 500 while a kernel starts (its last_activity is still
+        # None, "KeyError: 'last_activity'" in its log): ask again
+        with contextlib.suppress(urllib.error.HTTPError):
+            with urllib.request.urlopen(f"{lab['url']}/api/kernels", timeout=5) as r:
+                kernels = json.load(r)
         if any(k["execution_state"] == "idle" for k in kernels):
             break
         assert time.monotonic() < deadline, f"the notebook's kernel did not start: {kernels}"
