@@ -7,7 +7,7 @@ import torch
 from defuse_widgets._validation import check_choice, check_int
 from defuse_widgets.models.inference import decode, predict
 from defuse_widgets.widgets._render import to_png
-from defuse_widgets.widgets._tiles import tile_pngs, tiles_html
+from defuse_widgets.widgets._tiles import spread_index, tile_pngs, tiles_html
 
 __all__ = ["KINDS", "PointImages"]
 
@@ -101,7 +101,7 @@ class PointImages:
         n = len(out["kinds"])
         if max_n is None or n <= max_n:
             return out
-        keep = np.linspace(0, n - 1, max_n).round().astype(np.int64)   # spread over all of it
+        keep = spread_index(n, max_n)
         return {k: (np.asarray(v)[keep] if not isinstance(v, list) else [v[i] for i in keep])
                 for k, v in out.items()}
 

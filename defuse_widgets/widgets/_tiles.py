@@ -11,13 +11,24 @@ from __future__ import annotations
 import base64
 import html
 
+import numpy as np
+
 from defuse_widgets.widgets._render import to_png
 
-__all__ = ["KIND_NAMES", "tile_captions", "tiles_html", "tile_pngs"]
+__all__ = ["KIND_NAMES", "spread_index", "tile_captions", "tiles_html", "tile_pngs"]
 
 #: What each kind of point is called on a tile.
 KIND_NAMES = {"adversarial": "adversarial", "train": "training"}
 _BORDER = {"adversarial": "#e67e22", "train": "#4a7ab5"}   # orange diamonds, blue circles
+
+
+def spread_index(n: int, k: int) -> np.ndarray:
+    """Indices of ``min(n, k)`` of ``n`` ordered items, evenly spread from first to last.
+
+    A selection lists adversarial examples first, so its first ``k`` would
+    show one kind only; a spread shows both.
+    """
+    return np.linspace(0, n - 1, min(n, k)).round().astype(np.int64)
 
 
 def tile_pngs(images, *, size: int = 64) -> list:

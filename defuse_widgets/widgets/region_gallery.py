@@ -32,7 +32,7 @@ from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import check_grounding, grounding_html
 from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.widgets._render import class_labels, grid_png, saliency_overlay
-from defuse_widgets.widgets._tiles import tile_pngs, tiles_html
+from defuse_widgets.widgets._tiles import spread_index, tile_pngs, tiles_html
 
 __all__ = ["RegionGallery", "sample_seed"]
 
@@ -329,7 +329,7 @@ class RegionGallery(W.VBox):
                 "<i>No selection yet: box- or lasso-select points in the latent map, then "
                 "press <b>Show selection in gallery</b>.</i>")
         else:
-            keep = np.linspace(0, n - 1, shown).round().astype(np.int64)   # spread over all
+            keep = spread_index(n, shown)
             kinds = [self.selection["kinds"][i] for i in keep]
             labels = np.asarray(self.selection["true_labels"])[keep]
             images = decode(self._vae, torch.as_tensor(codes[keep], dtype=torch.float32))
