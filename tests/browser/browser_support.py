@@ -217,6 +217,22 @@ class Browser:
         self.browser.close()
 
 
+@contextlib.contextmanager
+def browsing(pw, artifacts: Path, prefix: str, server: dict, log_name: str, **kw):
+    """A :class:`Browser` that, when the test fails, takes a ``failure`` screenshot and keeps
+    the server's log as ``artifacts / log_name``; closed in any case."""
+    b = Browser(pw, artifacts, prefix, **kw)
+    try:
+        yield b
+    except Exception:
+        with contextlib.suppress(Exception):
+            b.shot("failure")
+        shutil.copy(server["log"], artifacts / log_name)
+        raise
+    finally:
+        b.close()
+
+
 def run_all(page) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()

@@ -15,14 +15,12 @@ active one activates the cell and is not delivered to plotly as the start of a
 drag, so the test clicks the map once before drawing its lasso (a user's first
 lasso there fails the same way; the second works).
 """
-import contextlib
 import re
-import shutil
 import time
 
 import pytest
 
-from browser_support import (COMPUTED, SESSION, SLOW, Browser, run_all, votes, wait_for_kernel,
+from browser_support import (COMPUTED, SESSION, SLOW, browsing, run_all, votes, wait_for_kernel,
                              wait_votes)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -72,10 +70,9 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
     lab = serve("lab")
     session = lab["root"] / SESSION
     with sync_playwright() as pw:
-        b = Browser(pw, artifacts, "lab", height=1500)
-        page = b.page
-        page.add_init_script(BUSY_WATCH)
-        try:
+        with browsing(pw, artifacts, "lab", lab, "jupyterlab.log", height=1500) as b:
+            page = b.page
+            page.add_init_script(BUSY_WATCH)
             page.goto(lab["page"])
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             wait_for_kernel(lab)
@@ -245,10 +242,3 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             expect(tab).to_contain_text("Saved sweep: 5 λ")   # not an empty "Press Start"
             expect(tab.locator(".defuse-lam-choice")).to_contain_text("Rule's choice")
             _shot(b, "tradeoff-after-restart")
-        except Exception:
-            with contextlib.suppress(Exception):
-                b.shot("failure")
-            shutil.copy(lab["log"], artifacts / "jupyterlab.log")
-            raise
-        finally:
-            b.close()

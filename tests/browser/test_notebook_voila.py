@@ -2,12 +2,10 @@
 
 They resume the session the JupyterLab test computed (see browser_support.COMPUTED).
 """
-import contextlib
-import shutil
 
 import pytest
 
-from browser_support import SESSION, SLOW, Browser, run_all, wait_for_kernel, wait_votes
+from browser_support import SESSION, SLOW, browsing, run_all, wait_for_kernel, wait_votes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,9 +16,8 @@ def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
 
     server = serve(app)
     with sync_playwright() as pw:
-        b = Browser(pw, artifacts, app)
-        page = b.page
-        try:
+        with browsing(pw, artifacts, app, server, f"{app}.log") as b:
+            page = b.page
             page.goto(server["page"], timeout=SLOW)
             if app == "notebook":
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
@@ -47,10 +44,3 @@ def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
             expect(page.locator(".defuse-correction").get_by_role(
                 "button", name="Build failure data")).to_be_visible()
             b.shot("labeling")
-        except Exception:
-            with contextlib.suppress(Exception):
-                b.shot("failure")
-            shutil.copy(server["log"], artifacts / f"{app}.log")
-            raise
-        finally:
-            b.close()

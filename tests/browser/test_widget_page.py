@@ -1,12 +1,10 @@
 """Widgets outside the dashboard in JupyterLab: the ambiguity matrix renders its cells, and
 plotly.js crosses the kernel connection once however many figures a page shows."""
-import contextlib
-import shutil
 
 import nbformat
 import pytest
 
-from browser_support import SLOW, Browser, run_all, wait_for_kernel
+from browser_support import SLOW, browsing, run_all, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -36,11 +34,10 @@ def test_ambiguity_matrix_cells_render_and_plotly_js_is_sent_once(serve, artifac
     lab = serve("lab", notebook=("widgets.ipynb", nb))
     received = []
     with sync_playwright() as pw:
-        b = Browser(pw, artifacts, "widgets")
-        page = b.page
-        page.on("websocket", lambda ws: ws.on(
-            "framereceived", lambda payload: received.append(len(payload))))
-        try:
+        with browsing(pw, artifacts, "widgets", lab, "widgets-jupyterlab.log") as b:
+            page = b.page
+            page.on("websocket", lambda ws: ws.on(
+                "framereceived", lambda payload: received.append(len(payload))))
             page.goto(lab["page"])
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             wait_for_kernel(lab)
@@ -65,10 +62,3 @@ def test_ambiguity_matrix_cells_render_and_plotly_js_is_sent_once(serve, artifac
             total = sum(received)
             assert BUNDLE < total < 2 * BUNDLE, f"{total} bytes for two figures"
             assert not [e for e in b.errors if "schema" not in e], b.errors
-        except Exception:
-            with contextlib.suppress(Exception):
-                b.shot("failure")
-            shutil.copy(lab["log"], artifacts / "widgets-jupyterlab.log")
-            raise
-        finally:
-            b.close()
