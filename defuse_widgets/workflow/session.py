@@ -154,8 +154,9 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
-        self.close()
         names = [n for s in _from(stage) for n in STAGE_FILES[s]] + [REPORT_FILE]
+        if "annotations.sqlite" in names:   # the votes move: close their store first
+            self.close()
         self.archived = self.folder.archive(names)
         return self.archived
 
