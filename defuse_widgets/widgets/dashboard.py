@@ -303,19 +303,20 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         if self.regions is None:
             raise ValueError("regions and votes must exist before correction; got none "
                              "(run distillation and vote in the Labeling tab).")
+        def inputs():   # what the plot depends on (agreement can be NaN: not compared)
+            return self.config, [(d.region, d.label) for d in self.decisions
+                                 if d.is_misclassification_region]
+        shown, before = self.tradeoff, inputs()
         if self.baseline != self.config.baseline:
             self.session.configure(baseline=self.baseline)
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
-        def accepted():   # what D_f depends on (agreement can be NaN, never equal to itself)
-            return [(d.region, d.label) for d in self.decisions if d.is_misclassification_region]
-        shown, before = self.tradeoff, accepted()
         self.decisions = self.session.decide(rho)
         if not any(d.is_misclassification_region for d in self.decisions):
             self._say("correction", "No region is accepted yet: a region is accepted when "
                       f"more than ρ={rho:g} of its votes disagree with the classifier.")
             return None
-        if shown is not None and not shown.running and accepted() == before:
-            plot = shown   # same decisions, same D_f: keep the plot (a rerun cell never flickers)
+        if shown is not None and not shown.running and inputs() == before:
+            plot = shown   # same settings and decisions: keep it (a rerun cell never flickers)
         else:
             plot = self._show_correction(self.session.failure_data())
         self.stage = "correction"
