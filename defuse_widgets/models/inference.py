@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from defuse_widgets.models.precision import autocast, guarded_argmax, resolve_precision
+
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
@@ -18,9 +20,31 @@ def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
     return torch.cat(out)
 
 
-def predict(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:
-    """Return predicted classes of shape (n,) for images X of shape (n, C, H, W)."""
-    return predict_logits(model, X, **kw).argmax(1)
+def predict(model: nn.Module, X: torch.Tensor, *, precision: str = "fp32",
+            batch_size: int = 1024, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Return predicted classes of shape (n,) for images X of shape (n, C, H, W).
+
+    ``precision="bf16"`` (or ``"auto"`` where the hardware runs bf16) runs the
+    forward pass under bf16 autocast on channels-last input and makes the
+    close calls again in fp32
+    (:func:`~defuse_widgets.models.precision.guarded_argmax`), so the
+    predictions are fp32's.
+    """
+    if resolve_precision(precision, device) == "fp32":
+        return predict_logits(model, X, batch_size=batch_size, device=device).argmax(1)
+    was_training = model.training
+    model.eval()
+
+    def fast(xb):
+        with autocast("bf16", device):
+            return exact(xb)
+
+    def exact(xb):
+        return model(xb.to(device).contiguous(memory_format=torch.channels_last))
+    with torch.inference_mode():
+        pred, _ = guarded_argmax(fast, exact, X, batch_size=batch_size)
+    model.train(was_training)
+    return pred
 
 
 def predict_proba(model: nn.Module, X: torch.Tensor, **kw) -> torch.Tensor:

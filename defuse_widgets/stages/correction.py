@@ -97,10 +97,11 @@ class Corrector:
         only the best third of the λs, ranked by the selection rule's score,
         trains on (see :mod:`~defuse_widgets.stages.correction_sweep`).
     precision : {"fp32", "bf16", "auto"}, default="fp32"
-        bf16 autocast of the training passes (weights stay fp32; every
-        evaluation runs in fp32, so the reported accuracies are those of the
-        model a user keeps); ``"auto"`` is bf16 where the hardware runs it
-        natively.
+        bf16 autocast of the training and evaluation passes; ``"auto"`` is
+        bf16 where the hardware runs it natively. Weights stay fp32, and an
+        evaluation makes every close call (logit margin under
+        :data:`~defuse_widgets.models.precision.GUARD`) again in fp32, so the
+        reported accuracies are those of the fp32 model a user keeps.
     channels_last : bool, optional
         Train in the channels-last memory format. Default: when ``precision``
         resolves to bf16, where it is about 10 % faster on the CPU (fp32
@@ -250,7 +251,8 @@ class Corrector:
         self.precision_ = resolve_precision(self.precision, dev)
         base = copy.deepcopy(classifier).cpu()
         checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
-        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev, base=True)
+        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev,
+                                      {*eval_sets, *self._selection_sets()}, base=True)
         base = base.cpu()
         self._n_batches = math.ceil(len(X) / self.batch_size)
         self.steps_done_ = 0
@@ -370,9 +372,11 @@ class Corrector:
         each paired set also gets its change from it (``<set>_change`` ...).
         """
         names = set(eval_sets) | {"finetune", "training"} if names is None else set(names)
+        # the numbers describe the fp32 model a user keeps: bf16 evaluation makes
+        # its close calls again in fp32 (models.precision.guarded_argmax)
         kw = dict(device=dev, batch_size=self.eval_batch_size
-                  or (256 if dev.type == "cpu" else 4096))
-        rec = {}   # always fp32: the numbers describe the fp32 model a user keeps
+                  or (256 if dev.type == "cpu" else 4096), precision=self.precision)
+        rec = {}
         if names & {"finetune", "training"}:
             rec["finetune"] = accuracy(model, X_f, y_f, **kw)
         if "training" in names:  # a full pass over D

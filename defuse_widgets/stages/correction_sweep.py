@@ -266,11 +266,12 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     dev : torch.device
     checkpoints : SweepCheckpoints or None
     """
-    c, runs = corrector, {}
+    c, runs, histories = corrector, {}, {i: entry["history"] for i, entry in done.items()}
     n_batches = math.ceil(len(data[0]) / c.batch_size)
 
     def finalize(i: int, out: tuple) -> None:
         state, result, history = out
+        histories[i] = history
         if checkpoints is not None:
             checkpoints.add(i, lams[i], state, result, history)
         c._finish_lam(i, state, result)
@@ -279,7 +280,21 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
         return new_run(c, i, lams[i], base, len(data[2]),
                        dev if c.executor is None else torch.device("cpu"))
 
-    def step(indices: list, n_epochs: int, finish_after: bool) -> None:
+    def history(i: int) -> list:
+        return runs[i]["history"] if i in runs else histories[i]
+
+    def drop_beaten(candidates: list, epoch: int) -> None:
+        """Finish now every run of this rung that ⌈n/ETA⌉ scored runs already beat:
+        :func:`prune` cannot keep it, and only the runs still in the race stay in memory."""
+        scored = [i for i in candidates if i in histories or i in runs
+                  and runs[i]["epoch"] >= epoch]
+        key = {i: (best_score(history(i), epoch), -lams[i]) for i in scored}
+        order = sorted(scored, key=key.get, reverse=True)
+        for i in order[math.ceil(len(candidates) / ETA):]:
+            if i in runs:
+                finalize(i, finish(c, runs.pop(i), *data, dev))
+
+    def step(indices: list, n_epochs: int, finish_after: bool, rung: tuple = ()) -> None:
         if c.executor is None:
             for i in indices:
                 if i not in runs:
@@ -287,6 +302,8 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
                 advance(c, runs[i], n_epochs, *data, dev)
                 if finish_after:
                     finalize(i, finish(c, runs.pop(i), *data, dev))
+                elif rung:
+                    drop_beaten(*rung)
             return
         from defuse_widgets.scale_out import submit_runs
         futures = submit_runs(c, {i: runs.get(i) or start(i) for i in indices}, n_epochs,
@@ -319,11 +336,11 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     candidates = list(range(len(lams)))
     for epoch in range(1, c.epochs + 1):
         last = epoch == c.epochs
-        step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last)
+        step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last,
+             (candidates, epoch))
         if last:
             return
-        scores = {i: best_score(runs[i]["history"] if i in runs else done[i]["history"], epoch)
-                  for i in candidates}
+        scores = {i: best_score(history(i), epoch) for i in candidates}
         keep = prune(candidates, scores, lams)
         for i in candidates:
             if i not in keep and i in runs:

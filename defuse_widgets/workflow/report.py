@@ -94,6 +94,8 @@ def report(session, *, extra: dict | None = None) -> dict:
     if adv is not None:
         res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,
                                      n_misclassified=adv.params.get("n_misclassified"),
+                                     precision=adv.params.get("precision", "fp32"),
+                                     n_rechecked=adv.params.get("n_rechecked", 0),
                                      n_source_images=int(len(np.unique(adv.source_index))))
     grounding = _grounding(session, adv)
     if grounding is not None:

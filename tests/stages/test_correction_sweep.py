@@ -69,6 +69,35 @@ def test_halving_trains_only_the_survivors_with_the_full_sweeps_records(
     assert half.steps_done_ == half.steps_total_ == 8 * 5   # 8 λ-epochs × 5 batches
 
 
+class _Live(Callback):
+    """How many λs were begun and not yet finished, at most."""
+
+    def __init__(self):
+        self.live = self.most = 0
+
+    def on_lam_begin(self, corrector, **kw):
+        self.live += 1
+        self.most = max(self.most, self.live)
+
+    def on_lam_end(self, corrector, **kw):
+        self.live -= 1
+
+
+def test_halving_holds_only_the_runs_still_in_the_race(tiny_models, digits, task, full):
+    """A run that ⌈n/ETA⌉ finished runs of its rung already beat is finished at once, so
+    memory holds at most ⌈n/ETA⌉ + 1 runs (not all n), and the result is unchanged."""
+    live = _Live()
+    half, seen = _fit(tiny_models, digits, task, schedule="halving", callbacks=[live])
+    assert live.most <= -(-len(LAMS) // ETA) + 1 < len(LAMS)
+    assert live.live == 0
+    ref, _ = _fit(tiny_models, digits, task, schedule="halving",
+                  executor=ThreadPoolExecutor(1))   # the executor path holds every run
+    assert [r["lam"] for r in half.results_] == [r["lam"] for r in ref.results_]
+    for a, b in zip(half.results_, ref.results_):
+        assert a["test"] == pytest.approx(b["test"]) and a["epoch"] == b["epoch"]
+    assert half.best_["lam"] == ref.best_["lam"]
+
+
 def test_halving_resumes_to_the_uninterrupted_result(tiny_models, digits, task, tmp_path):
     whole, _ = _fit(tiny_models, digits, task, schedule="halving")
 
