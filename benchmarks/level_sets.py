@@ -41,7 +41,7 @@ from defuse_widgets.bayes_trex.evaluation import (all_pair_targets, baseline_amb
                                                  train_class_excluded_vae, train_subset_classifier)
 from defuse_widgets.bayes_trex.domain_shift import DomainShiftCheck, upsampled_digits
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
-from defuse_widgets.bayes_trex.progress import ProgressLine
+from defuse_widgets.callbacks import ProgressLine
 from defuse_widgets.models import BetaVAE, OracleCNN
 from defuse_widgets.models.inference import accuracy
 from defuse_widgets.models.pretrained import load_pretrained

@@ -9,7 +9,9 @@ The widgets live in :mod:`defuse_widgets.widgets` (the core never imports them).
 """
 __version__ = "0.1.0"
 
-from defuse_widgets.callbacks import Callback, History, ProgressCallback  # noqa: E402
+from defuse_widgets.bayes_trex import DomainShiftCheck, LevelSetSampler, Target  # noqa: E402
+from defuse_widgets.callbacks import (Callback, History, ProgressCallback,  # noqa: E402
+                                      ProgressLine)
 from defuse_widgets.data import DataSplits, load_dataset, load_mnist5k  # noqa: E402
 from defuse_widgets.models.pretrained import load_pretrained  # noqa: E402
 from defuse_widgets.models.saliency import smoothgrad  # noqa: E402
@@ -25,9 +27,10 @@ from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileErr
 from defuse_widgets.workflow import (DefuseConfig, Session, SessionMismatchError,  # noqa: E402
                                      figure4_table, run_defuse)
 
-__all__ = ["PAPER_LAMS", "AdversarialExamples", "AnnotationStore", "Callback", "Corrector",
-           "DataSplits", "DefuseConfig", "Distiller", "History", "ProgressCallback",
-           "RegionDecision", "Regions", "Session", "SessionFormatError", "SessionMismatchError",
-           "SimulatedAnnotator", "UnsafeFileError", "__version__", "build_failure_sets",
-           "decide", "figure4_table", "identify", "load_dataset", "load_mnist5k",
-           "load_pretrained", "review_set", "run_defuse", "smoothgrad"]
+__all__ = ["AdversarialExamples", "AnnotationStore", "Callback", "Corrector", "DataSplits",
+           "DefuseConfig", "Distiller", "DomainShiftCheck", "History", "LevelSetSampler",
+           "PAPER_LAMS", "ProgressCallback", "ProgressLine", "RegionDecision", "Regions",
+           "Session", "SessionFormatError", "SessionMismatchError", "SimulatedAnnotator",
+           "Target", "UnsafeFileError", "__version__", "build_failure_sets", "decide",
+           "figure4_table", "identify", "load_dataset", "load_mnist5k", "load_pretrained",
+           "review_set", "run_defuse", "smoothgrad"]

@@ -1,10 +1,13 @@
-"""Callbacks that observe a correction sweep (after skorch's design).
+"""Callbacks that observe a correction sweep (after skorch's design), and the
+progress/stop protocol of the other long stages.
 
 A widget's live plot is just a callback: it receives each epoch's record and
-each λ's result as they are produced.
+each λ's result as they are produced. :class:`ProgressLine` prints the
+protocol's ``callback(stage, done, total)`` calls, for notebooks and scripts.
 """
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
 
@@ -96,3 +99,43 @@ class StageProgress(Callback):
         done, total = corrector.steps_done_, corrector.steps_total_
         if self.callback(f"correction:{corrector.name}", done, total):
             corrector.stop()
+
+
+class ProgressLine:
+    """Print ``stage: done/total (elapsed)`` at most every ``every_s`` seconds.
+
+    The first and the last step of each stage are always printed, so a short
+    stage prints two lines and a long one a line every few seconds.
+
+    Parameters
+    ----------
+    every_s : float, default=5.0
+        Least time between two printed lines of the same stage.
+    file : file-like, optional
+        Where to print; ``sys.stdout`` at call time by default.
+
+    Examples
+    --------
+    >>> line = ProgressLine(every_s=60)
+    >>> for it in range(1, 4):
+    ...     line("mcmc", it, 3)           # doctest: +ELLIPSIS
+    mcmc: 1/3 (0 s)
+    mcmc: 3/3 (0 s)
+    """
+
+    def __init__(self, *, every_s: float = 5.0, file=None):
+        self.every_s = every_s
+        self.file = file
+        self._stage, self._done = None, 0
+        self._t0 = self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != self._stage or done < self._done:      # a new stage, or a new run of it
+            self._stage, self._t0, self._last = stage, now, -float("inf")
+        self._done = done
+        if now - self._last >= self.every_s or done >= total:
+            self._last = now
+            print(f"{stage}: {done}/{total} ({now - self._t0:.0f} s)",
+                  file=self.file or sys.stdout, flush=True)
+        return None

@@ -168,7 +168,7 @@ class LevelSetSampler(BaseEstimator):
             The package's progress/stop protocol, ``callback("level sets",
             iteration, n_iterations)`` after every MCMC iteration; True stops
             (raises :class:`~defuse_widgets.callbacks.Stopped`, nothing is fitted).
-            :class:`~defuse_widgets.bayes_trex.progress.ProgressLine` prints it.
+            :class:`~defuse_widgets.callbacks.ProgressLine` prints it.
 
         Returns
         -------

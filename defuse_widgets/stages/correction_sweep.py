@@ -32,6 +32,7 @@ import os
 import numpy as np
 import torch
 
+from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
@@ -184,6 +185,7 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
             model.eval()
             rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
                    **c._evaluate(model, X, y, X_f, y_f, eval_sets, dev, c._selection_sets())}
+            trim_heap()   # the epoch's freed activations go back to the system
             run["epoch"] = epoch
             run["history"].append(rec)
             new.append(rec)

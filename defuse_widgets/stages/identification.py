@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import ProgressCallback
+from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
 from defuse_widgets.models.precision import GUARD, autocast, guarded_argmax, resolve_precision
 
@@ -262,6 +263,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
             parts["pred"].append(preds[rows, cols])
             parts["norm"].append(norm[rows, cols])
     cat = {k: torch.cat(v).numpy() for k, v in parts.items()}
+    trim_heap()   # the decodes' freed pages go back to the system
     params = dict(Q=Q, a=a, b=b, centered=centered, max_per_instance=max_per_instance,
                   seed=seed, n_misclassified=n_misclassified, precision=precision,
                   n_rechecked=n_rechecked)

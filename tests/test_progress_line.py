@@ -1,7 +1,7 @@
 """ProgressLine prints the first and last step of each run and throttles the rest."""
 import io
 
-from defuse_widgets.bayes_trex.progress import ProgressLine
+from defuse_widgets.callbacks import ProgressLine
 
 
 def test_prints_first_and_last_step_and_restarts_per_run():
