@@ -28,8 +28,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 #: on a sweep's evaluation sets (9,180 images): no single logit moved by more
 #: than 0.094 under bf16, so a decision can flip only when the two logits'
 #: errors add up to more than the margin, and 0.25 leaves 1.3x headroom over
-#: the worst pair seen. 1.4 % of decodes and 13 % of the near-boundary region
-#: sets fall under it (README, "Speed").
+#: the worst pair seen. About 1 % of decodes and a tenth of the near-boundary
+#: region sets fall under it (README, "Speed").
 GUARD = 0.25
 
 
