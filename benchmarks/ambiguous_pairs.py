@@ -13,6 +13,7 @@ Usage::
     .venv/bin/python -m benchmarks.ambiguous_pairs SIGMA SIGMA_START N_OPTIMIZE N_CANDIDATES
     .venv/bin/python -m benchmarks.ambiguous_pairs 0.05 0 80 2     # the Table 1 setting
     .venv/bin/python -m benchmarks.ambiguous_pairs 0.02 0.2 200 16  # the broad search
+    .venv/bin/python -m benchmarks.ambiguous_pairs 0.02 0.2 200 16 --all   # all 45 pairs
 """
 from __future__ import annotations
 
@@ -31,11 +32,13 @@ SHORT = [(0, 1), (0, 4), (1, 9), (2, 5), (2, 9), (3, 4), (3, 6), (6, 7), (6, 9)]
 CONTROLS = [(1, 7), (4, 9)]
 
 
-def main(sigma: float, sigma_start: float, n_optimize: int, n_candidates: int) -> None:
+def main(sigma: float, sigma_start: float, n_optimize: int, n_candidates: int,
+         every_pair: bool = False) -> None:
     clf, vae = load_pretrained()[:2]
     clf.eval(), vae.eval()
     data = load_mnist5k()
-    pairs = SHORT + CONTROLS
+    pairs = ([(i, j) for i in range(10) for j in range(i + 1, 10)] if every_pair
+             else SHORT + CONTROLS)
     X, y = torch.cat([data.X_train, data.X_val]), torch.cat([data.y_train, data.y_val])
     codes = pair_interpolation_codes(vae, X, y, pairs, n_per_pair=64, n_steps=17, seed=0)
     with torch.no_grad():
@@ -63,5 +66,5 @@ def main(sigma: float, sigma_start: float, n_optimize: int, n_candidates: int) -
 
 
 if __name__ == "__main__":
-    a = sys.argv[1:] or ["0.02", "0.2", "200", "16"]
-    main(float(a[0]), float(a[1]), int(a[2]), int(a[3]))
+    a = [v for v in sys.argv[1:] if v != "--all"] or ["0.02", "0.2", "200", "16"]
+    main(float(a[0]), float(a[1]), int(a[2]), int(a[3]), every_pair="--all" in sys.argv)

@@ -30,7 +30,6 @@ from defuse_widgets.stages.distillation import Distiller
 from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.failure_data import build_failure_sets
 from defuse_widgets.stages.identification import identify
-from defuse_widgets.models.inference import encode_mean
 from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.models import MnistCNN
 from defuse_widgets.models.pretrained import load_pretrained

@@ -13,7 +13,6 @@ so the same arguments always give the same images, in any process.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np

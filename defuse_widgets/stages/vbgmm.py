@@ -272,7 +272,7 @@ class DPGaussianMixture(DensityMixin, BaseEstimator):
         """E[log p(x | k)] + E[log w_k] of shape (n, K)."""
         s = self._state
         U, mu, dof = s["prec_chol"], s["means"], s["dof"]
-        d, K = U.shape[1], U.shape[0]
+        d = U.shape[1]
         P = U @ U.mT                                                             # (K, d, d)
         Pmu = (P @ mu[:, :, None])[..., 0]                                       # (K, d)
         muPmu = (Pmu * mu).sum(1)                                                # (K,)

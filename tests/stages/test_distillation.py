@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defuse_widgets.stages.distillation import Distiller, distill
+from defuse_widgets.stages.distillation import Distiller
 from defuse_widgets.stages.identification import AdversarialExamples
 
 
