@@ -189,8 +189,8 @@ def _identification(quick: bool) -> list:
                     pred, n_re = guarded_argmax(forward("bf16"), forward("fp32"), z,
                                                 batch_size=bs)
                 else:
-                    pred = torch.cat([forward(mode)(z[i:i + bs]).argmax(1)
-                                      for i in range(0, len(z), bs)])
+                    f = forward(mode)
+                    pred = torch.cat([f(z[i:i + bs]).argmax(1) for i in range(0, len(z), bs)])
             best = max(best, len(z) / (time.perf_counter() - t))
         return (pred.view(n_img, Q) != y[:, None]), best, n_re
 

@@ -109,9 +109,9 @@ def guarded_argmax(fast, exact, inputs: torch.Tensor, *, batch_size: int,
     preds, close = [], []
     for i in range(0, len(inputs), batch_size):
         logits = fast(inputs[i:i + batch_size]).float()
-        top = logits.topk(2, dim=1).values if logits.shape[1] > 1 else None
         preds.append(logits.argmax(1).cpu())
-        if top is not None:
+        if guard > 0 and logits.shape[1] > 1:   # guard 0: no margins to compute
+            top = logits.topk(2, dim=1).values
             close.append(((top[:, 0] - top[:, 1]) < guard).cpu())
     if not preds:
         return torch.zeros(0, dtype=torch.long), 0
