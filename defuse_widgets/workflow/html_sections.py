@@ -36,6 +36,11 @@ def pct(v, digits: int = 1) -> str:
     return f"{100 * v:.{digits}f}" if is_number(v) else "–"
 
 
+def _percent(v) -> str:
+    """``pct`` with its sign, or a bare ``"–"`` when missing (never ``"– %"``)."""
+    return pct(v, 0) + " %" if is_number(v) else "–"
+
+
 def lam_text(v) -> str:
     """λ as people write it (``0.1``, ``1e-05``; ``"–"`` when missing)."""
     return f"{v:g}" if is_number(v) else "–"
@@ -134,7 +139,7 @@ def regions_section(content: dict) -> str:
         rows.append((f' class="{cls}"', (
             f'<a href="#region-{k}">Region {k}</a>', f"{s['weight']:.3f}", f"{s['members']:,}",
             _confusions(s["top_confusions"], names), status,
-            pct(d["disagreement"], 0) + " %" if d else "–", n_votes or "–",
+            _percent(d["disagreement"]) if d else "–", n_votes or "–",
             esc(_VERDICTS[g["verdict"]][1]) if g else "–")))
     head = ("Region", "Weight π", "Members", "Top confusions (true → predicted)", "Decision",
             "Disagreement", "Votes", "Real data")

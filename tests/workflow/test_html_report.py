@@ -113,6 +113,19 @@ def test_votes_decisions_and_grounding_match_the_session(session):
     assert f"This decision counts {res['labeling']['decisions'][1]['n_votes']} votes" in text
 
 
+def test_a_region_with_only_none_of_the_above_votes_shows_no_percentage(session):
+    """Its disagreement is undefined (NaN): the overview says "–", not "– %"."""
+    from defuse_widgets.workflow.html_report import report_content
+    from defuse_widgets.workflow.html_sections import regions_section
+
+    content = report_content(session)
+    reg = content["regions"][0]
+    assert reg["decision"]
+    reg["decision"] = dict(reg["decision"], disagreement=float("nan"))
+    row = regions_section(content).split('href="#region-0"')[1].split("</tr>")[0]
+    assert "– %" not in row and "<td>–</td>" in row
+
+
 def test_figure4_and_tradeoff_equal_the_session_report(session):
     session.choose_lam(1.0, by=EVE)
     text = session.write_html_report().read_text()
