@@ -316,8 +316,9 @@ def test_building_again_with_the_same_decisions_keeps_the_plot(make):
     plot = dash.build_correction()
     assert plot is not None and dash.build_correction() is plot    # same votes: same plot
     dash.baseline = not dash.baseline                               # other settings: new plot
-    plot = dash.build_correction()
-    assert plot is not None and dash.tradeoff is plot and dash.build_correction() is plot
+    old, plot = plot, dash.build_correction()
+    assert plot is not None and plot is not old
+    assert dash.tradeoff is plot and dash.build_correction() is plot
     _disagree(dash, 0)
     again = dash.build_correction()
     assert again is not plot and dash.tradeoff is again             # new votes: new D_f
