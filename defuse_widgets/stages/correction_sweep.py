@@ -35,6 +35,7 @@ import torch
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
+from defuse_widgets.stages.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
@@ -270,6 +271,8 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     """
     c, runs, histories = corrector, {}, {i: entry["history"] for i, entry in done.items()}
     n_batches = math.ceil(len(data[0]) / c.batch_size)
+    parked = (ParkedRuns(base, c.memory_format(dev), dev)
+              if c.executor is None and c.schedule == "halving" else None)
 
     def finalize(i: int, out: tuple) -> None:
         state, result, history = out
@@ -294,17 +297,17 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
         order = sorted(scored, key=key.get, reverse=True)
         for i in order[math.ceil(len(candidates) / ETA):]:
             if i in runs:
-                finalize(i, finish(c, runs.pop(i), *data, dev))
+                finalize(i, finish(c, parked.restore(runs.pop(i)), *data, dev))
 
     def step(indices: list, n_epochs: int, finish_after: bool, rung: tuple = ()) -> None:
         if c.executor is None:
             for i in indices:
-                if i not in runs:
-                    runs[i] = start(i)
+                runs[i] = parked.restore(runs[i]) if i in runs else start(i)
                 advance(c, runs[i], n_epochs, *data, dev)
                 if finish_after:
                     finalize(i, finish(c, runs.pop(i), *data, dev))
                 elif rung:
+                    parked.park(runs[i])    # only the run in training stays in memory
                     drop_beaten(*rung)
             return
         from defuse_widgets.scale_out import submit_runs
@@ -335,18 +338,22 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     if c.schedule == "full":
         step(todo, c.epochs, True)
         return
-    candidates = list(range(len(lams)))
-    for epoch in range(1, c.epochs + 1):
-        last = epoch == c.epochs
-        step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last,
-             (candidates, epoch))
-        if last:
-            return
-        scores = {i: best_score(history(i), epoch) for i in candidates}
-        keep = prune(candidates, scores, lams)
-        for i in candidates:
-            if i not in keep and i in runs:
-                run = runs.pop(i)
-                run["model"] = run["model"].to(dev)
-                finalize(i, finish(c, run, *data, dev))
-        candidates = keep
+    try:
+        candidates = list(range(len(lams)))
+        for epoch in range(1, c.epochs + 1):
+            last = epoch == c.epochs
+            step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last,
+                 (candidates, epoch))
+            if last:
+                return
+            scores = {i: best_score(history(i), epoch) for i in candidates}
+            keep = prune(candidates, scores, lams)
+            for i in candidates:
+                if i not in keep and i in runs:
+                    run = parked.restore(runs.pop(i)) if parked else runs.pop(i)
+                    run["model"] = run["model"].to(dev)
+                    finalize(i, finish(c, run, *data, dev))
+            candidates = keep
+    finally:
+        if parked is not None:
+            parked.close()

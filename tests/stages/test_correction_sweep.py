@@ -1,4 +1,6 @@
 """The sweep's schedules (full, successive halving) and its bf16 precision."""
+import copy
+import gc
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -189,3 +191,54 @@ def test_progress_bar_counts_finished_lambdas(tiny_models, digits, task, capsys,
     assert f"{len(LAMS)}/{len(LAMS)}" in err and "defuse" in err
     _fit(tiny_models, digits, task, schedule=schedule, epochs=1)
     assert capsys.readouterr().err == ""               # progress=False: no bar
+
+
+class _LiveModels(Callback):
+    """The most classifier copies alive at an epoch's end (garbage collector's count)."""
+
+    def __init__(self, kind):
+        self.kind, self.most = kind, 0
+
+    def on_epoch_end(self, corrector, **kw):
+        n = sum(type(o) is self.kind for o in gc.get_objects())
+        self.most = max(self.most, n)
+
+
+def test_halving_parks_paused_runs_so_it_holds_no_more_models_than_a_full_sweep(
+        tiny_models, digits, task, full):
+    """Paused runs go to disk: halving keeps as many classifier copies in memory as
+    the full sweep (one run at a time), not one per paused λ, and its records stay
+    bit-equal to the full sweep's (test above)."""
+    kind = type(tiny_models[0])
+    counts = {}
+    for schedule in ("full", "halving"):
+        gc.collect()
+        live = _LiveModels(kind)
+        _fit(tiny_models, digits, task, schedule=schedule, callbacks=[live])
+        counts[schedule] = live.most
+    assert counts["halving"] <= counts["full"], counts
+
+
+def test_parked_runs_round_trip_bit_for_bit(tiny_models, tmp_path):
+    from defuse_widgets.stages.parked_runs import ParkedRuns
+
+    base = tiny_models[0]
+    model = copy.deepcopy(base)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(4, 1, 8, 8)).sum().backward()
+    opt.step()
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    run = dict(i=3, model=model, opt_state=opt.state_dict(), best_state=best)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = opt.state_dict()["state"][0]["exp_avg"].clone()
+    parked = ParkedRuns(base, torch.contiguous_format, torch.device("cpu"), folder=tmp_path)
+    parked.park(run)
+    assert run["model"] is None and run["opt_state"] is None and run["best_state"] is None
+    parked.restore(run)
+    assert run["model"] is not model and "parked" not in run
+    for k, v in run["model"].state_dict().items():
+        assert torch.equal(v, want[k]), k
+    assert torch.equal(run["opt_state"]["state"][0]["exp_avg"], moments)
+    assert all(torch.equal(run["best_state"][k], best[k]) for k in best)
+    parked.close()
+    assert list(tmp_path.iterdir()) == []
