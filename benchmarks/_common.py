@@ -28,6 +28,25 @@ def machine() -> dict:
             "gpu": gpu, "torch": torch.__version__, "python": platform.python_version()}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's ``VmHWM`` when there is one: ``getrusage``'s ``ru_maxrss`` of a
+    process started by ``subprocess`` also counts the *parent's* resident
+    memory at the fork (measured: a child of a parent holding 2 GB reports
+    1,921 MB, its VmHWM 14 MB), so a run started from a benchmark that has
+    already worked would look as large as the benchmark.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def machine_tag(info: dict) -> str:
     """A file name for the machine: ``cpu-2core`` or ``gpu-nvidia-h100-80gb-hbm3``."""
     if info["gpu"]:

@@ -17,7 +17,6 @@ in this order, so each peak includes what came before.
 """
 from __future__ import annotations
 
-import resource
 import time
 
 import numpy as np
@@ -35,11 +34,12 @@ from defuse_widgets.models import MnistCNN
 from defuse_widgets.models.pretrained import load_pretrained
 from defuse_widgets.models.training import train_classifier
 
+from ._common import peak_rss_mb
 from .widget_latency import _paper_scale_codes
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def correction(classifier, vae, data, adv, quick: bool) -> list:

@@ -247,7 +247,7 @@ class Corrector:
         self.history_, self.results_, self.lam_index_ = History(), [], []
         self.best_, self.best_model_, self.cancelled_ = None, None, False
         self.corrected_, self.verdict_ = None, ""
-        self._best_states, self.resumed_, self.fingerprint_ = [], [], None
+        self._best_state, self._best_key, self.resumed_, self.fingerprint_ = None, None, [], None
         self.precision_ = resolve_precision(self.precision, dev)
         base = copy.deepcopy(classifier).cpu()
         checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
@@ -272,15 +272,15 @@ class Corrector:
             self._stop.clear()
         order = sorted(range(len(self.results_)), key=lambda j: self.lam_index_[j])
         self.results_ = [self.results_[j] for j in order]
-        self._best_states = [self._best_states[j] for j in order]
         self.lam_index_ = [self.lam_index_[j] for j in order]
         if self.results_:
             i_best = max(range(len(self.results_)),
                          key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))
             self.best_ = self.results_[i_best]
             self.best_model_ = copy.deepcopy(base)
-            self.best_model_.load_state_dict(self._best_states[i_best])
+            self.best_model_.load_state_dict(self._best_state)   # the same λ: same key
             self.best_model_.eval()
+        self._best_state = None
         v = rule.verdict(self.best_, self.confidence, tolerance=self.tolerance
                          if self.selection == "balanced" else None)
         self.corrected_, self.verdict_ = v["corrected"], v["message"]
@@ -328,8 +328,7 @@ class Corrector:
     def get_params(self) -> dict:
         """The constructor's parameters (scikit-learn style)."""
         names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "confidence",
-                 "device",
-                 "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
+                 "device", "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
                  "executor", "schedule", "precision", "channels_last", "eval_batch_size")
         return {k: getattr(self, k) for k in names}
 
@@ -346,7 +345,9 @@ class Corrector:
         self._finish_lam(i, state, entry["result"], resumed=True)
 
     def _finish_lam(self, i: int, state: dict, result: dict, **kw) -> None:
-        self._best_states.append(state)
+        key = (*self._rank(result), -result["lam"])   # hold only the best λ's weights
+        if self._best_key is None or key > self._best_key:
+            self._best_state, self._best_key = state, key
         self.results_.append(result)
         self.lam_index_.append(i)
         self._bar.update()

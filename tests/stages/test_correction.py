@@ -51,6 +51,13 @@ def test_large_lambda_fixes_region_small_does_not(digits, tiny_models, task):
     assert c.best_["lam"] == 10.0  # any validation drop allowed: the best region accuracy wins
     assert all(torch.equal(v, clf.state_dict()[k]) for k, v in before.items())  # input untouched
     assert c.best_model_ is not clf
+    # the kept model is the selected λ's best epoch (only that λ's weights are held)
+    from defuse_widgets.models.inference import predict
+    X_rt, y_rt = evals["region_test"]
+    assert (predict(c.best_model_, X_rt) == y_rt).float().mean().item() == pytest.approx(
+        high["region_test"])
+    assert (predict(c.best_model_, X_rt) == y_rt).float().mean().item() != pytest.approx(
+        low["region_test"])
 
 
 def test_balanced_selection_protects_validation_accuracy(digits, tiny_models, task):
