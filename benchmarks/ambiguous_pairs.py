@@ -109,6 +109,7 @@ def reach(pairs=SHORT_AT_BEST, n_steps: int = 300, lr: float = 0.05) -> None:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        z = z.detach()
         with torch.no_grad():
             p = torch.softmax(clf(vae.decode(z)), 1)
         low = torch.minimum(p[:, i], p[:, j])
