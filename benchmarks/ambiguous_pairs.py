@@ -40,6 +40,7 @@ import torch
 
 from defuse_widgets.bayes_trex.evaluation import pair_interpolation_codes
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.bayes_trex.targets import level_set_log_likelihood, pack_targets
 from defuse_widgets.data import load_mnist5k
 from defuse_widgets.models.pretrained import load_pretrained
 
@@ -101,11 +102,11 @@ def reach(pairs=SHORT_AT_BEST, n_steps: int = 300, lr: float = 0.05) -> None:
         z = torch.from_numpy(pair_interpolation_codes(vae, X, y, [(i, j)], n_per_pair=16,
                                                       n_steps=9, seed=0)).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
+        packed = pack_targets([Target.ambiguous(i, j)], np.zeros(len(z), np.int64), 10, "cpu")
         for _ in range(n_steps):
             p = torch.softmax(clf(vae.decode(z)), 1)
-            others = p.scatter(1, torch.tensor([[i, j]]).expand(len(p), 2), -1.0).amax(1)
-            u2 = torch.minimum(p[:, i], p[:, j]) - others
-            loss = ((p[:, i] - p[:, j]) ** 2 + (u2 - 0.5) ** 2).sum()
+            # σ² = 1/2: minus the log-likelihood is the squared distance from u* itself
+            loss = -level_set_log_likelihood(p, packed, sigma=0.5 ** 0.5).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()

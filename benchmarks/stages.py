@@ -38,10 +38,6 @@ from ._common import peak_rss_mb
 from .widget_latency import _paper_scale_codes
 
 
-def _peak_mb() -> float:
-    return peak_rss_mb()
-
-
 def correction(classifier, vae, data, adv, quick: bool) -> list:
     regions = Distiller(n_components=30, eps=0.01, max_samples=3000,
                         seed=0).fit(adv, n_classes=10).regions_
@@ -97,7 +93,7 @@ def correction(classifier, vae, data, adv, quick: bool) -> list:
     rows.append(dict(what=f"correction: sweep of {len(lams)} λ × {epochs} epochs (sequential)",
                      value=f"{wall:.0f} s", note=f"selected λ={sweep.best_['lam']:g}; "
                      f"{wall / (len(lams) * epochs):.1f} s per λ-epoch", raw={"s": wall}))
-    rows.append(dict(what="peak memory after correction", value=f"{_peak_mb():.0f} MB"))
+    rows.append(dict(what="peak memory after correction", value=f"{peak_rss_mb():.0f} MB"))
     return rows
 
 
@@ -126,7 +122,7 @@ def tsne(vae, data, adv, quick: bool) -> list:
         big = time.perf_counter() - t
         rows.append(dict(what="t-SNE: openTSNE fit 60,000 + transform 10,000",
                          value=f"{big:.0f} s", raw={"s": big}))
-    rows.append(dict(what="peak memory after t-SNE", value=f"{_peak_mb():.0f} MB"))
+    rows.append(dict(what="peak memory after t-SNE", value=f"{peak_rss_mb():.0f} MB"))
     return rows
 
 
@@ -176,7 +172,7 @@ def distillation(adv, quick: bool) -> list:
                 raw=dict(backend=backend, n=n, ours_s=ours_s, ref_s=ref_s, speedup=speedup,
                          ari=ari, ll=[ll, ll_ref], ll_ratio=ll_ratio, kept=[kept, kept_ref],
                          n_iter=[ours.n_iter_, int(ref.n_iter_)], quality=quality)))
-    rows.append(dict(what="peak memory after distillation", value=f"{_peak_mb():.0f} MB"))
+    rows.append(dict(what="peak memory after distillation", value=f"{peak_rss_mb():.0f} MB"))
     return rows
 
 
@@ -187,7 +183,7 @@ def run(quick: bool = False) -> list:
     adv = identify(classifier, vae, data.X_train, data.y_train, Q=20 if quick else 100, a=50,
                    b=50, centered=False, seed=0, progress=False)
     rows = [dict(what="peak memory after identification",
-                 value=f"{_peak_mb():.0f} MB", note=f"{adv.n_decoded:,} decodes, "
+                 value=f"{peak_rss_mb():.0f} MB", note=f"{adv.n_decoded:,} decodes, "
                  f"{len(adv):,} kept")]
     rows += distillation(adv, quick)
     rows += tsne(vae, data, adv, quick)

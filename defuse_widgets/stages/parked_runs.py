@@ -45,7 +45,6 @@ class ParkedRuns:
         if folder is not None:
             os.makedirs(folder, exist_ok=True)
         self._dir = tempfile.TemporaryDirectory(prefix="parked-runs-", dir=folder)
-        self.n_parked = 0
 
     def park(self, run: dict) -> None:
         """Move ``run``'s model, optimiser state and best weights to a file."""
@@ -55,7 +54,6 @@ class ParkedRuns:
         for key in _TENSORS:
             run[key] = None
         run["parked"] = path
-        self.n_parked += 1
 
     def restore(self, run: dict) -> dict:
         """Read a parked ``run``'s tensors back (a live run is returned as is)."""
