@@ -74,7 +74,12 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 
 def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> torch.Tensor:
-    """Return images as a float32 tensor of shape (n, C, H, W).
+    """Return images as a tensor of shape (n, C, H, W): uint8 kept, others float32.
+
+    uint8 images (pixels 0-255) are returned as they are, without a float copy
+    of the whole array; models take them batch by batch through
+    :func:`~defuse_widgets.models.inference.to_unit`, which divides by 255.
+    Every other real dtype is converted to float32 and checked to be finite.
 
     Parameters
     ----------
@@ -84,6 +89,10 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
         Images; numpy arrays and tensors are accepted.
     shape : sequence of int, optional
         Expected ``(C, H, W)``.
+
+    Returns
+    -------
+    Tensor of shape (n, C, H, W), uint8 or float32
     """
     if isinstance(X, np.ndarray):
         if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
@@ -101,6 +110,8 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
     if shape is not None and tuple(X.shape[1:]) != tuple(shape):
         raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}); "
                          f"got {describe(X)}.")
+    if X.dtype == torch.uint8:
+        return X
     X = X.float()
     if not torch.isfinite(X).all():
         raise ValueError(f"{name} must not contain NaN or inf; got {describe(X)} "

@@ -22,6 +22,7 @@ import json
 import sys
 
 from defuse_widgets.stages.correction import PAPER_LAMS
+from defuse_widgets.workflow.fidelity import FIDELITY_WARNING
 
 #: Setting flags -> DefuseConfig fields.
 _FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
@@ -94,6 +95,23 @@ def _settings_parser() -> argparse.ArgumentParser:
     g.add_argument("--map-size", type=int, help="training images on the dashboard's latent "
                    "map [2000]")
     g.add_argument("--tsne-iter", type=int, help="t-SNE iterations of the latent map [500]")
+    i = s.add_argument_group("your own images and models (recorded in the session: later "
+                             "commands on the folder need none of these)")
+    i.add_argument("--data", metavar="PATH", help="an ImageFolder (root/<class>/*.png, or "
+                   "root/{train,val,test}/<class>/...) or an .npz with X and y [the embedded "
+                   "MNIST-5k]")
+    for role, what in (("classifier", "the classifier under test"),
+                       ("vae", "the beta-VAE trained on the same images (train-vae makes one)"),
+                       ("oracle", "the simulated annotator's oracle (train-oracle makes one); "
+                        "without it, people vote in the dashboard")):
+        i.add_argument(f"--{role}", metavar="SPEC", help=f"{what}: a TorchScript file, or "
+                       f"package.module:factory with --{role}-weights")
+        i.add_argument(f"--{role}-weights", metavar="FILE", help=f"state_dict of a --{role} "
+                       "factory (loaded with weights_only=True)")
+    i.add_argument("--min-fidelity", type=float, metavar="X", help="stop (exit 2) before "
+                   "identification when the classifier keeps less than this share of its "
+                   f"validation accuracy on the beta-VAE's reconstructions [warn below "
+                   f"{FIDELITY_WARNING:g}]")
     r = s.add_argument_group("running")
     r.add_argument("--overwrite", action="store_true", help="accept settings that differ "
                    "from the session's by moving the results they make stale to archive/ "
@@ -139,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="also write the HTML report, one self-contained file with "
                            "the regions' images, votes, decisions, the tradeoff plot and the "
                            "Figure 4 table [PATH: report.html in the session folder]")
+    _train_parsers(sub)
     t = sub.add_parser("train", help="train the shipped classifier, beta-VAE and oracle",
                        description="Reproduce the shipped weights of the embedded default "
                        "(fixed seed) and report their generative fidelity.")
@@ -147,11 +166,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _train_parsers(sub) -> None:
+    v = sub.add_parser("train-vae", help="train a beta-VAE on your images and report its "
+                       "fidelity", description="Train the package's beta-VAE family, sized to "
+                       "the images, on the training split of --data; stop early when the "
+                       "validation loss stops improving; write it as TorchScript (--vae FILE "
+                       "reads it) and, with --classifier, a fidelity report next to it "
+                       "(<out>.fidelity.json): the classifier's accuracy on validation images "
+                       "against on their reconstructions, overall and per class.")
+    o = sub.add_parser("train-oracle", help="train the simulated annotator's oracle on your "
+                       "images", description="Train the oracle CNN behind the simulated "
+                       "annotator with the shipped oracle's recipe; write it as TorchScript "
+                       "(--oracle FILE reads it).")
+    for p in (v, o):
+        p.add_argument("--data", required=True, metavar="PATH", help="ImageFolder or .npz")
+        p.add_argument("--out", required=True, metavar="FILE", help="the TorchScript file to "
+                       "write (an existing file is refused unless --overwrite)")
+        p.add_argument("--epochs", type=int, help="epoch cap [200 for the VAE, 30 for the "
+                       "oracle]")
+        p.add_argument("--seed", type=int, default=0, help="seed [0]")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+        p.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    v.add_argument("--latent", type=int, help="latent dimensions [10; 15 from 128 px]")
+    v.add_argument("--beta", type=float, help="KL weight beta [0.25]")
+    v.add_argument("--patience", type=int, default=10, help="epochs without a 0.1%% better "
+                   "validation loss before stopping [10]")
+    v.add_argument("--classifier", metavar="SPEC", help="the classifier under test, for the "
+                   "fidelity report")
+    v.add_argument("--classifier-weights", metavar="FILE")
+
+
+def _inputs(args):
+    """The SessionInputs the flags name, or None when they name none."""
+    from defuse_widgets.models.loading import ModelSpec
+    from defuse_widgets.workflow.inputs import ROLES, SessionInputs
+
+    specs = {}
+    for role in ROLES:
+        spec, weights = getattr(args, role, None), getattr(args, f"{role}_weights", None)
+        if weights is not None and spec is None:
+            raise ValueError(f"--{role}-weights needs --{role} package.module:factory; got "
+                             f"--{role}-weights {weights!r} alone.")
+        if spec is not None:
+            specs[role] = ModelSpec(spec, weights)
+    inputs = SessionInputs(data=getattr(args, "data", None), **specs)
+    return None if inputs.empty else inputs
+
+
 def _config(args):
     """The DefuseConfig the flags ask for, or None to keep the session's own."""
     from defuse_widgets.workflow import DefuseConfig, Session
 
+    from defuse_widgets.workflow.config import OWN_DATA
+
     flags = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}
+    if getattr(args, "data", None) is not None:
+        flags["dataset"] = OWN_DATA
     if not flags and not args.quick:
         return None
     base = DefuseConfig.quick() if args.quick else Session.saved_config(args.session)
@@ -168,6 +239,8 @@ def main(argv=None) -> int:
               f"VAE reconstructions {fid['accuracy_reconstructions']:.3f}")
         return 0
     try:
+        if args.command in ("train-vae", "train-oracle"):
+            return _train_own(args)
         return _run(args)
     except (ValueError, TypeError, OSError) as exc:
         print(f"defuse-widgets: error: {exc}", file=sys.stderr)
@@ -176,12 +249,13 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from defuse_widgets.workflow import Session, figure4_table, report, run_defuse
-    from defuse_widgets.workflow.pipeline import stage_steps
+    from defuse_widgets.workflow.pipeline import no_annotator_steps, stage_steps
     from defuse_widgets.workflow.report import status, status_text
 
     if args.command == "run" and args.session is None:
         args.session = "runs/defuse-quick" if args.quick else "runs/defuse"
     config = _config(args)
+    inputs = _inputs(args)
     progress = not args.no_progress
     if getattr(args, "html", None):
         from defuse_widgets.workflow.html_report import check_report_path
@@ -189,9 +263,10 @@ def _run(args) -> int:
         check_report_path(args.html, args.session, name="--html")   # before any work
     if args.command == "run":
         run_defuse(config, out=args.session, overwrite=args.overwrite, device=args.device,
-                   progress=progress)
+                   progress=progress, inputs=inputs, min_fidelity=args.min_fidelity)
         return 0
-    session = Session(args.session, config, device=args.device, overwrite=args.overwrite)
+    session = Session(args.session, config, device=args.device, overwrite=args.overwrite,
+                      inputs=inputs)
     try:
         if args.command == "status":
             info = status(session)
@@ -213,11 +288,75 @@ def _run(args) -> int:
                 if not args.overwrite:
                     return 0
                 session.archive_from(stage)
-            step = dict(stage_steps(session, progress, print))[stage]
+            if stage == "labeling" and session.simulated_annotator() is None:
+                raise ValueError(no_annotator_steps(session))
+            step = dict(stage_steps(session, progress, print,
+                                    min_fidelity=args.min_fidelity))[stage]
             step()
             print(status_text(status(session)))
     finally:
         session.close()
+    return 0
+
+
+def _train_own(args) -> int:
+    """``train-vae`` and ``train-oracle``: a model for the user's images, as TorchScript."""
+    from pathlib import Path
+
+    from defuse_widgets._validation import resolve_device
+    from defuse_widgets.data.images import load_images
+    from defuse_widgets.models import recipes
+
+    out, device = Path(args.out).expanduser(), resolve_device(args.device)
+    report_path = out.with_name(out.stem + ".fidelity.json")
+    for path in (out, report_path) if args.command == "train-vae" else (out,):
+        if path.exists() and not args.overwrite:   # refused before any work
+            raise FileExistsError(f"{path} already exists; it is left as it is. Choose "
+                                  "another --out, or pass --overwrite to replace it.")
+    data = load_images(args.data)
+    print(f"[data] {data}")
+    progress = not args.no_progress
+    if args.command == "train-oracle":
+        from defuse_widgets.models.inference import accuracy
+
+        oracle = recipes.fit_oracle(data, epochs=args.epochs, seed=args.seed, device=device,
+                                    progress=progress)
+        recipes.save_torchscript(oracle, out, overwrite=args.overwrite)
+        print(f"oracle written to {out}; validation accuracy "
+              f"{accuracy(oracle, data.X_val, data.y_val):.3f}")
+        return 0
+    return _train_vae(args, data, out, report_path, device, progress)
+
+
+def _train_vae(args, data, out, report_path, device, progress: bool) -> int:
+    from defuse_widgets.models import recipes
+    from defuse_widgets.models.loading import ModelSpec
+    from defuse_widgets.storage.persistence import save_json
+    from defuse_widgets.workflow.fidelity import fidelity_report, fidelity_text, fidelity_warning
+    from defuse_widgets.workflow.inputs import check_fit
+
+    classifier = None
+    if args.classifier is not None:
+        classifier = ModelSpec(args.classifier, args.classifier_weights).load("classifier")
+        check_fit(data, classifier=classifier)   # before training
+    vae, history = recipes.fit_vae(data, n_latent=args.latent, beta=args.beta,
+                                   epochs=args.epochs, patience=args.patience, seed=args.seed,
+                                   device=device, progress=progress)
+    recipes.save_torchscript(vae, out, overwrite=args.overwrite)
+    best = min(history, key=lambda h: h["validation_loss"])
+    print(f"beta-VAE written to {out}: {len(history)} epochs, best validation loss "
+          f"{best['validation_loss']:.2f} at epoch {best['epoch']}")
+    if classifier is None:
+        print("no fidelity report: pass --classifier to measure how much of its accuracy "
+              "survives reconstruction")
+        return 0
+    report = fidelity_report(classifier, vae, data.X_val, data.y_val, data.class_names)
+    save_json(report_path, {"vae": str(out.resolve()), "data": str(args.data),
+                            "history": history, "report": report})
+    print(fidelity_text(report))
+    warning = fidelity_warning(report)
+    print(warning if warning else "fidelity is fine for Defuse")
+    print(f"fidelity report written to {report_path}")
     return 0
 
 

@@ -22,9 +22,11 @@ def test_core_imports_no_ui():
     assert "defuse_widgets.stages.identification" in CORE
 
 
-def test_modules_stay_under_400_lines():
+def test_no_module_is_very_long():
+    # A guard against very long files (STYLE.md), not a size to split to: modules
+    # are split by what they do. 400 lines forced splits by size (issue 29).
     long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py")
-            if (n := len(p.read_text().splitlines())) > 400}
+            if (n := len(p.read_text().splitlines())) > 600}
     assert not long, long
 
 

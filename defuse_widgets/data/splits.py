@@ -15,7 +15,12 @@ class DataSplits:
     ----------
     name : str
         Dataset name, e.g. ``"mnist5k"``.
-    X_train, X_val, X_test : Tensor of shape (n, C, H, W), float32 in [0, 1]
+    X_train, X_val, X_test : Tensor of shape (n, C, H, W), float32 in [0, 1] or uint8
+        uint8 pixels (0-255, a quarter of the memory; from
+        :func:`~defuse_widgets.data.load_images` and :meth:`from_dataset`) are
+        made float in [0, 1] batch by batch where a model takes them
+        (:func:`~defuse_widgets.models.inference.to_unit`). All three have
+        one dtype.
     y_train, y_val, y_test : Tensor of shape (n,), int64
     class_names : tuple of str
         One name per class; ``len(class_names)`` is the number of classes.
@@ -38,6 +43,48 @@ class DataSplits:
     def image_shape(self) -> tuple:
         """``(C, H, W)`` of every image."""
         return tuple(self.X_train.shape[1:])
+
+    @classmethod
+    def from_dataset(cls, ds, *, splits=None, seed: int = 0, class_names=None,
+                     name: str = "dataset", val=None, test=None) -> "DataSplits":
+        """Build DataSplits from a ``torch.utils.data.Dataset`` of ``(image, label)`` pairs.
+
+        Parameters
+        ----------
+        ds : torch.utils.data.Dataset
+            Images are PIL images, tensors or ndarrays of shape (H, W),
+            (C, H, W) or (H, W, C) with C in {1, 3}; labels are ints.
+        splits : tuple of 3 floats, optional
+            Train, validation and test fractions (default ``(0.7, 0.1, 0.2)``),
+            split seeded and stratified; refused with ``val`` and ``test``.
+        seed : int, default=0
+        class_names : sequence of str, optional
+            Default ``ds.classes`` when present, else ``"0"``, ``"1"``, ...
+        name : str, default="dataset"
+        val, test : Dataset, optional
+            Given together: ``ds`` is the training set and nothing is split.
+
+        Returns
+        -------
+        DataSplits
+            uint8 images where the items allow it (PIL images, uint8, floats
+            that are exactly k/255), float32 otherwise.
+
+        Raises
+        ------
+        ValueError
+            :class:`~defuse_widgets.data.images.ImageDataError` naming the
+            index at fault (see :mod:`defuse_widgets.data.images` for the rules).
+
+        Examples
+        --------
+        >>> from torchvision.datasets import CIFAR10   # doctest: +SKIP
+        >>> data = DataSplits.from_dataset(CIFAR10("data"), name="cifar10")   # doctest: +SKIP
+        """
+        from defuse_widgets.data.images import dataset_splits   # images imports this module
+
+        return dataset_splits(ds, splits=splits, seed=seed, class_names=class_names,
+                              name=name, val=val, test=test)
 
     def __repr__(self) -> str:
         return (f"DataSplits(name={self.name!r}, image_shape={self.image_shape}, "

@@ -7,14 +7,52 @@ from torch import nn
 
 from defuse_widgets.models.precision import autocast, guarded_argmax, resolve_precision
 
+#: ``k / 255`` in float32 for every uint8 value k, divided on the CPU.
+_UNIT = torch.arange(256, dtype=torch.float32) / 255
+
+
+def to_unit(xb: torch.Tensor) -> torch.Tensor:
+    """Return a batch of images as float32 in [0, 1]: uint8 pixels divided by 255.
+
+    Images are held as uint8 (a quarter of float32's memory) and converted
+    batch by batch where they enter a model. The values are exactly
+    ``xb.float() / 255`` on the CPU, so a uint8 dataset gives the same results
+    as its float twin ``X.float() / 255``. On other devices the values are read
+    from a table of those CPU quotients: CUDA divides by a scalar through its
+    reciprocal, which can differ in the last bit.
+
+    Parameters
+    ----------
+    xb : Tensor of shape (n, C, H, W)
+        uint8 pixels (0-255), or floating-point images, which are returned
+        unchanged.
+
+    Returns
+    -------
+    Tensor of shape (n, C, H, W), float32 in [0, 1] for uint8 input
+
+    Examples
+    --------
+    >>> to_unit(torch.tensor([[[[0, 51, 255]]]], dtype=torch.uint8))
+    tensor([[[[0.0000, 0.2000, 1.0000]]]])
+    """
+    if xb.dtype != torch.uint8:
+        return xb
+    if xb.device.type == "cpu":
+        return xb.float().div_(255)
+    return _UNIT.to(xb.device)[xb.long()]
+
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
                    device: torch.device | str = "cpu") -> torch.Tensor:
-    """Return logits of shape (n, n_classes) for images X of shape (n, C, H, W), on CPU."""
+    """Return logits of shape (n, n_classes) for images X of shape (n, C, H, W), on CPU.
+
+    uint8 images are made float in [0, 1] batch by batch (:func:`to_unit`).
+    """
     was_training = model.training
     model.eval()
-    out = [model(X[i:i + batch_size].to(device)).float().cpu()
+    out = [model(to_unit(X[i:i + batch_size].to(device))).float().cpu()
            for i in range(0, len(X), batch_size)]
     model.train(was_training)
     return torch.cat(out)
@@ -40,7 +78,7 @@ def predict(model: nn.Module, X: torch.Tensor, *, precision: str = "fp32",
             return exact(xb)
 
     def exact(xb):
-        return model(xb.to(device).contiguous(memory_format=torch.channels_last))
+        return model(to_unit(xb.to(device)).contiguous(memory_format=torch.channels_last))
     with torch.inference_mode():
         pred, _ = guarded_argmax(fast, exact, X, batch_size=batch_size)
     model.train(was_training)
@@ -68,10 +106,13 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, **kw) -> float:
 @torch.inference_mode()
 def encode_mean(vae: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Return encoder means of shape (n, n_latent) for images X of shape (n, C, H, W)."""
+    """Return encoder means of shape (n, n_latent) for images X of shape (n, C, H, W).
+
+    uint8 images are made float in [0, 1] batch by batch (:func:`to_unit`).
+    """
     was_training = vae.training
     vae.eval()
-    out = [vae.encode(X[i:i + batch_size].to(device))[0].float().cpu()
+    out = [vae.encode(to_unit(X[i:i + batch_size].to(device)))[0].float().cpu()
            for i in range(0, len(X), batch_size)]
     vae.train(was_training)
     return torch.cat(out)
@@ -136,7 +177,7 @@ def check_images_fit(X: torch.Tensor, *, vae: nn.Module | None = None,
         model.eval()
         try:
             with torch.inference_mode():
-                (model.encode if what == "vae" else model)(X[:1].to(_device_of(model)))
+                (model.encode if what == "vae" else model)(to_unit(X[:1].to(_device_of(model))))
         except RuntimeError as exc:
             raise ValueError(f"{name} must hold images the {what} takes{hint}; "
                              f"got shape {given}, which it refuses: "

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                           check_number, resolve_device)
-from defuse_widgets.models.inference import accuracy, decode, encode_mean
+from defuse_widgets.models.inference import accuracy, decode, encode_mean, to_unit
 from defuse_widgets.seeding import seed_everything
 
 
@@ -34,6 +34,7 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     model : nn.Module
         Maps images (n, C, H, W) to logits (n, n_classes).
     X : Tensor of shape (n, C, H, W)
+        float32, or uint8 pixels (made float in [0, 1] batch by batch).
     y : Tensor of shape (n,)
     epochs, batch_size : int
     lr : float
@@ -78,7 +79,7 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     for epoch in tqdm(range(epochs), desc="classifier", disable=not progress):
         total, count = 0.0, 0
         for idx in _batches(len(X), batch_size, gen):
-            xb, yb = X[idx].to(dev), y[idx].to(dev)
+            xb, yb = to_unit(X[idx].to(dev)), y[idx].to(dev)
             if augment:
                 xb = random_affine(xb, gen)
             opt.zero_grad(set_to_none=True)
@@ -151,7 +152,9 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
     Parameters
     ----------
     vae : BetaVAE or any module with ``forward(x) -> (recon, mu, logvar)``
-    X : Tensor of shape (n, C, H, W), values in [0, 1]
+    X : Tensor of shape (n, C, H, W)
+        float32 values in [0, 1], or uint8 pixels (made float in [0, 1] batch
+        by batch).
     beta : float
     anneal_steps : int
     epochs, batch_size : int
@@ -175,7 +178,7 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
     """
     check_module("vae", vae)
     X = check_images("X", X)
-    if X.min() < 0 or X.max() > 1:
+    if X.dtype != torch.uint8 and (X.min() < 0 or X.max() > 1):
         raise ValueError("X must hold pixel values in [0, 1] for the Bernoulli likelihood; "
                          f"got values in [{float(X.min()):.3g}, {float(X.max()):.3g}].")
     beta = check_number("beta", beta, low=0)
@@ -191,7 +194,7 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
     for epoch in tqdm(range(epochs), desc="beta-VAE", disable=not progress):
         sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
         for idx in _batches(len(X), batch_size, gen):
-            xb = X[idx].to(dev)
+            xb = to_unit(X[idx].to(dev))
             if augment:
                 xb = random_affine(xb, gen)
             weight = beta * min(1.0, step / anneal_steps) if anneal_steps else beta

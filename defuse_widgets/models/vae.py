@@ -8,6 +8,7 @@ pair; user-supplied pairs work the same way.
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class ConvEncoder(nn.Module):
                                 nn.Linear(256, 2 * n_latent))
         self.n_latent = n_latent
 
-    def forward(self, x: torch.Tensor) -> tuple:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(mu, logvar)``, each of shape (n, n_latent)."""
         h = self.fc(self.conv(x))
         return h[:, : self.n_latent], h[:, self.n_latent:]
@@ -114,7 +115,7 @@ class BetaVAE(nn.Module):
         dec = ConvDecoder(cfg["in_channels"], cfg["image_size"], cfg["n_latent"], cfg["width"])
         return cls(enc, dec, cfg["n_latent"])
 
-    def encode(self, x: torch.Tensor) -> tuple:
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(mu, logvar)`` of shape (n, n_latent) each."""
         return self.encoder(x)
 
@@ -122,7 +123,7 @@ class BetaVAE(nn.Module):
         """Return images (n, C, H, W) decoded from codes (n, n_latent)."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple:
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(reconstruction, mu, logvar)`` with the reparameterisation trick."""
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)

@@ -1,7 +1,6 @@
 """Correction (paper §3.3): fine-tune on L(D) + λ·L(D_f), sweeping λ."""
 from __future__ import annotations
 
-import copy
 import math
 import threading
 
@@ -22,6 +21,7 @@ from defuse_widgets.scale_out import check_executor
 from defuse_widgets.stages import selection as rule
 from defuse_widgets.stages.selection import PAIRED_SETS, SELECTIONS
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints
+from defuse_widgets.models.loading import copy_model
 
 #: The paper's λ sweep (appendix B).
 PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
@@ -221,7 +221,8 @@ class Corrector:
         classifier : nn.Module
             Not modified; each λ fine-tunes a copy.
         X : Tensor of shape (n, C, H, W)
-            Training data D.
+            Training data D: float32, or uint8 pixels (made float in [0, 1]
+            batch by batch, never as a whole).
         y : Tensor of shape (n,)
         X_f : Tensor of shape (n_f, C, H, W)
             Failure data D_f (region samples with their annotator labels).
@@ -249,7 +250,7 @@ class Corrector:
         self.corrected_, self.verdict_ = None, ""
         self._best_state, self._best_key, self.resumed_, self.fingerprint_ = None, None, [], None
         self.precision_ = resolve_precision(self.precision, dev)
-        base = copy.deepcopy(classifier).cpu()
+        base = copy_model(classifier).cpu()
         checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
         self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev,
                                       {*eval_sets, *self._selection_sets()}, base=True)
@@ -277,7 +278,7 @@ class Corrector:
             i_best = max(range(len(self.results_)),
                          key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))
             self.best_ = self.results_[i_best]
-            self.best_model_ = copy.deepcopy(base)
+            self.best_model_ = copy_model(base)
             self.best_model_.load_state_dict(self._best_state)   # the same λ: same key
             self.best_model_.eval()
         self._best_state = None

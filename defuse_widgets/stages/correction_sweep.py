@@ -25,7 +25,6 @@ This module imports no UI code.
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 
@@ -33,10 +32,12 @@ import numpy as np
 import torch
 
 from defuse_widgets.memory import trim_heap
+from defuse_widgets.models.inference import to_unit
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
 from defuse_widgets.stages.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
+from defuse_widgets.models.loading import copy_model
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
            "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
@@ -128,7 +129,7 @@ def new_run(corrector, i: int, lam: float, base: torch.nn.Module, n_f: int,
     seed_everything(corrector.seed + i)
     state = _rng_state(dev)
     gen = torch.Generator().manual_seed(corrector.seed + i)
-    model = copy.deepcopy(base).to(dev).to(memory_format=corrector.memory_format(dev))
+    model = copy_model(base).to(dev).to(memory_format=corrector.memory_format(dev))
     opt = torch.optim.Adam(model.parameters(), lr=corrector.lr)
     perm_f = torch.randperm(n_f, generator=gen)
     return dict(i=i, lam=lam, model=model, opt_state=opt.state_dict(), rng_state=state,
@@ -171,7 +172,9 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
                     run["perm_f"], run["pos_f"] = torch.randperm(len(X_f), generator=gen), 0
                 idx_f = run["perm_f"][run["pos_f"]:run["pos_f"] + bs]
                 run["pos_f"] += bs
-                xb = torch.cat([X[idx], X_f[idx_f]]).to(dev).contiguous(memory_format=fmt)
+                # D may be uint8 and D_f float: each part is made float in [0, 1] alone
+                xb = torch.cat([to_unit(X[idx]), to_unit(X_f[idx_f])])
+                xb = xb.to(dev).contiguous(memory_format=fmt)
                 with autocast(c.precision, dev):
                     logits = model(xb).float()
                 loss = c.get_loss(logits[:len(idx)], y[idx].to(dev), logits[len(idx):],

@@ -8,7 +8,6 @@ gives ``chunk × Q`` codes that are decoded and classified in large batches.
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
 from defuse_widgets.models.precision import GUARD, autocast, guarded_argmax, resolve_precision
+from defuse_widgets.models.loading import copy_model
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,8 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
     fast, guard = exact, 0.0
     if precision == "bf16":   # bf16 convolutions and pooling are fast in channels-last
         fmt = torch.channels_last
-        clf_cl = copy.deepcopy(classifier).to(memory_format=fmt)
-        vae_cl = copy.deepcopy(vae).to(memory_format=fmt)
+        clf_cl = copy_model(classifier).to(memory_format=fmt)
+        vae_cl = copy_model(vae).to(memory_format=fmt)
 
         def bf16_pass(zb):
             with autocast("bf16", dev):

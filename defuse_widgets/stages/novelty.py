@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from defuse_widgets._validation import check_images, check_labels, check_module
-from defuse_widgets.models.inference import predict
+from defuse_widgets._validation import check_images, check_int, check_labels, check_module
+from defuse_widgets.models.inference import predict, to_unit
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class NoveltyResult:
                     median_train_nn_distance=self.median_train_nn_distance)
 
 
-def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu") -> NoveltyResult:
+def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu",
+                          chunk_size: int = 4096) -> NoveltyResult:
     """Find each sample's nearest neighbour among misclassified training images.
 
     Parameters
@@ -52,8 +53,13 @@ def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu"
         Decoded region samples.
     classifier : nn.Module
     X_train : Tensor of shape (m, C, H, W)
+        float32, or uint8 pixels (compared as float in [0, 1], chunk by chunk).
     y_train : Tensor of shape (m,)
     device : optional
+    chunk_size : int, default=4096
+        Training images compared per step with the misclassified ones, for
+        the yardstick; bounds the memory at ``n_misclassified × chunk_size``
+        distances.
 
     Returns
     -------
@@ -61,18 +67,32 @@ def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu"
     """
     check_module("classifier", classifier)
     X_train = check_images("X_train", X_train)
-    samples = check_images("samples", samples, shape=X_train.shape[1:])
+    samples = to_unit(check_images("samples", samples, shape=X_train.shape[1:]))
     y_train = check_labels("y_train", y_train, n_samples=len(X_train))
+    chunk_size = check_int("chunk_size", chunk_size, low=1)
     wrong = np.flatnonzero((predict(classifier, X_train, device=device) != y_train).numpy())
     n = len(samples)
     if len(wrong) == 0:
         return NoveltyResult(np.full(n, -1, np.int64), np.full(n, np.inf, np.float32), 0, float("nan"))
-    flat_w = X_train[wrong].flatten(1)
+    flat_w = to_unit(X_train[wrong]).flatten(1)
     dist = torch.cdist(samples.flatten(1), flat_w)
     best = dist.argmin(1)
-    # Yardstick: distance of each misclassified training image to its nearest other image.
-    d_train = torch.cdist(flat_w, X_train.flatten(1))
-    d_train[torch.arange(len(wrong)), torch.from_numpy(wrong)] = float("inf")
-    yard = float(d_train.min(1).values.median())
+    yard = float(_nearest_other(flat_w, wrong, X_train, chunk_size).median())
     return NoveltyResult(wrong[best.numpy()].astype(np.int64),
                          dist.min(1).values.numpy().astype(np.float32), int(len(wrong)), yard)
+
+
+def _nearest_other(flat_w: torch.Tensor, wrong: np.ndarray, X_train: torch.Tensor,
+                   chunk_size: int) -> torch.Tensor:
+    """Distance of each misclassified image (rows of ``flat_w``, shape (k, C*H*W),
+    training indices ``wrong``) to its nearest other training image: shape (k,)."""
+    nearest = torch.full((len(wrong),), float("inf"))
+    rows = torch.arange(len(wrong))
+    wrong_t = torch.from_numpy(wrong)
+    for start in range(0, len(X_train), chunk_size):
+        part = to_unit(X_train[start:start + chunk_size]).flatten(1)
+        d = torch.cdist(flat_w, part)
+        own = (wrong_t >= start) & (wrong_t < start + len(part))
+        d[rows[own], wrong_t[own] - start] = float("inf")   # not itself
+        nearest = torch.minimum(nearest, d.min(1).values)
+    return nearest

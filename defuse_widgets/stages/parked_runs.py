@@ -12,8 +12,8 @@ run trains on or finishes; the sweep's records are the same either way.
 This module imports no UI code.
 """
 from __future__ import annotations
+from defuse_widgets.models.loading import copy_model
 
-import copy
 import os
 import tempfile
 
@@ -62,7 +62,7 @@ class ParkedRuns:
             return run
         saved = torch.load(path, map_location="cpu", weights_only=True)   # Adam moves its state
         os.remove(path)
-        model = copy.deepcopy(self.base).to(self.device).to(memory_format=self.memory_format)
+        model = copy_model(self.base).to(self.device).to(memory_format=self.memory_format)
         model.load_state_dict(saved["model"])
         run.update(model=model, opt_state=saved["opt_state"], best_state=saved["best_state"])
         return run

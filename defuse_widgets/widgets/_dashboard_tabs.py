@@ -129,7 +129,18 @@ def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot
 
 
 def resume_status(session, adv, regions) -> str:
-    """The dashboard's status line after opening ``session``, as HTML."""
+    """The dashboard's status line after opening ``session``, as HTML.
+
+    A low generator fidelity (measured now if the session has no record of
+    it) leads the line, in red.
+    """
+    session.fidelity()
+    warning = session.fidelity_warning()
+    lead = (f'<b style="color:#b42318">{html.escape(warning)}</b><br>' if warning else "")
+    return lead + _resume_text(session, adv, regions)
+
+
+def _resume_text(session, adv, regions) -> str:
     if adv is None:
         return html.escape(f"New session in {session.path}: start with identification.")
     n_votes = len(session.store.votes()) if session.store is not None else 0

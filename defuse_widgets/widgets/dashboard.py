@@ -41,6 +41,23 @@ __all__ = ["STAGES", "DefuseDashboard"]
 _CONTROLS = ("Q", "a", "b", "centered", "n_components", "eps", "baseline")
 
 
+class _class_or_widget_open:
+    """``DefuseDashboard.open(folder)`` on the class; ipywidgets' ``Widget.open()`` on an instance.
+
+    ipywidgets calls ``self.open()`` to open a widget's comm, so the class-level
+    constructor that reopens a session folder must not hide it.
+    """
+
+    def __init__(self, make):
+        self.make = make
+        self.__doc__ = make.__doc__
+
+    def __get__(self, obj, owner):
+        if obj is not None:
+            return W.Widget.open.__get__(obj, owner)
+        return self.make.__get__(owner, type(owner))
+
+
 class DefuseDashboard(BackgroundWork, W.VBox):
     """Go from a trained classifier and β-VAE to a corrected classifier in one widget.
 
@@ -141,6 +158,23 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
         classifier, vae, oracle = load_pretrained("mnist5k")
         return cls(classifier, vae, load_mnist5k(), session, oracle=oracle, **kwargs)
+
+    @_class_or_widget_open
+    def open(cls, session, **kwargs) -> "DefuseDashboard":
+        """The dashboard on an existing session folder, with the data and models it recorded.
+
+        A session made with ``defuse-widgets ... --data --classifier --vae``
+        (or ``Session(..., inputs=...)``) reopens with its own images and
+        models; any other reopens on the embedded default. A recorded file
+        that changed is refused, one that moved is named with what to do.
+        """
+        probe = Session(session)
+        try:
+            parts = (probe.classifier, probe.vae, probe.data, probe.oracle)
+        finally:
+            probe.close()
+        classifier, vae, data, oracle = parts
+        return cls(classifier, vae, data, session, oracle=oracle, **kwargs)
 
     # ------------------------------------------------------------------- view
     def _build(self) -> None:

@@ -34,6 +34,8 @@ STAGE_FIELDS = {
 #: The values of settings added since the first session format, for a
 #: ``session.json`` written before them: what those sessions actually ran.
 LEGACY_VALUES = {"precision": "fp32", "schedule": "full", "label_review": 0}
+#: ``dataset`` of a session on the user's own images (see :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
+OWN_DATA = "own"
 #: Settings that change how results are shown, never the results themselves.
 VIEW_FIELDS = ("map_size", "tsne_iter")
 
@@ -45,7 +47,8 @@ class DefuseConfig:
     Parameters
     ----------
     dataset : str, default="mnist5k"
-        A name of :data:`~defuse_widgets.data.DATASETS`.
+        A name of :data:`~defuse_widgets.data.DATASETS`, or ``"own"`` for a
+        session on the user's images and models (recorded as its inputs).
     Q, a, b, centered, max_per_instance
         Identification (Algorithm 1): Q perturbations per training image of
         Beta(a, b) noise (centred on 0 unless ``centered=False``, the paper's
@@ -126,7 +129,7 @@ class DefuseConfig:
     def __post_init__(self):
         from defuse_widgets.data.registry import DATASETS
 
-        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("dataset", self.dataset, (*DATASETS, OWN_DATA))
         check_choice("selection", self.selection, SELECTIONS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("schedule", self.schedule, SCHEDULES)

@@ -177,7 +177,7 @@ def report_content(session) -> dict:
 
     saved = session.folder.load("results.json") or {}
     built = {"config", "status", "identification", "grounding", "labeling", "correction",
-             "figure4", "corrected_model"}
+             "figure4", "corrected_model", "fidelity", "class_names", "inputs"}
     results = report(session, extra={k: v for k, v in saved.items() if k not in built})
     out = dict(results=results, rho=(session.folder.load("decisions.json") or {}).get("rho"),
                regions=[], annotators=[], class_names=[])

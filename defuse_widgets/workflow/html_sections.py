@@ -70,7 +70,12 @@ def summary_section(content: dict) -> str:
     lams = " · ".join(f"{lam_text(v)} <small>{esc(a)}</small>"
                       for a, v in st.get("selected_lam", {}).items())
     n_regions = st.get("n_regions")
-    cards = [("Dataset", esc(res["config"].get("dataset"))),
+    fid = res.get("fidelity") or {}
+    cards = [("Dataset", esc(st.get("data") or res["config"].get("dataset"))),
+             ("Generator fidelity", f"{fid['fidelity']:.2f} <small>accuracy "
+              f"{pct(fid['accuracy_reconstructions'])} % on reconstructions, "
+              f"{pct(fid['accuracy_images'])} % on {esc(fid['split'])} images</small>"
+              if is_number(fid.get("fidelity")) else "–"),
              ("Stages done", "all four" if all(st["stages"].values()) else
               esc(", ".join(s for s, d in st["stages"].items() if d) or "none")),
              ("Adversarial examples", f"{ident['n_kept']:,} <small>of {ident['n_decoded']:,} "
@@ -85,6 +90,9 @@ def summary_section(content: dict) -> str:
     out += [f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div></div>'
             for k, v in cards]
     out.append("</div>")
+    if st.get("fidelity_warning"):
+        out.append(f'<p class="warning" role="alert"><b>Warning.</b> '
+                   f'{esc(st["fidelity_warning"])}</p>')
     if any(a.startswith("simulated") for a in votes):
         out.append('<p class="note">The votes come from the <b>simulated annotator</b>: '
                    "workers backed by an oracle CNN, standing in for people.</p>")
@@ -260,6 +268,7 @@ padding:1px 4px;border-radius:4px;word-break:break-all}
 .card .k{font-size:13px;color:var(--muted)}
 .card .v{font-size:18px;font-weight:600}
 .note{background:#fffaeb;border:1px solid #fedf89;border-radius:8px;padding:8px 12px}
+.warning{background:#fef3f2;border:1px solid #fda29b;border-radius:8px;padding:8px 12px;color:#912018}
 .verdict{background:#f0f9ff;border-left:4px solid #0086c9;padding:8px 12px;margin:10px 0}
 details summary{cursor:pointer;color:var(--muted);margin-top:8px}
 table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}

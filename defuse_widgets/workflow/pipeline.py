@@ -24,7 +24,8 @@ __all__ = ["run_defuse"]
 def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "runs/defuse",
                overwrite: bool = False, device=None, classifier=None, vae=None, oracle=None,
                data=None, annotator=None, extra_eval_sets: dict | None = None,
-               progress: bool = True, log=print) -> dict:
+               progress: bool = True, log=print, inputs=None,
+               min_fidelity: float | None = None) -> dict:
     """Run identification, distillation, labeling (simulated annotator) and correction.
 
     Parameters
@@ -49,6 +50,13 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
         benchmark's held-out images of each bug.
     progress : bool, default=True
     log : callable
+    inputs : SessionInputs, optional
+        The user's images and model specs (see :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
+    min_fidelity : float, optional
+        Stop with :class:`~defuse_widgets.workflow.fidelity.FidelityError`
+        before identification when the generator's fidelity is lower.
+        Without a simulated annotator the run stops after distillation and
+        says how people vote.
 
     Returns
     -------
@@ -58,13 +66,13 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
         and ``timings``.
     """
     session = Session(out, config, classifier=classifier, vae=vae, oracle=oracle, data=data,
-                      annotator=annotator, device=device, overwrite=overwrite)
+                      annotator=annotator, device=device, overwrite=overwrite, inputs=inputs)
     seed_everything(session.config.seed)
     t_start, timings = time.perf_counter(), {}
     extra = {"device": str(session.device), "torch": torch.__version__}
-    extra["fidelity"] = _fidelity(session, log)
     try:
-        for stage, step in stage_steps(session, progress, log, extra_eval_sets):
+        for stage, step in stage_steps(session, progress, log, extra_eval_sets,
+                                       min_fidelity=min_fidelity):
             t = time.perf_counter()
             if step() is False:
                 break
@@ -81,13 +89,30 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
     return res
 
 
-def stage_steps(session: Session, progress: bool, log, extra_eval_sets: dict | None = None):
-    """(stage, callable) pairs; a stage whose result exists is reported, not rerun."""
+def no_annotator_steps(session: Session) -> str:
+    """What to do when a session has no simulated annotator: people vote, then ``correct``."""
+    return (f"labeling: session {str(session.path)!r} has no oracle, so no simulated annotator "
+            "votes; people do. Open the dashboard on the folder (in a notebook: "
+            f"DefuseDashboard.open({str(session.path)!r})) and vote in its Labeling tab, then "
+            f"run `defuse-widgets correct --session {session.path}`. For simulated votes "
+            "instead, train an oracle (`defuse-widgets train-oracle --data DATA --out "
+            "oracle.pt`) and pass --oracle oracle.pt.")
+
+
+def stage_steps(session: Session, progress: bool, log, extra_eval_sets: dict | None = None,
+                *, min_fidelity: float | None = None):
+    """(stage, callable) pairs; a stage whose result exists is reported, not rerun.
+
+    Identification first measures the generator's fidelity, warns below
+    :data:`~defuse_widgets.workflow.fidelity.FIDELITY_WARNING` and stops
+    (:class:`~defuse_widgets.workflow.fidelity.FidelityError`) below ``min_fidelity``.
+    """
     def identification():
         if session.done("identification"):
             adv = session.load_adversarial()
             log(f"[identify] resumed: {len(adv)} adversarial examples in the session")
             return
+        _gate(session, log, min_fidelity)
         adv = session.identify(callback=_printer(progress))
         log(f"[identify] {adv.n_decoded} decodes, {adv.rate:.1%} misclassified, "
             f"{len(adv)} kept")
@@ -103,6 +128,9 @@ def stage_steps(session: Session, progress: bool, log, extra_eval_sets: dict | N
 
     def labeling():
         decisions = session.load_decisions()
+        if decisions is None and session.simulated_annotator() is None:
+            log(f"[label] {no_annotator_steps(session)}")
+            return False
         if decisions is None:
             decisions = session.label_simulated()
         accepted = sum(d.is_misclassification_region for d in decisions)
@@ -142,13 +170,18 @@ def _printer(progress: bool):
     return callback
 
 
-def _fidelity(session: Session, log) -> dict:
-    from defuse_widgets.models.training import reconstruction_fidelity
+def _gate(session: Session, log, min_fidelity: float | None) -> dict:
+    """Measure and log the generator's fidelity; warn, or stop below ``min_fidelity``."""
+    from defuse_widgets.workflow.fidelity import check_fidelity, fidelity_warning
 
-    data = session.data
-    fid = reconstruction_fidelity(session.classifier, session.vae, data.X_test, data.y_test)
-    log(f"[data] {data}; classifier test accuracy {fid['accuracy_images']:.3f}, "
-        f"on VAE reconstructions {fid['accuracy_reconstructions']:.3f}")
+    fid = session.fidelity()
+    log(f"[data] {session.data}; classifier {fid['split']} accuracy "
+        f"{fid['accuracy_images']:.3f}, on β-VAE reconstructions "
+        f"{fid['accuracy_reconstructions']:.3f} (fidelity {fid['fidelity']:.3f})")
+    warning = fidelity_warning(fid)
+    if warning:
+        log(f"[fidelity] WARNING: {warning}")
+    check_fidelity(fid, min_fidelity)
     return fid
 
 

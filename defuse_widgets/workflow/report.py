@@ -32,7 +32,10 @@ def status(session) -> dict:
         (arm -> λ or None), ``config`` (the settings).
     """
     out = {"path": str(session.path), "stages": {s: session.done(s) for s in STAGES},
-           "config": session.config.to_dict()}
+           "config": session.config.to_dict(), "data": _data_line(session)}
+    saved = session.folder.load("fidelity.json")
+    out["fidelity"] = None if saved is None else saved["report"]["fidelity"]
+    out["fidelity_warning"] = session.fidelity_warning()
     adv = session.load_adversarial()
     out["n_adversarial"] = None if adv is None else len(adv)
     regions = session.load_regions(adv) if adv is not None else None
@@ -54,6 +57,12 @@ def status(session) -> dict:
 def status_text(info: dict) -> str:
     """:func:`status` as the lines ``defuse-widgets status`` prints."""
     lines = [f"session {info['path']}"]
+    if info.get("data"):
+        lines.append(f"  data: {info['data']}")
+    if info.get("fidelity") is not None:
+        lines.append(f"  generator fidelity: {info['fidelity']:.3f}")
+    if info.get("fidelity_warning"):
+        lines.append(f"  WARNING: {info['fidelity_warning']}")
     for stage, done in info["stages"].items():
         lines.append(f"  {'[x]' if done else '[ ]'} {stage}")
     if info["n_adversarial"] is not None:
@@ -67,6 +76,20 @@ def status_text(info: dict) -> str:
     for arm, lam in info["selected_lam"].items():
         lines.append(f"  selected λ ({arm}): {'none' if lam is None else f'{lam:g}'}")
     return "\n".join(lines)
+
+
+def _data_line(session) -> str:
+    """The session's images and classes in one line, from its record when it has one."""
+    inputs = session.inputs
+    rec = (session.to_record_inputs() or {}).get("data") if inputs is not None else None
+    if rec and rec.get("class_names"):
+        names = rec["class_names"]
+        shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10
+                                         else "")
+        sizes = "/".join(str(n) for n in rec.get("sizes", []))
+        return (f"{rec.get('name')} from {rec['path']} ({'x'.join(map(str, rec['image_shape']))}"
+                f"; train/val/test {sizes}); classes: {shown}")
+    return f"{session.config.dataset} (embedded or registered dataset)"
 
 
 def _row(rec: dict) -> dict:
@@ -89,7 +112,12 @@ def report(session, *, extra: dict | None = None) -> dict:
     """
     from defuse_widgets.stages.labeling import agreement_summary
 
-    res = {"config": session.config.to_dict(), "status": status(session)}
+    res = {"config": session.config.to_dict()}
+    res["fidelity"] = session.fidelity()
+    res["status"] = status(session)
+    res["class_names"] = list(session.class_names)
+    if session.inputs is not None:
+        res["inputs"] = session.to_record_inputs()
     adv = session.load_adversarial()
     if adv is not None:
         res["identification"] = dict(n_decoded=adv.n_decoded, n_kept=len(adv), rate=adv.rate,

@@ -6,7 +6,6 @@ file when the file is inconsistent. This module imports no UI code.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import fields
 
 import torch
@@ -16,6 +15,7 @@ from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.storage.persistence import SessionFormatError
+from defuse_widgets.models.loading import copy_model
 
 __all__ = ["SessionResults"]
 
@@ -65,7 +65,7 @@ class SessionResults:
         state = self.folder.load("corrected_classifier.pt")
         if state is None:
             return None
-        model = copy.deepcopy(self.classifier)
+        model = copy_model(self.classifier)
         model.load_state_dict(state)
         return model.eval()
 

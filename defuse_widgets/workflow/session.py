@@ -25,7 +25,9 @@ from defuse_widgets.stages.identification import AdversarialExamples, identify_i
 from defuse_widgets.stages.labeling import RegionDecision, decide
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.storage.session_folder import STAGE_FILES, SessionFolder
-from defuse_widgets.workflow.config import STAGES, DefuseConfig
+from defuse_widgets.workflow.config import OWN_DATA, STAGES, DefuseConfig
+from defuse_widgets.workflow.inputs import (ROLES, SessionInputs, check_fit, load_given,
+                                            load_recorded)
 from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
 from defuse_widgets.workflow.correction_step import SessionCorrection
 from defuse_widgets.workflow.grounding_step import SessionGrounding
@@ -100,35 +102,48 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
 
     def __init__(self, path: str | os.PathLike, config: DefuseConfig | None = None, *,
                  classifier=None, vae=None, data: DataSplits | None = None, oracle=None,
-                 annotator=None, device=None, overwrite: bool = False):
+                 annotator=None, device=None, overwrite: bool = False,
+                 inputs: SessionInputs | None = None):
         if config is not None and not isinstance(config, DefuseConfig):
             raise TypeError(f"config must be a DefuseConfig; got {type(config).__name__}.")
         if data is not None and not isinstance(data, DataSplits):
             raise TypeError(f"data must be a DataSplits; got {type(data).__name__}.")
         if not isinstance(overwrite, bool):
             raise TypeError(f"overwrite must be True or False; got {overwrite!r}.")
+        if inputs is not None and not isinstance(inputs, SessionInputs):
+            raise TypeError(f"inputs must be a SessionInputs; got {type(inputs).__name__}.")
         for name, m in (("classifier", classifier), ("vae", vae), ("oracle", oracle)):
             if m is not None:
                 check_module(name, m)
+        self.device = resolve_device(device)
+        # What the user gave is loaded and checked before the folder is touched.
+        given = load_given(inputs, data, classifier, vae, oracle)
         self.folder = SessionFolder(path)
         self.path = self.folder.path
-        self.device = resolve_device(device)
         self.store = None
         self.archived = None
         self._overwrite = overwrite
-        self._classifier, self._vae, self._oracle, self._data = classifier, vae, oracle, data
+        self._classifier, self._vae = given["classifier"], given["vae"]
+        self._oracle, self._data = given["oracle"], given["data"]
         self._annotator = annotator
+        self._fit_checked = False
         saved = self.folder.build(_IDENTITY, _check_identity)
         self._fingerprints = dict(saved["fingerprints"]) if saved else {}
+        self._inputs_record = dict(saved.get("inputs") or {}) if saved else {}
+        saved_inputs = SessionInputs.from_record(self._inputs_record) \
+            if self._inputs_record else None
+        self._inputs = inputs.over(saved_inputs) if inputs is not None else saved_inputs
+        if inputs is not None:
+            self._record_inputs(given["data"])
         saved_config = saved["config"] if saved else None
-        self.config = config or saved_config or _default_config(data)
+        self.config = config or saved_config or _default_config(data, self._inputs)
         if saved_config is not None and self.config != saved_config:
             stage = self.config.first_changed_stage(saved_config)
             if stage is not None:
                 self._make_room(stage, "settings", self.config.changed(saved_config))
-        for name, value in (("classifier", classifier), ("vae", vae), ("data", data)):
-            if value is not None:
-                self._check_fingerprint(name, value)
+        for name in ("classifier", "vae", "data"):
+            if given[name] is not None:
+                self._check_fingerprint(name, given[name])
         self._save_identity()
 
     # ------------------------------------------------------------ identity
@@ -190,8 +205,17 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
                             {name: "the session's differs from the one given"})
         self._fingerprints[name] = fp
 
+    def _record_inputs(self, data=None) -> None:
+        """Keep the inputs' record for ``session.json`` (the data's description kept when not loaded)."""
+        old_data = self._inputs_record.get("data")
+        self._inputs_record = self._inputs.to_record(data)
+        if data is None and old_data and old_data.get("path") == self._inputs.data:
+            self._inputs_record["data"] = old_data
+
     def _save_identity(self) -> None:
         record = {"config": self.config.to_dict(), "fingerprints": self._fingerprints}
+        if self._inputs_record:
+            record["inputs"] = self._inputs_record
         if self.folder.load(_IDENTITY) != record:
             self.folder.save(_IDENTITY, record, kind="session")
 
@@ -202,13 +226,34 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         if self._data is None:
             from defuse_widgets.data import load_dataset
 
-            self._data = load_dataset(self.config.dataset, seed=self.config.seed)
+            if self._inputs is not None and self._inputs.data is not None:
+                self._data = load_recorded("data", self._inputs.load_data)
+                self._record_inputs(self._data)
+            else:
+                self._data = load_dataset(self.config.dataset, seed=self.config.seed)
             self._check_fingerprint("data", self._data)
             self._save_identity()
         return self._data
 
+    @property
+    def inputs(self) -> SessionInputs | None:
+        """The user's image source and model specs, when the session was given them."""
+        return self._inputs
+
+    def to_record_inputs(self) -> dict:
+        """The inputs as ``session.json`` records them (absolute paths, SHA-256s, the data's classes)."""
+        return dict(self._inputs_record)
+
+    @property
+    def class_names(self) -> tuple:
+        """The classes' names (read from the recorded inputs without loading the images)."""
+        names = (self._inputs_record.get("data") or {}).get("class_names")
+        return tuple(names) if names and self._data is None else self.data.class_names
+
     def _models(self):
-        """The classifier and VAE; missing ones (and the oracle) are the shipped weights."""
+        """The classifier and VAE: given, recorded in the inputs, or the shipped weights."""
+        if self._inputs is not None and (self._classifier is None or self._vae is None):
+            self._load_recorded_models()
         if self._classifier is None or self._vae is None:
             from defuse_widgets.models.pretrained import load_pretrained
 
@@ -224,7 +269,22 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
                     self._check_fingerprint(name, m)
             self._oracle = self._oracle or o
             self._save_identity()
+        if not self._fit_checked:
+            check_fit(self.data, classifier=self._classifier, vae=self._vae, oracle=self._oracle)
+            self._fit_checked = True
         return self._classifier.eval(), self._vae.eval()
+
+    def _load_recorded_models(self) -> None:
+        """Load the models the session's inputs name and check them against its fingerprints."""
+        for role in ROLES:
+            spec = getattr(self._inputs, role)
+            if spec is None or getattr(self, f"_{role}") is not None:
+                continue
+            model = load_recorded(role, lambda: spec.load(role))
+            setattr(self, f"_{role}", model)
+            if role != "oracle":
+                self._check_fingerprint(role, model)
+        self._save_identity()
 
     @property
     def classifier(self) -> torch.nn.Module:
@@ -241,6 +301,37 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         """The simulated annotator's oracle, or None when there is none."""
         self._models()
         return self._oracle
+
+    def fidelity(self) -> dict:
+        """The generator's fidelity on the validation split (see :mod:`.fidelity`).
+
+        Measured once per classifier, β-VAE and data (by fingerprint) and kept
+        in ``fidelity.json``.
+
+        Returns
+        -------
+        dict
+            :func:`~defuse_widgets.workflow.fidelity.fidelity_report`'s report.
+        """
+        from defuse_widgets.workflow.fidelity import fidelity_report
+
+        clf, vae = self._models()
+        key = {n: self._fingerprints.get(n) for n in ("classifier", "vae", "data")}
+        saved = self.folder.load("fidelity.json")
+        if saved and saved.get("fingerprints") == key:
+            return saved["report"]
+        d = self.data
+        report = fidelity_report(clf, vae, d.X_val, d.y_val, d.class_names, split="validation")
+        self.folder.save("fidelity.json", {"fingerprints": key, "report": report},
+                         kind="fidelity")
+        return report
+
+    def fidelity_warning(self) -> str | None:
+        """The low-fidelity sentence, or None (reads ``fidelity.json`` only; never measures)."""
+        from defuse_widgets.workflow.fidelity import fidelity_warning
+
+        saved = self.folder.load("fidelity.json")
+        return fidelity_warning(saved["report"]) if saved else None
 
     # ------------------------------------------------------------- stages
     def done(self, stage: str) -> bool:
@@ -291,9 +382,16 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
 
     @property
     def n_classes(self) -> int:
-        """The classifier's number of outputs (never inferred from the labels present)."""
+        """The classifier's number of outputs (never inferred from the labels present).
+
+        For a session on the user's inputs, :func:`check_fit` made it equal to
+        the number of classes, read from the record without loading anything.
+        """
         from defuse_widgets.models.inference import n_outputs
 
+        names = (self._inputs_record.get("data") or {}).get("class_names")
+        if names and self._classifier is None:
+            return len(names)
         return n_outputs(self.classifier, self.data.X_train[:1])
 
     def open_store(self):
@@ -371,19 +469,22 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         done = [s for s in STAGES if self.done(s)]
         return f"Session({str(self.path)!r}, stages done: {done or 'none'})"
 
-def _default_config(data) -> DefuseConfig:
-    """Defaults, naming ``data``'s dataset when it is a registered one."""
+def _default_config(data, inputs: SessionInputs | None = None) -> DefuseConfig:
+    """Defaults, naming ``data``'s dataset when it is a registered one ("own" for inputs)."""
     from defuse_widgets.data.registry import DATASETS
 
+    if inputs is not None and inputs.data is not None:
+        return DefuseConfig(dataset=OWN_DATA)
     name = getattr(data, "name", None)
     return DefuseConfig(dataset=name) if name in DATASETS else DefuseConfig()
 
 
 def _check_identity(data) -> dict:
-    if not isinstance(data, dict) or set(data) != {"config", "fingerprints"}:
-        raise ValueError("file must hold 'config' and 'fingerprints'")
+    if not isinstance(data, dict) or not {"config", "fingerprints"} <= set(data) or not set(
+            data) <= {"config", "fingerprints", "inputs"}:
+        raise ValueError("file must hold 'config' and 'fingerprints' (and optionally 'inputs')")
     return {"config": DefuseConfig.from_dict(data["config"]),
-            "fingerprints": dict(data["fingerprints"])}
+            "fingerprints": dict(data["fingerprints"]), "inputs": data.get("inputs")}
 
 
 def _fail(d):
