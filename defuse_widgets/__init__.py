@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 from defuse_widgets.bayes_trex import DomainShiftCheck, LevelSetSampler, Target  # noqa: E402
 from defuse_widgets.callbacks import (Callback, History, ProgressCallback,  # noqa: E402
                                       ProgressLine)
-from defuse_widgets.data import DataSplits, load_dataset, load_mnist5k  # noqa: E402
+from defuse_widgets.data import DataSplits, load_dataset, load_images, load_mnist5k  # noqa: E402
+from defuse_widgets.models.loading import ModelSpec, load_model  # noqa: E402
 from defuse_widgets.models.pretrained import load_pretrained  # noqa: E402
 from defuse_widgets.models.saliency import smoothgrad  # noqa: E402
 from defuse_widgets.stages.annotators import SimulatedAnnotator  # noqa: E402
@@ -24,13 +25,15 @@ from defuse_widgets.stages.labeling import RegionDecision, decide  # noqa: E402
 from defuse_widgets.stages.regions import Regions  # noqa: E402
 from defuse_widgets.storage.annotations import AnnotationStore  # noqa: E402
 from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError  # noqa: E402
-from defuse_widgets.workflow import (DefuseConfig, Session, SessionMismatchError,  # noqa: E402
-                                     figure4_table, run_defuse)
+from defuse_widgets.workflow import (DefuseConfig, FidelityError, Session,  # noqa: E402
+                                     SessionInputs, SessionMismatchError, figure4_table,
+                                     run_defuse)
 
 __all__ = ["AdversarialExamples", "AnnotationStore", "Callback", "Corrector", "DataSplits",
-           "DefuseConfig", "Distiller", "DomainShiftCheck", "History", "LevelSetSampler",
-           "PAPER_LAMS", "ProgressCallback", "ProgressLine", "RegionDecision", "Regions",
-           "Session", "SessionFormatError", "SessionMismatchError", "SimulatedAnnotator",
-           "Target", "UnsafeFileError", "__version__", "build_failure_sets", "decide",
-           "figure4_table", "identify", "load_dataset", "load_mnist5k", "load_pretrained",
+           "DefuseConfig", "Distiller", "DomainShiftCheck", "FidelityError", "History",
+           "LevelSetSampler", "ModelSpec", "PAPER_LAMS", "ProgressCallback", "ProgressLine",
+           "RegionDecision", "Regions", "Session", "SessionFormatError", "SessionInputs",
+           "SessionMismatchError", "SimulatedAnnotator", "Target", "UnsafeFileError",
+           "__version__", "build_failure_sets", "decide", "figure4_table", "identify",
+           "load_dataset", "load_images", "load_mnist5k", "load_model", "load_pretrained",
            "review_set", "run_defuse", "smoothgrad"]

@@ -189,6 +189,8 @@ def _train_parsers(sub) -> None:
         p.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     v.add_argument("--latent", type=int, help="latent dimensions [10; 15 from 128 px]")
+    v.add_argument("--width", type=int, help="convolution width [32 for one channel, 64 "
+                   "for colour, as in the paper's MNIST and SVHN models]")
     v.add_argument("--beta", type=float, help="KL weight beta [0.25]")
     v.add_argument("--patience", type=int, default=10, help="epochs without a 0.1%% better "
                    "validation loss before stopping [10]")
@@ -339,7 +341,7 @@ def _train_vae(args, data, out, report_path, device, progress: bool) -> int:
     if args.classifier is not None:
         classifier = ModelSpec(args.classifier, args.classifier_weights).load("classifier")
         check_fit(data, classifier=classifier)   # before training
-    vae, history = recipes.fit_vae(data, n_latent=args.latent, beta=args.beta,
+    vae, history = recipes.fit_vae(data, n_latent=args.latent, width=args.width, beta=args.beta,
                                    epochs=args.epochs, patience=args.patience, seed=args.seed,
                                    device=device, progress=progress)
     recipes.save_torchscript(vae, out, overwrite=args.overwrite)

@@ -562,11 +562,10 @@ def _item_pixels(image: Any, where: str) -> np.ndarray:
 
 
 def _item_label(label: Any, where: str) -> int:
-    if isinstance(label, torch.Tensor) and label.numel() == 1 and not label.is_floating_point():
-        return int(label)
-    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
-        return int(label)
-    raise ImageDataError(f"{where} must have an integer label; got {describe(label)}.")
+    arr = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    if arr.size != 1 or arr.dtype.kind not in "iu":   # bool, float, str, several values
+        raise ImageDataError(f"{where} must have an integer label; got {describe(label)}.")
+    return int(arr.reshape(()))
 
 
 # ------------------------------------------------------------------ assembling

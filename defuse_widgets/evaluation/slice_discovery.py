@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defuse_widgets.models.inference import to_unit
 from defuse_widgets._validation import (check_choice, check_images, check_int, check_module,
                                         check_number, check_seed, describe)
 
@@ -62,7 +63,7 @@ def classifier_outputs(classifier: nn.Module, X: torch.Tensor, *,
     classifier.eval()
     dev = next(classifier.parameters()).device
     try:
-        probs = [torch.softmax(classifier(X[i:i + batch_size].to(dev)).float(), 1).cpu()
+        probs = [torch.softmax(classifier(to_unit(X[i:i + batch_size].to(dev))).float(), 1).cpu()
                  for i in range(0, len(X), batch_size)]
     finally:
         hook.remove()

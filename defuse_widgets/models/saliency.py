@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from defuse_widgets.models.inference import to_unit
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                                         check_number, check_seed, resolve_device)
 
@@ -75,7 +76,7 @@ def smoothgrad(classifier: nn.Module, images, *, target=None, n_samples: int = 2
     was_training = classifier.training
     classifier.eval()
     try:
-        return _smoothgrad(classifier, X.to(dev, torch.float32), target, n_samples, noise,
+        return _smoothgrad(classifier, to_unit(X).to(dev, torch.float32), target, n_samples, noise,
                            batch_size, seed)
     finally:
         classifier.train(was_training)

@@ -32,7 +32,7 @@ def to_pil(image, *, size: int = 96, label: str | None = None) -> Image.Image:
         Drawn in red in the upper right corner.
     """
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    arr = np.clip(arr, 0, 1)
+    arr = np.clip(arr / 255.0 if arr.dtype == np.uint8 else arr, 0, 1)
     if arr.shape[0] == 1:
         arr = np.repeat(arr, 3, axis=0)
     pil = Image.fromarray((arr.transpose(1, 2, 0) * 255).astype(np.uint8), "RGB")
@@ -105,6 +105,7 @@ def saliency_overlay(images, maps) -> np.ndarray:
     ndarray of shape (n, 3, H, W), float32 in [0, 1]
     """
     arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    arr = arr / 255.0 if arr.dtype == np.uint8 else arr
     gray = np.clip(arr, 0, 1).mean(axis=1, keepdims=True).astype(np.float32)
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape != (arr.shape[0], *arr.shape[2:]):

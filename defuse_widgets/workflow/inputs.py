@@ -37,8 +37,9 @@ class SessionInputs:
     data : str or os.PathLike, optional
         An ImageFolder tree (``root/<class>/*.png``, or with
         ``train``/``val``/``test`` split folders) or an ``.npz`` file.
-    classifier, vae, oracle : ModelSpec, optional
-        The models; ``oracle`` backs the simulated annotator.
+    classifier, vae, oracle : ModelSpec, str or os.PathLike, optional
+        The models (a path is a TorchScript file); ``oracle`` backs the
+        simulated annotator.
     split_seed : int, default=0
         Seed of the stratified split when the source has no split folders.
     """
@@ -50,6 +51,13 @@ class SessionInputs:
     split_seed: int = 0
 
     def __post_init__(self):
+        for role in ROLES:   # a plain path or "package.module:factory" is a spec too
+            spec = getattr(self, role)
+            if isinstance(spec, (str, os.PathLike)):
+                object.__setattr__(self, role, ModelSpec(os.fspath(spec)))
+            elif spec is not None and not isinstance(spec, ModelSpec):
+                raise TypeError(f"{role} must be a ModelSpec, a TorchScript path or "
+                                f"'package.module:factory'; got {type(spec).__name__}.")
         if self.data is not None:
             object.__setattr__(self, "data", str(Path(os.fspath(self.data)).expanduser()
                                                  .resolve()))
@@ -99,8 +107,9 @@ class SessionInputs:
 
 
 def _first_image(data) -> torch.Tensor:
-    x = data.X_train[:1]
-    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    from defuse_widgets.models.inference import to_unit
+
+    return to_unit(data.X_train[:1]).float()
 
 
 def _run(model, fn, x, role: str, shape: tuple):

@@ -74,6 +74,12 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     oracle : nn.Module, optional
         Backs the simulated annotator (an oracle CNN standing in for people)
         and the baseline's labels; defaults to the shipped oracle.
+    inputs : SessionInputs, optional
+        The user's image source and model specs (``defuse-widgets ... --data
+        --classifier --vae [--oracle]``). They are loaded and checked to fit
+        before the folder is touched, and recorded in ``session.json`` so that
+        ``Session(path)`` reopens with them; a recorded file that changed is
+        refused, one that moved can be given again with its new path.
     annotator : SimulatedAnnotator or alike, optional
         The simulated annotator itself (``annotate`` and ``label``), when it
         is not the default one around ``oracle`` (the planted-bug benchmark's
@@ -137,6 +143,8 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
             self._record_inputs(given["data"])
         saved_config = saved["config"] if saved else None
         self.config = config or saved_config or _default_config(data, self._inputs)
+        if self._inputs is not None and self._inputs.data is not None:
+            self.config = self.config.replace(dataset=OWN_DATA)   # the images are the inputs'
         if saved_config is not None and self.config != saved_config:
             stage = self.config.first_changed_stage(saved_config)
             if stage is not None:
