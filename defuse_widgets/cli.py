@@ -333,7 +333,6 @@ def _train_own(args) -> int:
 def _train_vae(args, data, out, report_path, device, progress: bool) -> int:
     from defuse_widgets.models import recipes
     from defuse_widgets.models.loading import ModelSpec
-    from defuse_widgets.storage.persistence import save_json
     from defuse_widgets.workflow.fidelity import fidelity_report, fidelity_text, fidelity_warning
     from defuse_widgets.workflow.inputs import check_fit
 
@@ -353,8 +352,9 @@ def _train_vae(args, data, out, report_path, device, progress: bool) -> int:
               "survives reconstruction")
         return 0
     report = fidelity_report(classifier, vae, data.X_val, data.y_val, data.class_names)
-    save_json(report_path, {"vae": str(out.resolve()), "data": str(args.data),
-                            "history": history, "report": report})
+    recipes.save_training_report(report_path, {"vae": str(out.resolve()), "data": str(args.data),
+                                               "history": history, "report": report},
+                                 overwrite=args.overwrite)
     print(fidelity_text(report))
     warning = fidelity_warning(report)
     print(warning if warning else "fidelity is fine for Defuse")

@@ -47,9 +47,12 @@ def shift_plan(n_source: int, n: int, *, max_shift: int = 2,
 
     Output ``k`` copies image ``k % n_source``; the first ``n_source`` are the
     images themselves (shift 0), then copy ``i = k // n_source`` of every
-    image in turn. The shifts of copy ``i`` come from a generator seeded with
-    ``(seed, i)`` alone, so copy ``i`` of image ``j`` is the same for every
-    ``n`` that includes it. A copy's shift is never (0, 0).
+    image in turn. Each image takes the non-zero shifts (there are
+    ``m = (2 max_shift + 1)² - 1``) in a random order of its own, so its first
+    ``m`` copies all differ; copies ``m + 1`` to ``2m`` take a new order, and
+    so on. The orders of copies ``c m + 1`` to ``(c + 1) m`` come from a
+    generator seeded with ``(seed, c)``, so copy ``i`` of image ``j`` is the
+    same for every ``n`` that includes it.
 
     Parameters
     ----------
@@ -82,8 +85,11 @@ def shift_plan(n_source: int, n: int, *, max_shift: int = 2,
     n_copies = -(-n // n_source)                             # the originals count as copy 0
     offsets = [np.zeros((n_source, 2), np.int64)]
     for i in range(1, n_copies):
-        rng = np.random.default_rng([seed, i])
-        offsets.append(moves[rng.integers(len(moves), size=n_source)])
+        cycle, pos = divmod(i - 1, len(moves))
+        if pos == 0:   # every image's own random order of the shifts
+            order = np.random.default_rng([seed, cycle]).random(
+                (n_source, len(moves))).argsort(1)
+        offsets.append(moves[order[:, pos]])
     source = np.arange(n, dtype=np.int64) % n_source
     return source, np.concatenate(offsets)[:n].astype(np.int64)
 

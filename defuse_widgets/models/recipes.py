@@ -24,7 +24,7 @@ from defuse_widgets.models.pretrained import DEFAULT_SETTINGS
 from defuse_widgets.models.training import train_classifier, train_vae, vae_loss
 from defuse_widgets.models.vae import BetaVAE
 
-__all__ = ["fit_oracle", "fit_vae", "save_torchscript", "vae_for"]
+__all__ = ["fit_oracle", "fit_vae", "save_torchscript", "save_training_report", "vae_for"]
 
 
 def vae_for(image_shape, *, n_latent: int | None = None, width: int | None = None) -> BetaVAE:
@@ -162,6 +162,18 @@ def fit_oracle(data, *, epochs: int | None = None, seed: int = 0, device=None,
                      batch_size=rec["batch_size"], lr=rec["lr"], optimizer=rec["optimizer"],
                      augment=rec["augment"], seed=s, device=device, progress=progress)
     return oracle.cpu().eval()
+
+
+def save_training_report(path: str | os.PathLike, report: dict, *,
+                         overwrite: bool = False) -> Path:
+    """Write a training report (JSON) next to a model; never over a file unless ``overwrite``."""
+    from defuse_widgets.storage.persistence import save_json
+
+    path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists; it is left as it is. Choose "
+                              "another --out, or pass --overwrite to replace it.")
+    return save_json(path, report, default=None)
 
 
 def save_torchscript(model: torch.nn.Module, path: str | os.PathLike, *,

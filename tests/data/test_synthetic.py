@@ -48,6 +48,9 @@ def test_every_copy_is_its_original_shifted_by_at_most_max_shift(images):
     X_new, _ = shifted_copies(X, y, 40, max_shift=2, seed=3)
     source, offsets = shift_plan(6, 40, max_shift=2, seed=3)
     assert np.abs(offsets).max() <= 2 and (offsets[6:] != 0).any(1).all()
+    for j in range(6):   # an image's copies (fewer than 24 here) are all different
+        mine = offsets[6:][source[6:] == j]
+        assert len(np.unique(mine, axis=0)) == len(mine)
     for k in range(6, 40):
         orig, copy = X[source[k]].numpy(), X_new[k].numpy()
         found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
