@@ -16,11 +16,13 @@ A β-VAE spec must give a module with ``encode(x) -> (mu, logvar)`` and
 from __future__ import annotations
 
 import copy
+import contextlib
 import importlib
 import io
 import os
 import re
 import sys
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from torch import nn
 from defuse_widgets.storage.persistence import (SessionFormatError, UnsafeFileError,
                                                 load_state_dict, sha256_file)
 
-__all__ = ["ModelSpec", "copy_model", "load_model"]
+__all__ = ["ModelSpec", "copy_model", "load_model", "quiet_jit"]
 
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 #: What a β-VAE must offer beyond ``nn.Module``.
@@ -130,13 +132,26 @@ def _from_torchscript(path: Path, flag: str) -> nn.Module:
         raise ValueError(f"{flag} must name an existing TorchScript file or "
                          f"package.module:factory; {str(path)!r} does not exist.")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with quiet_jit():
+            return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"{flag} file {str(path)!r} must be a TorchScript archive (torch.jit.save); "
             f"torch cannot read it as one ({first}). For a state_dict, pass "
             f"{flag} package.module:factory and {flag}-weights {str(path)!r}.") from exc
+
+
+@contextlib.contextmanager
+def quiet_jit():
+    """Silence torch's FutureWarning that TorchScript is deprecated (torch 2.14).
+
+    Reading and writing TorchScript files is what ``--classifier FILE`` and
+    ``train-vae`` promise; the factory + weights spec needs no TorchScript.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit", category=FutureWarning)
+        yield
 
 
 def _from_factory(spec: str, weights, flag: str) -> nn.Module:
@@ -186,9 +201,10 @@ def copy_model(model: nn.Module) -> nn.Module:
     """
     if isinstance(model, torch.jit.ScriptModule):
         buffer = io.BytesIO()
-        torch.jit.save(model, buffer)
-        buffer.seek(0)
         device = next(iter(model.parameters()), torch.empty(0)).device
-        copy_ = torch.jit.load(buffer, map_location=device)
+        with quiet_jit():
+            torch.jit.save(model, buffer)
+            buffer.seek(0)
+            copy_ = torch.jit.load(buffer, map_location=device)
         return copy_.train(model.training)
     return copy.deepcopy(model)

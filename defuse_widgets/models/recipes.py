@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from defuse_widgets._validation import check_int, check_number
 from defuse_widgets.models.classifiers import OracleCNN
 from defuse_widgets.models.inference import to_unit
+from defuse_widgets.models.loading import quiet_jit
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS
 from defuse_widgets.models.training import train_classifier, train_vae, vae_loss
 from defuse_widgets.models.vae import BetaVAE
@@ -191,6 +192,7 @@ def save_torchscript(model: torch.nn.Module, path: str | os.PathLike, *,
                               "Choose another path, or pass --overwrite to replace it.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(torch.jit.script(model.cpu().eval()), str(tmp))
+    with quiet_jit():
+        torch.jit.save(torch.jit.script(model.cpu().eval()), str(tmp))
     os.replace(tmp, path)
     return path
