@@ -353,8 +353,8 @@ class DPGaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
-        wlp = self._weighted_log_prob(self._prepare(X))
-        return torch.logsumexp(wlp, 1).to("cpu", torch.float64).numpy()
+        return self._in_chunks(X, lambda f: torch.logsumexp(self._weighted_log_prob(f), 1)
+                               .to("cpu", torch.float64).numpy())
 
     def score(self, X, y=None) -> float:
         """Mean of :meth:`score_samples` over X."""
@@ -362,12 +362,21 @@ class DPGaussianMixture(DensityMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior responsibilities, an ndarray of shape (n_samples, n_components)."""
-        return self._e_step(self._prepare(X))[0].to("cpu", torch.float64).numpy()
+        return self._in_chunks(X, lambda f: self._e_step(f)[0].to("cpu", torch.float64).numpy())
 
     def predict(self, X) -> np.ndarray:
         """Most probable component of each sample, an ndarray of shape (n_samples,)."""
-        wlp = self._weighted_log_prob(self._prepare(X))
-        return wlp.argmax(1).cpu().numpy()
+        return self._in_chunks(X, lambda f: self._weighted_log_prob(f).argmax(1).cpu().numpy())
+
+    def _in_chunks(self, X, fn, rows: int = 65_536) -> np.ndarray:
+        """``fn`` on the features of ``rows`` samples at a time, concatenated.
+
+        The features and the (n, K) log-probabilities of all of X at once took
+        about 1.3 KB per sample: 1.6 GB more peak memory for 1.2M adversarial codes.
+        """
+        X = check_codes("X", X, n_latent=getattr(self, "n_features_in_", None))
+        parts = [fn(self._prepare(X[i:i + rows])) for i in range(0, len(X), rows)]
+        return np.concatenate(parts) if parts else fn(self._prepare(X))
 
 
 # ---------------------------------------------------------------- helpers

@@ -67,7 +67,7 @@ def hash_tensors(h, tensors: dict):
         shape = tuple(t.shape)
         t = t.detach().cpu().contiguous().reshape(-1)   # 0-d tensors (BatchNorm counters) too
         h.update(f"{name}|{tuple(shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.view(torch.uint8).numpy() if t.numel() else b"")   # no bytes copy
     return h
 
 
