@@ -240,3 +240,19 @@ def test_a_changed_or_moved_model_file_is_refused_and_a_new_path_reopens(own, va
     capsys.readouterr()
     assert main(["report", "--session", str(session)]) == 2
     assert "classifier" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bad_images_are_named_before_any_session_file_is_written(own, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(own / "images", bad)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(bad / "bar" / "odd.png")
+    session = tmp_path / "s"
+    argv = ["run", "--quick", "--out", str(session), "--data", str(bad),
+            "--classifier", str(own / "clf.pt"), "--vae", str(own / "oracle.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "odd.png" in err and "1x20x20" in err and "3x16x16" in err
+    assert not session.exists()
