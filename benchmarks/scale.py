@@ -292,7 +292,8 @@ def _code_key() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD", "--", "defuse_widgets", "benchmarks"],
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "defuse_widgets", "benchmarks",
+                               ":(exclude)benchmarks/results"],   # results are not code
                               cwd=ROOT, capture_output=True).stdout
     except OSError:
         return "unknown"
