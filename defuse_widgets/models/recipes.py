@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import check_int, check_number
+from defuse_widgets._validation import check_int, check_number, resolve_device
 from defuse_widgets.models.classifiers import OracleCNN
 from defuse_widgets.models.inference import to_unit
 from defuse_widgets.models.loading import quiet_jit
@@ -128,8 +128,7 @@ def fit_vae(data, *, n_latent: int | None = None, width: int | None = None,
     epochs = check_int("epochs", rec["epochs"] if epochs is None else epochs, low=1)
     patience = check_int("patience", patience, low=1)
     vae = vae_for(data.image_shape, n_latent=n_latent, width=width)
-    dev = torch.device(device) if device is not None else (
-        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    dev = resolve_device(device)
     with tqdm(total=epochs, desc="beta-VAE", disable=not progress) as bar:
         stop = _EarlyStop(vae, data.X_val, beta, patience, bar, dev)
         train_vae(vae, data.X_train, beta=beta, anneal_steps=rec["anneal_steps"],

@@ -12,6 +12,7 @@ from typing import Callable
 import ipywidgets as W
 import traitlets
 
+from defuse_widgets.workflow.fidelity import fidelity_warning
 from defuse_widgets.widgets._background import red
 from defuse_widgets.widgets._grounding_view import session_grounding
 from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
@@ -134,8 +135,7 @@ def resume_status(session, adv, regions) -> str:
     A low generator fidelity (measured now if the session has no record of
     it) leads the line, in red.
     """
-    session.fidelity()
-    warning = session.fidelity_warning()
+    warning = fidelity_warning(session.fidelity())   # measured once, then read from the file
     lead = (f'<b style="color:#b42318">{html.escape(warning)}</b><br>' if warning else "")
     return lead + _resume_text(session, adv, regions)
 

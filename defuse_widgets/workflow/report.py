@@ -33,9 +33,11 @@ def status(session) -> dict:
     """
     out = {"path": str(session.path), "stages": {s: session.done(s) for s in STAGES},
            "config": session.config.to_dict(), "data": _data_line(session)}
-    saved = session.folder.load("fidelity.json")
+    from defuse_widgets.workflow.fidelity import fidelity_warning
+
+    saved = session.folder.load("fidelity.json")   # read once; status never measures
     out["fidelity"] = None if saved is None else saved["report"]["fidelity"]
-    out["fidelity_warning"] = session.fidelity_warning()
+    out["fidelity_warning"] = None if saved is None else fidelity_warning(saved["report"])
     adv = session.load_adversarial()
     out["n_adversarial"] = None if adv is None else len(adv)
     regions = session.load_regions(adv) if adv is not None else None

@@ -334,13 +334,6 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
                          kind="fidelity")
         return report
 
-    def fidelity_warning(self) -> str | None:
-        """The low-fidelity sentence, or None (reads ``fidelity.json`` only; never measures)."""
-        from defuse_widgets.workflow.fidelity import fidelity_warning
-
-        saved = self.folder.load("fidelity.json")
-        return fidelity_warning(saved["report"]) if saved else None
-
     # ------------------------------------------------------------- stages
     def done(self, stage: str) -> bool:
         """True when ``stage``'s result is in the folder."""
