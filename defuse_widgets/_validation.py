@@ -73,13 +73,46 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
-def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> torch.Tensor:
+#: How far float pixels may lie outside [0, 1] (rounding) before they are refused.
+UNIT_TOLERANCE = 1e-3
+
+
+def check_unit_range(name: str, X: torch.Tensor) -> None:
+    """Check that float images hold pixels in [0, 1], up to :data:`UNIT_TOLERANCE`.
+
+    uint8 images pass: their pixels are 0-255 by type and are divided by 255
+    where a model takes them. Floats in [0, 255] are the usual slip; the
+    message then says to divide them by 255.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, the range found and the remedy.
+    """
+    if X.dtype == torch.uint8 or X.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(X.detach()))
+    if lo >= -UNIT_TOLERANCE and hi <= 1 + UNIT_TOLERANCE:
+        return
+    if lo >= -UNIT_TOLERANCE and hi <= 255 + UNIT_TOLERANCE:
+        remedy = ("If they are 0-255 pixels, divide them by 255 (or pass them as uint8, "
+                  "which is divided by 255 batch by batch); otherwise rescale them to [0, 1].")
+    else:
+        remedy = ("Rescale them to [0, 1] (undo any Normalize(mean, std): the models "
+                  "take pixels).")
+    raise ValueError(f"{name} must hold float pixels in [0, 1], as the models take them; "
+                     f"got values in [{lo:.4g}, {hi:.4g}]. {remedy}")
+
+
+def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None,
+                 unit: bool = True) -> torch.Tensor:
     """Return images as a tensor of shape (n, C, H, W): uint8 kept, others float32.
 
     uint8 images (pixels 0-255) are returned as they are, without a float copy
     of the whole array; models take them batch by batch through
     :func:`~defuse_widgets.models.inference.to_unit`, which divides by 255.
-    Every other real dtype is converted to float32 and checked to be finite.
+    Every other real dtype is converted to float32 and checked to be finite
+    and, with ``unit``, to lie in [0, 1] (:func:`check_unit_range`).
 
     Parameters
     ----------
@@ -89,6 +122,9 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
         Images; numpy arrays and tensors are accepted.
     shape : sequence of int, optional
         Expected ``(C, H, W)``.
+    unit : bool, default=True
+        Refuse float pixels outside [0, 1]. False where the images are a
+        decoder's output, which the decoder alone bounds.
 
     Returns
     -------
@@ -116,6 +152,8 @@ def check_images(name: str, X: Any, *, shape: Sequence[int] | None = None) -> to
     if not torch.isfinite(X).all():
         raise ValueError(f"{name} must not contain NaN or inf; got {describe(X)} "
                          "with non-finite values.")
+    if unit:
+        check_unit_range(name, X)
     return X
 
 

@@ -8,6 +8,7 @@
     defuse-widgets correct  --session DIR
     defuse-widgets report   --session DIR [--html [PATH]]
     defuse-widgets status   --session DIR
+    defuse-widgets copy     --session DIR DEST   # safe while people vote
     defuse-widgets run      [--quick] [--out DIR]     # all stages
 
 Every subcommand drives the same :class:`~defuse_widgets.workflow.Session`
@@ -139,9 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
              "distill": "distillation: fit the misclassification-region mixture",
              "label": "labeling: let the simulated annotator vote on every region",
              "correct": "correction: the lambda sweep of Defuse and the baseline",
-             "report": "print the Figure 4 table and write results.json (--html: and an "
-                       "HTML report to share)",
-             "status": "print what the session folder holds"}
+             "report": "print the Figure 4 table; reads only (--html: also write "
+                       "results.json and an HTML report to share)",
+             "status": "print what the session folder holds; reads only"}
     for name in _STAGE_COMMANDS:
         c = sub.add_parser(name, parents=[settings], help=helps[name], description=helps[name])
         c.add_argument("--session", "--out", dest="session", required=True,
@@ -157,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="also write the HTML report, one self-contained file with "
                            "the regions' images, votes, decisions, the tradeoff plot and the "
                            "Figure 4 table [PATH: report.html in the session folder]")
+    cp = sub.add_parser("copy", help="copy or back up a session safely, even while people "
+                        "vote", description="Copy a session folder to DEST: the vote store "
+                        "by SQLite's online backup API (every vote committed before the copy "
+                        "began), every other listed file checked against the manifest. Use it "
+                        "instead of cp while a labeling process holds the store.")
+    cp.add_argument("--session", required=True, help="the session folder (only read)")
+    cp.add_argument("dest", help="a new folder for the copy")
+    cp.add_argument("--archive", action="store_true", help="also copy archive/")
     _train_parsers(sub)
     t = sub.add_parser("train", help="train the shipped classifier, beta-VAE and oracle",
                        description="Reproduce the shipped weights of the embedded default "
@@ -243,10 +252,25 @@ def main(argv=None) -> int:
     try:
         if args.command in ("train-vae", "train-oracle"):
             return _train_own(args)
+        if args.command == "copy":
+            return _copy(args)
         return _run(args)
+    except PermissionError as exc:
+        print(f"defuse-widgets: error: {_permission_text(exc)}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError) as exc:
         print(f"defuse-widgets: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _permission_text(exc: PermissionError) -> str:
+    """A permission error as one, with what still works and what to do."""
+    if exc.filename is None:
+        return str(exc)
+    return (f"permission denied: cannot write {exc.filename!r} ({exc.strerror}); nothing "
+            "else was written. `status` and `report` read a read-only session; to run a "
+            "stage, give write access to the folder, or work on a copy (`defuse-widgets copy "
+            "--session S DEST`).")
 
 
 def _run(args) -> int:
@@ -267,8 +291,9 @@ def _run(args) -> int:
         run_defuse(config, out=args.session, overwrite=args.overwrite, device=args.device,
                    progress=progress, inputs=inputs, min_fidelity=args.min_fidelity)
         return 0
+    read_only = args.command == "status" or (args.command == "report" and args.html is None)
     session = Session(args.session, config, device=args.device, overwrite=args.overwrite,
-                      inputs=inputs)
+                      inputs=inputs, read_only=read_only)
     try:
         if args.command == "status":
             info = status(session)
@@ -278,12 +303,13 @@ def _run(args) -> int:
             res = report(session) if html is None else session.folder.load("results.json")
             print(figure4_table(res) if "figure4" in res else
                   "no correction yet: the Figure 4 table needs the correct stage")
-            print(f"results written to {session.folder.file('results.json')}")
             if html is not None:
+                print(f"results written to {session.folder.file('results.json')}")
                 print(f"HTML report written to {html}")
         else:
             stage = {"identify": "identification", "distill": "distillation",
                      "label": "labeling", "correct": "correction"}[args.command]
+            session.check_order(stage)   # before any work, and nothing written
             if session.done(stage):
                 print(f"{stage}: the session already holds this stage's result; pass "
                       "--overwrite to run it again (earlier results move to archive/).")
@@ -298,6 +324,16 @@ def _run(args) -> int:
             print(status_text(status(session)))
     finally:
         session.close()
+    return 0
+
+
+def _copy(args) -> int:
+    from defuse_widgets.storage.session_copy import copy_session
+
+    done = copy_session(args.session, args.dest, archive=args.archive)
+    votes = "no vote store" if done["votes"] is None else f"{done['votes']} votes"
+    print(f"copied {args.session} to {done['path']}: {len(done['files'])} listed files, "
+          f"{votes}; the copy passed the checks of an open")
     return 0
 
 

@@ -75,3 +75,29 @@ class Contrarian(nn.Module):
 def contrarian(tiny_models):
     """A :class:`Contrarian` oracle around the tiny classifier."""
     return Contrarian(tiny_models[0])
+
+
+class BareVAE(nn.Module):
+    """A user's VAE: encode/decode, but no ``n_latent`` anywhere."""
+
+    def __init__(self, image_size=8, n_latent=4):
+        super().__init__()
+        from defuse_widgets.models import BetaVAE
+
+        vae = BetaVAE.from_family("mnist", image_size=image_size, n_latent=n_latent, width=8)
+        del vae.encoder.n_latent, vae.decoder.n_latent
+        self.encoder, self.decoder = vae.encoder, vae.decoder
+        self._n = n_latent
+
+    def encode(self, x):
+        h = self.encoder.fc(self.encoder.conv(x))
+        return h[:, :self._n], h[:, self._n:]
+
+    def decode(self, z):
+        return self.decoder.deconv(self.decoder.fc(z).view(-1, self.decoder.width, 4, 4))
+
+
+@pytest.fixture
+def bare_vae():
+    """Build a :class:`BareVAE` (``bare_vae(image_size=8, n_latent=4)``)."""
+    return BareVAE

@@ -32,6 +32,7 @@ from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.data.splits import DataSplits, to_splits
 from defuse_widgets.models.inference import predict_logits
+from defuse_widgets.models.probes import check_logits, latent_size
 
 __all__ = ["upsampled_digits", "DomainShiftCheck"]
 
@@ -227,12 +228,12 @@ class DomainShiftCheck(BaseEstimator):
 
     @torch.no_grad()
     def _n_classes(self, classifier, decoder) -> int:
-        n_latent = check_int("decoder.n_latent", getattr(decoder, "n_latent", None), low=1)
+        n_latent = check_int("decoder.n_latent", latent_size(decoder), low=1)
         decode_fn = decoder.decode if hasattr(decoder, "decode") else decoder
         param = next(decoder.parameters(), None)
         z = torch.zeros(1, n_latent, device=param.device if param is not None else "cpu")
         x = decode_fn(z)
-        return int(classifier.to(x.device)(x).shape[1])
+        return int(check_logits(classifier.to(x.device)(x)).shape[1])
 
     def _real(self, classifier, X, y, min_conf, edges) -> dict:
         if X is None or y is None:

@@ -33,6 +33,7 @@ from defuse_widgets._validation import (describe, check_choice, check_codes, che
 from defuse_widgets.callbacks import ProgressCallback, Stopped
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.models.inference import decode
+from defuse_widgets.models.probes import check_decoder_fit, check_logits, latent_size
 from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis
 from defuse_widgets.bayes_trex.targets import KINDS, Target, level_set_log_likelihood, pack_targets
 
@@ -88,7 +89,8 @@ class LevelSetSampler(BaseEstimator):
         of test images or interpolations between two classes' encodings
         (:func:`~defuse_widgets.bayes_trex.evaluation.pair_interpolation_codes`).
     n_latent : int, optional
-        Read from ``decoder.n_latent`` when not given.
+        Read from ``decoder.n_latent`` (else the decoder's first ``Linear``
+        layer) when not given; a decoder that takes another size is refused.
     device : str or torch.device, optional
         CUDA when available by default.
     seed : int, default=0
@@ -185,15 +187,15 @@ class LevelSetSampler(BaseEstimator):
         sigma_start = (sigma if self.sigma_start is None else
                        check_number("sigma_start", self.sigma_start, low=sigma))
         check_seed("seed", self.seed)
-        n_latent = self.n_latent if self.n_latent is not None else getattr(decoder, "n_latent", None)
-        n_latent = check_int("n_latent", n_latent, low=1)
+        n_latent = self._latent_size(decoder)
         dev = resolve_device(self.device)
         kernel = self._kernel(dev)
         decode_fn = decoder.decode if hasattr(decoder, "decode") else decoder
         classifier.eval().to(dev)
         decoder.eval().to(dev)
         with torch.no_grad():
-            n_classes = int(classifier(decode_fn(torch.zeros(1, n_latent, device=dev))).shape[1])
+            logits = check_logits(classifier(decode_fn(torch.zeros(1, n_latent, device=dev))))
+            n_classes = int(logits.shape[1])
         target_index = np.repeat(np.arange(len(targets)), n_chains)
         packed = pack_targets(targets, target_index, n_classes, dev)
 
@@ -231,6 +233,19 @@ class LevelSetSampler(BaseEstimator):
         self.n_classes_ = n_classes
         self.classifier_, self.decoder_ = classifier, decoder
         return self
+
+    def _latent_size(self, decoder: nn.Module) -> int:
+        """``n_latent``, else the decoder's; checked to be what the decoder takes."""
+        if self.n_latent is None:
+            n_latent, source = latent_size(decoder), "the decoder's n_latent"
+            if n_latent is None:
+                raise ValueError("n_latent must be given: the decoder has no n_latent "
+                                 "attribute and its first layer does not tell; got None.")
+        else:
+            n_latent = check_int("n_latent", self.n_latent, low=1)
+            source = f"n_latent={n_latent}"
+        check_decoder_fit("decoder", decoder, n_latent, source=source)
+        return n_latent
 
     def _climb(self, z, targets, n_chains, n_cand, n_classes, sigma, classifier, decode_fn,
                dev, callback) -> torch.Tensor:

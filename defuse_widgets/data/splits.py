@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from defuse_widgets._validation import check_unit_range, describe
+
 
 @dataclass(frozen=True)
 class DataSplits:
@@ -21,6 +23,8 @@ class DataSplits:
         made float in [0, 1] batch by batch where a model takes them
         (:func:`~defuse_widgets.models.inference.to_unit`). All three have
         one dtype.
+        Float pixels outside [0, 1] (beyond a rounding tolerance of 1e-3)
+        and other dtypes are refused.
     y_train, y_val, y_test : Tensor of shape (n,), int64
     class_names : tuple of str
         One name per class; ``len(class_names)`` is the number of classes.
@@ -34,6 +38,17 @@ class DataSplits:
     X_test: torch.Tensor
     y_test: torch.Tensor
     class_names: tuple = field(default_factory=tuple)
+
+    def __post_init__(self):
+        """Refuse images a model cannot take: not uint8, or floats outside [0, 1]."""
+        for split in ("train", "val", "test"):
+            X = getattr(self, f"X_{split}")
+            if not isinstance(X, torch.Tensor):
+                continue
+            if X.dtype != torch.uint8 and not X.dtype.is_floating_point:
+                raise TypeError(f"X_{split} must hold uint8 pixels (0-255) or floats in "
+                                f"[0, 1]; got {describe(X)}.")
+            check_unit_range(f"X_{split}", X)
 
     @property
     def n_classes(self) -> int:

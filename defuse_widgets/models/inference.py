@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from defuse_widgets.models.precision import autocast, guarded_argmax, resolve_precision
+from defuse_widgets.models.probes import check_logits, input_shape
 
 #: ``k / 255`` in float32 for every uint8 value k, divided on the CPU.
 _UNIT = torch.arange(256, dtype=torch.float32) / 255
@@ -45,14 +46,16 @@ def to_unit(xb: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 1024,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
+                   device: torch.device | str = "cpu", name: str = "classifier") -> torch.Tensor:
     """Return logits of shape (n, n_classes) for images X of shape (n, C, H, W), on CPU.
 
     uint8 images are made float in [0, 1] batch by batch (:func:`to_unit`).
+    A model that returns anything but a tensor is refused, naming ``name``
+    (:func:`~defuse_widgets.models.probes.check_logits`).
     """
     was_training = model.training
     model.eval()
-    out = [model(to_unit(X[i:i + batch_size].to(device))).float().cpu()
+    out = [check_logits(model(to_unit(X[i:i + batch_size].to(device))), name=name).float().cpu()
            for i in range(0, len(X), batch_size)]
     model.train(was_training)
     return torch.cat(out)
@@ -78,7 +81,8 @@ def predict(model: nn.Module, X: torch.Tensor, *, precision: str = "fp32",
             return exact(xb)
 
     def exact(xb):
-        return model(to_unit(xb.to(device)).contiguous(memory_format=torch.channels_last))
+        return check_logits(model(to_unit(xb.to(device)).contiguous(
+            memory_format=torch.channels_last)))
     with torch.inference_mode():
         pred, _ = guarded_argmax(fast, exact, X, batch_size=batch_size)
     model.train(was_training)
@@ -141,14 +145,6 @@ def n_outputs(model: nn.Module, X: torch.Tensor, *, device="cpu") -> int:
     return int(logits.shape[1])
 
 
-def _latent_size(vae: nn.Module) -> int | None:
-    for owner in (vae, getattr(vae, "encoder", None), getattr(vae, "decoder", None)):
-        n = getattr(owner, "n_latent", None)
-        if isinstance(n, int):
-            return n
-    return None
-
-
 def check_images_fit(X: torch.Tensor, *, vae: nn.Module | None = None,
                      classifier: nn.Module | None = None, name: str = "X") -> None:
     """Check that images ``X`` (n, C, H, W) fit the VAE's encoder and the classifier.
@@ -156,20 +152,11 @@ def check_images_fit(X: torch.Tensor, *, vae: nn.Module | None = None,
     Raises
     ------
     ValueError
-        Naming ``name``, the images' shape and the shape the model takes (the
-        VAE's decodes show it), instead of torch's ``mat1 and mat2 shapes
-        cannot be multiplied``.
+        Naming ``name``, the images' shape and the shape the model takes
+        (the VAE's decodes, else the first layer tried on a zero image),
+        instead of torch's ``mat1 and mat2 shapes cannot be multiplied``.
     """
     given = tuple(X.shape[1:])
-    expected = None
-    n_latent = _latent_size(vae) if vae is not None else None
-    if n_latent is not None:
-        try:
-            expected = tuple(decode(vae, torch.zeros(1, n_latent),
-                                    device=_device_of(vae)).shape[1:])
-        except RuntimeError:
-            expected = None
-    hint = f" ({expected})" if expected else ""
     for what, model in (("vae", vae), ("classifier", classifier)):
         if model is None:
             continue
@@ -179,6 +166,8 @@ def check_images_fit(X: torch.Tensor, *, vae: nn.Module | None = None,
             with torch.inference_mode():
                 (model.encode if what == "vae" else model)(to_unit(X[:1].to(_device_of(model))))
         except RuntimeError as exc:
+            expected = input_shape(model, given, encoder=what == "vae")
+            hint = f" ({expected})" if expected else ""
             raise ValueError(f"{name} must hold images the {what} takes{hint}; "
                              f"got shape {given}, which it refuses: "
                              f"{str(exc).splitlines()[0]}") from exc

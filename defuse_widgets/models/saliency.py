@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from defuse_widgets.models.inference import to_unit
+from defuse_widgets.models.probes import check_logits
 from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
                                         check_number, check_seed, resolve_device)
 
@@ -63,7 +64,7 @@ def smoothgrad(classifier: nn.Module, images, *, target=None, n_samples: int = 2
     (3, 8, 8)
     """
     classifier = check_module("classifier", classifier)
-    X = check_images("images", images)
+    X = check_images("images", images, unit=False)
     n_samples = check_int("n_samples", n_samples, low=1)
     noise = check_number("noise", noise, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
@@ -85,7 +86,7 @@ def smoothgrad(classifier: nn.Module, images, *, target=None, n_samples: int = 2
 def _smoothgrad(classifier, X, target, n_samples, noise, batch_size, seed) -> np.ndarray:
     n, dev = len(X), X.device
     with torch.no_grad():
-        n_classes = int(classifier(X[:1]).shape[1])
+        n_classes = int(check_logits(classifier(X[:1])).shape[1])
     if target is None:
         with torch.no_grad():
             cls = torch.cat([classifier(X[s:s + batch_size]).argmax(1)

@@ -177,10 +177,7 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
         ``vae``, trained in place and set to eval mode.
     """
     check_module("vae", vae)
-    X = check_images("X", X)
-    if X.dtype != torch.uint8 and (X.min() < 0 or X.max() > 1):
-        raise ValueError("X must hold pixel values in [0, 1] for the Bernoulli likelihood; "
-                         f"got values in [{float(X.min()):.3g}, {float(X.max()):.3g}].")
+    X = check_images("X", X)   # pixels in [0, 1], as the Bernoulli likelihood needs
     beta = check_number("beta", beta, low=0)
     anneal_steps = check_int("anneal_steps", anneal_steps, low=0)
     epochs = check_int("epochs", epochs, low=1)

@@ -106,9 +106,9 @@ class SimulatedAnnotator:
         return self._vote(images, key)[0]
 
     def _vote(self, images: Any, key: int) -> tuple[np.ndarray, int]:
-        X = check_images("images", images)
+        X = check_images("images", images, unit=False)   # decodes
         key = check_int("key", key, low=0)
-        logits = predict_logits(self.oracle, X, device=self._device())
+        logits = predict_logits(self.oracle, X, device=self._device(), name="oracle")
         if logits.ndim != 2 or logits.shape[1] < 2:
             raise ValueError("oracle must map images to logits of shape (n, n_classes) with "
                              f"n_classes >= 2; got {describe(logits)}.")
@@ -156,7 +156,7 @@ class SimulatedAnnotator:
             raise TypeError(f"store must be an AnnotationStore; got {describe(store)}.")
         region = check_int("region", region, low=0)
         n_samples = len(store.review_predictions(region))
-        X = check_images("images", images)
+        X = check_images("images", images, unit=False)   # decodes
         if len(X) != n_samples:
             raise ValueError(f"images must hold the {n_samples} review samples of region "
                              f"{region}; got {describe(images)}.")

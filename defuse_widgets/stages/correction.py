@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import (check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
+from defuse_widgets._validation import (describe, check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
                           check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import Callback, History
 from defuse_widgets.models.inference import accuracy, check_images_fit, correct, n_outputs
@@ -290,9 +290,7 @@ class Corrector:
 
     # -- internals ----------------------------------------------------------------
     def _check_params(self) -> list:
-        lams = [check_number("lams[%d]" % i, v, low=0) for i, v in enumerate(self.lams)]
-        if not lams:
-            raise ValueError("lams must hold at least one λ value; got an empty sequence.")
+        lams = self._check_lams()
         check_int("epochs", self.epochs, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_number("lr", self.lr, low=0, low_inclusive=False)
@@ -317,6 +315,16 @@ class Corrector:
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must hold Callback instances; got {cb!r}.")
+        return lams
+
+    def _check_lams(self) -> list:
+        """``lams`` as a list of floats: a non-empty sequence of finite numbers >= 0."""
+        if isinstance(self.lams, (str, bytes, dict)) or not hasattr(self.lams, "__iter__"):
+            raise TypeError("lams must be a non-empty sequence of finite numbers >= 0 (the "
+                            f"λ values, e.g. [0.1, 1.0, 10.0]); got {describe(self.lams)}.")
+        lams = [check_number("lams[%d]" % i, v, low=0) for i, v in enumerate(self.lams)]
+        if not lams:
+            raise ValueError("lams must hold at least one λ value; got an empty sequence.")
         return lams
 
     def memory_format(self, dev: torch.device) -> torch.memory_format:

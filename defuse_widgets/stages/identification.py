@@ -22,6 +22,7 @@ from defuse_widgets._validation import (check_images, check_int, check_labels, c
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
+from defuse_widgets.models.probes import check_logits
 from defuse_widgets.models.precision import GUARD, autocast, guarded_argmax, resolve_precision
 from defuse_widgets.models.loading import copy_model
 
@@ -134,7 +135,7 @@ def check_compatible(classifier: nn.Module, vae: nn.Module, X: torch.Tensor,
                              f"got {tuple(x_dec.shape)}.")
         classifier.eval()
         try:
-            logits = classifier(x_dec.to(device))
+            logits = check_logits(classifier(x_dec.to(device)))
         except RuntimeError as exc:
             raise ValueError("classifier must accept the decoder's output of shape "
                              f"{tuple(x_dec.shape)}; it raised: {exc}") from exc
@@ -158,7 +159,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
     vae : BetaVAE or any module with ``encode(x) -> (mu, logvar)`` and ``decode(z)``
         Its decodes must have the shape of X.
     X : Tensor of shape (n, C, H, W)
-        Training images.
+        Training images: float in [0, 1], or uint8 pixels (0-255).
     y : Tensor of shape (n,)
         Their ground-truth labels.
     Q : int, default=500
@@ -304,6 +305,7 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
     AdversarialExamples or None
         None when ``callback`` stopped the work.
     """
+    X = check_images("X", X)   # before any slice runs
     Q = check_int("Q", Q, low=1)
     n_steps = check_int("n_steps", n_steps, low=1)
     seed = check_int("seed", seed)

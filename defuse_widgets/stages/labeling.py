@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from defuse_widgets._validation import describe, check_choice, check_number
+from defuse_widgets._validation import describe, check_choice, check_int, check_number
 from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore
 
 __all__ = ["MISSING", "NONE_OF_THE_ABOVE", "RegionDecision", "agreement_summary", "decide",
@@ -57,7 +57,8 @@ class RegionDecision:
     sample_agreement: tuple = field(default=(), repr=False)
 
 
-def _check_votes(votes: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_votes(votes: Any, predicted: Any,
+                 n_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
     votes, predicted = np.asarray(votes), np.asarray(predicted)
     if votes.ndim != 2 or not (np.issubdtype(votes.dtype, np.integer) or votes.size == 0):
         raise ValueError("votes must be an integer array of shape (n_annotators, n_samples); "
@@ -73,7 +74,21 @@ def _check_votes(votes: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
                          f"({votes.shape[1]}); got length {len(predicted)}.")
     if predicted.size and predicted.min() < 0:
         raise ValueError(f"predicted must hold class indices >= 0; got {int(predicted.min())}.")
+    if n_classes is not None:
+        _check_in_range(votes, predicted, n_classes)
     return votes.astype(np.int64, copy=False), predicted.astype(np.int64, copy=False)
+
+
+def _check_in_range(votes: np.ndarray, predicted: np.ndarray, n_classes: int) -> None:
+    """Refuse class indices above ``n_classes - 1`` in votes or predictions."""
+    top = n_classes - 1
+    if votes.size and votes.max() > top:
+        raise ValueError(f"votes must hold class indices in [0, {top}] ({n_classes} classes), "
+                         f"{NONE_OF_THE_ABOVE} for 'none of the above' or {MISSING} for "
+                         f"missing; got {int(votes.max())}.")
+    if predicted.size and predicted.max() > top:
+        raise ValueError(f"predicted must hold class indices in [0, {top}] ({n_classes} "
+                         f"classes); got {int(predicted.max())}.")
 
 
 def _sample_agreement(votes: np.ndarray) -> np.ndarray:
@@ -86,8 +101,8 @@ def _sample_agreement(votes: np.ndarray) -> np.ndarray:
     return out
 
 
-def decide_region(votes: Any, predicted: Any, *, region: int = 0,
-                  rho: float = 0.5) -> RegionDecision:
+def decide_region(votes: Any, predicted: Any, *, region: int = 0, rho: float = 0.5,
+                  n_classes: int | None = None) -> RegionDecision:
     """Apply the ρ rule of paper §4.1 to one region's votes.
 
     Parameters
@@ -103,17 +118,28 @@ def decide_region(votes: Any, predicted: Any, *, region: int = 0,
     rho : float in [0, 1), default=0.5
         The region is a misclassification region when the share of votes
         (other than "none") that disagree with the classifier is above ``rho``.
+    n_classes : int, optional
+        Number of classes; when given, votes and predictions above
+        ``n_classes - 1`` are refused (:func:`decide` passes the store's).
 
     Returns
     -------
     RegionDecision
+
+    Raises
+    ------
+    ValueError
+        When a vote or prediction is not a class index in range, naming the
+        value and the range.
 
     Examples
     --------
     >>> decide_region([[1, 1, 2], [1, -1, 2]], [1, 0, 0]).is_misclassification_region
     True
     """
-    votes, predicted = _check_votes(votes, predicted)
+    if n_classes is not None:
+        n_classes = check_int("n_classes", n_classes, low=1)
+    votes, predicted = _check_votes(votes, predicted, n_classes)
     rho = check_number("rho", rho, low=0.0, high=1.0, high_inclusive=False)
     labelled = votes >= 0
     n_labelled = int(labelled.sum())
@@ -155,7 +181,7 @@ def decide(store: AnnotationStore, *, rho: float = 0.5) -> list[RegionDecision]:
     for region in store.regions():
         _, matrix = store.vote_matrix(region)
         decisions.append(decide_region(matrix, store.review_predictions(region),
-                                       region=region, rho=rho))
+                                       region=region, rho=rho, n_classes=store.n_classes))
     return decisions
 
 

@@ -67,7 +67,7 @@ def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu"
     """
     check_module("classifier", classifier)
     X_train = check_images("X_train", X_train)
-    samples = to_unit(check_images("samples", samples, shape=X_train.shape[1:]))
+    samples = to_unit(check_images("samples", samples, shape=X_train.shape[1:], unit=False))
     y_train = check_labels("y_train", y_train, n_samples=len(X_train))
     chunk_size = check_int("chunk_size", chunk_size, low=1)
     wrong = np.flatnonzero((predict(classifier, X_train, device=device) != y_train).numpy())

@@ -10,13 +10,15 @@ a headless simulated crowd) may write to the same file at once (stdlib sqlite3).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import quote
 
 import numpy as np
 
@@ -51,6 +53,58 @@ _LOG = ("INSERT INTO events (kind, annotator, region, sample, label, timestamp)"
         " VALUES (?, ?, ?, ?, ?, ?)")
 
 
+class StoreFileError(ValueError):
+    """A file that should hold an annotation store does not (not SQLite, or damaged).
+
+    Attributes
+    ----------
+    path : Path
+        The file at fault.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = Path(path)
+        super().__init__(f"{os.fspath(path)!r}: {problem}")
+
+
+@contextlib.contextmanager
+def _sqlite_errors(path: Path, action: str) -> Iterator[None]:
+    """Word SQLite's errors at the store's boundary: permission, or not a store (named)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text or "permission" in text.lower():
+            raise PermissionError(f"{str(path)!r}: cannot {action} the store: permission "
+                                  f"denied by the file system (SQLite says: {text}). Give "
+                                  "write access to the file and its folder, or open it "
+                                  "read-only.") from exc
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            raise
+        raise StoreFileError(path, f"file must be an intact SQLite annotation store; "
+                             f"SQLite says: {text}. Nothing was written.") from exc
+
+
+def connect_read_only(path: str | os.PathLike, **kwargs) -> sqlite3.Connection:
+    """Open a SQLite file for reading only (``mode=ro``); ``kwargs`` go to ``sqlite3.connect``.
+
+    A store without a ``-wal`` file has no writer at that moment (a writer in
+    WAL mode keeps one), so it is opened ``immutable``: SQLite then creates no
+    side file, and a read-only folder or mount can be read.
+    """
+    path = Path(path)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    con = sqlite3.connect(uri, uri=True, **kwargs)
+    try:
+        con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 @dataclass(frozen=True)
 class Vote:
     """One annotator's ``label`` (class index or -1) for review ``sample`` of ``region``.
@@ -82,6 +136,17 @@ class AnnotationStore:
     n_classes : int, optional
         Number of classes. Required when creating a store; when reopening one it
         may be omitted, and if given must equal the stored value.
+    read_only : bool, default=False
+        Open an existing store for reading only (SQLite ``mode=ro``): nothing
+        is written, so it works on a read-only folder or mount, and a vote
+        raises :class:`PermissionError`.
+
+    Raises
+    ------
+    StoreFileError
+        When ``path`` exists but is not a SQLite store (the message names it).
+    PermissionError
+        When the file or its folder cannot be written (or, read-only, read).
 
     Examples
     --------
@@ -89,41 +154,48 @@ class AnnotationStore:
     ...     store.set_review_set(0, [3, 3, 5]); store.cast_vote("ada", 0, 1, 8)
     """
 
-    def __init__(self, path: str | os.PathLike, *, n_classes: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, n_classes: int | None = None,
+                 read_only: bool = False):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike naming a .sqlite file; "
                             f"got {describe(path)}.")
         n_classes = None if n_classes is None else check_int("n_classes", n_classes, low=2)
-        self.path = Path(path)
+        self.path, self.read_only = Path(path), bool(read_only)
         if self.path.is_dir():
             raise ValueError(f"path must name a file, not a folder; got {str(self.path)!r}.")
-        if n_classes is None and not self.path.exists():
-            raise ValueError(f"n_classes is required to create a new store; got None and "
+        if (n_classes is None or read_only) and not self.path.exists():
+            raise ValueError(f"path must name an existing store to open it "
+                             f"{'read-only' if read_only else 'without n_classes'}; "
                              f"{str(self.path)!r} does not exist.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._con: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None,
-            check_same_thread=False)
+        self._con: sqlite3.Connection | None = None
         try:
-            self._retry(lambda: self._con.execute("PRAGMA journal_mode=WAL").fetchone())
-            self._con.execute("PRAGMA synchronous=FULL")
-            self._n_classes = self._write(lambda cur: self._init_schema(cur, n_classes))
+            with _sqlite_errors(self.path, "open"):
+                self._con = self._connect()
+                if read_only:
+                    self._n_classes = self._read(lambda cur: self._check_meta(cur, n_classes))
+                else:
+                    self._retry(lambda: self._con.execute("PRAGMA journal_mode=WAL").fetchone())
+                    self._con.execute("PRAGMA synchronous=FULL")
+                    self._n_classes = self._write(lambda cur: self._init_schema(cur, n_classes))
         except BaseException:
             self.close()
             raise
 
-    def _init_schema(self, cur: sqlite3.Cursor, n_classes: int | None) -> int:
-        for statement in _SCHEMA:
-            cur.execute(statement)
+    def _connect(self) -> sqlite3.Connection:
+        """A connection: read-write (creating the file), or :func:`connect_read_only`."""
+        kw = dict(timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        if self.read_only:
+            return connect_read_only(self.path, **kw)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return sqlite3.connect(str(self.path), **kw)
+
+    def _check_meta(self, cur: sqlite3.Cursor, n_classes: int | None) -> int:
+        """The stored number of classes, checked against ``n_classes`` and the schema version."""
         meta = dict(cur.execute("SELECT key, value FROM meta").fetchall())
         if "n_classes" not in meta:
-            if n_classes is None:
-                raise ValueError(f"n_classes is required to create a new store; got None and "
-                                 f"{str(self.path)!r} holds no store yet.")
-            cur.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("n_classes", str(n_classes)), ("schema_version", str(SCHEMA_VERSION))])
-            return n_classes
+            raise StoreFileError(self.path, "file must hold an annotation store; it is a "
+                                 "SQLite database without one.")
         stored, version = int(meta["n_classes"]), int(meta.get("schema_version", 0))
         if version != SCHEMA_VERSION:
             raise ValueError(f"path must hold a store of schema version {SCHEMA_VERSION}; "
@@ -132,6 +204,18 @@ class AnnotationStore:
             raise ValueError(f"n_classes must match the {stored} classes stored in "
                              f"{str(self.path)!r}; got {n_classes}.")
         return stored
+
+    def _init_schema(self, cur: sqlite3.Cursor, n_classes: int | None) -> int:
+        for statement in _SCHEMA:
+            cur.execute(statement)
+        if cur.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0:
+            if n_classes is None:
+                raise ValueError(f"n_classes is required to create a new store; got None and "
+                                 f"{str(self.path)!r} holds no store yet.")
+            cur.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("n_classes", str(n_classes)), ("schema_version", str(SCHEMA_VERSION))])
+            return n_classes
+        return self._check_meta(cur, n_classes)
 
     @property
     def _connection(self) -> sqlite3.Connection:
@@ -170,7 +254,11 @@ class AnnotationStore:
             return self._retry(attempt)
 
     def _write(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
-        return self._transaction(fn, "BEGIN IMMEDIATE")
+        if self.read_only:
+            raise PermissionError(f"{str(self.path)!r} is open read-only; nothing was written. "
+                                  "Open the store without read_only=True to vote.")
+        with _sqlite_errors(self.path, "write to"):
+            return self._transaction(fn, "BEGIN IMMEDIATE")
 
     def _read(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
         return self._transaction(fn, "BEGIN")  # one snapshot for multi-query reads
@@ -219,9 +307,15 @@ class AnnotationStore:
         if not pred:
             raise ValueError("predicted must hold at least one review sample; got length 0.")
 
-        def write(cur):
-            old = [p for (p,) in cur.execute(
+        def stored(cur):
+            return [p for (p,) in cur.execute(
                 "SELECT predicted FROM review WHERE region = ? ORDER BY sample", (region,))]
+
+        if self._read(stored) == pred:
+            return   # already recorded: no write (so a read-only store shows it too)
+
+        def write(cur):
+            old = stored(cur)
             if old == pred:
                 return
             if old:

@@ -29,8 +29,12 @@ def _now() -> str:
 
 
 @contextlib.contextmanager
-def _manifest_lock(root: Path) -> Iterator[None]:
-    """Serialise manifest updates across threads and processes (flock where available)."""
+def _manifest_lock(root: Path, *, shared: bool = False) -> Iterator[None]:
+    """Serialise manifest updates across threads and processes (flock where available).
+
+    ``shared`` (readers) takes a shared lock on an existing lock file and never
+    creates one, so reading a session writes nothing.
+    """
     with _LOCK:
         try:
             import fcntl
@@ -38,12 +42,12 @@ def _manifest_lock(root: Path) -> Iterator[None]:
             yield
             return
         try:
-            f = open(root / ".manifest.lock", "a+b")
-        except OSError:   # a read-only folder: nobody can be writing through us
+            f = open(root / ".manifest.lock", "rb" if shared else "a+b")
+        except OSError:   # no lock file yet, or a read-only folder: nobody writes through us
             yield
             return
         with f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -140,7 +144,7 @@ def verify_file(root: str | os.PathLike, name: str) -> Path:
         When the file is truncated, corrupted or changed since it was recorded.
     """
     path = resolve_inside(root, name)
-    with _manifest_lock(Path(root)):
+    with _manifest_lock(Path(root), shared=True):
         entry = (read_manifest(root) or {"files": {}})["files"].get(name)
         if entry is None or "sha256" not in entry or not path.is_file():
             return path

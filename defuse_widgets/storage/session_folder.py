@@ -9,15 +9,15 @@ list does not exist for the session. This module imports no UI code.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
 from defuse_widgets._validation import describe
 from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage.annotations import StoreFileError
 from defuse_widgets.storage.label_review_store import LabelReviewStore
 
-__all__ = ["STAGE_FILES", "SessionFolder"]
+__all__ = ["STAGE_FILES", "NotASessionError", "SessionFolder", "dependent_files"]
 
 #: The files each stage writes; a stage's files depend on every earlier stage's.
 STAGE_FILES = {
@@ -27,43 +27,151 @@ STAGE_FILES = {
     "correction": ("correction.json", "corrected_classifier.pt", "lam_choice.json",
                    "results.json", "checkpoints"),
 }
+_IDENTITY = "session.json"
+#: Names only a session folder holds: one of them without a manifest is a damaged session.
+_MARKERS = {_IDENTITY, ".manifest.lock", "adversarial.npz", "regions.npz",
+            "annotations.sqlite", "decisions.json", "correction.json"}
 _LOADERS = {".npz": io.load_npz, ".json": io.load_json, ".pt": io.load_state_dict}
+
+
+class NotASessionError(ValueError):
+    """A folder that holds files but is not a session folder (no ``manifest.json``).
+
+    Attributes
+    ----------
+    path : Path
+    found : list of str
+        What the folder holds.
+    """
+
+    def __init__(self, path: Path, found: list, problem: str):
+        self.path, self.found = Path(path), list(found)
+        super().__init__(f"{os.fspath(path)!r}: {problem}")
+
+
+def dependent_files(name: str) -> list:
+    """``name`` and every listed name whose content depends on it (later stages).
+
+    The identity (``session.json``) makes every stage's result depend on it;
+    a file of no stage (``fidelity.json``, ``report.html``) only itself.
+    """
+    stages = list(STAGE_FILES)
+    if name == _IDENTITY:
+        first = 0
+    else:
+        first = next((i for i, s in enumerate(stages) if name in STAGE_FILES[s]), None)
+        if first is None:
+            return [name]
+    return [name] + [n for s in stages[first:] for n in STAGE_FILES[s] if n != name]
 
 
 class SessionFolder:
     """A session folder's files: integrity checks, atomic writes, the manifest, the archive.
 
     Opening checks, before anything is written, that the folder holds no
-    symlink and that every file the manifest lists is present and intact
-    (a SQLite store must pass SQLite's integrity check).
+    symlink, that it is a session (it has ``manifest.json``) or empty or
+    missing, and that every file the manifest lists is present and intact
+    (a SQLite store must pass SQLite's integrity check and have a whole
+    write-ahead log). The folder itself is created by the first write.
 
     Parameters
     ----------
     path : str or os.PathLike
-        The folder; created if missing. It is identified by what it holds,
-        never by how its path is spelled.
+        The folder. It is identified by what it holds, never by how its path
+        is spelled.
+    read_only : bool, default=False
+        Read only: every write raises :class:`PermissionError`, SQLite is
+        opened read-only, and opening writes nothing (a missing folder is a
+        :class:`FileNotFoundError`). Works on a read-only folder or mount.
+    strict : bool, default=True
+        Raise on the first damaged listed file. False records each in
+        ``problems`` instead (reading that file raises its error), so that what
+        does not depend on it stays usable (the dashboard).
+    overwrite : bool, default=False
+        Move damaged listed files, and every result that depends on them, to
+        ``archive/<time>/`` and go on; a damaged session without a manifest
+        moves all its files there and starts again. Nothing is deleted.
+
+    Attributes
+    ----------
+    path : Path
+    problems : dict of str -> SessionFormatError
+        Damaged listed files (only with ``strict=False``).
+    archived : list of Path
+        Where opening or a write moved files out of the way.
+    on_first_write : callable or None
+        Called once, before the first write into a new session folder (the
+        session writes its identity then).
 
     Raises
     ------
     UnsafeFileError
         When the folder is or holds a symlink.
+    NotASessionError
+        When the folder holds files but no ``manifest.json`` (named in the message).
     SessionFormatError
         When a listed file is missing, truncated or corrupted (the error names it).
     """
 
-    def __init__(self, path: str | os.PathLike):
-        from defuse_widgets.workflow.integrity import check_listed_files, check_no_symlinks
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False,
+                 strict: bool = True, overwrite: bool = False):
+        from defuse_widgets.workflow.integrity import check_no_symlinks
 
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise TypeError(f"session must be a str or os.PathLike naming a folder; "
                             f"got {describe(path)}.")
-        self.path = Path(path)
+        self.path, self.read_only = Path(path), bool(read_only)
+        self.problems, self.archived, self.on_first_write = {}, [], None
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"session must name a folder, not a file; got {str(self.path)!r}.")
         check_no_symlinks(self.path)
+        self.is_new = True
         if self.path.exists():
-            check_listed_files(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+            self.is_new = self._open_existing(strict, overwrite and not read_only)
+        if self.is_new and read_only:
+            raise FileNotFoundError(
+                f"session {str(self.path)!r} must be a session folder to read it; "
+                f"{'it is empty' if self.path.exists() else 'it does not exist'}. Start one "
+                f"with `defuse-widgets identify --session {self.path}` (or run).")
+
+    def _open_existing(self, strict: bool, overwrite: bool) -> bool:
+        """Check an existing folder; True when it holds no session yet."""
+        from defuse_widgets.workflow.integrity import listed_file_problems
+
+        if io.read_manifest(self.path) is None:
+            found = sorted(p.name for p in self.path.iterdir())
+            if found:
+                self._refuse_unlisted(found, overwrite)
+            return True
+        problems = listed_file_problems(self.path)
+        if problems and overwrite:
+            names = sorted({n for name in problems for n in dependent_files(name)})
+            self.archived.append(self.archive(names))
+        elif problems and strict:
+            raise next(iter(problems.values()))
+        else:
+            self.problems = problems
+        return False
+
+    def _refuse_unlisted(self, found: list, overwrite: bool) -> None:
+        """A folder with files and no manifest: refused, or (damaged, overwrite) archived."""
+        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        marks = sorted(_MARKERS & set(found))
+        if not marks:
+            raise NotASessionError(self.path, found, (
+                f"session folder must be empty or a defuse_widgets session (with "
+                f"{io.MANIFEST}); it holds {shown}, and no {io.MANIFEST}. Nothing was "
+                "written. Choose a new or empty folder for the session."))
+        if overwrite:
+            self.archived.append(io.move_to_archive(
+                self.path, [self.path / n for n in found if n != "archive"]))
+            return
+        raise NotASessionError(self.path, found, (
+            f"session folder holds session files ({', '.join(marks)}) but no {io.MANIFEST}, "
+            "so they cannot be checked: the session is damaged. Nothing was written. "
+            f"Restore {io.MANIFEST} (from a backup, or a `defuse-widgets copy` of the "
+            "session), or open it with overwrite=True (--overwrite) to move every file to "
+            "archive/<time>/ and start a new session there."))
 
     def __repr__(self) -> str:
         return f"SessionFolder({str(self.path)!r})"
@@ -85,6 +193,8 @@ class SessionFolder:
         """
         if not self.listed(name):
             return None
+        if name in self.problems:
+            raise self.problems[name]
         path = io.verify_file(self.path, name)
         return _LOADERS[path.suffix](path, *args)
 
@@ -120,21 +230,36 @@ class SessionFolder:
     def open_store(self, n_classes: int) -> LabelReviewStore:
         """Open (or create) ``annotations.sqlite``: region votes and label-review answers.
 
-        Listed without a hash (it changes with every vote).
+        Listed without a hash (it changes with every vote) when it is created.
+        Read-only folders open it read-only.
         """
-        path = self._writable("annotations.sqlite")
+        if self.read_only:
+            if "annotations.sqlite" in self.problems:
+                raise self.problems["annotations.sqlite"]
+            path = self.file("annotations.sqlite")
+        else:
+            path = self._writable("annotations.sqlite")
         try:
-            store = LabelReviewStore(path, n_classes=n_classes)
-        except sqlite3.DatabaseError as exc:
+            store = LabelReviewStore(path, n_classes=n_classes, read_only=self.read_only)
+        except StoreFileError as exc:
             raise io.SessionFormatError(path, f"file must be an intact SQLite store; "
-                                        f"SQLite says: {exc}.") from exc
-        io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
+                                        f"{exc}") from exc
+        if not self.read_only and not self.listed("annotations.sqlite"):
+            io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
         return store
 
     def checkpoint_dir(self) -> Path:
-        """The sweep checkpoint folder (created, listed as a folder)."""
-        path = self._writable("checkpoints")
-        path.mkdir(exist_ok=True)
+        """The sweep checkpoint folder (created, listed as a folder).
+
+        Its files are checked by their own fingerprints
+        (:class:`~defuse_widgets.storage.sweep_checkpoints.SweepCheckpoints`).
+        """
+        path = self.file("checkpoints")
+        if not (path.is_dir() and not path.is_symlink()):
+            path = self._writable("checkpoints")
+            path.mkdir(exist_ok=True)
+        if not self.read_only and not self.listed("checkpoints"):
+            io.record_files(self.path, {"checkpoints": "checkpoints"}, hashed=False)
         return path
 
     def archive(self, names) -> Path | None:
@@ -145,22 +270,47 @@ class SessionFolder:
         Path or None
             The archive folder, or None when none of them existed.
         """
+        self._check_writable()
         names = [n for n in names]
         present = [p for n in names for p in (self.path / n, self.path / f"{n}-wal",
                                               self.path / f"{n}-shm") if p.exists()]
+        for n in names:
+            self.problems.pop(n, None)
         if not present:
-            io.record_files(self.path, {}, remove=names)
+            if self.path.exists() and not self.is_new:
+                io.record_files(self.path, {}, remove=names)
             return None
         folder = io.move_to_archive(self.path, present)
         io.record_files(self.path, {}, remove=names)
         return folder
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise PermissionError(f"session {str(self.path)!r} is open read-only; nothing was "
+                                  "written. Open it without read_only to run a stage.")
+
     def _writable(self, name: str) -> Path:
-        """Check ``name`` before the first write into it: inside, and not a symlink."""
+        """Make way for a write of ``name``: inside, no symlink, no unlisted file in the way.
+
+        The first write into a new folder creates it (and calls ``on_first_write``).
+        A file that is there but not listed was not written by the session (a
+        user's own, or a write that never finished): it is moved to
+        ``archive/<time>/``, never overwritten.
+        """
+        self._check_writable()
         path = io.resolve_inside(self.path, name)
         if path.is_symlink():
             raise io.UnsafeFileError(path, "file must not be a symlink; refused before "
                                      f"writing (it points to {os.path.realpath(path)!r}).")
+        if self.is_new:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.is_new = False
+            if self.on_first_write is not None:
+                self.on_first_write()
+        if path.exists() and not self.listed(name):
+            side = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+            self.archived.append(io.move_to_archive(self.path, [path, *side]))
+        self.problems.pop(name, None)
         return path
 
 

@@ -12,6 +12,7 @@ from typing import Callable
 import ipywidgets as W
 import traitlets
 
+from defuse_widgets.workflow.config import STAGES
 from defuse_widgets.workflow.fidelity import fidelity_warning
 from defuse_widgets.widgets._background import red
 from defuse_widgets.widgets._grounding_view import session_grounding
@@ -20,7 +21,7 @@ from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
-__all__ = ["LABEL_REVIEW_OFF", "correction_plot", "decisions_html", "region_widgets",
+__all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "region_widgets",
            "rerun_warning", "resume_status", "review_tab", "send_selection", "sweep_status"]
 
 #: The label-review tab while label review is off: how to turn it on.
@@ -40,9 +41,10 @@ def rerun_warning(session, stage: str) -> str | None:
     if not session.done(stage):
         return None
     parts = ["the adversarial examples"] if stage == "identification" else []
-    regions = session.load_regions() if session.done("distillation") else None
-    if regions is not None:
-        parts.append(f"{len(regions)} regions")
+    if "regions.npz" in session.folder.problems:
+        parts.append("the damaged regions.npz")
+    elif session.done("distillation"):
+        parts.append(f"{len(session.load_regions())} regions")
     if session.folder.listed("annotations.sqlite"):
         votes = session.open_store().votes()
         if votes:
@@ -127,6 +129,20 @@ def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot
     if saved and (saved.get("defuse") or {}).get("results"):
         plot.show_saved(saved, session.load_lam_choice())
     return plot
+
+
+def damage_note(session, damaged: dict) -> str:
+    """A red note naming the session's damaged files and the tabs that could not load, or ""."""
+    files = sorted(session.folder.problems)
+    if not files and not damaged:
+        return ""
+    tabs = [f"tab {1 + STAGES.index(s)}" for s in STAGES if s in damaged]
+    what = f"damaged files: {', '.join(files)}" if files else "results that could not be loaded"
+    more = f" ({', '.join(tabs)} {'say' if len(tabs) > 1 else 'says'} more)" if tabs else ""
+    return "<br>" + red(f"This session has {what}{more}. What does not depend on them works. "
+                        "Restore them, or reopen with overwrite=True to move them and the "
+                        "results that depend on them to archive/; running their stage again "
+                        "also moves them there.")
 
 
 def resume_status(session, adv, regions) -> str:

@@ -101,6 +101,6 @@ def build_view(dash) -> None:
     dash._status.add_class("defuse-status")
     dash.add_class("defuse-dashboard")
     dash.children = [
-        W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(dash.session.path))}</code>"),
+        W.HTML(f"<b>Defuse</b> · session <code>{html.escape(str(dash._path))}</code>"),
         W.HBox([dash._bar, dash._stop, dash._status], layout=W.Layout(align_items="center")),
         dash._tabs, dash._log]

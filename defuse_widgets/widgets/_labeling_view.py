@@ -43,7 +43,7 @@ def agreement_html(names, matrix, predicted, region: int, rho: float, class_name
             "</small>")
     if not names:
         return "<i>No votes on this region yet.</i>" + rule
-    d = decide_region(matrix, predicted, region=region, rho=rho)
+    d = decide_region(matrix, predicted, region=region, rho=rho, n_classes=len(class_names))
     if d.label is None:
         return (f"<i>{len(names)} annotator(s), only “None of the above” votes so far: no "
                 "decision.</i>" + rule)

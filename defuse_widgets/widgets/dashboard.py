@@ -28,9 +28,10 @@ from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
-from defuse_widgets.widgets._dashboard_tabs import (correction_plot, decisions_html,
-                                                    region_widgets, resume_status, review_tab,
-                                                    send_selection, sweep_status)
+from defuse_widgets.widgets._dashboard_tabs import (correction_plot, damage_note,
+                                                    decisions_html, region_widgets,
+                                                    resume_status, review_tab, send_selection,
+                                                    sweep_status)
 from defuse_widgets.widgets._dashboard_view import STAGES, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
@@ -84,6 +85,12 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         Where identification and correction run.
     overwrite : bool, default=False
         As in :class:`~defuse_widgets.workflow.Session`.
+    read_only : bool, default=False
+        View the session and write nothing (a read-only folder or mount, a
+        shared result): stages and votes are refused with a message. Opened
+        for writing, the dashboard writes nothing either until a stage runs or
+        a vote is cast, except two caches derived from the listed results
+        (``grounding.json`` and the map's ``latent_map.npz``).
     Q, a, b, centered, n_components, eps, baseline : traitlets
         Controls tied to the session's settings; a stage run with changed
         controls reruns it (the results it makes stale move to ``archive/``).
@@ -99,10 +106,13 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         Stage results; ``decisions`` and ``tradeoff`` from :meth:`build_correction`.
     explorer, gallery, labeling_panel : the stage widgets, or None
     review_panels : list of LabelReviewPanel (training, then validation images)
-    session : Session
-        Also holds the vote ``store``.
+    session : Session or None
+        Also holds the vote ``store``. None when the folder could not be opened:
+        the status line then says why, and every stage control is disabled.
     error_ : Exception or None
-        What ended the last background run, if it failed.
+        What ended the last background run, if it failed, or what failed on
+        opening. A damaged file is reported on its tab and in the status line;
+        the tabs that do not depend on it stay usable.
 
     Examples
     --------
@@ -127,28 +137,40 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     def __init__(self, classifier: nn.Module, vae: nn.Module, data: DataSplits, session, *,
                  config: DefuseConfig | None = None, oracle: nn.Module | None = None,
-                 annotator: str = "", device: str = "cpu", overwrite: bool = False, **kwargs):
-        if not isinstance(data, DataSplits):
-            raise TypeError(f"data must be DataSplits; got {type(data).__name__}.")
-        self.session = Session(session, config, classifier=classifier.cpu(), vae=vae.cpu(),
-                               data=data, oracle=oracle, device=device, overwrite=overwrite)
-        self.classifier, self.vae, self.data = self.session.classifier, self.session.vae, data
+                 annotator: str = "", device: str = "cpu", overwrite: bool = False,
+                 read_only: bool = False, _failure: BaseException | None = None, **kwargs):
+        self._path, self._damaged = session, {}
+        self._init_background()
+        self.session = None
+        if _failure is None:
+            if not isinstance(data, DataSplits):
+                raise TypeError(f"data must be DataSplits; got {type(data).__name__}.")
+            try:
+                self.session = Session(session, config, classifier=classifier.cpu(),
+                                       vae=vae.cpu(), data=data, oracle=oracle, device=device,
+                                       overwrite=overwrite, read_only=read_only, strict=False)
+            except (ValueError, OSError) as exc:   # shown in the status line, not raised
+                _failure = exc
+        self.classifier, self.vae, self.data = ((self.session.classifier, self.session.vae)
+                                                if self.session else (classifier, vae)) + (data,)
         self.annotator, self.device = annotator, device
         self.explorer = self.gallery = self.labeling_panel = None
         self.review_panels: list = []
         self._built, self._ready = {}, False
-        self._init_background()
         super().__init__(**{k: v for k, v in kwargs.items() if k not in _CONTROLS})
         for name in _CONTROLS:
-            setattr(self, name, kwargs.get(name, getattr(self.session.config, name)))
+            setattr(self, name, kwargs.get(name, getattr(self.config, name)))
         self._build()
         self._ready = True
-        self._resume()
+        if _failure is not None:
+            self._show_failure(_failure)
+        else:
+            self._resume()
 
     @property
     def config(self) -> DefuseConfig:
-        """The session's settings."""
-        return self.session.config
+        """The session's settings (the defaults when the folder could not be opened)."""
+        return self.session.config if self.session is not None else DefuseConfig()
 
     @classmethod
     def embedded(cls, session="sessions/mnist5k", **kwargs) -> "DefuseDashboard":
@@ -168,11 +190,14 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         models; any other reopens on the embedded default. A recorded file
         that changed is refused, one that moved is named with what to do.
         """
-        probe = Session(session)
         try:
-            parts = (probe.classifier, probe.vae, probe.data, probe.oracle)
-        finally:
-            probe.close()
+            probe = Session(session, read_only=True, strict=False)
+            try:
+                parts = (probe.classifier, probe.vae, probe.data, probe.oracle)
+            finally:
+                probe.close()
+        except (ValueError, OSError) as exc:   # shown in the dashboard's status line
+            return cls(None, None, None, session, _failure=exc, **kwargs)
         classifier, vae, data, oracle = parts
         return cls(classifier, vae, data, session, oracle=oracle, **kwargs)
 
@@ -198,7 +223,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                        "decisions", "tradeoff")
     def _render(self, change=None) -> None:
         """Rebuild the view from the traits; stage widgets only when their inputs changed."""
-        if not self._ready:
+        if not self._ready or self.session is None:
             return
         with self._lock:
             busy = bool(self.running)
@@ -222,8 +247,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     def _render_explorer(self) -> None:
         adv, regions, old = self.adversarial, self.regions, self.explorer
         if adv is None:
-            self._boxes[0].children = [W.HTML("<i>Run identification to find unrestricted "
-                                             "adversarial examples.")]
+            self._boxes[0].children = [W.HTML(self._damage_html("identification") or
+                                              "<i>Run identification to find unrestricted "
+                                              "adversarial examples.")]
             return
         built_adv, built_regions = self._built.get("explorer", (None, None))
         if built_adv is adv and built_regions is regions:
@@ -258,7 +284,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.gallery = self.labeling_panel = None
         if regions is None or len(regions) == 0:
             why = "lower ε: none was kept" if regions is not None else "run distillation"
-            self._boxes[1].children = [W.HTML(f"<i>No regions yet ({why}).")]
+            self._boxes[1].children = [W.HTML(self._damage_html("distillation") or
+                                              f"<i>No regions yet ({why}).")]
             self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
         self.gallery, self.labeling_panel = region_widgets(self.session, regions, self.annotator)
@@ -287,6 +314,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         ``archive/``, never deleted). With ``wait=True``, block until done and
         re-raise its error.
         """
+        self._require_session()
         def progress(stage, done, total):
             return self._report(done, total, f"Identification: {done} of {total} training "
                                              "images perturbed…")
@@ -296,6 +324,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             adv = self.session.identify(callback=progress)
             if adv is None:
                 return "Identification stopped; nothing was saved", None
+            self._damaged.clear()   # the stages it archived are damaged no more
             self.regions, self.adversarial = None, adv
             return (f"Identification: kept {len(adv)} adversarial examples of "
                     f"{adv.n_decoded} decodes ({adv.rate:.1%} misclassified), saved to "
@@ -309,6 +338,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         New regions replace the session's votes (moved to ``archive/``). Stop
         interrupts the mixture's EM iterations; nothing is saved then.
         """
+        self._require_session()
         adv = self.adversarial
         if adv is None:
             raise ValueError("adversarial examples must exist before distillation; got none "
@@ -323,6 +353,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             regions = self.session.distill(callback=progress)
             if regions is None:
                 return "Distillation stopped; nothing was saved", None
+            for stage in STAGES[1:]:
+                self._damaged.pop(stage, None)
             self.regions = regions
             return (f"Distillation: {len(regions)} candidate regions, saved to regions.npz"
                     f"{self._archived()}"), regions
@@ -334,6 +366,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
         Returns the plot (started when ``start``), or None while no region is accepted.
         """
+        self._require_session()
         if self.regions is None:
             raise ValueError("regions and votes must exist before correction; got none "
                              "(run distillation and vote in the Labeling tab).")
@@ -364,6 +397,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     def write_report(self) -> Path:
         """Write the session's one-file HTML report (``Session.write_html_report``); its path."""
+        self._require_session()
         path = self.session.write_html_report()
         href = html.escape(os.path.relpath(path).replace(os.sep, "/"), quote=True)
         self._report_link.value = (f"<a href='{href}' target='_blank' "
@@ -403,20 +437,58 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self._say("correction", sweep_status(self.session, plot))
 
     def _resume(self) -> None:
-        """Load what the session folder holds; a damaged file is reported, not raised."""
+        """Load what the session folder holds; a damaged file is reported on its tab, not raised."""
+        s = self.session
+        adv = self._load("identification", s.load_adversarial)
+        regions = self._load("distillation", lambda: s.load_regions(adv)) if adv is not None \
+            else None
+        self.adversarial, self.regions = adv, regions
+        decisions = self._load("labeling", s.load_decisions) if regions is not None else None
+        self.decisions = decisions or []
+        text = self._load("identification", lambda: resume_status(s, adv, regions))
+        correction = self._load("correction", s.load_correction)
+        if correction is not None and any(d.is_misclassification_region for d in self.decisions):
+            self._load("correction", lambda: self._show_correction(s.correction_data()))
+        for stage in STAGES:
+            if stage in self._damaged:
+                self._say(stage, red(self._damaged[stage]))
+        self._say("identification", (text or "") + damage_note(s, self._damaged))
+        self._render()
+
+    def _load(self, stage: str, load):
+        """``load()``, or None with its error kept for tab ``stage`` (the file named)."""
         try:
-            adv = self.session.load_adversarial()
-            regions = self.session.load_regions(adv)
-            self.adversarial, self.regions = adv, regions
-            self.decisions = (self.session.load_decisions() or []) if regions is not None else []
-            self.status = resume_status(self.session, adv, regions)
-            if self.session.load_correction() is not None and any(
-                    d.is_misclassification_region for d in self.decisions):
-                self._show_correction(self.session.correction_data())   # the saved sweep, λ
+            return load()
         except Exception as exc:
             self.error_ = exc
-            self.status = red(f"Could not load the session: {type(exc).__name__}: {exc}")
-        self._render()
+            self._damaged.setdefault(stage, f"Could not load this tab's results: "
+                                            f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _damage_html(self, stage: str) -> str:
+        """The load error of tab ``stage`` in red with what to do, or "" when it loaded."""
+        if stage not in self._damaged or self.running == stage:
+            return ""
+        return (red(self._damaged[stage]) + "<br><i>Run this stage again to replace it (the "
+                "damaged file moves to archive/), or restore the file and reopen.</i>")
+
+    def _require_session(self) -> None:
+        if self.session is None:
+            raise ValueError(f"session must be open to run a stage; the folder "
+                             f"{str(self._path)!r} could not be opened: {self.error_}")
+
+    def _show_failure(self, exc: BaseException) -> None:
+        """The folder could not be opened: say why everywhere, disable every stage control."""
+        self.error_ = exc
+        text = red(f"Could not open the session {str(self._path)!r}: "
+                   f"{type(exc).__name__}: {exc}")
+        for button in (self._run_id, self._run_distill, self._build_button,
+                       self._report_button, self._stop):
+            button.disabled = True
+        for stage, box in zip(STAGES, self._boxes):
+            box.children = [W.HTML(text)]
+            self._say(stage, text)
+        self._status.value = text
 
     def close(self) -> None:
         """Stop background work, close the stage widgets and the store."""
@@ -426,5 +498,6 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         for w in (self.explorer, self.gallery, self.labeling_panel, self.tradeoff):
             if w is not None:
                 w.close()
-        self.session.close()
+        if self.session is not None:
+            self.session.close()
         super().close()

@@ -30,7 +30,9 @@ from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import check_grounding
 from defuse_widgets.widgets._keys import KeyCapture
 from defuse_widgets.widgets._labeling_nav import ReviewNavigation
+from defuse_widgets._validation import check_module
 from defuse_widgets.models.inference import predict_proba
+from defuse_widgets.models.probes import check_decoder_fit
 from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.widgets._render import class_labels, to_png
 from defuse_widgets.widgets._review_image import ReviewImage
@@ -76,6 +78,11 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
     grounding : RegionGrounding, optional
         Real images per region (``Session.ground_regions``), shown with the region's info.
 
+    Raises
+    ------
+    ValueError
+        When ``decoder`` takes codes of another latent size than ``regions``.
+
     Attributes
     ----------
     position : tuple of (int, int)
@@ -103,6 +110,8 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         super().__init__()
         if not isinstance(regions, Regions) or len(regions) == 0:
             raise TypeError(f"regions must be a non-empty Regions object; got {regions!r:.60}.")
+        check_decoder_fit("decoder", check_module("decoder", decoder), regions.n_latent,
+                          source="the regions' latent size")
         self._owns_store = not isinstance(store, AnnotationStore)
         self.store = (AnnotationStore(store, n_classes=regions.n_classes) if self._owns_store
                       else store)
@@ -238,7 +247,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
                                            device=self.device)
             try:
                 self.store.set_review_set(k, predicted)
-            except ValueError as exc:
+            except (ValueError, PermissionError) as exc:   # another set, or a read-only store
                 self.status = red(exc)
             proba = predict_proba(self.classifier, images, device=self.device or "cpu")
             self._cache[k] = {"predicted": predicted, "images": images,

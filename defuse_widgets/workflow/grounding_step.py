@@ -26,6 +26,8 @@ class SessionGrounding:
                        alpha: float = 0.99) -> RegionGrounding:
         """Assign the validation and test images to ``regions``; saves ``grounding.json``.
 
+        A read-only session computes it and saves nothing.
+
         Parameters
         ----------
         regions : Regions, optional
@@ -47,6 +49,8 @@ class SessionGrounding:
                   for name, X, y in (("validation", data.X_val, data.y_val),
                                      ("test", data.X_test, data.y_test))}
         grounding = ground_regions(regions, splits, alpha=alpha)
+        if self.folder.read_only:
+            return grounding
         self.folder.save(_FILE, {"regions_digest": regions_digest(regions),
                                  "grounding": grounding.to_dict()}, kind="grounding")
         return grounding

@@ -94,6 +94,8 @@ def check_report_path(path, session_path, *, name: str = "path") -> Path:
         When ``path`` is not a str or os.PathLike.
     ValueError
         When it is empty, a folder, inside the session folder, or its folder is missing.
+    FileExistsError
+        When it names an existing file that is not a Defuse report (never overwritten).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike naming an HTML file; "
@@ -110,7 +112,18 @@ def check_report_path(path, session_path, *, name: str = "path") -> Path:
     if root == target.resolve().parent or root in target.resolve().parents:
         raise ValueError(f"{name} must lie outside the session folder (leave it out to "
                          f"write {REPORT_FILE} there); got {str(target)!r}.")
+    if target.exists() and not _is_report(target):
+        raise FileExistsError(f"{name} must name a new file or an earlier Defuse report; "
+                              f"{str(target)!r} exists and is not a Defuse report, so it is "
+                              "left as it is. Choose another path.")
     return target
+
+
+def _is_report(path: Path) -> bool:
+    """True when ``path`` starts as :func:`render_html`'s pages do (safe to replace)."""
+    with open(path, "rb") as f:
+        head = f.read(400)
+    return head.startswith(b"<!doctype html>") and b"<title>Defuse report: " in head
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from defuse_widgets.models.loading import ModelSpec
+from defuse_widgets.models.probes import check_logits, input_shape
 
 __all__ = ["ROLES", "SessionInputs", "check_fit", "load_given", "load_recorded"]
 
@@ -119,8 +120,10 @@ def _run(model, fn, x, role: str, shape: tuple):
         with torch.inference_mode():
             return fn(x)
     except RuntimeError as exc:
-        raise ValueError(f"{role} must take the data's images of shape {shape}; it refuses "
-                         f"them: {str(exc).strip().splitlines()[0]}") from exc
+        takes = input_shape(model, shape, encoder=role == "vae")
+        takes = f", but it takes {takes}" if takes and takes != shape else ""
+        raise ValueError(f"{role} must take the data's images of shape {shape}{takes}; it "
+                         f"refuses them: {str(exc).strip().splitlines()[0]}") from exc
     finally:
         model.train(was)
 
@@ -140,12 +143,14 @@ def check_fit(data, *, classifier=None, vae=None, oracle=None) -> None:
     ------
     ValueError
         Naming both numbers (classes vs. logits) or both shapes.
+    TypeError
+        When the classifier or oracle returns something other than a tensor.
     """
     x, shape = _first_image(data), tuple(data.image_shape)
     for role, model in (("classifier", classifier), ("oracle", oracle)):
         if model is None:
             continue
-        logits = _run(model, model, x.to(_device(model)), role, shape)
+        logits = check_logits(_run(model, model, x.to(_device(model)), role, shape), name=role)
         width = logits.shape[-1] if logits.ndim == 2 else tuple(logits.shape[1:])
         if width != data.n_classes:
             names = ", ".join(map(str, data.class_names[:6])) + (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import torch
@@ -22,10 +23,11 @@ import torch
 from defuse_widgets.storage import persistence as io
 from defuse_widgets.storage.sweep_checkpoints import hash_tensors
 
-__all__ = ["check_listed_files", "check_no_symlinks", "check_sqlite", "fingerprint_data",
-           "fingerprint_module"]
+__all__ = ["check_listed_files", "check_no_symlinks", "check_sqlite", "check_wal",
+           "fingerprint_data", "fingerprint_module", "listed_file_problems"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
 
 
 def check_no_symlinks(root: str | os.PathLike) -> None:
@@ -80,6 +82,83 @@ def check_sqlite(path: str | os.PathLike) -> None:
         problems = "; ".join(r[0] for r in rows[:3])
         raise io.SessionFormatError(path, f"file must be an intact SQLite database; SQLite's "
                                     f"integrity check found: {problems}. Nothing was written.")
+    check_wal(path)
+
+
+def check_wal(path: str | os.PathLike, *, retries: int = 5) -> None:
+    """Refuse a store whose write-ahead log (``<path>-wal``) is torn.
+
+    A WAL is a 32-byte header and whole frames (24 bytes and one page each).
+    One cut elsewhere (a ``cp`` of a folder while a voter writes, a full
+    disk) would make SQLite drop the votes in the cut tail without a word. A
+    live writer can leave a frame half-written for an instant, so an odd size
+    is checked again before it is called torn. A cut exactly at a frame
+    boundary looks like a crash before a commit and cannot be told apart.
+
+    Raises
+    ------
+    SessionFormatError
+        Naming the ``-wal`` file, its size and the frame size.
+    """
+    wal = Path(f"{os.fspath(path)}-wal")
+    for attempt in range(retries):
+        problem = _wal_problem(wal)
+        if problem is None:
+            return
+        time.sleep(0.05 * (attempt + 1))
+    raise io.SessionFormatError(wal, f"file must be whole write-ahead-log frames; {problem}, "
+                                "so it is torn (a copy made with cp while a voter was writing?) "
+                                "and SQLite would drop the votes in the cut tail in silence. "
+                                "Nothing was written. Copy the original session again with "
+                                "`defuse-widgets copy`, which copies a live store safely.")
+
+
+def _wal_problem(wal: Path) -> str | None:
+    """What is wrong with the size of ``wal`` (None when it is whole frames, or absent)."""
+    try:
+        size = wal.stat().st_size
+        with open(wal, "rb") as f:
+            head = f.read(32)
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    if len(head) < 32 or int.from_bytes(head[:4], "big") not in _WAL_MAGIC:
+        return f"it holds {size} bytes without a write-ahead-log header"
+    frame = 24 + int.from_bytes(head[8:12], "big")
+    if (size - 32) % frame:
+        return (f"it holds {size} bytes, which is not 32 + a whole number of "
+                f"{frame}-byte frames")
+    return None
+
+
+def listed_file_problems(root: str | os.PathLike) -> dict:
+    """Check every file ``manifest.json`` lists; return what is wrong with each.
+
+    Returns
+    -------
+    dict of str -> SessionFormatError
+        Listed name -> the error naming it, for each file that is missing,
+        truncated, corrupted, changed since it was recorded, or (a SQLite
+        store) damaged or with a torn write-ahead log. Empty when all is well.
+    """
+    problems = {}
+    for name, entry in ((io.read_manifest(root) or {}).get("files", {})).items():
+        try:
+            path = io.verify_file(root, name)
+            if not path.exists():
+                raise io.SessionFormatError(path, f"file must exist: {io.MANIFEST} lists it "
+                                            f"({entry.get('kind')}) but it is missing. Restore "
+                                            "it, or open the session with overwrite=True (the "
+                                            "CLI's --overwrite on a stage or run) to move the "
+                                            "results that depend on it to archive/ and go on.")
+            if path.suffix == ".sqlite":
+                check_sqlite(path)
+        except io.UnsafeFileError:
+            raise
+        except io.SessionFormatError as exc:
+            problems[name] = exc
+    return problems
 
 
 def check_listed_files(root: str | os.PathLike) -> dict:
@@ -91,17 +170,9 @@ def check_listed_files(root: str | os.PathLike) -> dict:
         For the first listed file that is missing, truncated, corrupted or
         changed since it was recorded.
     """
-    manifest = io.read_manifest(root) or {}
-    for name, entry in manifest.get("files", {}).items():
-        path = io.verify_file(root, name)
-        if not path.exists():
-            raise io.SessionFormatError(path, f"file must exist: {io.MANIFEST} lists it "
-                                        f"({entry.get('kind')}) but it is missing. Restore it, "
-                                        "or open the session with overwrite=True to archive "
-                                        "the stages that depend on it.")
-        if path.suffix == ".sqlite":
-            check_sqlite(path)
-    return manifest
+    for problem in listed_file_problems(root).values():
+        raise problem
+    return io.read_manifest(root) or {}
 
 
 def fingerprint_module(module: torch.nn.Module) -> str:

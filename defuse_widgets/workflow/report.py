@@ -4,7 +4,8 @@
 selected λ; :func:`report` builds the paper's Figure 4 rows (and the novelty
 check of §4.3) from the saved results and writes ``results.json``. Both only
 read the session, except that :func:`report` saves ``results.json`` through it
-(and ``grounding.json`` when the session has regions that are not grounded yet).
+(and ``grounding.json`` when the session has regions that are not grounded yet)
+unless the session is read-only.
 This module imports no UI code.
 """
 from __future__ import annotations
@@ -102,6 +103,9 @@ def _row(rec: dict) -> dict:
 def report(session, *, extra: dict | None = None) -> dict:
     """Build the results of a session and save them as ``results.json``.
 
+    A read-only session (``defuse-widgets report`` without ``--html``) builds
+    them and saves nothing.
+
     Returns
     -------
     dict
@@ -152,7 +156,8 @@ def report(session, *, extra: dict | None = None) -> dict:
                                         if name in ("defuse", "review") else None}
         res["corrected_model"] = _corrected_model(session, correction, res["figure4"])
     res.update(extra or {})
-    session.folder.save("results.json", res, kind="results")
+    if not session.folder.read_only:
+        session.folder.save("results.json", res, kind="results")
     return res
 
 

@@ -71,12 +71,15 @@ class SessionResults:
 
     def load_latent_map(self) -> LatentMap | None:
         """The saved latent map (a cache of the explorer's t-SNE), or None."""
-        return (LatentMap.load(self.folder.file("latent_map.npz"))
-                if self.folder.listed("latent_map.npz") else None)
+        name = "latent_map.npz"
+        if not self.folder.listed(name) or name in self.folder.problems:
+            return None   # a damaged cache is fitted again (and replaced)
+        return LatentMap.load(self.folder.file(name))
 
     def save_latent_map(self, latent_map: LatentMap) -> None:
-        """Save a fitted latent map as ``latent_map.npz``."""
-        self.folder.save_with("latent_map.npz", latent_map.save, kind="latent_map")
+        """Save a fitted latent map as ``latent_map.npz`` (not in a read-only session)."""
+        if not self.folder.read_only:
+            self.folder.save_with("latent_map.npz", latent_map.save, kind="latent_map")
 
     # ------------------------------------------------------------ helpers
     def _require_adversarial(self) -> AdversarialExamples:

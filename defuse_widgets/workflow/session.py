@@ -38,6 +38,8 @@ from defuse_widgets.workflow.review_step import SessionLabelReview
 __all__ = ["Session", "SessionMismatchError"]
 
 _IDENTITY = "session.json"
+_COMMANDS = {"identification": "identify", "distillation": "distill",
+             "labeling": "label --simulated", "correction": "correct"}
 _DONE = {"identification": "adversarial.npz", "distillation": "regions.npz",
          "labeling": "decisions.json", "correction": "correction.json"}
 #: A stage's results that other settings would make stale: its result, and the votes.
@@ -88,7 +90,17 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         Where identification and correction run; CUDA when available.
     overwrite : bool, default=False
         Accept other settings, data or models by moving the results they make
-        stale to ``archive/<time>/``. Nothing is ever deleted.
+        stale to ``archive/<time>/``; likewise move a damaged or missing
+        listed file and the results that depend on it there, and go on.
+        Nothing is ever deleted.
+    read_only : bool, default=False
+        Read the session and write nothing (``status``, ``report``): SQLite
+        is opened read-only, so a read-only folder or mount works, and any
+        stage raises :class:`PermissionError`. The folder must be a session.
+    strict : bool, default=True
+        Refuse a session with a damaged listed file. False opens it anyway
+        and lets reading that file (and what depends on it) raise its
+        :class:`SessionFormatError` (the dashboard shows it on its tab).
 
     Attributes
     ----------
@@ -109,13 +121,16 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     def __init__(self, path: str | os.PathLike, config: DefuseConfig | None = None, *,
                  classifier=None, vae=None, data: DataSplits | None = None, oracle=None,
                  annotator=None, device=None, overwrite: bool = False,
-                 inputs: SessionInputs | None = None):
+                 inputs: SessionInputs | None = None, read_only: bool = False,
+                 strict: bool = True):
         if config is not None and not isinstance(config, DefuseConfig):
             raise TypeError(f"config must be a DefuseConfig; got {type(config).__name__}.")
         if data is not None and not isinstance(data, DataSplits):
             raise TypeError(f"data must be a DataSplits; got {type(data).__name__}.")
-        if not isinstance(overwrite, bool):
-            raise TypeError(f"overwrite must be True or False; got {overwrite!r}.")
+        for flag, value in (("overwrite", overwrite), ("read_only", read_only),
+                            ("strict", strict)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False; got {value!r}.")
         if inputs is not None and not isinstance(inputs, SessionInputs):
             raise TypeError(f"inputs must be a SessionInputs; got {type(inputs).__name__}.")
         for name, m in (("classifier", classifier), ("vae", vae), ("oracle", oracle)):
@@ -124,10 +139,12 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         self.device = resolve_device(device)
         # What the user gave is loaded and checked before the folder is touched.
         given = load_given(inputs, data, classifier, vae, oracle)
-        self.folder = SessionFolder(path)
+        self.folder = SessionFolder(path, read_only=read_only, strict=strict,
+                                    overwrite=overwrite)
+        self.folder.on_first_write = self._write_identity
         self.path = self.folder.path
         self.store = None
-        self.archived = None
+        self.archived = self.folder.archived[-1] if self.folder.archived else None
         self._overwrite = overwrite
         self._classifier, self._vae = given["classifier"], given["vae"]
         self._oracle, self._data = given["oracle"], given["data"]
@@ -220,12 +237,23 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         if data is None and old_data and old_data.get("path") == self._inputs.data:
             self._inputs_record["data"] = old_data
 
-    def _save_identity(self) -> None:
+    def _identity(self) -> dict:
         record = {"config": self.config.to_dict(), "fingerprints": self._fingerprints}
         if self._inputs_record:
             record["inputs"] = self._inputs_record
+        return record
+
+    def _save_identity(self) -> None:
+        """Keep ``session.json`` up to date; a new folder gets it with its first result."""
+        if self.folder.read_only or self.folder.is_new:
+            return
+        record = self._identity()
         if self.folder.load(_IDENTITY) != record:
             self.folder.save(_IDENTITY, record, kind="session")
+
+    def _write_identity(self) -> None:
+        """``session.json`` of a new folder, written before its first result."""
+        self.folder.save(_IDENTITY, self._identity(), kind="session")
 
     # ------------------------------------------------------------- inputs
     @property
@@ -330,14 +358,32 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
             return saved["report"]
         d = self.data
         report = fidelity_report(clf, vae, d.X_val, d.y_val, d.class_names, split="validation")
-        self.folder.save("fidelity.json", {"fingerprints": key, "report": report},
-                         kind="fidelity")
+        if not self.folder.read_only:
+            self.folder.save("fidelity.json", {"fingerprints": key, "report": report},
+                             kind="fidelity")
         return report
 
     # ------------------------------------------------------------- stages
     def done(self, stage: str) -> bool:
         """True when ``stage``'s result is in the folder."""
         return self.folder.listed(_DONE[stage])
+
+    def check_order(self, stage: str) -> None:
+        """Raise ValueError naming the stage to run first when ``stage`` cannot run yet.
+
+        Distillation needs adversarial examples; labeling and correction need
+        regions (people may have voted in the dashboard). Nothing is read but
+        the manifest, and nothing is written.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
+        # People may vote in the dashboard without decisions.json: correction needs regions.
+        for before in STAGES[:min(STAGES.index(stage), 2)]:
+            if not self.done(before):
+                raise ValueError(f"session {str(self.path)!r} must hold the {before} "
+                                 f"results before {stage} can run; it has none. Run "
+                                 f"{before} first (defuse-widgets "
+                                 f"{_COMMANDS[before]} --session {self.path}).")
 
     def identify(self, *, callback: ProgressCallback | None = None,
                  executor=None) -> AdversarialExamples | None:

@@ -185,3 +185,17 @@ def test_climbing_starts_chains_nearer_the_level_set(shipped):
         LevelSetSampler(n_optimize=5, **kw).fit(clf, vae, callback=lambda s, d, n: True)
     with pytest.raises(ValueError, match="optimize_lr must be > 0"):
         LevelSetSampler(n_optimize=5, optimize_lr=0, **kw).fit(clf, vae)
+
+
+def test_a_decoder_of_another_latent_size_is_refused_naming_both(bare_vae):
+    from defuse_widgets.models import MnistCNN
+
+    clf, decoder = MnistCNN(1, 8, 10), bare_vae(n_latent=4)
+    sampler = LevelSetSampler(targets=[Target.high_confidence(1)], n_chains=2, n_warmup=2,
+                              n_samples=4, n_init=0, n_latent=8, device="cpu")
+    with pytest.raises(ValueError, match=r"decoder must decode codes of 8 latent dimensions "
+                                         r"\(n_latent=8\); it takes codes of 4 latent "
+                                         r"dimensions"):
+        sampler.fit(clf, decoder)
+    sampler.set_params(n_latent=None).fit(clf, decoder)   # read off the first layer
+    assert sampler.codes_.shape == (4, 2, 4)

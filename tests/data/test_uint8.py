@@ -117,3 +117,41 @@ def test_novelty_matches(twins, tiny_models):
     c = nearest_misclassified(queries, clf, f32.X_train, f32.y_train)   # one chunk
     np.testing.assert_array_equal(a.neighbour_index, c.neighbour_index)
     assert c.median_train_nn_distance == pytest.approx(a.median_train_nn_distance, rel=1e-5)
+
+
+def test_float_pixels_outside_unit_range_are_refused_with_the_remedy(twins, tiny_models):
+    from defuse_widgets.stages.identification import identify_in_steps
+
+    u8, f32 = twins
+    clf, vae = tiny_models
+    X, y = u8.X_train[:8], u8.y_train[:8]
+    by_255 = (r"must hold float pixels in \[0, 1\], as the models take them; got values in "
+              r"\[0, 255\]\. If they are 0-255 pixels, divide them by 255")
+    with pytest.raises(ValueError, match="X " + by_255):
+        identify(clf, vae, X.float(), y, Q=2, progress=False)
+    seen = []
+    with pytest.raises(ValueError, match="X " + by_255):      # before the first slice
+        identify_in_steps(clf, vae, X.float(), y, Q=2, a=2, b=2, n_steps=4,
+                          callback=lambda *a: seen.append(a))
+    assert not seen
+    evals = {"validation": (u8.X_val.float(), u8.y_val)}
+    with pytest.raises(ValueError, match=r"eval_sets\['validation'\] images " + by_255):
+        Corrector(lams=[1.0], selection="validation").fit(clf, X, y, X[:2], y[:2],
+                                                           eval_sets=evals)
+    with pytest.raises(ValueError, match=r"X_val " + by_255):
+        DataSplits("digits", f32.X_train, f32.y_train, u8.X_val.float(), f32.y_val,
+                   f32.X_test, f32.y_test, f32.class_names)
+    normalised = (f32.X_train[:8] - 0.5) / 0.25
+    with pytest.raises(ValueError, match=r"got values in \[-2, 2\]\. Rescale them to \[0, 1\]"):
+        check_images("X", normalised)
+    with pytest.raises(TypeError, match=r"X_train must hold uint8 pixels \(0-255\) or floats"):
+        DataSplits("digits", u8.X_train.long(), u8.y_train, u8.X_val, u8.y_val, u8.X_test,
+                   u8.y_test, u8.class_names)
+
+
+def test_uint8_and_floats_within_rounding_of_unit_range_are_accepted(twins):
+    u8, f32 = twins
+    assert check_images("X", u8.X_train).dtype == torch.uint8
+    nudged = f32.X_train[:4].clone()
+    nudged[0, 0, 0, 0], nudged[0, 0, 0, 1] = 1.0005, -0.0005
+    assert torch.equal(check_images("X", nudged), nudged)

@@ -30,14 +30,14 @@ def _regions(means, weights=None):
 
 
 class PixelCodes(nn.Module):
-    """A stand-in VAE whose latent mean is the first two pixels of the image."""
+    """A stand-in VAE whose latent mean is the first two pixels, 0.25 + z / 20, read back."""
 
     def __init__(self):
         super().__init__()
         self.dummy = nn.Linear(1, 1)
 
     def encode(self, x):
-        z = x.flatten(1)[:, :2]
+        z = (x.flatten(1)[:, :2] - 0.25) * 20
         return z, torch.zeros_like(z)
 
 
@@ -98,13 +98,14 @@ def test_evaluation_pool_is_test_plus_held_out(planted):
 
 
 def test_defuse_region_scores_rank_images_by_their_codes():
-    X = torch.zeros(40, 1, 4, 4)
-    X[20:, 0, 0, :2] = 5.0                      # codes (5, 5) for the last 20
-    X += 0.3 * torch.randn(X.shape)
+    z = torch.zeros(40, 1, 4, 4)
+    z[20:, 0, 0, :2] = 5.0                      # codes (5, 5) for the last 20
+    z += 0.3 * torch.randn(z.shape)
+    X = 0.25 + z / 20                           # pixels in [0, 1] that PixelCodes reads back
     regions = _regions([[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0]], weights=[0.2, 0.5, 0.3])
     vae = PixelCodes()
     L = defuse_region_scores(regions, vae, X)
-    z = X.flatten(1)[:, :2].double().numpy()
+    z = vae.encode(X)[0].double().numpy()
     assert L.shape == (40, 3)
     assert np.allclose(L[:, 1], multivariate_normal([5, 5], np.eye(2)).logpdf(z))
     hit = np.zeros((40, 1), bool)

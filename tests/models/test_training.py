@@ -45,7 +45,7 @@ def test_fidelity_report(digits, tiny_models):
 
 def test_bad_inputs(digits):
     vae = BetaVAE.from_family("mnist", image_size=8, n_latent=4, width=8)
-    with pytest.raises(ValueError, match=r"X must hold pixel values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"X must hold float pixels in \[0, 1\]"):
         train_vae(vae, digits.X_train * 16, epochs=1, progress=False)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         train_vae(vae, digits.X_train, beta=-1, progress=False)

@@ -188,3 +188,50 @@ def test_stop_before_fit_cancels_that_fit_only(digits, tiny_models, task):
     assert c.cancelled_ and c.results_ == []
     c.fit(clf, digits.X_train, digits.y_train, X_f, y_f, eval_sets=evals)  # request was cleared
     assert not c.cancelled_ and len(c.results_) == 1
+
+
+def test_images_the_classifier_refuses_name_the_shape_it_takes():
+    from torch import nn
+
+    from defuse_widgets.models import MnistCNN
+
+    y = torch.zeros(4, dtype=torch.long)
+    X = torch.rand(4, 1, 16, 16)
+    for clf in (MnistCNN(1, 8, 10), nn.Sequential(nn.Flatten(), nn.Linear(64, 10))):
+        with pytest.raises(ValueError, match=r"X must hold images the classifier takes "
+                                             r"\(\(1, 8, 8\)\); got shape \(1, 16, 16\)"):
+            Corrector(lams=[1.0]).fit(clf, X, y, X[:2], y[:2])
+
+
+def test_a_classifier_returning_a_tuple_is_named():
+    from torch import nn
+
+    from defuse_widgets.models import MnistCNN
+
+    class WithFeatures(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = MnistCNN(1, 8, 10)
+
+        def forward(self, x):
+            return self.net(x), x.flatten(1)
+    X, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"classifier must return a tensor of logits .*got a "
+                                        r"tuple of 2"):
+        Corrector(lams=[1.0]).fit(WithFeatures(), X, y, X[:2], y[:2])
+
+
+@pytest.mark.parametrize("lams, error, message", [
+    (None, TypeError, r"lams must be a non-empty sequence of finite numbers >= 0 .*got None"),
+    (1.0, TypeError, r"lams must be a non-empty sequence .*got 1\.0"),
+    ("1,2", TypeError, r"lams must be a non-empty sequence .*got '1,2'"),
+    ([], ValueError, r"lams must hold at least one λ value"),
+    ([1.0, -1.0], ValueError, r"lams\[1\] must be >= 0; got -1\.0"),
+    ([float("nan")], ValueError, r"lams\[0\] must be finite"),
+])
+def test_lams_must_be_a_sequence_of_finite_non_negative_numbers(lams, error, message):
+    from defuse_widgets.models import MnistCNN
+
+    X, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(error, match=message):
+        Corrector(lams=lams).fit(MnistCNN(1, 8, 10), X, y, X[:2], y[:2])

@@ -155,3 +155,16 @@ def test_bf16_identification_decides_like_fp32(digits, tiny_models):
     assert raw.params["n_misclassified"] != fp32.params["n_misclassified"]
     with pytest.raises(ValueError, match="precision"):
         identify(clf, vae, X, y, precision="half", **kw)
+
+
+def test_classifier_returning_logits_and_features_is_refused_with_the_remedy(digits,
+                                                                             tiny_models):
+    clf, vae, X, y = _args(digits, tiny_models, 10)
+
+    class WithFeatures(nn.Module):
+        def forward(self, x):
+            return clf(x), x.flatten(1)
+    with pytest.raises(TypeError, match=r"classifier must return a tensor of logits of shape "
+                                        r"\(n, n_classes\); got a tuple of 2 .*Wrap it in a "
+                                        r"module whose forward returns the logits alone"):
+        identify(WithFeatures(), vae, X, y, Q=2, progress=False)

@@ -145,3 +145,15 @@ def test_agreement_summary_of_nothing_is_nan():
     assert s["all"]["n"] == 0 and math.isnan(s["all"]["mean"])
     with pytest.raises(ValueError, match="unit"):
         agreement_summary([], unit="image")
+
+
+def test_labels_outside_the_classes_are_refused_with_the_range():
+    with pytest.raises(ValueError, match=r"votes must hold class indices in \[0, 9\] \(10 "
+                                         r"classes\), -1 for 'none of the above' or -2 for "
+                                         r"missing; got 99"):
+        decide_region([[99, 1]], [0, 1], n_classes=10)
+    with pytest.raises(ValueError, match=r"predicted must hold class indices in \[0, 2\] "
+                                         r"\(3 classes\); got 3"):
+        decide_region([[0, N, M]], [0, 1, 3], n_classes=3)
+    d = decide_region([[9, N, M]], [0, 1, 2], n_classes=10)   # 9, "none" and missing are fine
+    assert d.label == 9 and d.n_none == 1

@@ -293,3 +293,14 @@ def test_saliency_toggle_on_the_review_image(make_panel):
     panel._image.saliency = False
     panel.move(-1)
     assert panel._image.value == plain and panel.store.votes() == []
+
+
+def test_a_decoder_of_another_latent_size_is_refused_naming_both(tmp_path, regions, bare_vae,
+                                                                 tiny_models):
+    clf, _ = tiny_models
+    other = regions.n_latent + 2
+    with pytest.raises(ValueError, match=rf"decoder must decode codes of {regions.n_latent} "
+                                         r"latent dimensions \(the regions' latent size\); it "
+                                         rf"takes codes of {other} latent dimensions"):
+        LabelingPanel(tmp_path / "votes.sqlite", regions, bare_vae(n_latent=other), clf)
+    assert not (tmp_path / "votes.sqlite").exists()

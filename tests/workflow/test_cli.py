@@ -62,8 +62,10 @@ def test_every_stage_has_a_subcommand_on_a_session_folder(capsys):
 
 
 def test_status_of_a_new_folder_and_errors_name_the_file(tmp_path, capsys):
-    assert main(["status", "--session", str(tmp_path / "s")]) == 0
-    assert "[ ] identification" in capsys.readouterr().out
+    assert main(["status", "--session", str(tmp_path / "s")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()   # status creates nothing
+    (tmp_path / "s").mkdir()
     (tmp_path / "s" / "manifest.json").write_text("{broken")
     assert main(["status", "--session", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err

@@ -190,16 +190,22 @@ def test_cli_report_html(session, tiny_models, contrarian, monkeypatch, capsys, 
                                                                          contrarian))
     folder = str(session.path)
     session.close()
-    assert main(["report", "--session", folder]) == 0   # without --html: as before
+    before = {p.name: p.read_bytes() for p in session.path.iterdir() if p.is_file()}
+    assert main(["report", "--session", folder]) == 0   # without --html: reads only
     out = capsys.readouterr().out
-    assert "Defuse" in out and "results written to" in out and "HTML" not in out
-    assert not (session.path / REPORT_FILE).exists()
+    assert "Defuse" in out and "written" not in out and "HTML" not in out
+    assert {p.name: p.read_bytes() for p in session.path.iterdir() if p.is_file()} == before
     assert main(["report", "--session", folder, "--html"]) == 0
     out = capsys.readouterr().out
     assert "Defuse" in out and f"HTML report written to {session.path / REPORT_FILE}" in out
     assert session.folder.listed(REPORT_FILE)
     assert main(["report", "--session", folder, "--html", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").is_file()
+    assert main(["report", "--session", folder, "--html", str(tmp_path / "r.html")]) == 0
+    (tmp_path / "mine.html").write_text("<p>my notes</p>")   # a user's own file is kept
+    assert main(["report", "--session", folder, "--html", str(tmp_path / "mine.html")]) == 2
+    assert "not a Defuse report" in capsys.readouterr().err
+    assert (tmp_path / "mine.html").read_text() == "<p>my notes</p>"
     assert main(["report", "--session", folder, "--html", str(tmp_path / "no" / "r.html")]) == 2
     err = capsys.readouterr().err
     assert "--html must be in an existing folder; got" in err and "Traceback" not in err

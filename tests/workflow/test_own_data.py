@@ -230,7 +230,11 @@ def test_a_changed_or_moved_model_file_is_refused_and_a_new_path_reopens(own, va
     assert main(["report", "--session", str(session)]) == 2
     err = capsys.readouterr().err
     assert "--classifier" in err and "new path" in err and str(clf) in err
+    identity = (session / "session.json").read_bytes()
     assert main(["report", "--session", str(session), "--classifier", str(moved)]) == 0
+    assert (session / "session.json").read_bytes() == identity   # report reads only
+    assert main(["report", "--session", str(session), "--html", "--classifier",
+                 str(moved)]) == 0   # a command that writes records the new path
     record = json.loads((session / "session.json").read_text())["inputs"]["classifier"]
     assert record["spec"] == str(moved)
     other = torch.jit.load(str(moved))
