@@ -191,8 +191,8 @@ def _train_parsers(sub) -> None:
         p.add_argument("--data", required=True, metavar="PATH", help="ImageFolder or .npz")
         p.add_argument("--out", required=True, metavar="FILE", help="the TorchScript file to "
                        "write (an existing file is refused unless --overwrite)")
-        p.add_argument("--epochs", type=int, help="epoch cap [200 for the VAE, 30 for the "
-                       "oracle]")
+        p.add_argument("--epochs", type=int, help="epoch cap [200 for a grey VAE, 150 for "
+                       "colour, 30 for the oracle]")
         p.add_argument("--seed", type=int, default=0, help="seed [0]")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
         p.add_argument("--device", help="cpu, cuda or cuda:N [cuda when available]")
@@ -200,7 +200,8 @@ def _train_parsers(sub) -> None:
     v.add_argument("--latent", type=int, help="latent dimensions [10; 15 from 128 px]")
     v.add_argument("--width", type=int, help="convolution width [32 for one channel, 64 "
                    "for colour, as in the paper's MNIST and SVHN models]")
-    v.add_argument("--beta", type=float, help="KL weight beta [0.25]")
+    v.add_argument("--beta", type=float, help="KL weight beta [0.25 for grey images, 0.1 "
+                   "for colour]")
     v.add_argument("--patience", type=int, default=10, help="epochs without a 0.1%% better "
                    "validation loss before stopping [10]")
     v.add_argument("--classifier", metavar="SPEC", help="the classifier under test, for the "

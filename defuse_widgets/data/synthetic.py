@@ -11,6 +11,11 @@
   Bahng et al. 2020, whose palette is :data:`PALETTE`).
 * :func:`coloured_digits` gives every image of a :class:`DataSplits` a
   uniformly random background colour: RGB digits of shape (3, 32, 32).
+* :func:`biased_digits` builds Biased-MNIST (Bahng et al. 2020): each class
+  has a background colour, which a training or validation image gets with
+  probability ρ (one of the other colours otherwise); test colours are
+  uniform, so the test images off their class's colour are the
+  *bias-conflicting* held-out set.
 
 Every random choice is drawn from a generator seeded by ``seed`` and the
 split, or the copy, it belongs to, so the same arguments always give the same
@@ -18,6 +23,7 @@ images. This module imports no UI code.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,8 +33,8 @@ from defuse_widgets._validation import check_int, check_seed, describe
 from defuse_widgets.data.splits import DataSplits
 from defuse_widgets.seeding import seeded_subset
 
-__all__ = ["PALETTE", "augmented_splits", "colorize", "coloured_digits", "shift_plan",
-           "shifted_copies"]
+__all__ = ["PALETTE", "BiasedDigits", "augmented_splits", "biased_digits", "colorize",
+           "coloured_digits", "shift_plan", "shifted_copies"]
 
 #: Ten distinct background colours (RGB, uint8), one per row: Biased-MNIST's
 #: colour map (Bahng et al. 2020, ``clovaai/rebias``): red, green, blue,
@@ -298,3 +304,78 @@ def coloured_digits(splits: DataSplits, *, seed: int = 0, colors=None,
         out[f"X_{split}"] = rgb if dtype == torch.uint8 else rgb.float().div_(255)
         out[f"y_{split}"] = y
     return DataSplits(f"{splits.name}-colour", class_names=splits.class_names, **out)
+
+
+@dataclass(frozen=True)
+class BiasedDigits:
+    """Colour-biased digits and the background colour of every image.
+
+    Attributes
+    ----------
+    data : DataSplits
+        RGB images of shape (n, 3, H, W), uint8.
+    colours : dict of str -> ndarray of shape (n,)
+        ``"train"``, ``"val"``, ``"test"``: each image's palette index (class
+        ``c``'s colour is palette row ``c``).
+    rho : float
+        The share of training and validation images on their class's colour.
+    """
+
+    data: DataSplits
+    colours: dict
+    rho: float
+
+    def conflicting(self, split: str) -> np.ndarray:
+        """Bool mask of shape (n,): images of ``split`` off their class's colour."""
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {_SPLITS}; got {split!r}.")
+        y = getattr(self.data, f"y_{split}")
+        return self.colours[split] != np.asarray(y)
+
+
+def biased_digits(splits: DataSplits, rho: float, *, seed: int = 0) -> BiasedDigits:
+    """Biased-MNIST: digits on their class's background colour with probability ``rho``.
+
+    A training or validation image of class ``c`` gets colour ``c`` with
+    probability ``rho`` and one of the other colours, uniformly, otherwise
+    (validation is biased as a user's own would be); a test image gets a
+    uniformly random colour.
+
+    Parameters
+    ----------
+    splits : DataSplits
+        Grey images of shape (n, 1, H, W) and at most ``len(PALETTE)`` classes.
+    rho : float in [0, 1]
+    seed : int, default=0
+        Split ``s`` draws its colours from ``default_rng([seed, s, 1])``.
+
+    Returns
+    -------
+    BiasedDigits
+        Named ``f"{splits.name}-biased-{rho:g}"``.
+    """
+    from defuse_widgets._validation import check_number
+
+    if not isinstance(splits, DataSplits):
+        raise TypeError(f"splits must be a DataSplits; got {describe(splits)}.")
+    rho = check_number("rho", rho, low=0, high=1)
+    check_seed("seed", seed)
+    if splits.n_classes > len(PALETTE):
+        raise ValueError(f"splits must have at most {len(PALETTE)} classes, one per palette "
+                         f"colour; got {splits.n_classes}.")
+    out, colours = {}, {}
+    for s, split in enumerate(_SPLITS):
+        X, y = getattr(splits, f"X_{split}"), np.asarray(getattr(splits, f"y_{split}"))
+        colours[split] = _biased_colours(y, 1 / len(PALETTE) if split == "test" else rho,
+                                         np.random.default_rng([seed, s, 1]))
+        out[f"X_{split}"] = colorize(X, colours[split])
+        out[f"y_{split}"] = getattr(splits, f"y_{split}")
+    data = DataSplits(f"{splits.name}-biased-{rho:g}", class_names=splits.class_names, **out)
+    return BiasedDigits(data, colours, float(rho))
+
+
+def _biased_colours(y: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Colour ``y`` with probability ``rho``, else one of the other colours uniformly."""
+    k = len(PALETTE)
+    other = (y + rng.integers(1, k, size=len(y))) % k   # uniform over the other k - 1
+    return np.where(rng.random(len(y)) < rho, y, other).astype(np.int64)

@@ -15,10 +15,49 @@ from defuse_widgets.models.inference import accuracy, decode, encode_mean, to_un
 from defuse_widgets.seeding import seed_everything
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
+def batches(n: int, batch_size: int, generator: torch.Generator):
+    """Yield the indices of one epoch's mini-batches, in a random order.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    batch_size : int
+    generator : torch.Generator
+        CPU generator that draws the permutation.
+
+    Yields
+    ------
+    Tensor of shape (batch_size,) or shorter for the last batch, int64
+    """
     perm = torch.randperm(n, generator=generator)
     for i in range(0, n, batch_size):
         yield perm[i:i + batch_size]
+
+
+def make_optimizer(model: nn.Module, optimizer: str = "adadelta",
+                   lr: float = 1.0) -> tuple:
+    """Return the classifier recipe's optimizer and learning-rate schedule.
+
+    Parameters
+    ----------
+    model : nn.Module
+    optimizer : {"adadelta", "adam"}
+        Adadelta with a StepLR(step_size=1, gamma=0.7) schedule, stepped once
+        per epoch, as in PyTorch's MNIST example; or Adam with no schedule.
+    lr : float
+
+    Returns
+    -------
+    opt : torch.optim.Optimizer
+    sched : torch.optim.lr_scheduler.StepLR or None
+    """
+    if optimizer == "adadelta":
+        opt = torch.optim.Adadelta(model.parameters(), lr=lr)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
+    if optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr), None
+    raise ValueError(f"optimizer must be 'adadelta' or 'adam'; got {optimizer!r}.")
 
 
 def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
@@ -69,16 +108,10 @@ def train_classifier(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     model.to(dev).train()
-    if optimizer == "adadelta":
-        opt = torch.optim.Adadelta(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
-    elif optimizer == "adam":
-        opt, sched = torch.optim.Adam(model.parameters(), lr=lr), None
-    else:
-        raise ValueError(f"optimizer must be 'adadelta' or 'adam'; got {optimizer!r}.")
+    opt, sched = make_optimizer(model, optimizer, lr)
     for epoch in tqdm(range(epochs), desc="classifier", disable=not progress):
         total, count = 0.0, 0
-        for idx in _batches(len(X), batch_size, gen):
+        for idx in batches(len(X), batch_size, gen):
             xb, yb = to_unit(X[idx].to(dev)), y[idx].to(dev)
             if augment:
                 xb = random_affine(xb, gen)
@@ -190,7 +223,7 @@ def train_vae(vae: nn.Module, X: torch.Tensor, *, beta: float = 1.0,
     step = 0
     for epoch in tqdm(range(epochs), desc="beta-VAE", disable=not progress):
         sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
-        for idx in _batches(len(X), batch_size, gen):
+        for idx in batches(len(X), batch_size, gen):
             xb = to_unit(X[idx].to(dev))
             if augment:
                 xb = random_affine(xb, gen)

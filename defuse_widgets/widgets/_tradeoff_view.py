@@ -57,7 +57,7 @@ def set_name(key: str) -> str:
 def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
     """The empty figure: accuracy on eval set ``x`` against ``y_key``, one trace per TRACES."""
     xn, yn = set_name(x), set_name(y_key)
-    hover = (f"λ=%{{customdata:g}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
+    hover = (f"λ=%{{customdata}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
              "<extra>%{fullData.name}</extra>")
     fig = SharedFigureWidget(layout=dict(
         title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
@@ -69,7 +69,7 @@ def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
                     hovertemplate=hover, marker=dict(size=8, color="#ff7f0e"),
                     line=dict(dash="dot"))
     fig.add_scatter(name="Before fine-tuning", mode="markers",
-                    hovertemplate=hover.replace("λ=%{customdata:g}<br>", ""),
+                    hovertemplate=hover.replace("λ=%{customdata}<br>", ""),
                     marker=dict(size=12, symbol="x", color="#555"))
     fig.add_scatter(name="Selected λ (rule)", mode="markers", hovertemplate=hover,
                     marker=dict(size=20, symbol="star", color="gold",

@@ -227,9 +227,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             return
         with self._lock:
             busy = bool(self.running)
-            self._run_id.disabled = busy
-            self._run_distill.disabled = busy or self.adversarial is None
-            self._build_button.disabled = busy or self.regions is None
+            off = busy or self.session.folder.read_only   # a read-only view runs nothing
+            self._run_id.disabled = off
+            self._run_distill.disabled = off or self.adversarial is None
+            self._build_button.disabled = off or self.regions is None
+            self._report_button.disabled = off
             self._stop.disabled = not busy
             self._bar.value = round(100 * self.progress) if busy or self.error_ else 0
             self._bar.bar_style = "info" if busy else ("danger" if self.error_ else "")
@@ -252,17 +254,16 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                                               "adversarial examples.")]
             return
         built_adv, built_regions = self._built.get("explorer", (None, None))
-        if built_adv is adv and built_regions is regions:
+        if built_adv is adv and old is not None:
+            if built_regions is not regions:   # in place: a cell showing it keeps showing it
+                old.set_regions(regions)
+                self._built["explorer"] = (adv, regions)
             return
-        same = built_adv is adv
-        if same and old.latent_map is None and old.status == "fitting":
-            return   # rebuilt with its map once that is fitted (it calls _render)
         c = self.config
         idx = seeded_subset(len(self.data.y_train), c.map_size, c.seed)
         self.explorer = LatentExplorer.from_models(
             self.classifier, self.vae, self.data.X_train[idx], self.data.y_train[idx], adv,
             regions=regions, class_names=self.data.class_names,
-            latent_map=old.latent_map if same else None,
             cached_map=self.session.load_latent_map(),
             on_map_fitted=self.session.save_latent_map, n_iter=c.tsne_iter, seed=c.seed)
         self.explorer.observe(self._render, "status")
@@ -452,6 +453,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         for stage in STAGES:
             if stage in self._damaged:
                 self._say(stage, red(self._damaged[stage]))
+        if s.folder.read_only:
+            text = (text or "") + ("<br><i>Opened read-only: nothing is written; stages, "
+                                   "votes and the report are off.</i>")
         self._say("identification", (text or "") + damage_note(s, self._damaged))
         self._render()
 

@@ -221,7 +221,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         self._agreement.value = agreement_html(names, matrix, review["predicted"], k, self.rho,
                                                     self.class_names)
         accepted = sum(d.is_misclassification_region for d in self._decisions())
-        self._export.description = f"Export D_f ({accepted} regions)"
+        self._export.description = f"Export D_f ({accepted} region{'s' * (accepted != 1)})"
 
     def _name_of(self, label: int) -> str:
         if label == MISSING:
@@ -307,7 +307,8 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         Returns
         -------
         Vote or None
-            The committed vote; None when no annotator name is set.
+            The committed vote; None when no annotator name is set or the store
+            is read-only (the status line says so).
         """
         who = self.annotator.strip()
         if not who:
@@ -315,7 +316,11 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
             return None
         k, i = self.position
         self._review(k)
-        v = self.store.cast_vote(who, k, i, label)
+        try:
+            v = self.store.cast_vote(who, k, i, label)
+        except PermissionError as exc:   # a read-only store: say so where the user looks
+            self.status = red(exc)
+            return None
         with self._held():
             self.status = html.escape(f"Saved: region {k}, sample {i + 1} → "
                                       f"{self._name_of(v.label)}.")

@@ -169,13 +169,10 @@ class LatentExplorer(W.VBox):
                            on_fitted=on_map_fitted, guard=self.error.guard,
                            params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,
                                        seed=seed, n_jobs=n_jobs))
-        counts = [] if regions is None else regions.member_counts
-        self._dropdown = W.Dropdown(options=[("no region", _NO_REGION)] + [
-            (f"region {k} · {c} members", k) for k, c in enumerate(counts)],
-            description="Highlight", disabled=regions is None)
-        self._color_dropdown = W.Dropdown(
-            options=[o for o in COLOR_BY if regions is not None or o[1] != "region"],
-            description="Colour by")
+        self._dropdown = W.Dropdown(options=_region_options(regions), description="Highlight",
+                                    disabled=regions is None)
+        self._color_dropdown = W.Dropdown(options=_color_options(regions),
+                                          description="Colour by")
         traitlets.link((self, "color_by"), (self._color_dropdown, "value"))
         traitlets.link((self, "region"), (self._dropdown, "value"),
                        transform=(lambda r: _NO_REGION if r is None else r,
@@ -307,6 +304,28 @@ class LatentExplorer(W.VBox):
         """Indices into ``adversarial`` of the highlighted points, shape (m,)."""
         return self._highlight_index
 
+    def set_regions(self, regions: Regions | None) -> None:
+        """Show new ``regions`` of the same adversarial examples in place.
+
+        The widget stays the one on display (a notebook cell that shows it
+        keeps showing it); the highlight is cleared and the colours redrawn.
+        """
+        if regions is not None and len(regions.assignment) != len(self._adv):
+            raise ValueError("regions must be distilled from the explorer's adversarial "
+                             f"examples: regions.assignment has {len(regions.assignment)} "
+                             f"entries, adversarial has {len(self._adv)} examples.")
+        with self._lock:
+            self.region = None
+            self._regions = regions
+            color_by = self.color_by if regions is not None or self.color_by != "region" \
+                else "true"
+            self._dropdown.options = _region_options(regions)
+            self._dropdown.disabled = regions is None
+            self._color_dropdown.options = _color_options(regions)
+            self.color_by = color_by
+            self._drawn["color_by"] = None   # redraw: the regions' colours changed
+        self._render()
+
     @traitlets.validate("region")
     def _valid_region(self, proposal):
         value = proposal["value"]
@@ -395,3 +414,13 @@ class LatentExplorer(W.VBox):
                   guard=lambda what, f: self.error.guard(what, f, clear=False)).connect(fig)
         self.figure = fig
         self._plot_box.children = [fig]
+
+
+def _region_options(regions: Regions | None) -> list:
+    counts = [] if regions is None else regions.member_counts
+    return [("no region", _NO_REGION)] + [(f"region {k} · {c} members", k)
+                                         for k, c in enumerate(counts)]
+
+
+def _color_options(regions: Regions | None) -> list:
+    return [o for o in COLOR_BY if regions is not None or o[1] != "region"]

@@ -161,7 +161,7 @@ def regions_section(content: dict) -> str:
 
 
 def _status(d, names) -> tuple:
-    if d is None:
+    if d is None or not d["n_votes"]:   # a region nobody voted on is not decided
         return "not labelled", "open"
     if d["is_misclassification_region"]:
         return f"misclassification region, label {esc(_label(names, d['label']))}", "acc"
@@ -198,13 +198,14 @@ def _card(k: int, reg: dict, names: list, rho) -> str:
             f"red: the classifier's prediction; below: the votes; red frame: most votes name "
             "another class)</small></h4>"
             f'<div class="samples">{"".join(tiles)}</div><div class="cols">'
-            f"<div><h4>Decision</h4>{_decision(d, names, rho)}{_stale(d, reg['votes'])}</div>"
+            f"<div><h4>Decision</h4>{_decision(d, names, rho, len(reg['votes']))}"
+            f"{_stale(d, reg['votes'])}</div>"
             f"<div><h4>Votes</h4>{_votes(reg['votes'], names)}</div>"
             f"<div><h4>Real data</h4>{_grounding(g)}</div></div></article>")
 
 
-def _decision(d, names, rho) -> str:
-    if d is None:
+def _decision(d, names, rho, n_annotators: int) -> str:
+    if d is None or not d["n_votes"]:
         return '<p class="muted">Not labelled yet.</p>'
     n = d["n_votes"] - d["n_none"]
     if n == 0:
@@ -215,8 +216,9 @@ def _decision(d, names, rho) -> str:
             f"with the classifier, {word} than ρ = {esc(rho)}.")
     if d["is_misclassification_region"]:
         text += f" Label: <b>{esc(_label(names, d['label']))}</b> (majority vote)."
-    return text + (f" Annotator agreement {pct(d['agreement'], 0)} %; {d['n_none']} “none of "
-                   "the above”.</p>")
+    agreement = (f"Annotator agreement {pct(d['agreement'], 0)} %" if n_annotators > 1 else
+                 "One annotator (agreement between people needs two)")
+    return text + f" {agreement}; {d['n_none']} “none of the above”.</p>"
 
 
 def _stale(d, by_annotator: dict) -> str:

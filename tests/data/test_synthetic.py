@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.data.synthetic import (PALETTE, augmented_splits, colorize,
-                                           coloured_digits, shift_plan, shifted_copies)
+from defuse_widgets.data.synthetic import (PALETTE, augmented_splits, biased_digits,
+                                           colorize, coloured_digits, shift_plan,
+                                           shifted_copies)
 
 
 def _reference_shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -145,3 +146,29 @@ def test_coloured_digits_are_rgb_uint8_with_random_seeded_backgrounds(digits):
     assert torch.allclose(as_float.X_train, rgb.X_train.float() / 255)
     two = coloured_digits(digits, colors=[[0, 0, 0], [255, 0, 0]])
     assert set(map(tuple, two.X_train[:, :, 0, 0].tolist())) == {(0, 0, 0), (255, 0, 0)}
+
+
+def test_biased_digits_follow_the_class_colour_with_probability_rho(digits):
+    b = biased_digits(digits, 0.9, seed=3)
+    d = b.data
+    assert d.X_train.shape[1] == 3 and d.X_train.dtype == torch.uint8
+    for split in ("train", "val"):
+        y = getattr(d, f"y_{split}").numpy()
+        on = b.colours[split] == y
+        assert abs(on.mean() - 0.9) < 0.05   # ρ of them on their class's colour
+        assert (b.conflicting(split) == ~on).all()
+        # each image's background (a corner pixel: digits' corners are blank) is its colour
+        corner = getattr(d, f"X_{split}")[:, :, 0, 0].numpy()
+        assert (corner == PALETTE[b.colours[split]]).all()
+    test_on = b.colours["test"] == d.y_test.numpy()
+    assert abs(test_on.mean() - 0.1) < 0.06   # uniform colours at test time
+    again = biased_digits(digits, 0.9, seed=3)
+    assert all((again.colours[s] == b.colours[s]).all() for s in b.colours)
+    assert not (biased_digits(digits, 0.9, seed=4).colours["train"] == b.colours["train"]).all()
+
+
+def test_biased_digits_refuses_bad_rho_and_split(digits):
+    with pytest.raises(ValueError, match="rho must be <= 1"):
+        biased_digits(digits, 1.5)
+    with pytest.raises(ValueError, match="split must be one of"):
+        biased_digits(digits, 0.9).conflicting("training")

@@ -69,3 +69,12 @@ def test_training_speaks_the_progress_protocol_and_stops(digits):
     train_vae(vae, digits.X_train[:128], epochs=3, progress=False,
               callback=lambda *a: seen.append(a))
     assert seen == [("training", k, 3) for k in (1, 2, 3)]
+
+
+def test_train_vae_recipe_follows_the_channels():
+    from defuse_widgets.models.recipes import COLOUR_VAE, vae_recipe
+
+    grey, colour = vae_recipe((1, 32, 32)), vae_recipe((3, 32, 32))
+    assert grey["beta"] == 0.25 and grey["augment"] and grey["batch_size"] == 64
+    assert colour == COLOUR_VAE and colour["beta"] == 0.1 and not colour["augment"]
+    assert colour["batch_size"] == 32

@@ -98,6 +98,7 @@ def test_stages_write_the_session_folder(make, tmp_path):
     np.testing.assert_array_equal(saved.codes, dash.adversarial.codes)
     assert saved.params["Q"] == 4 and not list(folder.glob("*.tmp"))
     assert dash._boxes[0].children == (dash.explorer,)
+    explorer = dash.explorer
 
     dash.stage = "distillation"
     assert dash._tabs.selected_index == 1
@@ -107,6 +108,9 @@ def test_stages_write_the_session_folder(make, tmp_path):
     assert dash._boxes[1].children == (dash.gallery,)
     assert dash._boxes[2].children == (dash.labeling_panel,)
     assert done == ["identification", "distillation"]
+    # The map takes the regions in place: a notebook cell showing it keeps showing it.
+    assert dash.explorer is explorer and explorer._dropdown.disabled is False
+    assert "region" in [v for _, v in explorer._color_dropdown.options]
 
     dash.explorer.wait(TIMEOUT)   # the map is fitted: the explorer now shows the regions too
     dash.explorer.wait(TIMEOUT)

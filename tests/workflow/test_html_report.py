@@ -126,6 +126,26 @@ def test_a_region_with_only_none_of_the_above_votes_shows_no_percentage(session)
     assert "– %" not in row and "<td>–</td>" in row
 
 
+def test_a_region_nobody_voted_on_reads_not_labelled_and_one_annotator_has_no_agreement(
+        session):
+    from defuse_widgets.workflow.html_report import report_content
+    from defuse_widgets.workflow.html_sections import regions_section
+
+    content = report_content(session)
+    reg = content["regions"][0]
+    reg["decision"] = dict(reg["decision"], n_votes=0, n_none=0,
+                           is_misclassification_region=False)
+    text = regions_section(content)
+    row = text.split('href="#region-0"')[1].split("</tr>")[0]
+    assert "not labelled" in row and "not a misclassification region" not in row
+    card = text.split('id="region-0"')[1].split("</article>")[0]
+    assert "Not labelled yet." in card
+    one = content["regions"][1]
+    one["votes"] = dict(list(one["votes"].items())[:1])   # a lone annotator
+    card = regions_section(content).split('id="region-1"')[1].split("</article>")[0]
+    assert "agreement between people needs two" in card and "Annotator agreement" not in card
+
+
 def test_figure4_and_tradeoff_equal_the_session_report(session):
     session.choose_lam(1.0, by=EVE)
     text = session.write_html_report().read_text()

@@ -149,6 +149,10 @@ def test_the_dashboard_opened_read_only_writes_nothing(S):
     dash = DefuseDashboard.open(S, read_only=True)
     try:
         assert dash.regions is not None and "Resumed" in dash.status
+        assert "read-only" in dash.status and dash._run_id.disabled
+        dash.labeling_panel.annotator = "ada"
+        assert dash.labeling_panel.vote(3) is None   # refused, said where the user looks
+        assert "read-only" in dash.labeling_panel.status
         with pytest.raises(PermissionError, match="read-only"):
             dash.session.identify()
     finally:
