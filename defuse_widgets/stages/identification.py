@@ -293,7 +293,8 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
     n_steps : int, default=20
         About how many slices (progress reports) to use.
     callback : callable, optional
-        ``callback("identification", n_done, n_total)`` after each slice (the
+        ``callback("identification", n_done, n_total)`` before the first slice
+        (``n_done`` = 0) and after each one (the
         :data:`~defuse_widgets.callbacks.ProgressCallback` protocol); True stops.
     executor : concurrent.futures.Executor, optional
         Run the slices as tasks of this executor (Dask's
@@ -319,6 +320,8 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
         from defuse_widgets.scale_out import identify_sharded
         return identify_sharded(classifier, vae, X, y, executor=executor, step=step, rng=rng,
                                 seed=seed, callback=callback, **kw)
+    if callback is not None and callback("identification", 0, n):   # a sign of life at once
+        return None
     parts = []
     for start in range(0, max(n, 1), step):
         part = identify(classifier, vae, X[start:start + step], y[start:start + step],

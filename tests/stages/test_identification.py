@@ -121,7 +121,8 @@ def test_identify_in_steps_equals_identify(digits, tiny_models):
     adv = identify_in_steps(clf, vae, X, y, Q=64, a=5, b=5, max_per_instance=5, n_steps=3,
                             callback=lambda stage, done, total: seen.append((stage, done, total)))
     # whole chunks of 4096 // Q = 64 images, three reports, one protocol
-    assert seen == [("identification", 192, 400), ("identification", 384, 400),
+    assert seen == [("identification", 0, 400),   # a sign of life before the first slice
+                    ("identification", 192, 400), ("identification", 384, 400),
                     ("identification", 400, 400)]
     ref = identify(clf, vae, X, y, Q=64, a=5, b=5, max_per_instance=5, progress=False)
     for field in ("codes", "source_index", "true_label", "predicted_label", "noise_norm"):
