@@ -139,7 +139,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                  config: DefuseConfig | None = None, oracle: nn.Module | None = None,
                  annotator: str = "", device: str = "cpu", overwrite: bool = False,
                  read_only: bool = False, _failure: BaseException | None = None, **kwargs):
-        self._path, self._damaged = session, {}
+        self._path, self._damaged, self._plot_inputs = session, {}, None
         self._init_background()
         self.session = None
         if _failure is None:
@@ -242,9 +242,12 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._render_regions()
             self._render_review()
             self._decisions.value = decisions_html(self.decisions, self.data.class_names)
-            self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else
-                                       [W.HTML("<i>Vote in the Labeling tab, then build the failure"
-                                              " data of the accepted regions.")])
+            n = sum(d.is_misclassification_region for d in self.decisions)
+            self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else [W.HTML(
+                f"<i>{n} region{'s' * (n != 1)} accepted by the votes so far: press <b>Build "
+                "failure data</b> to start the λ sweep." if n else
+                "<i>Vote in the Labeling tab, then build the failure data of the accepted "
+                "regions.")])
 
     def _render_explorer(self) -> None:
         adv, regions, old = self.adversarial, self.regions, self.explorer
@@ -290,17 +293,34 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
         self.gallery, self.labeling_panel = region_widgets(self.session, regions, self.annotator)
+        self.labeling_panel.on_vote(lambda vote: self._votes_changed())
         self._boxes[1].children = [self.gallery]
         self._boxes[2].children = [self.labeling_panel]
 
     def _render_review(self) -> None:
-        key = (self.regions, self.decisions, self.config.label_review)
+        # the review is built from the saved decisions: not rebuilt on every vote
+        key = (self.regions, self.session.folder.listed("decisions.json") and
+               self.session.folder.file("decisions.json").stat().st_mtime_ns,
+               self.config.label_review)
         old = self._built.get("review")
-        if old is None or old[0] is not key[0] or old[1] is not key[1] or old[2] != key[2]:
+        if old is None or old[0] is not key[0] or old[1:] != key[1:]:
             self._built["review"] = key
             for panel in self.review_panels:
                 panel.close()
             self._boxes[4].children, self.review_panels = review_tab(self.session, self._who())
+
+    def _correction_inputs(self) -> tuple:
+        """What a correction plot depends on: settings, accepted regions and their labels."""
+        return self.config, [(d.region, d.label) for d in self.decisions
+                             if d.is_misclassification_region]
+
+    def _votes_changed(self) -> None:
+        """Keep tab 4 in step with the votes: the regions the ρ rule accepts now."""
+        self.decisions = self.labeling_panel.decisions()
+        n = sum(d.is_misclassification_region for d in self.decisions)
+        if n and self.tradeoff is None:
+            self._say("correction", f"{n} region{'s' * (n != 1)} accepted by the votes so far: "
+                      "press Build failure data to start the λ sweep.")
 
     def _who(self) -> str:
         """The annotator's name: the labeling panel's field, else the ``annotator`` given."""
@@ -371,10 +391,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         if self.regions is None:
             raise ValueError("regions and votes must exist before correction; got none "
                              "(run distillation and vote in the Labeling tab).")
-        def inputs():   # what the plot depends on (agreement can be NaN: not compared)
-            return self.config, [(d.region, d.label) for d in self.decisions
-                                 if d.is_misclassification_region]
-        shown, before = self.tradeoff, inputs()
+        shown, before = self.tradeoff, self._plot_inputs   # what the shown plot was built on
         if self.baseline != self.config.baseline:
             self.session.configure(baseline=self.baseline)
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
@@ -383,10 +400,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._say("correction", "No region is accepted yet: a region is accepted when "
                       f"more than ρ={rho:g} of its votes disagree with the classifier.")
             return None
-        if shown is not None and not shown.running and inputs() == before:
+        if shown is not None and not shown.running and self._correction_inputs() == before:
             plot = shown   # same settings and decisions: keep it (a rerun cell never flickers)
         else:
             plot = self._show_correction(self.session.failure_data())
+        self._plot_inputs = self._correction_inputs()
         self.stage = "correction"
         self._say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. " + (
             "Its saved sweep is shown; Start runs it again." if plot.results
@@ -450,6 +468,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         correction = self._load("correction", s.load_correction)
         if correction is not None and any(d.is_misclassification_region for d in self.decisions):
             self._load("correction", lambda: self._show_correction(s.correction_data()))
+            self._plot_inputs = self._correction_inputs()
         for stage in STAGES:
             if stage in self._damaged:
                 self._say(stage, red(self._damaged[stage]))

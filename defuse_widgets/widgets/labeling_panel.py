@@ -220,7 +220,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         self._undo.disabled = not who
         self._agreement.value = agreement_html(names, matrix, review["predicted"], k, self.rho,
                                                     self.class_names)
-        accepted = sum(d.is_misclassification_region for d in self._decisions())
+        accepted = sum(d.is_misclassification_region for d in self.decisions())
         self._export.description = f"Export D_f ({accepted} region{'s' * (accepted != 1)})"
 
     def _name_of(self, label: int) -> str:
@@ -256,7 +256,13 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
                                         for x, p in zip(images, predicted)]}
         return self._cache[k]
 
-    def _decisions(self) -> list:  # regions of another session's store are left out
+    def decisions(self) -> list:
+        """The ρ rule's decisions on the votes so far (regions of this panel only); saves nothing.
+
+        Returns
+        -------
+        list of RegionDecision
+        """
         return [d for d in decide(self.store, rho=self.rho) if d.region < len(self.regions)]
 
     @traitlets.validate("grounding")
@@ -360,7 +366,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
         X_f : Tensor of shape (n_accepted * n_finetune, C, H, W)
         y_f : Tensor of shape (n_accepted * n_finetune,)
         """
-        decisions = self._decisions()
+        decisions = self.decisions()
         if self._export_hook is not None and path is None:
             X_f, y_f = self._export_hook(decisions)
             path = "the session (failure_data.npz)"

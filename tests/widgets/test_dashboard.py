@@ -130,6 +130,12 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     with AnnotationStore(folder / "annotations.sqlite") as store:
         votes = store.votes(annotator="ada", region=1)
     assert [v.label for v in votes] == [wrong] * 10
+    # Tab 4 follows the votes at once, before Build failure data is pressed.
+    assert [(d.region, d.label) for d in dash.decisions if d.is_misclassification_region] \
+        == [(1, wrong)]
+    assert "1 region accepted by the votes" in dash._boxes[3].children[0].value
+    assert "region 1" in dash._decisions.value
+    assert "1 region accepted" in dash._said["correction"]
 
     X_f, _ = dash.labeling_panel.export()   # through the session: listed in its manifest
     assert dash.session.folder.listed("failure_data.npz") and len(X_f) == 16
