@@ -110,9 +110,20 @@ def choice_html(*, best: dict, arm: str, verdict: str, corrected: bool | None, c
         where = ("saved as the session's corrected model" if saves
                  else "not saved (this plot has no session)")
         lines.append(f"<b>Chosen by hand</b> (red ring): λ = {chosen['lam']:g} of arm "
-                     f"{html.escape(chosen['arm'])}{who}; {where}.")
+                     f"{html.escape(chosen['arm'])}{who}; {where}. It replaces the rule's "
+                     "choice." + _cost_warning(chosen.get("record") or {}))
     if can_choose:
         lines.append("<i>Click a Defuse or label-review point to keep its λ as the corrected "
                      "model. Hover a point for its change in accuracy against the model "
                      "before fine-tuning, with the 95 % interval.</i>")
     return "<br>".join(lines)
+
+
+def _cost_warning(record: dict) -> str:
+    """A red sentence when a λ loses validation accuracy significantly, else ""."""
+    high = record.get("validation_change_high")
+    if high is None or not high < 0:
+        return ""
+    return (f" <span style='color:#dc0000'>It loses validation accuracy significantly: "
+            f"{100 * record['validation_change']:+.1f} points (95 % interval "
+            f"{100 * record['validation_change_low']:+.1f} to {100 * high:+.1f}).</span>")

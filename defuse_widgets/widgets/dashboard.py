@@ -446,6 +446,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self.tradeoff.close()
         plot = correction_plot(self.session, sets, self._who)
         plot.observe(self._on_sweep, "running")
+        plot.on_choose(lambda choice: self._say("correction", html.escape(plot.status)))
         self.tradeoff = plot
         return plot
 

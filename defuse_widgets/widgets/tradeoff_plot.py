@@ -240,6 +240,7 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
         choice = (dict(self.chooser(float(lam), arm=arm)) if self.chooser is not None
                   else dict(arm=arm, lam=float(lam), by=""))
         self.chosen = {**choice, "record": dict(choice.get("record") or record)}
+        self.status = self._selected().strip()
         for callback in self._choose_callbacks:
             callback(self.chosen)
         return self.chosen
@@ -364,6 +365,10 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
         if not self.best:
             return ""
         of = " (label-review arm)" if self.arm == "review" else ""
+        if self.chosen:
+            by = f" by {self.chosen['by']}" if self.chosen.get("by") else ""
+            return (f"Kept λ={self.chosen['lam']:g} of {self.chosen['arm']}, chosen by "
+                    f"hand{by} (red ring); the rule selected λ={self.best['lam']:g}{of} (star). ")
         return (f"Selected λ={self.best['lam']:g}{of}: {set_name(self.x)} "
                 f"{self.best.get(self.x, math.nan):.3f}, {set_name(self.y_key)} "
                 f"{self.best.get(self.y_key, math.nan):.3f} (star). ")

@@ -69,6 +69,10 @@ def summary_section(content: dict) -> str:
     votes = st.get("votes") or {}
     lams = " · ".join(f"{lam_text(v)} <small>{esc(a)}</small>"
                       for a, v in st.get("selected_lam", {}).items())
+    model = res.get("corrected_model") or {}
+    if model.get("chosen_by", "rule") != "rule":   # a hand choice is the session's λ
+        lams = (f"{lam_text(model['lam'])} <small>{esc(model['arm'])}, chosen by "
+                f"{esc(model['chosen_by'])} by hand; the rule's: {lams}</small>")
     n_regions = st.get("n_regions")
     fid = res.get("fidelity") or {}
     cards = [("Dataset", esc(st.get("data") or res["config"].get("dataset"))),
@@ -131,8 +135,15 @@ def figure4_section(res: dict) -> str:
                else f"{model['chosen_by']}, by hand")
         out.append(f"<p>Corrected model: arm <b>{esc(model['arm'])}</b>, λ = "
                    f"{lam_text(model['lam'])}, chosen by {esc(who)}.</p>")
+        by_hand = model["chosen_by"] != "rule"
         if model.get("verdict"):
-            out.append(f'<p class="verdict">{esc(model["verdict"])}</p>')
+            head = (f"The rule's verdict on its own λ = {lam_text(model.get('rule_lam'))}: "
+                    if by_hand else "")
+            out.append(f'<p class="verdict">{esc(head + model["verdict"])}</p>')
+        if by_hand:
+            tradeoff = ((res.get("correction") or {}).get(model["arm"]) or {}).get("tradeoff")
+            out.append(_hand_cost(next((r for r in tradeoff or () if r.get("lam") ==
+                                        model["lam"]), {})))
     return "".join(out) + "</section>"
 
 
@@ -158,6 +169,16 @@ def regions_section(content: dict) -> str:
            table(head, rows, "overview")]
     out += [_card(k, reg, names, rho) for k, reg in enumerate(content["regions"])]
     return "".join(out) + "</section>"
+
+
+def _hand_cost(row: dict) -> str:
+    """A warning when the λ chosen by hand loses validation accuracy significantly."""
+    high = row.get("validation_change_high")
+    if not is_number(high) or not high < 0:
+        return ""
+    return (f'<p class="warning" role="alert">The λ chosen by hand loses validation accuracy '
+            f"significantly: {100 * row['validation_change']:+.1f} points (95 % interval "
+            f"{100 * row['validation_change_low']:+.1f} to {100 * high:+.1f}).</p>")
 
 
 def _status(d, names) -> tuple:

@@ -148,8 +148,10 @@ def tradeoff_section(res: dict) -> str:
     tables = []
     for arm, rec in corr.items():
         best = (rec.get("best") or {}).get("lam")
-        rows = [(' class="best"' if r["lam"] == best else "",
-                 ((f"★ {lam_text(r['lam'])}" if r["lam"] == best else lam_text(r["lam"])),
+        hand = chosen[1] if chosen and chosen[0] == arm else None
+        rows = [(' class="best"' if r["lam"] in (best, hand) else "",
+                 (("★ " if r["lam"] == best else "") + ("◯ " if r["lam"] == hand else "")
+                  + lam_text(r["lam"]),
                   *(pct(r.get(s)) for s in _SETS),
                   _change(r, "validation"), _change(r, "region_validation")))
                 for r in sorted(rec["tradeoff"], key=lambda r: r["lam"])]
@@ -160,7 +162,8 @@ def tradeoff_section(res: dict) -> str:
             "lams"))
     return ('<section id="tradeoff"><h2>λ tradeoff: test against misclassification-region '
             f'accuracy (paper Fig. 5)</h2><figure class="plotbox">{svg}<figcaption>One point '
-            "per λ (hover for its values); accuracies in %. ★ marks the λ the rule selected."
+            "per λ (hover for its values); accuracies in %. ★ marks the λ the rule selected, "
+            "◯ one chosen by hand (the corrected model when there is one)."
             f"</figcaption></figure>{''.join(tables)}</section>")
 
 

@@ -241,6 +241,11 @@ def test_a_click_chooses_that_lambda(swept):
     assert list(ring.x) == [other["test"]] and list(ring.y) == [other["region_test"]]
     assert "Chosen by hand" in plot._choice.value and "<b>ada</b>" in plot._choice.value
     assert "saved as the session's corrected model" in plot._choice.value
+    # the rest of the UI says the same: the kept λ, and the rule's beside it
+    assert f"Kept λ={other['lam']:g}" in plot.status and "rule selected" in plot.status
+    assert f"Selected λ={plot.best['lam']:g}" not in plot.status
+    cost = "loses validation accuracy significantly" in plot._choice.value
+    assert cost == (other.get("validation_change_high", 0) < 0)
 
     plot._fig._handler_js2py_pointsCallback(_points_event({3: [0]}))   # the rule's star
     assert calls[-1] == (plot.best["lam"], "defuse") and plot.chosen["lam"] == plot.best["lam"]
@@ -268,4 +273,22 @@ def test_a_saved_sweep_and_choice_are_shown_again(swept, digits, tiny_models, ta
     assert list(plot._fig.data[0].customdata) == [r["lam"] for r in corrector.results_]
     assert "No λ fixes the regions." in plot._choice.value and "<b>bob</b>" in plot._choice.value
     assert "not saved (this plot has no session)" in plot._choice.value
-    assert plot.status.startswith("Saved sweep: 2 λ.") and "Selected λ=" in plot.status
+    assert plot.status.startswith("Saved sweep: 2 λ.") and "Kept λ=" in plot.status
+    assert "the rule selected λ=" in plot.status   # the saved hand choice leads
+
+
+def test_a_chosen_lambda_that_costs_validation_accuracy_is_flagged():
+    from defuse_widgets.widgets._tradeoff_view import choice_html
+
+    record = dict(lam=1.0, validation_change=-0.03, validation_change_low=-0.047,
+                  validation_change_high=-0.013)
+    text = choice_html(best=dict(lam=0.1), arm="defuse", verdict="", corrected=True,
+                       chosen=dict(lam=1.0, arm="defuse", by="ada", record=record),
+                       saves=True, can_choose=False)
+    assert "loses validation accuracy significantly: -3.0 points" in text
+    assert "-4.7 to -1.3" in text and "replaces the rule's choice" in text
+    record["validation_change_high"] = 0.004   # the interval holds 0: no warning
+    text = choice_html(best=dict(lam=0.1), arm="defuse", verdict="", corrected=True,
+                       chosen=dict(lam=1.0, arm="defuse", by="ada", record=record),
+                       saves=True, can_choose=False)
+    assert "significantly" not in text

@@ -157,6 +157,16 @@ def test_figure4_and_tradeoff_equal_the_session_report(session):
                                                              "region_test")], key
         assert cells[1] == ("-" if row["n_regions"] is None else str(row["n_regions"]))
     assert f"λ = 1, chosen by {html.escape(EVE)}, by hand" in text
+    # the rest of the page agrees: the session card, the verdict's λ, the table's ring
+    card = text.split('<div class="k">Selected λ</div>')[1].split("</div>")[0]
+    assert card.startswith('<div class="v">1 <small>defuse, chosen by') and "the rule's" in card
+    rule_lam = res["corrected_model"]["rule_lam"]
+    assert f"The rule&#x27;s verdict on its own λ = {rule_lam:g}" in text or \
+        f"The rule's verdict on its own λ = {rule_lam:g}" in text
+    assert "◯ 1<" in text
+    hand = next(r for r in res["correction"]["defuse"]["tradeoff"] if r["lam"] == 1.0)
+    assert ("loses validation accuracy significantly" in text) == \
+        (hand.get("validation_change_high", 0) < 0)
     svg = re.search(r"<svg.*?</svg>", text, re.S).group(0)
     n_points = sum(len(arm["tradeoff"]) for arm in res["correction"].values())
     assert svg.count('r="5"') == n_points   # one dot per λ and arm
