@@ -318,7 +318,7 @@ class ErrorKMeans:
         return self.kmeans_.transform(F)
 
     def predict_proba(self, features, y=None, probs=None) -> np.ndarray:
-        """Soft membership softmax(−d² / (2·scale_)) over the clusters, shape (n, n_clusters).
+        """Soft membership ``softmax(−d² / (2·scale_))`` over the clusters, shape (n, n_clusters).
 
         ``y`` and ``probs`` are ignored (accepted for a common signature).
         """

@@ -167,7 +167,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
     a, b : float, default=50
         Beta(a, b) noise parameters (paper: 50 for MNIST, 75 for SVHN/GTSRB).
     max_per_instance : int or None, default=100
-        Cap on |ψ| per image; the examples with the smallest ‖ε‖ are kept.
+        Cap on ``|ψ|`` per image; the examples with the smallest ‖ε‖ are kept.
     centered : bool, default=True
         Subtract the noise mean, ε - a/(a+b), so perturbations are symmetric
         around the image's own code (the paper's stated aim: "a minimal amount
