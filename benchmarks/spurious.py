@@ -196,7 +196,7 @@ def run_defuse_arm(b, rho, seed, paths, quick, log) -> dict:
     session = Session(folder, read_only=True)
     try:
         regions = found_regions(session, seed=seed)
-        arms = {"before": _arm(res["correction"]["defuse"]["before"])}
+        arms = {}   # the classifier before fine-tuning is the peers' ERM
         for arm in ("baseline", "defuse"):
             if arm in res.get("correction", {}):
                 arms[arm] = _arm(res["correction"][arm]["best"])
@@ -275,6 +275,15 @@ def slice_discovery(b, clf, session_folder, seed) -> dict:
     return out
 
 
+def _eager(scripted):
+    """The classifier as an eager MnistCNN (slice discovery hooks its last nn.Linear)."""
+    from defuse_widgets.models import MnistCNN
+
+    model = MnistCNN(3, 32, 10)
+    model.load_state_dict(scripted.state_dict())
+    return model.eval()
+
+
 # --------------------------------------------------------------------------- run
 def run(seed: int, rho: float, *, quick: bool = False, log=print) -> dict:
     from defuse_widgets.models.loading import load_model
@@ -287,7 +296,7 @@ def run(seed: int, rho: float, *, quick: bool = False, log=print) -> dict:
     paths = dict(data=write_images(b, CACHE / f"rho{rho:g}" / "images.npz"),
                  classifier=classifier_file(b, rho, seed, log), vae=vae,
                  oracle=oracle_file(log))
-    clf = load_model(str(paths["classifier"]), role="classifier")
+    clf = _eager(load_model(str(paths["classifier"]), role="classifier"))
     result = dict(seed=seed, rho=rho, quick=quick, data_seed=DATA_SEED, epochs=EPOCHS,
                   n_conflicting={s: int(b.conflicting(s).sum()) for s in ("train", "val",
                                                                           "test")},
