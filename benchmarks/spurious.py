@@ -211,6 +211,57 @@ def run_defuse_arm(b, rho, seed, paths, quick, log) -> dict:
                 n_candidates=res["labeling"]["n_candidates"])
 
 
+def coverage(b, session_folder, regions: list, erm) -> dict:
+    """Accuracy on the conflicting test images whose (class, colour) pair a found region covers.
+
+    Defuse can only teach the shape-on-colour pairs its regions decode; the
+    other conflicting pairs are left as they were. ``regions`` is
+    :func:`found_regions`' list.
+    """
+    from defuse_widgets.models.inference import correct
+    from defuse_widgets.workflow import Session
+
+    pairs = {(r["shape_class"], r["main_colour"]) for r in regions if r["found"]}
+    d, conf = b.data, b.conflicting("test")
+    y, colour = d.y_test.numpy(), b.colours["test"]
+    covered = conf & np.array([(int(a), int(c)) in pairs for a, c in zip(y, colour)])
+    session = Session(session_folder, read_only=True)
+    try:
+        fixed = session.load_corrected_classifier()
+        label = {dd.region: dd.label for dd in session.load_decisions()}
+    finally:
+        session.close()
+    right = sum(label.get(r["region"]) == r["shape_class"] for r in regions if r["found"])
+    out = dict(pairs=sorted([list(p) for p in pairs]), n_pairs=len(pairs), of_pairs=90,
+               n_found=sum(r["found"] for r in regions), n_labelled_as_shape=int(right),
+               n_covered=int(covered.sum()), n_uncovered=int((conf & ~covered).sum()))
+    for name, model in (("erm", erm), ("defuse", fixed)):
+        if model is None:
+            continue
+        ok = correct(model, d.X_test, d.y_test)
+        out[name] = {"covered": float(ok[covered].mean()) if covered.any() else None,
+                     "uncovered": float(ok[conf & ~covered].mean())}
+    return out
+
+
+def add_coverage() -> None:
+    """Add :func:`coverage` to every result JSON that lacks it (its session must be there)."""
+    from defuse_widgets.models.loading import load_model
+
+    for path in sorted(OUT.glob("rho*-s*.json")):
+        r = json.loads(path.read_text())
+        folder = OUT / ".sessions" / f"rho{r['rho']:g}-s{r['seed']}"
+        if "coverage" in r or not folder.exists():
+            continue
+        b = biased(r["rho"])
+        erm = load_model(str(CACHE / f"rho{r['rho']:g}" / f"classifier-s{r['seed']}.pt"),
+                         role="classifier")
+        r["defuse"]["coverage"] = coverage(b, folder, r["defuse"]["regions"], erm)
+        r["coverage"] = True
+        path.write_text(json.dumps(r, indent=1))
+    write_table()
+
+
 def _arm(rec: dict) -> dict:
     return {k: rec.get(k) for k in ("conflicting", "aligned", "test", "validation", "lam")}
 
@@ -302,6 +353,9 @@ def run(seed: int, rho: float, *, quick: bool = False, log=print) -> dict:
                                                                           "test")},
                   vae_epochs=vae_report["epochs"])
     result["defuse"] = run_defuse_arm(b, rho, seed, paths, quick, log)
+    result["defuse"]["coverage"] = coverage(b, OUT / ".sessions" / f"rho{rho:g}-s{seed}",
+                                            result["defuse"]["regions"], clf)
+    result["coverage"] = True
     result["peers"] = peers(b, clf, seed, log)
     result["slices"] = slice_discovery(b, clf, OUT / ".sessions" / f"rho{rho:g}-s{seed}", seed)
     result["seconds"] = round(time.perf_counter() - t, 1)
@@ -340,7 +394,8 @@ def write_table() -> Path:
              "Generated from `results/spurious/*.json`.", ""]
     for rho in sorted({r["rho"] for r in runs}):
         rs = [r for r in runs if r["rho"] == rho]
-        lines += [f"## ρ = {rho:g} ({len(rs)} seeds: {', '.join(str(r['seed']) for r in rs)})",
+        seeds = ", ".join(str(r["seed"]) for r in rs)
+        lines += [f"## ρ = {rho:g} ({len(rs)} seed{'s' * (len(rs) != 1)}: {seeds})",
                   "", "| method | conflicting | aligned | test | needs |", "|---|---|---|---|---|"]
         for name, get, needs in _ARMS:
             got = [get(r) for r in rs]
@@ -351,6 +406,20 @@ def write_table() -> Path:
         found = ", ".join(f"seed {r['seed']}: {'yes' if r['defuse']['found'] else 'no'} "
                           f"({sum(g['found'] for g in r['defuse']['regions'])} of "
                           f"{len(r['defuse']['regions'])} accepted regions)" for r in rs)
+        cov = [r["defuse"].get("coverage") for r in rs if r["defuse"].get("coverage")]
+        if cov:
+            lines += ["", "Annotation: the simulated annotator labelled "
+                      + ", ".join(f"{c['n_labelled_as_shape']} of {c['n_found']}" for c in cov
+                                  if "n_found" in c)
+                      + " found regions with the class of the digit's shape."]
+            lines += ["", "Coverage: the found regions decode "
+                      + ", ".join(f"{c['n_pairs']}" for c in cov) + " of the 90 (class, "
+                      "colour) conflicting pairs; on the conflicting test images of those "
+                      "pairs Defuse's corrected model scores "
+                      + _ms(c["defuse"]["covered"] for c in cov if "defuse" in c)
+                      + " (ERM " + _ms(c["erm"]["covered"] for c in cov) + "), on the other "
+                      "pairs " + _ms(c["defuse"]["uncovered"] for c in cov if "defuse" in c)
+                      + " (ERM " + _ms(c["erm"]["uncovered"] for c in cov) + ")."]
         lines += ["", f"Found (an accepted region ≥ {FOUND_SHARE:.0%} one class's shape on "
                   f"another's colour): {found}.", "",
                   "Slice precision@10 of each class's bias-conflicting test images (mean over "
@@ -368,9 +437,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rho", type=float, default=0.99, choices=RHOS)
     p.add_argument("--quick", action="store_true", help="CI-sized Defuse settings")
-    p.add_argument("--table", action="store_true", help="only rebuild results/spurious.md")
+    p.add_argument("--table", action="store_true", help="only rebuild results/spurious.md "
+                   "(adding the coverage analysis to results that lack it)")
     args = p.parse_args(argv)
     if args.table:
+        add_coverage()
         print(write_table())
         return 0
     run(args.seed, args.rho, quick=args.quick)

@@ -3,9 +3,9 @@
 Opens the session that ``python -m benchmarks.spurious --seed 0 --rho 0.99``
 left in ``benchmarks/results/spurious/.sessions/`` read-only, writes its HTML
 report to a temporary file (the session is not touched), and takes a
-screenshot of the overview table and the card of the accepted region with
-the largest bias-conflicting share (one class's shape decoded on another
-class's colour), in headless Chromium at 1600 px wide. Needs
+screenshot of the card of the largest accepted region that is all one class's
+shape decoded on another class's colour and that the annotators labelled with
+that class, in headless Chromium at 1600 px wide. Needs
 ``.ci/browser_setup.sh``. Run from the repository root::
 
     .venv/bin/python docs/screenshots/spurious_region.py [rho] [seed]
@@ -28,10 +28,13 @@ def main(rho: str = "0.99", seed: str = "0") -> Path:
 
     result = json.loads((REPO / "benchmarks" / "results" / "spurious" /
                          f"rho{rho}-s{seed}.json").read_text())
-    found = sorted(result["defuse"]["regions"], key=lambda r: -r["conflicting_share"])
-    region = found[0]["region"]
     session = Session(REPO / "benchmarks" / "results" / "spurious" / ".sessions" /
                       f"rho{rho}-s{seed}", read_only=True)
+    label = {d.region: d.label for d in session.load_decisions()}
+    # the largest found region whose annotators read the digit right (its shape class)
+    found = sorted(result["defuse"]["regions"], key=lambda r: (
+        label[r["region"]] != r["shape_class"], -r["conflicting_share"], -r["members"]))
+    region = found[0]["region"]
     page_file = Path(tempfile.mkdtemp(prefix="spurious-shot-")) / "report.html"
     page_file.write_text(report_html(session))
     session.close()
