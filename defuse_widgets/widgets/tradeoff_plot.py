@@ -208,6 +208,9 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
                     trace.text = ["" if name == "before" else hover_text(r) for r in rs]
                     if name in HIDDEN_WHEN_EMPTY:
                         trace.visible = bool(rs)
+                empty = not any(points.values())   # accuracy axes, not plotly's -1..6
+                for axis in (self._fig.layout.xaxis, self._fig.layout.yaxis):
+                    axis.update(range=[0, 1] if empty else None, autorange=not empty)
 
     # -- choosing λ -----------------------------------------------------------------
     def choose(self, lam: float, *, arm: str | None = None) -> dict:

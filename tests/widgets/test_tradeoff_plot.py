@@ -21,11 +21,14 @@ def test_sweep_draws_one_point_per_lambda(digits, tiny_models, task):
     X_f, y_f, _ = task
     plot = _plot(digits, tiny_models, task, X_adv=X_f[:10], y_adv=y_f[:10])
     assert not plot.running and plot._stop_button.disabled
+    for axis in (plot._fig.layout.xaxis, plot._fig.layout.yaxis):   # empty: accuracy axes
+        assert tuple(axis.range) == (0, 1) and axis.autorange is False
     plot.start()
     assert plot.running  # start() returns while the sweep runs
     assert plot.join(TIMEOUT)
     assert not plot.running and plot.error_ is None, plot._log.outputs
     defuse, baseline, before, best, review, chosen = plot._fig.data
+    assert plot._fig.layout.xaxis.autorange is True and plot._fig.layout.xaxis.range is None
     assert [r["lam"] for r in plot.results] == [0.0, 10.0]
     assert list(defuse.customdata) == [0.0, 10.0]
     assert list(defuse.x) == [r["test"] for r in plot.results]
