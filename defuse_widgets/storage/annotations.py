@@ -23,6 +23,7 @@ from urllib.parse import quote
 import numpy as np
 
 from defuse_widgets._validation import describe, check_int, check_labels
+from defuse_widgets.storage.persistence import SessionFormatError
 
 NONE_OF_THE_ABOVE = -1
 """Label of a "None of the above" vote: the image shows no class (discarded by ρ)."""
@@ -53,18 +54,12 @@ _LOG = ("INSERT INTO events (kind, annotator, region, sample, label, timestamp)"
         " VALUES (?, ?, ?, ?, ?, ?)")
 
 
-class StoreFileError(ValueError):
+class StoreFileError(SessionFormatError):
     """A file that should hold an annotation store does not (not SQLite, or damaged).
 
-    Attributes
-    ----------
-    path : Path
-        The file at fault.
+    A :class:`~defuse_widgets.storage.persistence.SessionFormatError`: ``path``
+    is the file at fault.
     """
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = Path(path)
-        super().__init__(f"{os.fspath(path)!r}: {problem}")
 
 
 @contextlib.contextmanager

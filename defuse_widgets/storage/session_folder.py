@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from defuse_widgets._validation import describe
 from defuse_widgets.storage import persistence as io
-from defuse_widgets.storage.annotations import StoreFileError
 from defuse_widgets.storage.label_review_store import LabelReviewStore
 
 __all__ = ["STAGE_FILES", "NotASessionError", "SessionFolder", "dependent_files"]
@@ -239,11 +238,7 @@ class SessionFolder:
             path = self.file("annotations.sqlite")
         else:
             path = self._writable("annotations.sqlite")
-        try:
-            store = LabelReviewStore(path, n_classes=n_classes, read_only=self.read_only)
-        except StoreFileError as exc:
-            raise io.SessionFormatError(path, f"file must be an intact SQLite store; "
-                                        f"{exc}") from exc
+        store = LabelReviewStore(path, n_classes=n_classes, read_only=self.read_only)
         if not self.read_only and not self.listed("annotations.sqlite"):
             io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
         return store
