@@ -1,7 +1,20 @@
-"""The latent explorer's plotly figure: one Scattergl per class, adversarial diamonds, highlight;
-its colours and its events."""
+"""The latent explorer's plotly figure: one Scattergl per legend entry, and its events.
+
+The traces follow the "Colour by" choice, so the legend is the colour key and a
+click on an entry shows or hides its points, as plotly legends do:
+
+* "true": training points per true class, adversarial examples one black trace
+  (paper Fig. 2);
+* "predicted": training points per predicted class, each class's adversarial
+  examples as diamonds in its colour (one legend entry per class);
+* "region": training points one grey trace, adversarial examples per region,
+  and those of no region grey.
+
+The last trace is always the region highlight.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -10,108 +23,142 @@ from plotly.colors import qualitative
 
 from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 
-__all__ = ["COLOR_BY", "MapEvents", "highlight", "map_figure", "recolor", "trace_colors"]
-
-
-def map_figure(embedding, labels, names, adv_xy, adversarial):
-    """Build the map's FigureWidget.
-
-    Parameters
-    ----------
-    embedding : ndarray of shape (n_train, 2)
-    labels : ndarray of shape (n_train,)
-    names : list of str
-        One per class.
-    adv_xy : ndarray of shape (n_adv, 2)
-    adversarial : AdversarialExamples
-
-    Returns
-    -------
-    fig : plotly.graph_objects.FigureWidget
-        Its last trace is the (empty) region highlight.
-    index_of : list of (kind, ndarray)
-        Per trace but the last: "train" or "adversarial" and the indices it shows.
-    """
-    # float32 coordinates and int32 indices travel as binary buffers (70k points: ~0.8 MB)
-    xy, adv_xy = np.asarray(embedding, np.float32), np.asarray(adv_xy, np.float32)
-    palette = qualitative.Plotly if len(names) <= 10 else qualitative.Alphabet
-    traces, index_of = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        traces.append(go.Scattergl(
-            x=xy[idx, 0], y=xy[idx, 1], mode="markers", name=names[c],
-            marker=dict(size=4, opacity=0.5, color=palette[c % len(palette)]),
-            customdata=idx.astype(np.int32),
-            hovertemplate="train %{customdata}<extra>%{fullData.name}</extra>"))
-        index_of.append(("train", idx))
-    a = adversarial
-    traces.append(go.Scattergl(
-        x=adv_xy[:, 0], y=adv_xy[:, 1], mode="markers", name="adversarial",
-        marker=dict(symbol="diamond", size=6, color="black",
-                    line=dict(width=0.5, color="black")),   # outlined when coloured
-        customdata=np.stack([np.arange(len(a)), a.true_label, a.predicted_label],
-                            1).astype(np.int32),
-        hovertemplate="adv %{customdata[0]}: %{customdata[1]}→%{customdata[2]}"
-                      "<extra></extra>"))
-    index_of.append(("adversarial", np.arange(len(a))))
-    traces.append(go.Scattergl(x=[], y=[], mode="markers", name="region", hoverinfo="skip",
-                               marker=dict(symbol="diamond-open", size=11, color="red",
-                                           line=dict(width=2))))
-    fig = SharedFigureWidget(data=traces, layout=dict(
-        dragmode="lasso", width=640, height=600, margin=dict(l=10, r=10, t=30, b=50),
-        xaxis=dict(visible=False), yaxis=dict(visible=False),
-        # a horizontal legend below the plot keeps class names inside the 640px box
-        legend=dict(itemsizing="constant", orientation="h", x=0, y=0, yanchor="top"),
-        title="t-SNE of the latent space"))
-    return fig, index_of
-
+__all__ = ["COLOR_BY", "MapEvents", "MapGroup", "highlight", "map_figure", "map_groups",
+           "map_traces", "replace_traces"]
 
 #: The map's "Colour by" choices: (label, value).
 COLOR_BY = (("true class", "true"), ("predicted class", "predicted"), ("region", "region"))
 _NONE = "#c8c8c8"   # training points when colouring by region; adversarial examples of no region
+_LEGEND_TITLES = {"true": "true class (◆ adversarial)", "predicted": "predicted class (● "
+                  "training, ◆ adversarial)", "region": "region (◆ adversarial)"}
 
 
-def trace_colors(color_by, index_of, names, *, train_labels, train_predicted, adversarial,
-                 assignment):
-    """Marker colours of every trace but the highlight, for one "Colour by" choice.
+@dataclass(frozen=True)
+class MapGroup:
+    """One trace of the map: ``kind`` ("train" or "adversarial") points ``idx`` drawn as one
+    legend entry ``name`` (``legendgroup``: entries toggled together) in ``color``."""
+
+    kind: str
+    idx: np.ndarray
+    name: str
+    color: str
+    legendgroup: str
+    showlegend: bool = True
+
+
+def _palette(n_names: int) -> list:
+    return list(qualitative.Plotly if n_names <= 10 else qualitative.Alphabet)
+
+
+def map_groups(color_by, names, *, train_labels, train_predicted, adversarial,
+               assignment) -> list:
+    """The map's traces for one "Colour by" choice, as :class:`MapGroup` (highlight not included).
 
     Parameters
     ----------
     color_by : {"true", "predicted", "region"}
-        "true": training points by class, adversarial examples black (paper Fig. 2);
-        "predicted": every point by the classifier's prediction; "region":
-        adversarial examples by region (grey when in none), training points grey.
-    index_of : list of (kind, ndarray)
-        From :func:`map_figure`.
+    names : list of str
+        One per class.
     train_labels : ndarray of shape (n_train,)
     train_predicted : ndarray of shape (n_train,) or None
         Needed for "predicted" only.
     adversarial : AdversarialExamples
     assignment : ndarray of shape (n_adv,) or None
         Region of each adversarial example (-1: none); needed for "region" only.
-
-    Returns
-    -------
-    list of str or ndarray of str
-        One entry per trace: a colour, or one colour per point.
     """
-    palette = np.asarray(qualitative.Plotly if len(names) <= 10 else qualitative.Alphabet)
-    regions = np.asarray(qualitative.Alphabet)
-    out = []
-    for kind, idx in index_of:
-        if color_by == "true":
-            out.append(palette[train_labels[idx[0]] % len(palette)] if kind == "train" and
-                       len(idx) else "black")
-        elif color_by == "predicted":
-            classes = (train_predicted[idx] if kind == "train"
-                       else adversarial.predicted_label[idx])
-            out.append(palette[np.asarray(classes) % len(palette)])
-        elif kind == "train":
-            out.append(_NONE)
+    palette, n_adv = _palette(len(names)), len(adversarial)
+    if color_by == "true":
+        return [*_by_class("train", train_labels, names, palette),
+                MapGroup("adversarial", np.arange(n_adv), "adversarial", "black", "adversarial")]
+    if color_by == "predicted":
+        train = _by_class("train", np.asarray(train_predicted), names, palette)
+        adv = _by_class("adversarial", np.asarray(adversarial.predicted_label), names, palette)
+        shown = {g.legendgroup for g in train}
+        return train + [MapGroup(g.kind, g.idx, g.name, g.color, g.legendgroup,
+                                 showlegend=g.legendgroup not in shown) for g in adv]
+    return _by_region(np.asarray(assignment), len(train_labels))
+
+
+def _by_class(kind, classes, names, palette) -> list:
+    return [MapGroup(kind, np.flatnonzero(classes == c), names[c], palette[c % len(palette)],
+                     f"class {c}") for c in np.unique(classes)]
+
+
+def _by_region(assignment, n_train) -> list:
+    colors = qualitative.Alphabet
+    groups = [MapGroup("train", np.arange(n_train), "training images", _NONE, "train")]
+    groups += [MapGroup("adversarial", np.flatnonzero(assignment == k), f"region {k}",
+                        colors[k % len(colors)], f"region {k}")
+               for k in np.unique(assignment[assignment >= 0])]
+    if (assignment < 0).any():
+        groups.append(MapGroup("adversarial", np.flatnonzero(assignment < 0), "no region",
+                               _NONE, "no region"))
+    return groups
+
+
+def map_traces(groups, train_xy, adv_xy, adversarial, highlight_xy) -> list:
+    """One Scattergl per group, then the region highlight (``highlight_xy``, (m, 2)).
+
+    float32 coordinates and int32 indices travel as binary buffers (70k points: ~0.8 MB).
+    """
+    xy = {"train": np.asarray(train_xy, np.float32), "adversarial": np.asarray(adv_xy,
+                                                                               np.float32)}
+    a = adversarial
+    adv_data = np.stack([np.arange(len(a)), a.true_label, a.predicted_label], 1).astype(np.int32)
+    traces = []
+    for g in groups:
+        p = xy[g.kind][g.idx]
+        common = dict(x=p[:, 0], y=p[:, 1], mode="markers", name=g.name,
+                      legendgroup=g.legendgroup, showlegend=g.showlegend)
+        if g.kind == "train":
+            traces.append(go.Scattergl(**common, customdata=g.idx.astype(np.int32),
+                                       marker=dict(size=4, opacity=0.5, color=g.color),
+                                       hovertemplate="train %{customdata}<extra>"
+                                                     "%{fullData.name}</extra>"))
         else:
-            a = np.asarray(assignment)[idx]
-            out.append(np.where(a >= 0, regions[np.maximum(a, 0) % len(regions)], _NONE))
-    return out
+            traces.append(go.Scattergl(
+                **common, customdata=adv_data[g.idx],
+                marker=dict(symbol="diamond", size=6, color=g.color,
+                            line=dict(width=0.5, color="black")),
+                hovertemplate="adv %{customdata[0]}: %{customdata[1]}→%{customdata[2]}"
+                              "<extra></extra>"))
+    h = np.asarray(highlight_xy, np.float32).reshape(-1, 2)
+    traces.append(go.Scattergl(x=h[:, 0], y=h[:, 1], mode="markers", name="highlighted region",
+                               hoverinfo="skip", showlegend=False,
+                               marker=dict(symbol="diamond-open", size=11, color="red",
+                                           line=dict(width=2))))
+    return traces
+
+
+def _legend(color_by: str, n_entries: int) -> dict:
+    """Below the plot while it fits in a few rows; a scrolling column at the right beyond."""
+    title = dict(text=_LEGEND_TITLES[color_by], side="top")
+    if n_entries <= 12:
+        return dict(itemsizing="constant", orientation="h", x=0, y=0, yanchor="top",
+                    title=title)
+    return dict(itemsizing="constant", orientation="v", x=1.0, y=1, xanchor="left",
+                title=title)
+
+
+def _margin(color_by: str, n_entries: int) -> dict:
+    return dict(l=10, r=10 if n_entries <= 12 else 120, t=30, b=50)
+
+
+def map_figure(traces, color_by: str) -> SharedFigureWidget:
+    """The map's FigureWidget holding ``traces`` (from :func:`map_traces`)."""
+    n = sum(bool(t.showlegend) for t in traces)
+    return SharedFigureWidget(data=traces, layout=dict(
+        dragmode="lasso", width=640, height=600, margin=_margin(color_by, n),
+        xaxis=dict(visible=False), yaxis=dict(visible=False),
+        legend=_legend(color_by, n), title="t-SNE of the latent space"))
+
+
+def replace_traces(fig, traces, color_by: str) -> None:
+    """Put ``traces`` in place of ``fig``'s traces, with the legend for ``color_by``."""
+    n = sum(bool(t.showlegend) for t in traces)
+    fig.data = ()
+    fig.add_traces(traces)
+    fig.update_layout(legend=_legend(color_by, n), margin=_margin(color_by, n))
 
 
 def highlight(fig, xy, name: str) -> None:
@@ -120,13 +167,6 @@ def highlight(fig, xy, name: str) -> None:
         fig.data[-1].x, fig.data[-1].y = (xy[:, 0].astype(np.float32),
                                           xy[:, 1].astype(np.float32))
         fig.data[-1].name = name
-
-
-def recolor(fig, colors) -> None:
-    """Set the marker colour of ``fig``'s traces to ``colors`` (from :func:`trace_colors`)."""
-    with fig.batch_update():
-        for trace, color in zip(fig.data, colors):
-            trace.marker.color = color
 
 
 class MapEvents:

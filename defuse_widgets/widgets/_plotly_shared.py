@@ -14,6 +14,7 @@ example by ``Widget.close_all()``), so a new page always gets the bundle.
 """
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from pathlib import Path
@@ -95,6 +96,25 @@ class SharedFigureWidget(go.FigureWidget):
     def __init__(self, *args, **kwargs):
         bundle_carrier()
         super().__init__(*args, **kwargs)
+
+    def get_state(self, key=None, drop_defaults=False):
+        """The widget state, with the figure's traces and layout as they are now.
+
+        plotly sends each change after creation as a one-off message and keeps
+        the synced ``_widget_data`` / ``_widget_layout`` of the moment it was
+        created. A page that asks for the state later (Voila renders after the
+        notebook ran; a reloaded JupyterLab tab) would draw the empty figure, so
+        the state it gets is taken from the figure itself.
+        """
+        state = super().get_state(key=key, drop_defaults=drop_defaults)
+        if not hasattr(self, "_layout_obj"):   # still in plotly's __init__
+            return state
+        for name, value in (("_widget_data", self._data),
+                            ("_widget_layout", self._layout_obj._props)):
+            if name in state:
+                to_json = self.trait_metadata(name, "to_json", self._trait_to_json)
+                state[name] = to_json(copy.deepcopy(value), self)
+        return state
 
 
 def state_bytes(items=None) -> int:

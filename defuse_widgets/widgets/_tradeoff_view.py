@@ -63,23 +63,31 @@ def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
         title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
         xaxis_title=f"{xn} accuracy", yaxis_title=f"{yn} accuracy", hovermode="closest",
         height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
-    fig.add_scatter(name="Defuse", mode="lines+markers", hovertemplate=hover,
-                    marker=dict(size=9, color="#1f77b4"))
-    fig.add_scatter(name="Baseline (adversarial examples)", mode="lines+markers",
+    fig.add_scatter(name="Defuse", mode="lines+markers+text", hovertemplate=hover,
+                    marker=dict(size=9, color="#1f77b4"), **_lam_labels("#1f77b4", "top right"))
+    fig.add_scatter(name="Baseline (adversarial examples)", mode="lines+markers+text",
                     hovertemplate=hover, marker=dict(size=8, color="#ff7f0e"),
-                    line=dict(dash="dot"))
+                    line=dict(dash="dot"), **_lam_labels("#ff7f0e", "bottom left"))
     fig.add_scatter(name="Before fine-tuning", mode="markers",
                     hovertemplate=hover.replace("λ=%{customdata}<br>", ""),
                     marker=dict(size=12, symbol="x", color="#555"))
     fig.add_scatter(name="Selected λ (rule)", mode="markers", hovertemplate=hover,
                     marker=dict(size=20, symbol="star", color="gold",
                                 line=dict(width=1, color="black")))
-    fig.add_scatter(name="Label review", mode="lines+markers", hovertemplate=hover,
-                    marker=dict(size=9, color="#2ca02c"), visible=False)
+    fig.add_scatter(name="Label review", mode="lines+markers+text", hovertemplate=hover,
+                    marker=dict(size=9, color="#2ca02c"), visible=False,
+                    **_lam_labels("#2ca02c", "bottom right"))
     fig.add_scatter(name="Chosen by hand", mode="markers", hovertemplate=hover, visible=False,
                     marker=dict(size=26, symbol="circle-open", color="#d62728",
                                 line=dict(width=3, color="#d62728")))
     return fig
+
+
+def _lam_labels(color: str, position: str) -> dict:
+    """Each point labelled with its λ, as in the report's figure ("λ=0.1", small, the arm's
+    colour; ``text`` stays the hover's)."""
+    return dict(texttemplate="λ=%{customdata}", textposition=position,
+                textfont=dict(size=10, color=color))
 
 
 def choice_html(*, best: dict, arm: str, verdict: str, corrected: bool | None, chosen: dict,

@@ -27,7 +27,7 @@ from defuse_widgets.models.inference import encode_mean, predict
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._latent_figure import (COLOR_BY, MapEvents, highlight, map_figure,
-                                                    recolor, trace_colors)
+                                                    map_groups, map_traces, replace_traces)
 from defuse_widgets.widgets._latent_points import KINDS, PointImages
 from defuse_widgets.widgets._map_fitting import MapFit
 from defuse_widgets.widgets._render import class_labels
@@ -362,13 +362,26 @@ class LatentExplorer(W.VBox):
                     self._drawn[name] = value
 
     def _render_colors(self) -> None:
-        colors = trace_colors(self.color_by, self._index_of, self._names,
-                              train_labels=self._train_labels, adversarial=self._adv,
-                              train_predicted=self._points.train_predicted()
-                              if self.color_by == "predicted" else None,
-                              assignment=None if self._regions is None
-                              else self._regions.assignment)
-        recolor(self.figure, colors)
+        """Regroup the traces for ``color_by``: the legend is its colour key and filter."""
+        replace_traces(self.figure, self._traces(), self.color_by)
+        self._connect(self.figure)
+
+    def _traces(self) -> list:
+        """The map's traces for ``color_by`` (``_index_of`` follows them), highlight last."""
+        groups = map_groups(self.color_by, self._names, train_labels=self._train_labels,
+                            adversarial=self._adv,
+                            train_predicted=self._points.train_predicted()
+                            if self.color_by == "predicted" else None,
+                            assignment=None if self._regions is None
+                            else self._regions.assignment)
+        self._index_of = [(g.kind, g.idx) for g in groups]
+        return map_traces(groups, self.latent_map.embedding_, self._adv_xy, self._adv,
+                          self._adv_xy[self._drawn_members])
+
+    def _connect(self, fig) -> None:
+        MapEvents(self._index_of, lambda: self._highlight_index, click=self.select_point,
+                  hover=self.hover_point, select=self.select_points, done=self.error.clear,
+                  guard=lambda what, f: self.error.guard(what, f, clear=False)).connect(fig)
 
     def _render_point(self) -> None:
         self.image.layout.display = "none" if self.point is None else None
@@ -406,13 +419,11 @@ class LatentExplorer(W.VBox):
         return list(self._grid_pngs)
 
     def _build_figure(self) -> None:
-        """Create the FigureWidget: one Scattergl per class, adversarial diamonds, highlight."""
-        fig, self._index_of = map_figure(self.latent_map.embedding_, self._train_labels,
-                                         self._names, self._adv_xy, self._adv)
-        MapEvents(self._index_of, lambda: self._highlight_index, click=self.select_point,
-                  hover=self.hover_point, select=self.select_points, done=self.error.clear,
-                  guard=lambda what, f: self.error.guard(what, f, clear=False)).connect(fig)
+        """Create the FigureWidget: a Scattergl per legend entry, then the region highlight."""
+        fig = map_figure(self._traces(), self.color_by)
+        self._connect(fig)
         self.figure = fig
+        self._drawn["color_by"] = self.color_by
         self._plot_box.children = [fig]
 
 

@@ -268,26 +268,56 @@ def _colors(trace):
     return c if isinstance(c, str) else list(c)
 
 
-def test_colour_by_recolours_the_traces(explorer, tiny_adversarial, regions, digits,
-                                        tiny_models):
+def test_colour_by_regroups_the_traces_so_the_legend_is_the_key(explorer, tiny_adversarial,
+                                                                 regions, tiny_models):
     from plotly.colors import qualitative
-    clf, _ = tiny_models
+    clf, vae = tiny_models
     fig, palette = explorer.figure, qualitative.Plotly
     assert _colors(fig.data[3]) == palette[3] and _colors(fig.data[10]) == "black"
     explorer._color_dropdown.value = "predicted"
-    assert explorer.color_by == "predicted"
-    idx = np.asarray(fig.data[3].customdata)
-    predicted = predict(clf, decode(tiny_models[1], torch.as_tensor(
+    fig = explorer.figure
+    assert explorer.color_by == "predicted" and "predicted class" in fig.layout.legend.title.text
+    predicted = predict(clf, decode(vae, torch.as_tensor(
         explorer._train_codes, dtype=torch.float32))).numpy()   # no images given: decodes
-    assert _colors(fig.data[3]) == [palette[p] for p in predicted[idx]]
-    assert _colors(fig.data[10]) == [palette[p] for p in tiny_adversarial.predicted_label]
+    for trace in fig.data[:-1]:   # every trace is one predicted class, in its colour
+        c = int(trace.legendgroup.split()[-1])
+        assert _colors(trace) == palette[c] and trace.name == str(c)
+        data = np.asarray(trace.customdata)
+        got = (tiny_adversarial.predicted_label[data[:, 0]] if data.ndim == 2
+               else predicted[data])
+        assert (np.asarray(got) == c).all()
+    # one legend entry per class: adversarial diamonds join their class's entry
+    shown = [t.name for t in fig.data[:-1] if t.showlegend is not False]
+    assert sorted(shown, key=int) == [str(c) for c in np.unique(np.r_[
+        predicted, tiny_adversarial.predicted_label])]
+
     explorer.color_by = "region"
-    a = regions.assignment
-    assert _colors(fig.data[10]) == [qualitative.Alphabet[k] if k >= 0 else "#c8c8c8"
-                                     for k in a]
-    assert _colors(fig.data[3]) == "#c8c8c8"
+    fig, a = explorer.figure, regions.assignment
+    names = [t.name for t in fig.data[:-1]]
+    assert names[0] == "training images" and _colors(fig.data[0]) == "#c8c8c8"
+    for k in np.unique(a[a >= 0]):
+        trace = fig.data[names.index(f"region {k}")]
+        assert _colors(trace) == qualitative.Alphabet[k]
+        np.testing.assert_array_equal(np.sort(np.asarray(trace.customdata)[:, 0]),
+                                      np.sort(regions.members(k)))
+    if (a < 0).any():
+        assert _colors(fig.data[names.index("no region")]) == "#c8c8c8"
+    # a click on the regrouped map still reaches the point it shows
+    t = names.index(f"region {int(a[a >= 0][0])}")
+    fig._handler_js2py_pointsCallback(_points_event("plotly_click", {t: [0]}))
+    assert explorer.point == ("adversarial", int(np.asarray(fig.data[t].customdata)[0, 0]))
     explorer.color_by = "true"
+    fig = explorer.figure
+    assert len(fig.data) == 12
     assert _colors(fig.data[3]) == palette[3] and _colors(fig.data[10]) == "black"
+
+
+def test_highlight_survives_a_colour_change(explorer, regions, latent_map):
+    k = int(np.argmax(regions.member_counts))
+    explorer.region = k
+    explorer.color_by = "region"
+    np.testing.assert_allclose(explorer.figure.data[-1].x,
+                               latent_map.codes_embedding_[regions.members(k), 0], rtol=1e-6)
 
 
 def test_colour_by_predicted_from_models_uses_the_images(digits, tiny_models, tiny_adversarial,
@@ -300,9 +330,12 @@ def test_colour_by_predicted_from_models_uses_the_images(digits, tiny_models, ti
     assert [o[1] for o in explorer._color_dropdown.options] == ["true", "predicted"]  # no regions
     explorer.color_by = "predicted"
     predicted = predict(clf, digits.X_train[:N_TRAIN]).numpy()   # the images, not decodes
-    idx = np.asarray(explorer.figure.data[0].customdata)
-    assert list(explorer.figure.data[0].marker.color) == [qualitative.Plotly[p]
-                                                          for p in predicted[idx]]
+    train = [t for t in explorer.figure.data[:-1] if np.asarray(t.customdata).ndim == 1]
+    assert sum(len(t.x) for t in train) == N_TRAIN
+    for trace in train:   # training points per predicted class
+        c = int(trace.legendgroup.split()[-1])
+        assert (predicted[np.asarray(trace.customdata)] == c).all()
+        assert trace.marker.color == qualitative.Plotly[c]
 
 
 def test_show_selection_in_gallery_sends_the_selected_codes(explorer, regions, tiny_models,

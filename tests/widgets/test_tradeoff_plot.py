@@ -295,3 +295,18 @@ def test_a_chosen_lambda_that_costs_validation_accuracy_is_flagged():
                        chosen=dict(lam=1.0, arm="defuse", by="ada", record=record),
                        saves=True, can_choose=False)
     assert "significantly" not in text
+
+
+def test_each_lambda_point_is_labelled_with_its_lambda(swept):
+    for trace in swept._fig.data[:2]:   # Defuse and baseline
+        assert "text" in trace.mode and trace.texttemplate == "λ=%{customdata}"
+    assert list(swept._fig.data[0].customdata) == [r["lam"] for r in swept.results]
+
+
+def test_a_page_that_opens_later_gets_the_points_drawn_so_far(swept):
+    # Voila asks for the state after the notebook ran: plotly's synced _widget_data
+    # still held the empty figure of the moment it was created
+    state = swept._fig.get_state()
+    defuse = state["_widget_data"][0]
+    assert defuse["name"] == "Defuse" and len(defuse["customdata"]) == len(swept.results)
+    assert state["_widget_layout"]["xaxis"]["title"]["text"] == "test accuracy"
