@@ -20,7 +20,7 @@ __all__ = ["STAGE_FILES", "NotASessionError", "SessionFolder", "dependent_files"
 
 #: The files each stage writes; a stage's files depend on every earlier stage's.
 STAGE_FILES = {
-    "identification": ("adversarial.npz", "latent_map.npz"),
+    "identification": ("adversarial.npz", "latent_map.npz", "slices.json"),
     "distillation": ("regions.npz", "grounding.json"),
     "labeling": ("annotations.sqlite", "decisions.json", "failure_data.npz"),
     "correction": ("correction.json", "corrected_classifier.pt", "lam_choice.json",

@@ -10,6 +10,7 @@ import html
 from typing import Callable
 
 import ipywidgets as W
+import numpy as np
 import traitlets
 
 from defuse_widgets.workflow.config import STAGES
@@ -21,8 +22,8 @@ from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
-__all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "region_widgets",
-           "rerun_warning", "resume_status", "review_tab", "send_selection", "sweep_status"]
+__all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "export_slice",
+           "map_slices", "region_widgets", "rerun_warning", "save_slice", "resume_status", "review_tab", "send_selection", "sweep_status"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -80,6 +81,43 @@ def send_selection(dashboard, selection: dict) -> None:
                          "distillation first.")
     dashboard.gallery.show_selection(**selection)
     dashboard.stage = "distillation"
+
+
+def map_slices(session, map_index) -> dict:
+    """The session's saved slices in the map's rows: ``{name: {"train", "adversarial"}}``.
+
+    ``map_index`` (sorted, int) holds the training images the map shows; a slice's
+    training images outside it are not drawn.
+    """
+    out = {}
+    for s in session.load_slices():
+        pos = np.searchsorted(map_index, s["train"])
+        pos = pos[(pos < len(map_index))]
+        rows = pos[np.isin(map_index[pos], s["train"])]
+        out[s["name"]] = {"train": rows, "adversarial": np.asarray(s["adversarial"], int)}
+    return out
+
+
+def save_slice(dashboard, map_index, name, train_rows, adversarial_rows) -> None:
+    """Keep a map selection as slice ``name`` in the session, and list it on the map."""
+    session = dashboard.session
+    s = session.save_slice(name, train=map_index[np.asarray(train_rows, int)],
+                           adversarial=adversarial_rows, by=dashboard._who())
+    dashboard.explorer.slices = map_slices(session, map_index)
+    dashboard._say("identification", html.escape(
+        f"Slice {s['name']!r} saved in the session: {len(s['train'])} training images, "
+        f"{len(s['adversarial'])} adversarial examples.", quote=False))
+
+
+def export_slice(dashboard, name) -> None:
+    """Write slice ``name``'s indices to a new CSV next to the session folder."""
+    folder = dashboard.session.path
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    path = folder.parent / f"{folder.name}-slice-{safe}.csv"
+    dashboard.session.export_slice(name, path)
+    dashboard._say("identification", f"Slice {html.escape(repr(name), quote=False)} exported to "
+                   f"<code>{html.escape(str(path))}</code> (kind, index, source_index, "
+                   "true_label, predicted_label).")
 
 
 def decisions_html(decisions: list, class_names) -> str:

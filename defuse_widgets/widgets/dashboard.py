@@ -29,9 +29,9 @@ from defuse_widgets.stages.regions import Regions
 from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
 from defuse_widgets.widgets._dashboard_tabs import (correction_plot, damage_note,
-                                                    decisions_html, region_widgets,
-                                                    resume_status, review_tab, send_selection,
-                                                    sweep_status)
+                                                    decisions_html, export_slice, map_slices,
+                                                    region_widgets, resume_status, review_tab,
+                                                    save_slice, send_selection, sweep_status)
 from defuse_widgets.widgets._dashboard_view import STAGES, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
@@ -271,6 +271,10 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             on_map_fitted=self.session.save_latent_map, n_iter=c.tsne_iter, seed=c.seed)
         self.explorer.observe(self._render, "status")
         self.explorer.on_send_selection(lambda sel: send_selection(self, sel))
+        if not self.session.folder.read_only:
+            self.explorer.on_save_slice(lambda *a: save_slice(self, idx, *a))
+        self.explorer.on_export_slice(lambda name: export_slice(self, name))
+        self.explorer.slices = map_slices(self.session, idx)
         self._built["explorer"] = (adv, regions)
         self._boxes[0].children = [self.explorer]
         if old is not None:

@@ -29,6 +29,7 @@ from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._latent_figure import (COLOR_BY, MapEvents, highlight, map_figure,
                                                     map_groups, map_traces, replace_traces)
 from defuse_widgets.widgets._latent_points import KINDS, PointImages
+from defuse_widgets.widgets._latent_slices import render_slice_menu, slice_controls
 from defuse_widgets.widgets._map_fitting import MapFit
 from defuse_widgets.widgets._render import class_labels
 
@@ -118,6 +119,7 @@ class LatentExplorer(W.VBox):
     hovered = traitlets.Tuple(traitlets.Unicode(), traitlets.Int(), default_value=None,
                               allow_none=True)
     color_by = traitlets.Enum([v for _, v in COLOR_BY], default_value="true")
+    slices = traitlets.Dict(help="Saved slices: name -> {'train': rows, 'adversarial': rows}.")
     status = traitlets.Enum(["fitting", "ready", "stopped", "failed"], default_value="fitting")
 
     def __init__(self, train_codes, train_labels, adversarial: AdversarialExamples, *, vae,
@@ -157,6 +159,7 @@ class LatentExplorer(W.VBox):
         self.error_: BaseException | None = None
         self._lock = threading.RLock()
         self._click_callbacks, self._selection_callbacks, self._send_callbacks = [], [], []
+        self._slice_callbacks, self._export_callbacks = [], []
         self._drawn = dict(point=None, selection=self.selection, hovered=None,
                            color_by=self.color_by)
         self._grid_pngs: list = []
@@ -193,12 +196,13 @@ class LatentExplorer(W.VBox):
         self._send_button.on_click(self.error.guard("show selection in gallery",
                                                     lambda _: self.send_selection()))
         self.grid = W.HTML(layout=W.Layout(display="none"), _dom_classes=["defuse-selection-tiles"])
+        self._slice_row = slice_controls(self)
         self.children = [
             self._fit.row,
             W.HBox([self._dropdown, self._color_dropdown]), self.error,
             W.HBox([self._plot_box, W.VBox([
                 W.HBox([self.thumbnail, self._hover_label]), self._point_label, self.image,
-                self._grid_label, self._send_button, self.grid],
+                self._grid_label, self._send_button, self._slice_row, self.grid],
                 layout=W.Layout(flex="1 1 260px", min_width="260px", max_width="480px"))],
                 layout=W.Layout(flex_flow="row wrap"))]   # the side column wraps below
         self._ready = True
@@ -291,6 +295,38 @@ class LatentExplorer(W.VBox):
         self._send_callbacks.append(callback)
         self._send_button.layout.display = None
 
+    def save_slice(self, name: str) -> None:
+        """Hand the selection to every ``on_save_slice`` callback under ``name``, as the
+        "Save slice" button does (the dashboard keeps it in the session)."""
+        train, adv = (self.selection.get(k, ()) for k in KINDS)
+        if not len(train) + len(adv):
+            raise ValueError("nothing is selected: box- or lasso-select points first.")
+        for callback in self._slice_callbacks:
+            callback(name, np.asarray(train), np.asarray(adv))
+
+    def show_slice(self, name: str) -> None:
+        """Select the points of saved slice ``name`` again, as choosing it in the menu does."""
+        if name not in self.slices:
+            raise ValueError(f"name must be a saved slice, one of {sorted(self.slices)}; "
+                             f"got {name!r}.")
+        self.select_points(**self.slices[name])
+
+    def on_save_slice(self, callback: Callable[[str, np.ndarray, np.ndarray], None]) -> None:
+        """Call ``callback(name, train_rows, adversarial_rows)`` when a slice is saved; the
+        slice controls show once a callback is registered."""
+        self._slice_callbacks.append(callback)
+        self._slice_row.layout.display = None
+
+    def on_export_slice(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(name)`` when "Export indices" is pressed on a saved slice."""
+        self._export_callbacks.append(callback)
+
+    def export_slice(self, name: str) -> None:
+        """Ask every ``on_export_slice`` callback to export slice ``name``."""
+        self.show_slice(name)
+        for callback in self._export_callbacks:
+            callback(name)
+
     def on_click(self, callback: Callable[[str, int], None]) -> None:
         """Call ``callback(kind, index)`` whenever a point is selected."""
         self._click_callbacks.append(callback)
@@ -337,6 +373,11 @@ class LatentExplorer(W.VBox):
         return value
 
     # -------------------------------------------------------------- render
+    @traitlets.observe("slices")
+    def _render_slices(self, change=None) -> None:
+        """The saved-slice menu follows ``slices``."""
+        render_slice_menu(self)
+
     @traitlets.observe("status", "region", "point", "selection", "hovered", "color_by")
     def _render(self, change=None) -> None:
         """Rebuild the view from (status, region, point, selection, hovered, color_by);
@@ -405,6 +446,7 @@ class LatentExplorer(W.VBox):
         shown = self.selected_examples(self._max_grid)
         self.grid.layout.display = None if sum(n.values()) else "none"
         self._send_button.disabled = not sum(n.values())
+        self._slice_save.disabled = not sum(n.values())
         if not sum(n.values()):
             self.grid.value, self._grid_pngs = "", []
             self._grid_label.value = "Box- or lasso-select points to see their decodes."

@@ -34,6 +34,7 @@ from defuse_widgets.workflow.grounding_step import SessionGrounding
 from defuse_widgets.workflow.html_report import REPORT_FILE, SessionHTMLReport
 from defuse_widgets.workflow.results import SessionResults
 from defuse_widgets.workflow.review_step import SessionLabelReview
+from defuse_widgets.workflow.slices import SessionSlices
 
 __all__ = ["Session", "SessionMismatchError"]
 
@@ -57,7 +58,7 @@ class SessionMismatchError(ValueError):
 
 
 class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLabelReview,
-              SessionResults):
+              SessionResults, SessionSlices):
     """Run Defuse's four stages on one session folder and keep every result there.
 
     Parameters
