@@ -14,7 +14,7 @@ import traitlets
 
 from defuse_widgets.widgets._dashboard_tabs import rerun_warning
 
-__all__ = ["STAGES", "TITLES", "build_view", "busy"]
+__all__ = ["STAGES", "TITLES", "StageLine", "build_view", "busy"]
 
 #: The dashboard's tabs: the paper's stages in pipeline order, then label review (optional;
 #: its answers feed the next sweep's ``review`` arm).
@@ -45,6 +45,36 @@ class busy:
         b.description, b.icon, b.disabled = self._saved
         b.remove_class("defuse-busy")
         return False
+
+
+class StageLine(W.HBox):
+    """A progress bar, Stop and the messages of one stage, for a notebook cell that waits.
+
+    It follows the stage that runs next after it is made (or the one running
+    now), and only that stage: a cell keeps showing its own stage's last
+    message, not the correction's that a later cell starts.
+    """
+
+    def __init__(self, stop):
+        self.stage = None
+        self._bar = W.IntProgress(min=0, max=100, layout=W.Layout(width="200px",
+                                                                   flex="0 0 auto"))
+        self._stop = W.Button(description="Stop", icon="stop", button_style="warning",
+                              layout=W.Layout(width="auto", flex="0 0 auto"))
+        self._stop.on_click(lambda _: stop())
+        self._text = W.HTML(_dom_classes=["defuse-status"])
+        super().__init__([self._bar, self._stop, self._text],
+                         layout=W.Layout(align_items="center"))
+
+    def show(self, running: str, progress: float, said: dict) -> None:
+        """Draw the line from the dashboard's ``running`` stage, ``progress`` and messages."""
+        if self.stage is None and running:
+            self.stage = running
+        mine = bool(running) and running == self.stage
+        self._bar.value = round(100 * progress) if mine else 0
+        self._bar.layout.visibility = "visible" if mine else "hidden"
+        self._stop.disabled = not mine
+        self._text.value = said.get(self.stage, "") if self.stage else ""
 
 
 def build_view(dash) -> None:

@@ -32,7 +32,7 @@ from defuse_widgets.widgets._dashboard_tabs import (correction_plot, damage_note
                                                     decisions_html, export_slice, map_slices,
                                                     region_widgets, resume_status, review_tab,
                                                     save_slice, send_selection, sweep_status)
-from defuse_widgets.widgets._dashboard_view import STAGES, build_view
+from defuse_widgets.widgets._dashboard_view import STAGES, StageLine, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
@@ -204,6 +204,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     # ------------------------------------------------------------------- view
     def _build(self) -> None:
         self._said, self._saying = {}, None   # stage -> its latest message; the one speaking
+        self._lines = []   # progress lines handed to notebook cells
         build_view(self)
 
     @traitlets.observe("status")
@@ -238,6 +239,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._bar.layout.visibility = "visible" if busy or self.error_ else "hidden"
             (self._bar.add_class if busy else self._bar.remove_class)("defuse-busy")
             self._status.value = self._said.get(self.running or self.stage, "")
+            for line in self._lines:
+                line.show(self.running, self.progress, self._said)
             self._render_explorer()
             self._render_regions()
             self._render_review()
@@ -429,9 +432,13 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         return path
 
     @property
-    def progress_line(self) -> W.HBox:
-        """The progress bar, Stop and the status line: show them in a cell that waits."""
-        return self.children[1]
+    def progress_line(self) -> StageLine:
+        """A new progress bar, Stop and status line for the stage that runs next: show it in
+        the cell that runs the stage (it keeps that stage's messages only)."""
+        line = StageLine(self.stop)
+        self._lines.append(line)
+        line.show(self.running, self.progress, self._said)
+        return line
 
     @property
     def corrected_classifier(self) -> nn.Module | None:

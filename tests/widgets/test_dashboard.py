@@ -332,3 +332,17 @@ def test_building_again_with_the_same_decisions_keeps_the_plot(make):
     _disagree(dash, 0)
     again = dash.build_correction()
     assert again is not plot and dash.tradeoff is again             # new votes: new D_f
+
+
+def test_each_progress_line_keeps_its_own_stage_messages(make):
+    dash = make()
+    first = dash.progress_line   # a notebook cell shows it, then runs identification
+    assert first is not dash.progress_line and first._text.value == ""
+    dash.run_identification(wait=True)
+    said = first._text.value
+    assert "adversarial examples" in said and first._stop.disabled
+    second = dash.progress_line
+    dash.run_distillation(wait=True)
+    assert "region" in second._text.value and first._text.value == said
+    dash.write_report()   # a later stage's message stays out of both cells
+    assert first._text.value == said and "Report written" not in second._text.value
