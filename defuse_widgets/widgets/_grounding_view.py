@@ -6,9 +6,9 @@ import html
 from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.regions import Regions
 
-__all__ = ["check_grounding", "grounding_html", "session_grounding"]
+__all__ = ["VERDICTS", "check_grounding", "grounding_html", "session_grounding"]
 
-_VERDICTS = {"confirmed": ("#dc0000", "confirmed bug"),
+VERDICTS = {"confirmed": ("#dc0000", "confirmed bug"),
              "not_confirmed": ("#2a7d2a", "not confirmed by real images")}
 
 
@@ -30,7 +30,7 @@ def grounding_html(grounding: RegionGrounding | None, k: int) -> str:
         acc = grounding.accuracy(k, s)
         shown = "" if acc is None else f" ({'' if parts else 'accuracy '}{acc:.0%})"
         parts.append(f"{grounding.count(k, s)} {html.escape(s)}{shown}")
-    color, word = _VERDICTS[verdict]
+    color, word = VERDICTS[verdict]
     return (f"<div {style}>Real images here: {', '.join(parts)} — <b style='color:{color}'>"
             f"{word}</b><br><span style='color:#555'>{sentence}</span></div>")
 

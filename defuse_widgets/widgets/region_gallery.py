@@ -29,6 +29,7 @@ from defuse_widgets.models.precision import PRECISIONS, autocast
 from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
+from defuse_widgets.widgets._grounding_view import VERDICTS as _VERDICT_WORDS
 from defuse_widgets.widgets._grounding_view import check_grounding, grounding_html
 from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.widgets._render import class_labels, grid_png, saliency_overlay
@@ -275,6 +276,8 @@ class RegionGallery(W.VBox):
         # each of these goes to the page at once (the kernel's IOPub thread sends
         # comm messages as they are made), so the browser shows the busy state
         # while the work below runs, and hides it after
+        for control in (self._dropdown, self._prev, self._next):   # one region: "one" mode
+            control.disabled = self.mode != "single"
         self.busy = self._slider.disabled = self._resample_button.disabled = True
         self.busy_indicator.layout.display = None
         try:
@@ -295,13 +298,15 @@ class RegionGallery(W.VBox):
         elif self.mode == "all":
             grids = self._grids(range(len(self._regions)))
             if not self._rows:   # made once: a τ change only updates their values
-                self._rows = [W.HBox([W.HTML(layout=W.Layout(width="260px", flex="0 0 260px")),
-                                      W.Image(format="png", layout=W.Layout(**_KEEP_ASPECT))])
+                self._rows = [W.VBox([W.HTML(), W.Image(format="png",
+                                                        layout=W.Layout(**_KEEP_ASPECT))],
+                                     layout=W.Layout(margin="0 12px 10px 0", width="auto"))
                               for _ in grids]
-            for k, (row, png) in enumerate(zip(self._rows, grids)):
-                row.children[0].value = self._stats_html(k)
-                row.children[1].value = png
-            self._view.children = self._rows
+                self._all_box = W.HBox(self._rows, layout=W.Layout(flex_flow="row wrap"))
+            for k, (card, png) in enumerate(zip(self._rows, grids)):
+                card.children[0].value = self._card_html(k)
+                card.children[1].value = png
+            self._view.children = [self._all_box]
         else:
             self._draw_selection()
 
@@ -344,6 +349,19 @@ class RegionGallery(W.VBox):
                                                    predicted, names, size=self._size))
         self._view.children = [self.selection_view]
 
+    def _card_html(self, k: int) -> str:
+        """The "all" view's caption of region ``k``: one line, its top confusion, its verdict."""
+        r, name = self._regions, self._class_names
+        top = r.top_confusions(k, 1)
+        conf = "".join(f"<br>{html.escape(name[s])} → <span style='color:#c00'>"
+                       f"{html.escape(name[p])}</span> ({c})" for s, p, c in top)
+        verdict = ""
+        if self.grounding is not None and self.grounding.verdict(k) in _VERDICT_WORDS:
+            color, word = _VERDICT_WORDS[self.grounding.verdict(k)]
+            verdict = f"<br><b style='color:{color}'>{word}</b>"
+        return (f"<div style='font-size:90%;line-height:1.3'><b>Region {k}</b> · π = "
+                f"{r.weights[k]:.3f} · {int(r.member_counts[k])} members{conf}{verdict}</div>")
+
     def _stats_html(self, k: int) -> str:
         r, name = self._regions, self._class_names
         rows = "".join(f"<tr><td>{html.escape(name[s])}</td><td>→</td>"
@@ -364,4 +382,4 @@ class RegionGallery(W.VBox):
             return [self.image.value]
         if self.mode == "selection":
             return list(self._selection_pngs)
-        return [row.children[1].value for row in self._view.children]
+        return [card.children[1].value for card in self._rows]

@@ -275,3 +275,19 @@ def test_saliency_overlay_heats_salient_pixels_and_keeps_the_rest_grey():
     assert out[0, 0, 1, 2] == 1.0 and out[0, 2, 1, 2] == 0.0                 # hot: red/yellow
     with pytest.raises(ValueError, match="maps must have shape"):
         saliency_overlay(images, maps[:, :3])
+
+
+def test_all_mode_is_compact_cards_and_only_one_mode_picks_a_region(gallery, regions):
+    assert not gallery._dropdown.disabled and not gallery._next.disabled
+    gallery.mode = "all"
+    assert gallery._dropdown.disabled and gallery._prev.disabled and gallery._next.disabled
+    (box,) = gallery._view.children   # cards side by side, wrapping: no wide stats column
+    assert box.layout.flex_flow == "row wrap" and len(box.children) == len(regions)
+    s, p, c = regions.top_confusions(1, 1)[0]
+    caption = box.children[1].children[0].value
+    assert "<b>Region 1</b>" in caption and f"{int(regions.member_counts[1])} members" in caption
+    assert f"{s} → <span style='color:#c00'>{p}</span> ({c})" in caption
+    gallery.mode = "selection"
+    assert gallery._dropdown.disabled
+    gallery.mode = "single"
+    assert not gallery._dropdown.disabled
