@@ -94,8 +94,14 @@ class AmbiguityMatrix(W.VBox):
         # The diagonal is blank: None, not NaN, which is not JSON (the kernel
         # refuses it and a browser's JSON parser would drop the whole figure).
         z = [[None if i == j else float(v) for j, v in enumerate(row)] for i, row in enumerate(z)]
-        heat = go.Heatmap(z=z, x=self.names, y=self.names, colorscale="Blues", showscale=False,
-                          customdata=self.counts_, hovertemplate="%{y} vs %{x}: "
+        top = int(max(self.counts_.max(initial=0), 1))
+        ticks = [10 ** e for e in range(len(str(top)))]   # 1, 10, 100, ... up to the largest
+        heat = go.Heatmap(z=z, x=self.names, y=self.names, colorscale="Blues", zmin=0,
+                          zmax=np.log10(top) + 1, customdata=self.counts_,
+                          colorbar=dict(title=dict(text="ambiguous<br>draws", side="top"),
+                                        tickvals=[np.log10(t) + 1 for t in ticks],
+                                        ticktext=[f"{t:,}" for t in ticks], thickness=12,
+                                        len=0.8), hovertemplate="%{y} vs %{x}: "
                           "%{customdata} ambiguous draws<extra></extra>")
         traces = [heat]
         if self.baseline is not None:
@@ -104,9 +110,11 @@ class AmbiguityMatrix(W.VBox):
                                      mode="markers", name="test set", hoverinfo="skip",
                                      marker=dict(symbol="circle-open", size=14, color="#dc0000")))
         fig = SharedFigureWidget(data=traces, layout=dict(
-            width=460, height=440, margin=dict(l=40, r=10, t=10, b=40), showlegend=False,
-            plot_bgcolor="white", xaxis=dict(type="category", showgrid=False),
-            yaxis=dict(type="category", autorange="reversed", showgrid=False)))
+            width=540, height=460, margin=dict(l=60, r=10, t=10, b=50), showlegend=False,
+            plot_bgcolor="white",
+            xaxis=dict(type="category", showgrid=False, title="class j of the pair"),
+            yaxis=dict(type="category", autorange="reversed", showgrid=False,
+                       title="class i of the pair")))
         fig.data[0].on_click(self.error.guard("click", self._clicked))
         return fig
 

@@ -69,3 +69,14 @@ def test_bad_input(matrix, sampler):
         AmbiguityMatrix("not a sampler")
     with pytest.raises(ValueError, match="baseline"):
         AmbiguityMatrix(sampler, baseline=np.zeros((3, 3)))
+
+
+def test_colour_bar_reads_in_draws_and_axes_are_named(matrix):
+    heat, layout = matrix.figure.data[0], matrix.figure.layout
+    assert heat.showscale is not False and "ambiguous" in heat.colorbar.title.text
+    top = int(matrix.counts_.max())
+    assert heat.colorbar.ticktext[0] == "1" and len(heat.colorbar.ticktext) == len(str(top))
+    # a tick sits where a cell of that many draws is coloured
+    for text, val in zip(heat.colorbar.ticktext, heat.colorbar.tickvals):
+        assert np.isclose(val, np.log10(int(text.replace(",", ""))) + 1)
+    assert layout.xaxis.title.text and layout.yaxis.title.text
