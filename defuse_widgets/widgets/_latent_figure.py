@@ -148,7 +148,7 @@ def map_figure(traces, color_by: str) -> SharedFigureWidget:
     """The map's FigureWidget holding ``traces`` (from :func:`map_traces`)."""
     n = sum(bool(t.showlegend) for t in traces)
     return SharedFigureWidget(data=traces, layout=dict(
-        dragmode="lasso", width=640, height=600, margin=_margin(color_by, n),
+        dragmode="lasso", width=600, height=580, margin=_margin(color_by, n),
         xaxis=dict(visible=False), yaxis=dict(visible=False),
         legend=_legend(color_by, n), title="t-SNE of the latent space"))
 

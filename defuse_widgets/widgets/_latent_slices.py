@@ -14,13 +14,13 @@ def slice_controls(explorer) -> W.Box:
     """Build the controls on ``explorer`` (a LatentExplorer); hidden until it has an
     ``on_save_slice`` callback."""
     explorer._slice_name = W.Text(placeholder="name this selection", layout=W.Layout(
-        width="160px"), _dom_classes=["defuse-slice-name"])
+        width="120px"), _dom_classes=["defuse-slice-name"])
     explorer._slice_save = W.Button(description="Save slice", icon="bookmark", disabled=True,
                                     layout=W.Layout(width="auto"),
                                     _dom_classes=["defuse-slice-save"])
     explorer._slice_menu = W.Dropdown(options=[NO_SLICE], description="Saved slices",
                                       style={"description_width": "initial"},
-                                      layout=W.Layout(width="230px"),
+                                      layout=W.Layout(width="210px"),
                                       _dom_classes=["defuse-slice-menu"])
     explorer._slice_export = W.Button(description="Export indices", icon="download",
                                       disabled=True, layout=W.Layout(width="auto"),

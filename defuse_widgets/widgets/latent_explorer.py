@@ -180,8 +180,8 @@ class LatentExplorer(W.VBox):
         traitlets.link((self, "region"), (self._dropdown, "value"),
                        transform=(lambda r: _NO_REGION if r is None else r,
                                   lambda v: None if v == _NO_REGION else v))
-        self._plot_box = W.Box(layout=W.Layout(width="640px", min_height="120px",
-                                               flex="0 0 640px"))   # never clipped
+        self._plot_box = W.Box(layout=W.Layout(width="600px", min_height="120px",
+                                               flex="0 0 600px"))   # never clipped
         self._point_label = W.HTML("Click a point to see its decode.")
         self.image = W.Image(format="png", layout=W.Layout(width="96px", height="96px",
                                                            display="none"))
@@ -203,7 +203,7 @@ class LatentExplorer(W.VBox):
             W.HBox([self._plot_box, W.VBox([
                 W.HBox([self.thumbnail, self._hover_label]), self._point_label, self.image,
                 self._grid_label, self._send_button, self._slice_row, self.grid],
-                layout=W.Layout(flex="1 1 260px", min_width="260px", max_width="480px"))],
+                layout=W.Layout(flex="1 1 220px", min_width="220px", max_width="480px"))],
                 layout=W.Layout(flex_flow="row wrap"))]   # the side column wraps below
         self._ready = True
         self._fit.start(self._map_done, background=background)
