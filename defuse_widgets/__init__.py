@@ -7,7 +7,7 @@ One import line reaches the main API::
 
 The widgets live in :mod:`defuse_widgets.widgets` (the core never imports them).
 """
-__version__ = "0.1.0"
+from defuse_widgets._version import __version__
 
 from defuse_widgets.bayes_trex import DomainShiftCheck, LevelSetSampler, Target  # noqa: E402
 from defuse_widgets.callbacks import (Callback, History, ProgressCallback,  # noqa: E402

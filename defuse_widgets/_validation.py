@@ -253,3 +253,10 @@ def check_eval_sets(eval_sets: Any, shape: Sequence[int], n_classes: int,
         raise ValueError(f"eval_sets must contain {list(needed)} for selection="
                          f"{selection!r}; missing {missing}.")
     return out
+
+
+def check_executor(executor) -> None:
+    """Raise TypeError unless ``executor`` has a ``submit`` method."""
+    if not callable(getattr(executor, "submit", None)):
+        raise TypeError("executor must be a concurrent.futures.Executor (with submit); "
+                        f"got {type(executor).__name__}.")

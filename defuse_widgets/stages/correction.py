@@ -17,8 +17,8 @@ from defuse_widgets.models.inference import accuracy, check_images_fit, correct,
 from defuse_widgets.models.precision import PRECISIONS, resolve_precision
 from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, open_checkpoints,
                                                     planned_lam_epochs, run_schedule)
-from defuse_widgets.scale_out import check_executor
-from defuse_widgets.stages import selection as rule
+from defuse_widgets._validation import check_executor
+import defuse_widgets.stages.selection as rule
 from defuse_widgets.stages.selection import PAIRED_SETS, SELECTIONS
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints
 from defuse_widgets.models.loading import copy_model

@@ -31,6 +31,7 @@ import os
 import numpy as np
 import torch
 
+from defuse_widgets._validation import check_executor
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import to_unit
 from defuse_widgets.models.precision import autocast
@@ -39,7 +40,7 @@ from defuse_widgets.stages.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 from defuse_widgets.models.loading import copy_model
 
-__all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run",
+__all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run", "submit_runs",
            "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
 
 #: Accepted values of ``Corrector(schedule=...)``.
@@ -313,7 +314,6 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
                     parked.park(runs[i])    # only the run in training stays in memory
                     drop_beaten(*rung)
             return
-        from defuse_widgets.scale_out import submit_runs
         futures = submit_runs(c, {i: runs.get(i) or start(i) for i in indices}, n_epochs,
                               finish_after, data)
         try:
@@ -360,3 +360,35 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     finally:
         if parked is not None:
             parked.close()
+
+
+#: Corrector parameters that stay in this process (not sent with a task).
+_LOCAL_ONLY = ("callbacks", "checkpoint_dir", "executor", "progress")
+
+
+def submit_runs(corrector, runs: dict, n_epochs: int, finish_after: bool, data: tuple) -> dict:
+    """Submit one task per run to ``corrector.executor``.
+
+    Parameters
+    ----------
+    corrector : Corrector
+    runs : dict of int -> run
+        Runs of :func:`~defuse_widgets.stages.correction_sweep.new_run`, keyed by λ index.
+    n_epochs : int
+        Epochs each task trains.
+    finish_after : bool
+        Also evaluate each run's selected epoch on every eval set.
+    data : tuple
+        ``(X, y, X_f, y_f, eval_sets)``.
+
+    Returns
+    -------
+    dict of int -> Future
+        Each resolves to :func:`~defuse_widgets.stages.correction_sweep.run_task`'s result.
+    """
+    check_executor(corrector.executor)
+    params = {k: v for k, v in corrector.get_params().items() if k not in _LOCAL_ONLY}
+    return {i: corrector.executor.submit(run_task, type(corrector), params,
+                                         (corrector.before_, corrector.before_correct_), run,
+                                         n_epochs, finish_after, *data)
+            for i, run in runs.items()}

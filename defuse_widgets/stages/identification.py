@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
-                          check_number, check_seed, resolve_device)
+from defuse_widgets._validation import (check_executor, check_images, check_int, check_labels,
+                                        check_module, check_number, check_seed, resolve_device)
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
@@ -317,7 +317,6 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
     kw = dict(Q=Q, a=a, b=b, max_per_instance=max_per_instance, centered=centered,
               chunk_size=chunk, batch_size=batch_size, device=device, precision=precision)
     if executor is not None:
-        from defuse_widgets.scale_out import identify_sharded
         return identify_sharded(classifier, vae, X, y, executor=executor, step=step, rng=rng,
                                 seed=seed, callback=callback, **kw)
     if callback is not None and callback("identification", 0, n):   # a sign of life at once
@@ -350,3 +349,60 @@ def concatenate(parts: list, *, seed: int) -> AdversarialExamples:
     source = np.concatenate([p.source_index + start for start, p in parts]).astype(np.int64)
     return AdversarialExamples(cat[0], source, cat[1], cat[2], cat[3],
                                sum(p.n_decoded for _, p in parts), params)
+
+
+def identify_sharded(classifier, vae, X, y, *, executor, step: int, rng: np.random.Generator,
+                     seed: int, callback=None, **identify_params):
+    """Identification with each slice of ``step`` training images as an executor task.
+
+    The noise stream is the one :func:`~defuse_widgets.stages.identification.identify`
+    draws in one process: before submitting a slice, this process snapshots
+    the generator and then draws (and discards) that slice's noise chunk by
+    chunk, as ``identify`` would, so the next slice starts where it should.
+    Drawing Beta noise is cheap next to decoding and classifying it.
+
+    Parameters
+    ----------
+    classifier, vae : nn.Module
+    X : Tensor of shape (n, C, H, W)
+    y : Tensor of shape (n,)
+    executor : concurrent.futures.Executor
+    step : int
+        Images per task, a multiple of ``identify_params["chunk_size"]``.
+    rng : numpy.random.Generator
+        The run's generator, at its start.
+    seed : int
+        The run's seed (stored with the result).
+    callback : ProgressCallback, optional
+        ``callback("identification", n_done, n)`` as slices return, in order;
+        True cancels the rest and returns None.
+    **identify_params
+        Q, a, b, max_per_instance, centered, chunk_size, batch_size, device, precision.
+
+    Returns
+    -------
+    AdversarialExamples or None
+    """
+    check_executor(executor)
+    p = identify_params
+    n, chunk = len(X), p["chunk_size"]
+    n_latent = encode_mean(vae, X[:1], device=next(vae.parameters()).device).shape[1]
+    futures = []
+    for start in range(0, max(n, 1), step):
+        shard_rng = np.random.Generator(np.random.PCG64())
+        shard_rng.bit_generator.state = rng.bit_generator.state
+        futures.append((start, executor.submit(
+            identify, classifier, vae, X[start:start + step], y[start:start + step],
+            seed=shard_rng, progress=False, **p)))
+        for s in range(start, min(start + step, n), chunk):   # skip the slice's noise
+            rng.beta(p["a"], p["b"], size=(min(chunk, n - s), p["Q"], n_latent))
+    parts = []
+    try:
+        for start, future in futures:
+            parts.append((start, future.result()))
+            if callback is not None and callback("identification", min(start + step, n), n):
+                return None
+    finally:
+        for _, future in futures:
+            future.cancel()
+    return concatenate(parts, seed=seed)

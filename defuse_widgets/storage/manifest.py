@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from defuse_widgets import __version__
+from defuse_widgets._version import __version__
 from defuse_widgets.storage.persistence import (MANIFEST, FORMAT_VERSION, SessionFormatError,
                                                 load_json, resolve_inside, save_json,
                                                 sha256_file)

@@ -37,9 +37,8 @@ import torch
 
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SessionFormatError", "UnsafeFileError",
-           "atomic_write", "load_json", "load_npz", "load_state_dict", "read_manifest",
-           "record_files", "resolve_inside", "save_json", "save_npz", "save_state_dict",
-           "sha256_file", "verify_file"]
+           "atomic_write", "load_json", "load_npz", "load_state_dict", "resolve_inside",
+           "save_json", "save_npz", "save_state_dict", "sha256_file"]
 
 #: Version of the session folder layout; a folder from a newer version is refused.
 FORMAT_VERSION = 1
@@ -289,7 +288,3 @@ def sha256_file(path: str | os.PathLike) -> str:
             h.update(block)
     return h.hexdigest()
 
-
-# The manifest lives in its own module; its names are part of this one's API.
-from defuse_widgets.storage.manifest import (  # noqa: E402
-    read_manifest, record_files, verify_file)

@@ -17,6 +17,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
+from defuse_widgets.storage import manifest as manifest_io
 from defuse_widgets.storage import persistence
 from defuse_widgets.storage.annotations import connect_read_only
 from defuse_widgets.storage.session_folder import SessionFolder
@@ -55,7 +56,7 @@ def copy_session(session: str | os.PathLike, dest: str | os.PathLike, *,
     source = SessionFolder(session, read_only=True)   # checks every listed file first
     dest = _check_dest(Path(dest))
     tmp = dest.with_name(f".{dest.name}.copy-{os.getpid()}")
-    manifest = persistence.read_manifest(source.path)
+    manifest = manifest_io.read_manifest(source.path)
     try:
         tmp.mkdir()
         for name, entry in manifest["files"].items():

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from defuse_widgets._validation import describe
-from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage import manifest as manifest_io
+from defuse_widgets.storage import persistence
 from defuse_widgets.storage.label_review_store import LabelReviewStore
 
 __all__ = ["STAGE_FILES", "NotASessionError", "SessionFolder", "dependent_files"]
@@ -30,7 +31,7 @@ _IDENTITY = "session.json"
 #: Names only a session folder holds: one of them without a manifest is a damaged session.
 _MARKERS = {_IDENTITY, ".manifest.lock", "adversarial.npz", "regions.npz",
             "annotations.sqlite", "decisions.json", "correction.json"}
-_LOADERS = {".npz": io.load_npz, ".json": io.load_json, ".pt": io.load_state_dict}
+_LOADERS = {".npz": persistence.load_npz, ".json": persistence.load_json, ".pt": persistence.load_state_dict}
 
 
 class NotASessionError(ValueError):
@@ -137,7 +138,7 @@ class SessionFolder:
         """Check an existing folder; True when it holds no session yet."""
         from defuse_widgets.workflow.integrity import listed_file_problems
 
-        if io.read_manifest(self.path) is None:
+        if manifest_io.read_manifest(self.path) is None:
             found = sorted(p.name for p in self.path.iterdir())
             if found:
                 self._refuse_unlisted(found, overwrite)
@@ -159,16 +160,16 @@ class SessionFolder:
         if not marks:
             raise NotASessionError(self.path, found, (
                 f"session folder must be empty or a defuse_widgets session (with "
-                f"{io.MANIFEST}); it holds {shown}, and no {io.MANIFEST}. Nothing was "
+                f"{persistence.MANIFEST}); it holds {shown}, and no {persistence.MANIFEST}. Nothing was "
                 "written. Choose a new or empty folder for the session."))
         if overwrite:
-            self.archived.append(io.move_to_archive(
+            self.archived.append(persistence.move_to_archive(
                 self.path, [self.path / n for n in found if n != "archive"]))
             return
         raise NotASessionError(self.path, found, (
-            f"session folder holds session files ({', '.join(marks)}) but no {io.MANIFEST}, "
+            f"session folder holds session files ({', '.join(marks)}) but no {persistence.MANIFEST}, "
             "so they cannot be checked: the session is damaged. Nothing was written. "
-            f"Restore {io.MANIFEST} (from a backup, or a `defuse-widgets copy` of the "
+            f"Restore {persistence.MANIFEST} (from a backup, or a `defuse-widgets copy` of the "
             "session), or open it with overwrite=True (--overwrite) to move every file to "
             "archive/<time>/ and start a new session there."))
 
@@ -178,11 +179,11 @@ class SessionFolder:
     # ----------------------------------------------------------------- reads
     def listed(self, name: str) -> bool:
         """True when the manifest lists ``name`` (so the file exists and was checked)."""
-        return name in ((io.read_manifest(self.path) or {}).get("files", {}))
+        return name in ((manifest_io.read_manifest(self.path) or {}).get("files", {}))
 
     def file(self, name: str) -> Path:
         """The path of ``name`` inside the folder (checked to stay inside it)."""
-        return io.resolve_inside(self.path, name)
+        return persistence.resolve_inside(self.path, name)
 
     def load(self, name: str, *args) -> Any:
         """The content of listed file ``name`` (npz dict, JSON, state_dict) or None.
@@ -194,7 +195,7 @@ class SessionFolder:
             return None
         if name in self.problems:
             raise self.problems[name]
-        path = io.verify_file(self.path, name)
+        path = manifest_io.verify_file(self.path, name)
         return _LOADERS[path.suffix](path, *args)
 
     def build(self, name: str, build: Callable, *args) -> Any:
@@ -204,10 +205,10 @@ class SessionFolder:
             return None
         try:
             return build(data)
-        except io.SessionFormatError:
+        except persistence.SessionFormatError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise io.SessionFormatError(self.file(name),
+            raise persistence.SessionFormatError(self.file(name),
                                         f"file holds inconsistent data: {exc}") from exc
 
     # ---------------------------------------------------------------- writes
@@ -215,7 +216,7 @@ class SessionFolder:
         """Write ``obj`` to ``name`` atomically (by suffix: npz, JSON, state_dict) and list it."""
         path = self._writable(name)
         _WRITERS[path.suffix](path, obj)
-        io.record_files(self.path, {name: kind or Path(name).stem})
+        manifest_io.record_files(self.path, {name: kind or Path(name).stem})
         return path
 
     def save_with(self, name: str, write: Callable[[Path], Any], *, kind: str,
@@ -223,7 +224,7 @@ class SessionFolder:
         """Let ``write(path)`` write ``name`` (e.g. a LatentMap's own saver), then list it."""
         path = self._writable(name)
         write(path)
-        io.record_files(self.path, {name: kind}, hashed=hashed)
+        manifest_io.record_files(self.path, {name: kind}, hashed=hashed)
         return path
 
     def open_store(self, n_classes: int) -> LabelReviewStore:
@@ -240,7 +241,7 @@ class SessionFolder:
             path = self._writable("annotations.sqlite")
         store = LabelReviewStore(path, n_classes=n_classes, read_only=self.read_only)
         if not self.read_only and not self.listed("annotations.sqlite"):
-            io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
+            manifest_io.record_files(self.path, {"annotations.sqlite": "annotations"}, hashed=False)
         return store
 
     def checkpoint_dir(self) -> Path:
@@ -254,7 +255,7 @@ class SessionFolder:
             path = self._writable("checkpoints")
             path.mkdir(exist_ok=True)
         if not self.read_only and not self.listed("checkpoints"):
-            io.record_files(self.path, {"checkpoints": "checkpoints"}, hashed=False)
+            manifest_io.record_files(self.path, {"checkpoints": "checkpoints"}, hashed=False)
         return path
 
     def archive(self, names) -> Path | None:
@@ -273,10 +274,10 @@ class SessionFolder:
             self.problems.pop(n, None)
         if not present:
             if self.path.exists() and not self.is_new:
-                io.record_files(self.path, {}, remove=names)
+                manifest_io.record_files(self.path, {}, remove=names)
             return None
-        folder = io.move_to_archive(self.path, present)
-        io.record_files(self.path, {}, remove=names)
+        folder = persistence.move_to_archive(self.path, present)
+        manifest_io.record_files(self.path, {}, remove=names)
         return folder
 
     def _check_writable(self) -> None:
@@ -293,9 +294,9 @@ class SessionFolder:
         ``archive/<time>/``, never overwritten.
         """
         self._check_writable()
-        path = io.resolve_inside(self.path, name)
+        path = persistence.resolve_inside(self.path, name)
         if path.is_symlink():
-            raise io.UnsafeFileError(path, "file must not be a symlink; refused before "
+            raise persistence.UnsafeFileError(path, "file must not be a symlink; refused before "
                                      f"writing (it points to {os.path.realpath(path)!r}).")
         if self.is_new:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -304,16 +305,16 @@ class SessionFolder:
                 self.on_first_write()
         if path.exists() and not self.listed(name):
             side = [Path(f"{path}-wal"), Path(f"{path}-shm")]
-            self.archived.append(io.move_to_archive(self.path, [path, *side]))
+            self.archived.append(persistence.move_to_archive(self.path, [path, *side]))
         self.problems.pop(name, None)
         return path
 
 
 def _save_json(path: Path, obj: Any) -> None:
-    io.save_json(path, obj, default=_jsonable)
+    persistence.save_json(path, obj, default=_jsonable)
 
 
-_WRITERS = {".npz": io.save_npz, ".json": _save_json, ".pt": io.save_state_dict}
+_WRITERS = {".npz": persistence.save_npz, ".json": _save_json, ".pt": persistence.save_state_dict}
 
 
 def _jsonable(o):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage import persistence
 
 __all__ = ["SweepCheckpoints", "fingerprint", "hash_tensors"]
 
@@ -120,15 +120,15 @@ class SweepCheckpoints:
             When ``resume`` and the record is unreadable or from a newer format.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        io.resolve_inside(self.folder, self.path.name)
+        persistence.resolve_inside(self.folder, self.path.name)
         if not self.path.exists():
             return self
         if not resume:
             self._archive()
             return self
-        record = io.load_json(self.path)
+        record = persistence.load_json(self.path)
         if not isinstance(record, dict) or record.get("format_version") != SWEEP_FORMAT_VERSION:
-            raise io.SessionFormatError(self.path, f"sweep record must have format version "
+            raise persistence.SessionFormatError(self.path, f"sweep record must have format version "
                                         f"{SWEEP_FORMAT_VERSION}; got "
                                         f"{record.get('format_version') if isinstance(record, dict) else record!r}. "
                                         "Pass resume=False to archive it and start over.")
@@ -137,11 +137,11 @@ class SweepCheckpoints:
             return self
         for key, entry in record.get("finished", {}).items():
             try:
-                path = io.resolve_inside(self.folder, entry["file"])
+                path = persistence.resolve_inside(self.folder, entry["file"])
                 ok = (path.is_file() and path.stat().st_size == entry["size"]
-                      and io.sha256_file(path) == entry["sha256"])
+                      and persistence.sha256_file(path) == entry["sha256"])
             except (KeyError, TypeError) as exc:
-                raise io.SessionFormatError(self.path, f"finished λ {key} must record its "
+                raise persistence.SessionFormatError(self.path, f"finished λ {key} must record its "
                                             f"file, size and sha256; {exc!r} is missing.") from exc
             if ok:
                 self.finished[int(key)] = entry
@@ -149,17 +149,17 @@ class SweepCheckpoints:
 
     def load(self, i: int) -> dict:
         """The state_dict of finished λ ``i`` (``torch.load(weights_only=True)``)."""
-        return io.load_state_dict(io.resolve_inside(self.folder, self.finished[i]["file"]))
+        return persistence.load_state_dict(persistence.resolve_inside(self.folder, self.finished[i]["file"]))
 
     def add(self, i: int, lam: float, state: dict, result: dict, history: list) -> None:
         """Save λ ``i``'s checkpoint, then record it as finished (both atomically)."""
         path = self.checkpoint_path(i)
-        io.resolve_inside(self.folder, path.name)
-        io.save_state_dict(path, state)
+        persistence.resolve_inside(self.folder, path.name)
+        persistence.save_state_dict(path, state)
         self.finished[i] = {"lam": lam, "file": path.name, "size": path.stat().st_size,
-                            "sha256": io.sha256_file(path), "result": result,
+                            "sha256": persistence.sha256_file(path), "result": result,
                             "history": list(history)}
-        io.save_json(self.path, {
+        persistence.save_json(self.path, {
             "format_version": SWEEP_FORMAT_VERSION, "name": self.name,
             "fingerprint": self.fingerprint, "params": self.params,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -167,5 +167,5 @@ class SweepCheckpoints:
 
     def _archive(self) -> None:
         files = [self.path, *self.folder.glob(f"{self.name}_lam_*.pt")]
-        self.archived = io.move_to_archive(self.folder, files)
+        self.archived = persistence.move_to_archive(self.folder, files)
 

@@ -227,7 +227,7 @@ def report_html(session) -> str:
 
 def render_html(content: dict, *, title: str = "session", path: str = "") -> str:
     """The page for :func:`report_content`'s ``content``: summary, Figure 4, tradeoff, regions."""
-    from defuse_widgets import __version__
+    from defuse_widgets._version import __version__
 
     res = content["results"]
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

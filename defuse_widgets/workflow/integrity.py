@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage import manifest as manifest_io
+from defuse_widgets.storage import persistence
 from defuse_widgets.storage.sweep_checkpoints import hash_tensors
 
 __all__ = ["check_listed_files", "check_no_symlinks", "check_sqlite", "check_wal",
@@ -40,7 +41,7 @@ def check_no_symlinks(root: str | os.PathLike) -> None:
     """
     root = Path(root)
     if root.is_symlink():
-        raise io.UnsafeFileError(root, "session folder must not be a symlink; it points to "
+        raise persistence.UnsafeFileError(root, "session folder must not be a symlink; it points to "
                                  f"{os.path.realpath(root)!r}. Open the real folder instead.")
     if not root.exists():
         return
@@ -48,7 +49,7 @@ def check_no_symlinks(root: str | os.PathLike) -> None:
         for name in (*dirs, *files):
             path = Path(folder) / name
             if path.is_symlink():
-                raise io.UnsafeFileError(path, "session folders must not hold symlinks (a "
+                raise persistence.UnsafeFileError(path, "session folders must not hold symlinks (a "
                                          "write through one could land outside the folder); "
                                          f"it points to {os.path.realpath(path)!r}. Replace "
                                          "it with the file itself.")
@@ -66,7 +67,7 @@ def check_sqlite(path: str | os.PathLike) -> None:
     with open(path, "rb") as f:
         head = f.read(len(_SQLITE_MAGIC))
     if head != _SQLITE_MAGIC:
-        raise io.SessionFormatError(path, "file must be a SQLite database (annotations); its "
+        raise persistence.SessionFormatError(path, "file must be a SQLite database (annotations); its "
                                     "header is damaged or it is another kind of file. Restore "
                                     "it from a backup or from archive/; nothing was written.")
     try:
@@ -76,11 +77,11 @@ def check_sqlite(path: str | os.PathLike) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        raise io.SessionFormatError(path, f"file must be an intact SQLite database; SQLite "
+        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; SQLite "
                                     f"says: {exc}. Nothing was written.") from exc
     if rows != [("ok",)]:
         problems = "; ".join(r[0] for r in rows[:3])
-        raise io.SessionFormatError(path, f"file must be an intact SQLite database; SQLite's "
+        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; SQLite's "
                                     f"integrity check found: {problems}. Nothing was written.")
     check_wal(path)
 
@@ -106,7 +107,7 @@ def check_wal(path: str | os.PathLike, *, retries: int = 5) -> None:
         if problem is None:
             return
         time.sleep(0.05 * (attempt + 1))
-    raise io.SessionFormatError(wal, f"file must be whole write-ahead-log frames; {problem}, "
+    raise persistence.SessionFormatError(wal, f"file must be whole write-ahead-log frames; {problem}, "
                                 "so it is torn (a copy made with cp while a voter was writing?) "
                                 "and SQLite would drop the votes in the cut tail in silence. "
                                 "Nothing was written. Copy the original session again with "
@@ -143,20 +144,20 @@ def listed_file_problems(root: str | os.PathLike) -> dict:
         store) damaged or with a torn write-ahead log. Empty when all is well.
     """
     problems = {}
-    for name, entry in ((io.read_manifest(root) or {}).get("files", {})).items():
+    for name, entry in ((manifest_io.read_manifest(root) or {}).get("files", {})).items():
         try:
-            path = io.verify_file(root, name)
+            path = manifest_io.verify_file(root, name)
             if not path.exists():
-                raise io.SessionFormatError(path, f"file must exist: {io.MANIFEST} lists it "
+                raise persistence.SessionFormatError(path, f"file must exist: {persistence.MANIFEST} lists it "
                                             f"({entry.get('kind')}) but it is missing. Restore "
                                             "it, or open the session with overwrite=True (the "
                                             "CLI's --overwrite on a stage or run) to move the "
                                             "results that depend on it to archive/ and go on.")
             if path.suffix == ".sqlite":
                 check_sqlite(path)
-        except io.UnsafeFileError:
+        except persistence.UnsafeFileError:
             raise
-        except io.SessionFormatError as exc:
+        except persistence.SessionFormatError as exc:
             problems[name] = exc
     return problems
 
@@ -172,7 +173,7 @@ def check_listed_files(root: str | os.PathLike) -> dict:
     """
     for problem in listed_file_problems(root).values():
         raise problem
-    return io.read_manifest(root) or {}
+    return manifest_io.read_manifest(root) or {}
 
 
 def fingerprint_module(module: torch.nn.Module) -> str:

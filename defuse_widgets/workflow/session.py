@@ -218,10 +218,10 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     @staticmethod
     def saved_config(path: str | os.PathLike) -> DefuseConfig | None:
         """The settings saved in session folder ``path`` (None for a new folder); reads only."""
-        from defuse_widgets.storage import persistence as io
+        from defuse_widgets.storage import persistence
 
         ident = os.path.join(os.fspath(path), _IDENTITY)
-        return _check_identity(io.load_json(ident))["config"] if os.path.isfile(ident) else None
+        return _check_identity(persistence.load_json(ident))["config"] if os.path.isfile(ident) else None
 
     def _check_fingerprint(self, name: str, value) -> None:
         fp = fingerprint_data(value) if name == "data" else fingerprint_module(value)

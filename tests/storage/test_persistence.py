@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.storage import persistence as io
+from defuse_widgets.storage import manifest as manifest_io
+from defuse_widgets.storage import persistence
 from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError
 
 
@@ -49,12 +50,12 @@ def raw_pickle(path, marker):
 
 # ------------------------------------------------------------------ atomic writes
 def test_failed_write_leaves_the_previous_file(tmp_path):
-    path = io.save_json(tmp_path / "a.json", {"v": 1})
+    path = persistence.save_json(tmp_path / "a.json", {"v": 1})
     with pytest.raises(RuntimeError):
-        with io.atomic_write(path) as f:
+        with persistence.atomic_write(path) as f:
             f.write(b'{"v": 2, "half')
             raise RuntimeError("crash mid-save")
-    assert io.load_json(path) == {"v": 1}
+    assert persistence.load_json(path) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]   # no temp file left
 
 
@@ -75,13 +76,13 @@ def test_sigkill_during_repeated_saves_never_leaves_a_partial_file(tmp_path):
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
-    x = io.load_npz(path, required=["x"])["x"]
+    x = persistence.load_npz(path, required=["x"])["x"]
     assert x.shape == (400_000,) and len(np.unique(x)) == 1 and x[0] >= 3
 
 
 def test_save_npz_refuses_object_arrays(tmp_path):
     with pytest.raises(TypeError, match=r"arrays\['a'\] must hold numbers"):
-        io.save_npz(tmp_path / "a.npz", {"a": np.array([{}], dtype=object)})
+        persistence.save_npz(tmp_path / "a.npz", {"a": np.array([{}], dtype=object)})
     assert not (tmp_path / "a.npz").exists()
 
 
@@ -91,14 +92,14 @@ def test_save_npz_refuses_object_arrays(tmp_path):
 def test_load_state_dict_refuses_code(tmp_path, marker, make):
     path = make(tmp_path / "model.pt", marker)
     with pytest.raises(UnsafeFileError, match=r"model\.pt.*run code"):
-        io.load_state_dict(path)
+        persistence.load_state_dict(path)
 
 
 @pytest.mark.parametrize("make", [evil_npz, raw_pickle])
 def test_load_npz_refuses_pickles(tmp_path, marker, make):
     path = make(tmp_path / "arrays.npz", marker)
     with pytest.raises(UnsafeFileError, match=r"arrays\.npz.*pickle"):
-        io.load_npz(path)
+        persistence.load_npz(path)
 
 
 def test_every_package_loader_refuses_code(tmp_path, marker):
@@ -123,7 +124,7 @@ def test_every_package_loader_refuses_code(tmp_path, marker):
     for name in names:   # planted and listed, as if the manifest had been forged too
         evil_npz(folder / name, marker)
     evil_pt(folder / "corrected_classifier.pt", marker)
-    io.record_files(folder, {n: "x" for n in (*names, "corrected_classifier.pt")})
+    manifest_io.record_files(folder, {n: "x" for n in (*names, "corrected_classifier.pt")})
     session = Session(folder)
     with pytest.raises(UnsafeFileError, match="adversarial.npz"):
         session.load_adversarial()
@@ -140,25 +141,25 @@ def test_every_package_loader_refuses_code(tmp_path, marker):
     (b"PK\x03\x04garbage", "truncated or corrupted"),
 ])
 def test_damaged_files_give_clear_errors(tmp_path, content, match):
-    for name, load in (("a.npz", io.load_npz), ("m.pt", io.load_state_dict)):
+    for name, load in (("a.npz", persistence.load_npz), ("m.pt", persistence.load_state_dict)):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(SessionFormatError, match=f"{name}.*{match}"):
             load(tmp_path / name)
 
 
 def test_truncated_checkpoint_and_missing_keys(tmp_path):
-    path = io.save_state_dict(tmp_path / "m.pt", torch.nn.Linear(3, 2).state_dict())
+    path = persistence.save_state_dict(tmp_path / "m.pt", torch.nn.Linear(3, 2).state_dict())
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(SessionFormatError, match=r"m\.pt.*truncated or corrupted"):
-        io.load_state_dict(path)
-    io.save_npz(tmp_path / "a.npz", {"x": np.zeros(3)})
+        persistence.load_state_dict(path)
+    persistence.save_npz(tmp_path / "a.npz", {"x": np.zeros(3)})
     with pytest.raises(SessionFormatError, match=r"a\.npz.*missing \['y'\]"):
-        io.load_npz(tmp_path / "a.npz", required=["x", "y"])
+        persistence.load_npz(tmp_path / "a.npz", required=["x", "y"])
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(SessionFormatError, match="must hold a state_dict"):
-        io.load_state_dict(tmp_path / "list.pt")
+        persistence.load_state_dict(tmp_path / "list.pt")
     with pytest.raises(SessionFormatError, match="missing"):
-        io.load_json(tmp_path / "nothing.json")
+        persistence.load_json(tmp_path / "nothing.json")
 
 
 # --------------------------------------------------------------------- paths
@@ -168,16 +169,16 @@ def test_truncated_checkpoint_and_missing_keys(tmp_path):
 ])
 def test_paths_that_leave_the_folder_are_rejected(tmp_path, relative, match):
     with pytest.raises(UnsafeFileError, match=match):
-        io.resolve_inside(tmp_path, relative)
+        persistence.resolve_inside(tmp_path, relative)
 
 
 def test_symlink_out_of_the_folder_is_rejected(tmp_path):
     root, outside = tmp_path / "session", tmp_path / "secret.npz"
     root.mkdir()
-    io.save_npz(outside, {"x": np.zeros(2)})
+    persistence.save_npz(outside, {"x": np.zeros(2)})
     (root / "adversarial.npz").symlink_to(outside)
     (root / "inner.npz").symlink_to(root / "real.npz")
     with pytest.raises(UnsafeFileError, match="symlink"):
-        io.resolve_inside(root, "adversarial.npz")
-    assert io.resolve_inside(root, "inner.npz") == root / "inner.npz"   # inside is fine
-    assert io.resolve_inside(root, "sub/x.npz") == root / "sub" / "x.npz"
+        persistence.resolve_inside(root, "adversarial.npz")
+    assert persistence.resolve_inside(root, "inner.npz") == root / "inner.npz"   # inside is fine
+    assert persistence.resolve_inside(root, "sub/x.npz") == root / "sub" / "x.npz"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from defuse_widgets.cli import main
-from defuse_widgets.storage.persistence import read_manifest
+from defuse_widgets.storage.manifest import read_manifest
 from defuse_widgets.workflow import DefuseConfig, Session, run_defuse
 from defuse_widgets.workflow.html_report import REPORT_FILE, check_report_path
 from defuse_widgets.workflow.report import report
