@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.stages.identification import identify
 from defuse_widgets.models.pretrained import load_pretrained
+from defuse_widgets.stages.identification import identify
 
 BATCHES = (16, 32, 64, 128, 256, 1024, 4096)
 

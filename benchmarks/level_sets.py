@@ -34,18 +34,23 @@ import time
 import numpy as np
 import torch
 
-from defuse_widgets.stages.annotators import SimulatedAnnotator
-from defuse_widgets.data import load_mnist5k
-from defuse_widgets.bayes_trex.evaluation import (all_pair_targets, baseline_ambiguity,
-                                                 confident_failures, sampled_ambiguity,
-                                                 train_class_excluded_vae, train_subset_classifier)
 from defuse_widgets.bayes_trex.domain_shift import DomainShiftCheck, upsampled_digits
+from defuse_widgets.bayes_trex.evaluation import (
+    all_pair_targets,
+    baseline_ambiguity,
+    confident_failures,
+    sampled_ambiguity,
+    train_class_excluded_vae,
+    train_subset_classifier,
+)
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.callbacks import ProgressLine
+from defuse_widgets.data import load_mnist5k
 from defuse_widgets.models import BetaVAE, OracleCNN
 from defuse_widgets.models.inference import accuracy
 from defuse_widgets.models.pretrained import load_pretrained
 from defuse_widgets.models.training import train_classifier, train_vae
+from defuse_widgets.stages.annotators import SimulatedAnnotator
 
 EXCLUDED_CLASS = 1     # paper §4.4: thin 8s are called 1s
 

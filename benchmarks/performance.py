@@ -181,7 +181,8 @@ def _identification(quick: bool) -> list:
     def decide(mode):
         """Decisions, decodes re-made in fp32, and the best throughput over batch sizes 64
         and 256, as identify runs them (fp32: today's path; bf16: autocast on channels-last
-        copies; guarded: bf16 with the close calls decoded and classified again in fp32)."""
+        copies; guarded: bf16 with the close calls decoded and classified again in fp32).
+        """
         best, n_re = 0.0, 0
         for bs in (64, 256):
             t = time.perf_counter()

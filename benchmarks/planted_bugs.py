@@ -35,15 +35,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defuse_widgets.stages.annotators import SimulatedAnnotator
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.models.inference import accuracy, encode_mean
-from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
 from defuse_widgets.evaluation.planted import plant_bugs
-from defuse_widgets.evaluation.planted_eval import (EnsembleOracle, KnnOracle, evaluate_planted,
-                                         rendered_accuracy)
+from defuse_widgets.evaluation.planted_eval import (
+    EnsembleOracle,
+    KnnOracle,
+    evaluate_planted,
+    rendered_accuracy,
+)
+from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
+from defuse_widgets.models.inference import accuracy, encode_mean
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained
 from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae
+from defuse_widgets.stages.annotators import SimulatedAnnotator
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = RESULTS / ".cache" / "planted"

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.planted_bugs import train_models
 from defuse_widgets.data import load_mnist5k
 from defuse_widgets.evaluation.peers import compare_peers
 from defuse_widgets.evaluation.planted import plant_bugs
@@ -46,8 +47,6 @@ from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained
 from defuse_widgets.stages.annotators import SimulatedAnnotator
 from defuse_widgets.stages.label_review import label_error_regions
 from defuse_widgets.workflow import DefuseConfig, Session, run_defuse
-
-from benchmarks.planted_bugs import train_models
 
 OUT = Path(__file__).parent / "results" / "planted-seeds"
 ARMS = ("defuse", "review", "baseline")

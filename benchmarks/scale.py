@@ -109,8 +109,7 @@ def colour_models(quick: bool = False, *, log=print) -> tuple:
     from defuse_widgets.data.synthetic import coloured_digits
     from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
     from defuse_widgets.models.inference import accuracy
-    from defuse_widgets.models.training import (reconstruction_fidelity, train_classifier,
-                                                train_vae)
+    from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae
     from defuse_widgets.storage.persistence import load_state_dict, save_state_dict
 
     s = colour_settings(quick)
@@ -277,7 +276,8 @@ def one(version: str, n: int, quick: bool = False, *, log=print) -> dict:
 
 def fidelity_on_copies(classifier, vae, data) -> dict:
     """Classifier accuracy on the test split's original images and on their shifted copies,
-    and on the VAE reconstructions of each (the copies come after the 1,000 originals)."""
+    and on the VAE reconstructions of each (the copies come after the 1,000 originals).
+    """
     from defuse_widgets.models.training import reconstruction_fidelity
 
     n0 = 1000   # MNIST-5k's test split

@@ -180,8 +180,8 @@ def found_regions(session, max_members: int = 400, seed: int = 0) -> list:
 
 # ------------------------------------------------------------------------ arms
 def run_defuse_arm(b, rho, seed, paths, quick, log) -> dict:
-    from defuse_widgets.workflow import DefuseConfig, Session, run_defuse
     from defuse_widgets.models.loading import ModelSpec
+    from defuse_widgets.workflow import DefuseConfig, Session, run_defuse
     from defuse_widgets.workflow.inputs import SessionInputs
 
     folder = OUT / ".sessions" / f"rho{rho:g}-s{seed}"

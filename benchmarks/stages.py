@@ -23,16 +23,16 @@ import numpy as np
 import torch
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.stages.distillation import Distiller
-from defuse_widgets.stages.latent_map import LatentMap
-from defuse_widgets.stages.failure_data import build_failure_sets
-from defuse_widgets.stages.identification import identify
-from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.models import MnistCNN
 from defuse_widgets.models.pretrained import load_pretrained
 from defuse_widgets.models.training import train_classifier
+from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.failure_data import build_failure_sets
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.stages.labeling import RegionDecision
+from defuse_widgets.stages.latent_map import LatentMap
 
 from ._common import peak_rss_mb
 from .widget_latency import _paper_scale_codes

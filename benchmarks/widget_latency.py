@@ -42,13 +42,13 @@ import torch
 from ipywidgets.widgets import widget as ipywidget
 
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.stages.distillation import Distiller
-from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
-from defuse_widgets.stages.regions import Regions
-from defuse_widgets.stages.identification import identify
 from defuse_widgets.models.inference import encode_mean
 from defuse_widgets.models.pretrained import load_pretrained
 from defuse_widgets.models.training import random_affine
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.identification import identify
+from defuse_widgets.stages.latent_map import LatentMap, fit_or_load
+from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets import LatentExplorer, RegionGallery
 
 from ._common import RESULTS, machine, machine_tag, markdown, timeit
@@ -151,9 +151,9 @@ def wire_rows() -> list:
     import plotly
     from ipywidgets import Widget
 
-    from defuse_widgets.workflow import DefuseConfig, run_defuse
     from defuse_widgets.widgets import DefuseDashboard
     from defuse_widgets.widgets._plotly_shared import SharedFigureWidget, state_bytes
+    from defuse_widgets.workflow import DefuseConfig, run_defuse
 
     session = CACHE / "quick-session"
     if not (session / "correction.json").exists():

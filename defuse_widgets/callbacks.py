@@ -48,7 +48,8 @@ class History(list):
 
 class PrintProgress(Callback):
     """Print a line when a sweep starts, then one per λ: its selected epoch's accuracies and
-    the time it took."""
+    the time it took.
+    """
 
     def __init__(self, *, keys=("validation", "test", "region_test"), file=None):
         self.keys = keys

@@ -229,7 +229,6 @@ def _inputs(args):
 def _config(args):
     """The DefuseConfig the flags ask for, or None to keep the session's own."""
     from defuse_widgets.workflow import DefuseConfig, Session
-
     from defuse_widgets.workflow.config import OWN_DATA
 
     flags = {f: getattr(args, f) for f in _FLAG_FIELDS if getattr(args, f, None) is not None}

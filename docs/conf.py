@@ -124,7 +124,8 @@ def _title(name: str) -> str:
 
 def _module_page(name: str) -> str:
     """The reST of one module's page. Modules are imported by name, never reached as an
-    attribute of their package (``workflow.report`` is also a function there)."""
+    attribute of their package (``workflow.report`` is also a function there).
+    """
     if _is_package(name):
         return (f"{_title(name)}\n.. automodule:: {name}\n\n.. defuse-reexports:: {name}\n\n"
                 f".. rubric:: Modules\n\n.. defuse-modules:: {name}\n")
@@ -133,7 +134,8 @@ def _module_page(name: str) -> str:
 
 def _write_api_pages() -> None:
     """Write ``api/generated/<module>.rst`` for every public module (only when changed,
-    so that an unchanged page is not read again), and drop pages of modules now gone."""
+    so that an unchanged page is not read again), and drop pages of modules now gone.
+    """
     API_DIR.mkdir(parents=True, exist_ok=True)
     pages, todo = {}, _public_children(API_ROOT)
     while todo:
@@ -163,7 +165,8 @@ def _summary(module) -> str:
 class Modules(SphinxDirective):
     """``.. defuse-modules:: package``: a table of the public modules under ``package``
     (first those named in the content, in that order, then the rest), each linked to its
-    page, and a hidden toctree of those pages."""
+    page, and a hidden toctree of those pages.
+    """
 
     required_arguments = 1
     has_content = True
@@ -200,7 +203,8 @@ def _defined_in(obj, package: str) -> str | None:
 
 class Reexports(SphinxDirective):
     """``.. defuse-reexports:: package``: a summary table of what ``package.__all__`` names,
-    each linked to where it is documented (the module that defines it)."""
+    each linked to where it is documented (the module that defines it).
+    """
 
     required_arguments = 1
 
@@ -229,7 +233,8 @@ class Reexports(SphinxDirective):
 
 def _skip_foreign_members(app, what, name, obj, skip, options):
     """Leave out what scikit-learn adds to its estimators (``set_fit_request`` and the
-    like, made by its metadata routing): their docstrings point into sklearn's own docs."""
+    like, made by its metadata routing): their docstrings point into sklearn's own docs.
+    """
     if getattr(obj, "__module__", "") and obj.__module__.startswith("sklearn."):
         return True
     return None

@@ -14,14 +14,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.stages.correction import Corrector
 from defuse_widgets.data import load_dataset
+from defuse_widgets.stages.correction import Corrector
 from defuse_widgets.stages.distillation import Distiller
-from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.failure_data import build_failure_sets
 from defuse_widgets.stages.identification import identify
 from defuse_widgets.stages.labeling import RegionDecision, decide, decide_region
+from defuse_widgets.stages.latent_map import LatentMap
+from defuse_widgets.storage.annotations import AnnotationStore
 from defuse_widgets.workflow import DefuseConfig
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,

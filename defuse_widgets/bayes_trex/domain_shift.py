@@ -25,8 +25,15 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
-                                        check_number, check_seed, describe)
+from defuse_widgets._validation import (
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+)
 from defuse_widgets.bayes_trex.evaluation import confident_failures
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.callbacks import ProgressCallback

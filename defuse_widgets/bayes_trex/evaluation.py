@@ -13,11 +13,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets._validation import (describe, check_images, check_int, check_labels, check_number,
-                          check_seed)
-from defuse_widgets.models.inference import encode_mean, predict_logits
+from defuse_widgets._validation import (
+    check_images,
+    check_int,
+    check_labels,
+    check_number,
+    check_seed,
+    describe,
+)
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.callbacks import ProgressCallback
+from defuse_widgets.models.inference import encode_mean, predict_logits
 
 __all__ = ["ambiguity_counts", "all_pair_targets", "pair_interpolation_codes", "sampled_ambiguity", "baseline_ambiguity",
            "train_class_excluded_vae", "train_subset_classifier",

@@ -28,14 +28,22 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from defuse_widgets._validation import (describe, check_choice, check_codes, check_int, check_module,
-                          check_number, check_seed, resolve_device)
-from defuse_widgets.callbacks import ProgressCallback, Stopped
-from defuse_widgets.stages.identification import AdversarialExamples
-from defuse_widgets.models.inference import decode
-from defuse_widgets.models.probes import check_decoder_fit, check_logits, latent_size
+from defuse_widgets._validation import (
+    check_choice,
+    check_codes,
+    check_int,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+    resolve_device,
+)
 from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis
 from defuse_widgets.bayes_trex.targets import KINDS, Target, level_set_log_likelihood, pack_targets
+from defuse_widgets.callbacks import ProgressCallback, Stopped
+from defuse_widgets.models.inference import decode
+from defuse_widgets.models.probes import check_decoder_fit, check_logits, latent_size
+from defuse_widgets.stages.identification import AdversarialExamples
 
 __all__ = ["Target", "LevelSetSampler", "KINDS"]
 

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from defuse_widgets._validation import describe, check_int, check_number, check_seed, resolve_device
+from defuse_widgets._validation import check_int, check_number, check_seed, describe, resolve_device
 from defuse_widgets.callbacks import ProgressCallback, Stopped
 
 __all__ = ["HMC", "MALA", "RandomWalkMetropolis", "effective_sample_size"]

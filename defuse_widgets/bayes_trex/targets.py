@@ -105,7 +105,7 @@ def pack_targets(targets: Sequence[Target], target_index: np.ndarray, n_classes:
 
 
 def level_set_log_likelihood(probs: torch.Tensor, packed, sigma: float) -> torch.Tensor:
-    """log N(u*; g(f), σ²) up to a constant, per chain.
+    """Log N(u*; g(f), σ²) up to a constant, per chain.
 
     Parameters
     ----------

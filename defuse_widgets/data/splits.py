@@ -96,7 +96,7 @@ class DataSplits:
         >>> from torchvision.datasets import CIFAR10   # doctest: +SKIP
         >>> data = DataSplits.from_dataset(CIFAR10("data"), name="cifar10")   # doctest: +SKIP
         """
-        from defuse_widgets.data.images import dataset_splits   # images imports this module
+        from defuse_widgets.data.images import dataset_splits  # images imports this module
 
         return dataset_splits(ds, splits=splits, seed=seed, class_names=class_names,
                               name=name, val=val, test=test)

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from defuse_widgets._validation import describe, check_choice, check_int
+from defuse_widgets._validation import check_choice, check_int, describe
 from defuse_widgets.data.embedded import DIGIT_NAMES, pad_to
 from defuse_widgets.data.splits import DataSplits, stratified_split
 

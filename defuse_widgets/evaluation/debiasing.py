@@ -32,9 +32,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from defuse_widgets._validation import (check_choice, check_images, check_int, check_labels,
-                                        check_module, check_number, check_seed, describe,
-                                        resolve_device)
+from defuse_widgets._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+    resolve_device,
+)
 from defuse_widgets.models.inference import accuracy, correct, to_unit
 from defuse_widgets.models.training import batches, make_optimizer
 from defuse_widgets.seeding import seed_everything

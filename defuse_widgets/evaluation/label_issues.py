@@ -35,8 +35,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from defuse_widgets._validation import (check_choice, check_images, check_int, check_labels,
-                                        check_seed, describe)
+from defuse_widgets._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_labels,
+    check_seed,
+    describe,
+)
 
 __all__ = ["cleanlab_label_issues", "label_issue_scores", "out_of_fold_probs"]
 

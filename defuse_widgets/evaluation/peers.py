@@ -29,10 +29,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets._validation import (check_choice, check_images, check_int, check_module,
-                                        check_number, check_seed, describe)
-from defuse_widgets.evaluation.label_issues import (cleanlab_label_issues, label_issue_scores,
-                                                    out_of_fold_probs)
+from defuse_widgets._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+)
+from defuse_widgets.evaluation.label_issues import (
+    cleanlab_label_issues,
+    label_issue_scores,
+    out_of_fold_probs,
+)
 from defuse_widgets.evaluation.planted import PlantedData
 from defuse_widgets.evaluation.slice_discovery import DominoMixture, ErrorKMeans, classifier_outputs
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from defuse_widgets._validation import describe, check_choice, check_int, check_number, check_seed
+from defuse_widgets._validation import check_choice, check_int, check_number, check_seed, describe
 from defuse_widgets.data.splits import DataSplits
 
 __all__ = ["BUG_KINDS", "DEFAULT_BUGS", "BugSpec", "PlantedBug", "PlantedData", "plant_bugs",

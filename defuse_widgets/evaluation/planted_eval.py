@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets._validation import describe, check_int
-from defuse_widgets.models.inference import accuracy, decode, encode_mean
-from defuse_widgets.stages.label_review import label_error_regions
+from defuse_widgets._validation import check_int, describe
 from defuse_widgets.evaluation.planted import PlantedData
 from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall, region_shares
+from defuse_widgets.models.inference import accuracy, decode, encode_mean
+from defuse_widgets.stages.label_review import label_error_regions
 
 __all__ = ["EnsembleOracle", "KnnOracle", "evaluate_planted", "identification_precision",
            "label_review_scores",

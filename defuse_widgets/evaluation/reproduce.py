@@ -30,14 +30,14 @@ import torch
 from torch import nn
 
 from defuse_widgets._validation import check_choice
-from defuse_widgets.stages.correction import PAPER_LAMS
 from defuse_widgets.data import DataSplits, load_dataset, load_mnist5k
 from defuse_widgets.data.torchvision_sets import DatasetFilesMissing
-from defuse_widgets.models.inference import accuracy
 from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN, resnet18_classifier
+from defuse_widgets.models.inference import accuracy
+from defuse_widgets.models.training import train_classifier, train_vae
+from defuse_widgets.stages.correction import PAPER_LAMS
 from defuse_widgets.storage.persistence import atomic_write, load_state_dict, save_state_dict
 from defuse_widgets.workflow.config import DefuseConfig
-from defuse_widgets.models.training import train_classifier, train_vae
 
 __all__ = ["PAPER_SETTINGS", "REDUCED_SETTINGS", "load_for_reproduction",
            "reproduction_config", "settings_for", "train_models"]

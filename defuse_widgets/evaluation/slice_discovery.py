@@ -22,9 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from defuse_widgets._validation import (
+    check_choice,
+    check_images,
+    check_int,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+)
 from defuse_widgets.models.inference import to_unit
-from defuse_widgets._validation import (check_choice, check_images, check_int, check_module,
-                                        check_number, check_seed, describe)
 
 __all__ = ["DominoMixture", "ErrorKMeans", "classifier_outputs"]
 

@@ -84,7 +84,7 @@ class OracleCNN(nn.Module):
 
 def resnet18_classifier(n_classes: int, *, in_channels: int = 3,
                         weights=None) -> nn.Module:
-    """torchvision's ResNet18 with a new ``n_classes`` head (paper: SVHN, GTSRB).
+    """Torchvision's ResNet18 with a new ``n_classes`` head (paper: SVHN, GTSRB).
 
     Parameters
     ----------

@@ -15,8 +15,8 @@ A β-VAE spec must give a module with ``encode(x) -> (mu, logvar)`` and
 """
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 import importlib
 import io
 import os
@@ -30,8 +30,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from defuse_widgets.storage.persistence import (SessionFormatError, UnsafeFileError,
-                                                load_state_dict, sha256_file)
+from defuse_widgets.storage.persistence import (
+    SessionFormatError,
+    UnsafeFileError,
+    load_state_dict,
+    sha256_file,
+)
 
 __all__ = ["ModelSpec", "copy_model", "load_model", "quiet_jit"]
 

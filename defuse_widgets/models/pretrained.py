@@ -15,8 +15,8 @@ import torch
 
 from defuse_widgets.data import load_mnist5k
 from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
-from defuse_widgets.storage.persistence import load_state_dict, save_json, save_state_dict
 from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae
+from defuse_widgets.storage.persistence import load_state_dict, save_json, save_state_dict
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 

@@ -14,10 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from defuse_widgets._validation import (
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    check_seed,
+    resolve_device,
+)
 from defuse_widgets.models.inference import to_unit
 from defuse_widgets.models.probes import check_logits
-from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
-                                        check_number, check_seed, resolve_device)
 
 __all__ = ["smoothgrad"]
 

@@ -8,9 +8,15 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from defuse_widgets._validation import (
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    resolve_device,
+)
 from defuse_widgets.callbacks import ProgressCallback
-from defuse_widgets._validation import (check_images, check_int, check_labels, check_module,
-                          check_number, resolve_device)
 from defuse_widgets.models.inference import accuracy, decode, encode_mean, to_unit
 from defuse_widgets.seeding import seed_everything
 

@@ -14,10 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets._validation import (describe, check_images, check_int, check_module, check_number,
-                          resolve_device)
-from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
+from defuse_widgets._validation import (
+    check_images,
+    check_int,
+    check_module,
+    check_number,
+    describe,
+    resolve_device,
+)
 from defuse_widgets.models.inference import predict_logits
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
 
 __all__ = ["SimulatedAnnotator"]
 

@@ -10,18 +10,33 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import (describe, check_eval_sets, check_choice, check_images, check_int, check_labels, check_module,
-                          check_number, check_seed, resolve_device)
+import defuse_widgets.stages.selection as rule
+from defuse_widgets._validation import (
+    check_choice,
+    check_eval_sets,
+    check_executor,
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+    resolve_device,
+)
 from defuse_widgets.callbacks import Callback, History
 from defuse_widgets.models.inference import accuracy, check_images_fit, correct, n_outputs
+from defuse_widgets.models.loading import copy_model
 from defuse_widgets.models.precision import PRECISIONS, resolve_precision
-from defuse_widgets.stages.correction_sweep import (SCHEDULES, Cancelled, open_checkpoints,
-                                                    planned_lam_epochs, run_schedule)
-from defuse_widgets._validation import check_executor
-import defuse_widgets.stages.selection as rule
+from defuse_widgets.stages.correction_sweep import (
+    SCHEDULES,
+    Cancelled,
+    open_checkpoints,
+    planned_lam_epochs,
+    run_schedule,
+)
 from defuse_widgets.stages.selection import PAIRED_SETS, SELECTIONS
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints
-from defuse_widgets.models.loading import copy_model
 
 #: The paper's λ sweep (appendix B).
 PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,

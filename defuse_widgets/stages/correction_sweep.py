@@ -34,11 +34,11 @@ import torch
 from defuse_widgets._validation import check_executor
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import to_unit
+from defuse_widgets.models.loading import copy_model
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
 from defuse_widgets.stages.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
-from defuse_widgets.models.loading import copy_model
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run", "submit_runs",
            "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
@@ -93,7 +93,8 @@ def best_score(history: list, epoch: int) -> float:
 
 def open_checkpoints(corrector, base, X, y, X_f, y_f, eval_sets):
     """The sweep record in ``corrector.checkpoint_dir`` (None without one), opened for
-    resuming; sets ``corrector.fingerprint_``."""
+    resuming; sets ``corrector.fingerprint_``.
+    """
     c = corrector
     if c.checkpoint_dir is None:
         return None
@@ -294,7 +295,8 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
 
     def drop_beaten(candidates: list, epoch: int) -> None:
         """Finish now every run of this rung that ⌈n/ETA⌉ scored runs already beat:
-        :func:`prune` cannot keep it, and only the runs still in the race stay in memory."""
+        :func:`prune` cannot keep it, and only the runs still in the race stay in memory.
+        """
         scored = [i for i in candidates if i in histories or i in runs
                   and runs[i]["epoch"] >= epoch]
         key = {i: (best_score(history(i), epoch), -lams[i]) for i in scored}

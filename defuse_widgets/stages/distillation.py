@@ -8,9 +8,16 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
 
+from defuse_widgets._validation import (
+    check_choice,
+    check_codes,
+    check_int,
+    check_labels,
+    check_number,
+    check_seed,
+    resolve_device,
+)
 from defuse_widgets.callbacks import Stopped
-from defuse_widgets._validation import (check_choice, check_codes, check_int, check_labels, check_number,
-                          check_seed, resolve_device)
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.stages.vbgmm import DPGaussianMixture

@@ -19,12 +19,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from defuse_widgets._validation import (describe, check_int, check_module, check_number, check_seed,
-                          resolve_device)
+from defuse_widgets._validation import (
+    check_int,
+    check_module,
+    check_number,
+    check_seed,
+    describe,
+    resolve_device,
+)
 from defuse_widgets.models.inference import predict
 from defuse_widgets.stages.labeling import RegionDecision
-from defuse_widgets.storage.persistence import SessionFormatError, load_npz, save_npz
 from defuse_widgets.stages.regions import Regions
+from defuse_widgets.storage.persistence import SessionFormatError, load_npz, save_npz
 
 __all__ = ["FAILURE_SETS", "build_failure_sets", "export_failure_data", "load_failure_data",
            "review_seed", "review_set"]

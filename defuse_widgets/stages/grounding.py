@@ -35,8 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from defuse_widgets._validation import (check_codes, check_int, check_labels, check_number,
-                                        describe)
+from defuse_widgets._validation import check_codes, check_int, check_labels, check_number, describe
 from defuse_widgets.stages.regions import Regions
 
 __all__ = ["VERDICTS", "RegionGrounding", "assign_to_regions", "ground_regions"]

@@ -9,22 +9,30 @@ gives ``chunk × Q`` codes that are decoded and classified in large batches.
 from __future__ import annotations
 
 import math
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from defuse_widgets._validation import (check_executor, check_images, check_int, check_labels,
-                                        check_module, check_number, check_seed, resolve_device)
+from defuse_widgets._validation import (
+    check_executor,
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+    check_number,
+    check_seed,
+    resolve_device,
+)
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.memory import trim_heap
 from defuse_widgets.models.inference import check_images_fit, decode, encode_mean, n_outputs
-from defuse_widgets.models.probes import check_logits
-from defuse_widgets.models.precision import GUARD, autocast, guarded_argmax, resolve_precision
 from defuse_widgets.models.loading import copy_model
+from defuse_widgets.models.precision import GUARD, autocast, guarded_argmax, resolve_precision
+from defuse_widgets.models.probes import check_logits
 
 
 @dataclass(frozen=True)

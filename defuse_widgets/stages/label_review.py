@@ -35,10 +35,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from defuse_widgets._validation import (describe, check_choice, check_codes, check_int, check_labels,
-                          check_number)
-from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE
+from defuse_widgets._validation import (
+    check_choice,
+    check_codes,
+    check_int,
+    check_labels,
+    check_number,
+    describe,
+)
 from defuse_widgets.stages.regions import Regions
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE
 
 __all__ = ["LabelReviewSet", "apply_label_review", "label_error_regions", "label_review_set"]
 

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from defuse_widgets._validation import describe, check_choice, check_int, check_number
+from defuse_widgets._validation import check_choice, check_int, check_number, describe
 from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore
 
 __all__ = ["MISSING", "NONE_OF_THE_ABOVE", "RegionDecision", "agreement_summary", "decide",

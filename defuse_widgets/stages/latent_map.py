@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 
-
 import numpy as np
+
 # openTSNE (and the sklearn modules it uses) load at import time, not inside the
 # background thread that fits the map while another thread may import sklearn.
 from openTSNE import TSNE, TSNEEmbedding

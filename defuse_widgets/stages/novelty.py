@@ -85,7 +85,8 @@ def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu"
 def _nearest_other(flat_w: torch.Tensor, wrong: np.ndarray, X_train: torch.Tensor,
                    chunk_size: int) -> torch.Tensor:
     """Distance of each misclassified image (rows of ``flat_w``, shape (k, C*H*W),
-    training indices ``wrong``) to its nearest other training image: shape (k,)."""
+    training indices ``wrong``) to its nearest other training image: shape (k,).
+    """
     nearest = torch.full((len(wrong),), float("inf"))
     rows = torch.arange(len(wrong))
     wrong_t = torch.from_numpy(wrong)

@@ -12,12 +12,13 @@ run trains on or finishes; the sweep's records are the same either way.
 This module imports no UI code.
 """
 from __future__ import annotations
-from defuse_widgets.models.loading import copy_model
 
 import os
 import tempfile
 
 import torch
+
+from defuse_widgets.models.loading import copy_model
 
 __all__ = ["ParkedRuns"]
 

@@ -70,7 +70,8 @@ def paired_change(before: np.ndarray, after: np.ndarray, confidence: float = 0.9
 
 def change_fields(name: str, change: dict) -> dict:
     """A :func:`paired_change` as flat record fields: ``<name>_change``, ``<name>_change_low``,
-    ``<name>_change_high``, ``<name>_lost``, ``<name>_gained``."""
+    ``<name>_change_high``, ``<name>_lost``, ``<name>_gained``.
+    """
     return {f"{name}_change": change["change"], f"{name}_change_low": change["low"],
             f"{name}_change_high": change["high"], f"{name}_lost": change["lost"],
             f"{name}_gained": change["gained"]}

@@ -51,9 +51,14 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from defuse_widgets._validation import (
+    check_choice,
+    check_codes,
+    check_int,
+    check_number,
+    resolve_device,
+)
 from defuse_widgets.callbacks import Stopped
-from defuse_widgets._validation import (check_choice, check_codes, check_int, check_number,
-                          resolve_device)
 
 
 class DPGaussianMixture(DensityMixin, BaseEstimator):

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from defuse_widgets._validation import describe, check_int, check_labels
+from defuse_widgets._validation import check_int, check_labels, describe
 from defuse_widgets.storage.persistence import SessionFormatError
 
 NONE_OF_THE_ABOVE = -1

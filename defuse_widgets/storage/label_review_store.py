@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from defuse_widgets._validation import describe, check_int
-from defuse_widgets.storage.annotations import AnnotationStore, check_annotator
+from defuse_widgets._validation import check_int, describe
 from defuse_widgets.stages.label_review import LabelReviewSet
+from defuse_widgets.storage.annotations import AnnotationStore, check_annotator
 
 __all__ = ["LabelReviewStore"]
 

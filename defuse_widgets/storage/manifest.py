@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from defuse_widgets._version import __version__
-from defuse_widgets.storage.persistence import (MANIFEST, FORMAT_VERSION, SessionFormatError,
-                                                load_json, resolve_inside, save_json,
-                                                sha256_file)
+from defuse_widgets.storage.persistence import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SessionFormatError,
+    load_json,
+    resolve_inside,
+    save_json,
+    sha256_file,
+)
 
 __all__ = ["read_manifest", "record_files", "verify_file"]
 

@@ -35,7 +35,6 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SessionFormatError", "UnsafeFileError",
            "atomic_write", "load_json", "load_npz", "load_state_dict", "resolve_inside",
            "save_json", "save_npz", "save_state_dict", "sha256_file"]

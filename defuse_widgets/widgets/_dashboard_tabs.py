@@ -13,14 +13,14 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
-from defuse_widgets.workflow.config import STAGES
-from defuse_widgets.workflow.fidelity import fidelity_warning
 from defuse_widgets.widgets._background import red
 from defuse_widgets.widgets._grounding_view import session_grounding
 from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.region_gallery import RegionGallery
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
+from defuse_widgets.workflow.config import STAGES
+from defuse_widgets.workflow.fidelity import fidelity_warning
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "export_slice",
            "map_slices", "region_widgets", "rerun_warning", "save_slice", "resume_status", "review_tab", "send_selection", "sweep_status"]

@@ -36,7 +36,8 @@ _LEGEND_TITLES = {"true": "true class (◆ adversarial)", "predicted": "predicte
 @dataclass(frozen=True)
 class MapGroup:
     """One trace of the map: ``kind`` ("train" or "adversarial") points ``idx`` drawn as one
-    legend entry ``name`` (``legendgroup``: entries toggled together) in ``color``."""
+    legend entry ``name`` (``legendgroup``: entries toggled together) in ``color``.
+    """
 
     kind: str
     idx: np.ndarray

@@ -89,7 +89,8 @@ class PointImages:
     def examples(self, selection: dict, max_n: int | None = None) -> dict:
         """``codes`` (n, n_latent), ``kinds`` and ``true_labels`` (n,) of a selection
         ``{"train": index, "adversarial": index}``, adversarial examples first; at most
-        ``max_n``, evenly spread over the selection (both kinds show in a large one)."""
+        ``max_n``, evenly spread over the selection (both kinds show in a large one).
+        """
         picked = [(kind, np.asarray(selection.get(kind, ()), dtype=np.int64))
                   for kind in ("adversarial", "train")]
         labels = {"adversarial": self.adversarial.true_label, "train": self.train_labels}

@@ -1,6 +1,7 @@
 """The latent explorer's saved-slice controls: name and save the selection, reopen a saved
 slice, export its indices. The explorer only hands names and indices to its callbacks
-(the dashboard keeps slices in the session)."""
+(the dashboard keeps slices in the session).
+"""
 from __future__ import annotations
 
 import ipywidgets as W
@@ -12,7 +13,8 @@ NO_SLICE = "—"
 
 def slice_controls(explorer) -> W.Box:
     """Build the controls on ``explorer`` (a LatentExplorer); hidden until it has an
-    ``on_save_slice`` callback."""
+    ``on_save_slice`` callback.
+    """
     explorer._slice_name = W.Text(placeholder="name this selection", layout=W.Layout(
         width="120px"), _dom_classes=["defuse-slice-name"])
     explorer._slice_save = W.Button(description="Save slice", icon="bookmark", disabled=True,

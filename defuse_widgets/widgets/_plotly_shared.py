@@ -131,7 +131,7 @@ def state_bytes(items=None) -> int:
         JSON size of every widget's synced state plus its binary buffers.
     """
     if items is None:
-        from ipywidgets.widgets.widget import _instances   # Widget.widgets is deprecated
+        from ipywidgets.widgets.widget import _instances  # Widget.widgets is deprecated
         items = list(_instances.values())
     items = list(items)
     total = 0

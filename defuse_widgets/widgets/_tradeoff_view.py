@@ -85,7 +85,8 @@ def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
 
 def _lam_labels(color: str, position: str) -> dict:
     """Each point labelled with its λ, as in the report's figure ("λ=0.1", small, the arm's
-    colour; ``text`` stays the hover's)."""
+    colour; ``text`` stays the hover's).
+    """
     return dict(texttemplate="λ=%{customdata}", textposition=position,
                 textfont=dict(size=10, color=color))
 

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets
 
-from defuse_widgets._validation import describe, check_int
+from defuse_widgets._validation import check_int, describe
 from defuse_widgets.bayes_trex.evaluation import sampled_ambiguity
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.widgets._errors import ErrorBox

@@ -26,15 +26,24 @@ from defuse_widgets.data import DataSplits
 from defuse_widgets.seeding import seeded_subset
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
-from defuse_widgets.workflow import DefuseConfig, Session
 from defuse_widgets.widgets._background import BackgroundWork, red
-from defuse_widgets.widgets._dashboard_tabs import (correction_plot, damage_note,
-                                                    decisions_html, export_slice, map_slices,
-                                                    region_widgets, resume_status, review_tab,
-                                                    save_slice, send_selection, sweep_status)
+from defuse_widgets.widgets._dashboard_tabs import (
+    correction_plot,
+    damage_note,
+    decisions_html,
+    export_slice,
+    map_slices,
+    region_widgets,
+    resume_status,
+    review_tab,
+    save_slice,
+    send_selection,
+    sweep_status,
+)
 from defuse_widgets.widgets._dashboard_view import STAGES, StageLine, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
+from defuse_widgets.workflow import DefuseConfig, Session
 
 __all__ = ["STAGES", "DefuseDashboard"]
 
@@ -434,7 +443,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     @property
     def progress_line(self) -> StageLine:
         """A new progress bar, Stop and status line for the stage that runs next: show it in
-        the cell that runs the stage (it keeps that stage's messages only)."""
+        the cell that runs the stage (it keeps that stage's messages only).
+        """
         line = StageLine(self.stop)
         self._lines.append(line)
         line.show(self.running, self.progress, self._said)
@@ -443,7 +453,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     @property
     def corrected_classifier(self) -> nn.Module | None:
         """The session's corrected classifier: the rule's λ when its verdict is that it fixes
-        the regions, or the λ chosen by clicking the plot; None otherwise."""
+        the regions, or the λ chosen by clicking the plot; None otherwise.
+        """
         return self.session.load_corrected_classifier()
 
     # ------------------------------------------------------------- internals

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import traitlets
 
-from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE
 from defuse_widgets.stages.label_review import LabelReviewSet, apply_label_review
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE
 from defuse_widgets.storage.label_review_store import LabelReviewStore
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._render import class_labels, to_png

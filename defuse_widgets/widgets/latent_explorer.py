@@ -19,15 +19,27 @@ import numpy as np
 import plotly.graph_objects as go
 import traitlets
 
-from defuse_widgets._validation import (check_codes, check_images, check_int, check_labels,
-                                        check_module)
-from defuse_widgets.stages.latent_map import LatentMap
-from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets._validation import (
+    check_codes,
+    check_images,
+    check_int,
+    check_labels,
+    check_module,
+)
 from defuse_widgets.models.inference import encode_mean, predict
+from defuse_widgets.stages.identification import AdversarialExamples
+from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
-from defuse_widgets.widgets._latent_figure import (COLOR_BY, MapEvents, highlight, map_figure,
-                                                    map_groups, map_traces, replace_traces)
+from defuse_widgets.widgets._latent_figure import (
+    COLOR_BY,
+    MapEvents,
+    highlight,
+    map_figure,
+    map_groups,
+    map_traces,
+    replace_traces,
+)
 from defuse_widgets.widgets._latent_points import KINDS, PointImages
 from defuse_widgets.widgets._latent_slices import render_slice_menu, slice_controls
 from defuse_widgets.widgets._map_fitting import MapFit
@@ -278,12 +290,14 @@ class LatentExplorer(W.VBox):
     def selected_examples(self, max_n: int | None = None) -> dict:
         """The selection as the tiles show it (adversarial examples first): ``codes``
         (n, n_latent), ``kinds`` ("adversarial"/"train") and ``true_labels`` (n,), the
-        arguments of :meth:`RegionGallery.show_selection`."""
+        arguments of :meth:`RegionGallery.show_selection`.
+        """
         return self._points.examples(self.selection, max_n)
 
     def send_selection(self) -> None:
         """Hand the selection to every ``on_send_selection`` callback, as the
-        "Show selection in gallery" button does."""
+        "Show selection in gallery" button does.
+        """
         if not self.selection or not sum(len(v) for v in self.selection.values()):
             raise ValueError("nothing is selected: box- or lasso-select points first.")
         for callback in self._send_callbacks:
@@ -291,13 +305,15 @@ class LatentExplorer(W.VBox):
 
     def on_send_selection(self, callback: Callable[[dict], None]) -> None:
         """Call ``callback(selected_examples())`` when "Show selection in gallery" is
-        pressed; the button shows once a callback is registered."""
+        pressed; the button shows once a callback is registered.
+        """
         self._send_callbacks.append(callback)
         self._send_button.layout.display = None
 
     def save_slice(self, name: str) -> None:
         """Hand the selection to every ``on_save_slice`` callback under ``name``, as the
-        "Save slice" button does (the dashboard keeps it in the session)."""
+        "Save slice" button does (the dashboard keeps it in the session).
+        """
         train, adv = (self.selection.get(k, ()) for k in KINDS)
         if not len(train) + len(adv):
             raise ValueError("nothing is selected: box- or lasso-select points first.")
@@ -313,7 +329,8 @@ class LatentExplorer(W.VBox):
 
     def on_save_slice(self, callback: Callable[[str, np.ndarray, np.ndarray], None]) -> None:
         """Call ``callback(name, train_rows, adversarial_rows)`` when a slice is saved; the
-        slice controls show once a callback is registered."""
+        slice controls show once a callback is registered.
+        """
         self._slice_callbacks.append(callback)
         self._slice_row.layout.display = None
 
@@ -381,7 +398,8 @@ class LatentExplorer(W.VBox):
     @traitlets.observe("status", "region", "point", "selection", "hovered", "color_by")
     def _render(self, change=None) -> None:
         """Rebuild the view from (status, region, point, selection, hovered, color_by);
-        each part is redrawn only when its state differs from what is drawn."""
+        each part is redrawn only when its state differs from what is drawn.
+        """
         if not self._ready:
             return
         with self._lock:

@@ -26,12 +26,12 @@ import traitlets
 from defuse_widgets._validation import check_choice, check_codes, check_module, check_number
 from defuse_widgets.models.inference import decode, predict
 from defuse_widgets.models.precision import PRECISIONS, autocast
+from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.stages.grounding import RegionGrounding
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import VERDICTS as _VERDICT_WORDS
 from defuse_widgets.widgets._grounding_view import check_grounding, grounding_html
-from defuse_widgets.models.saliency import smoothgrad
 from defuse_widgets.widgets._render import class_labels, grid_png, saliency_overlay
 from defuse_widgets.widgets._tiles import spread_index, tile_pngs, tiles_html
 
@@ -270,7 +270,8 @@ class RegionGallery(W.VBox):
                        "selection")
     def _render(self, change=None) -> None:
         """Rebuild the view from (region, tau, resample_count, mode, n_samples, grounding,
-        selection), with the busy indicator shown while it works."""
+        selection), with the busy indicator shown while it works.
+        """
         if not self._ready:
             return
         # each of these goes to the page at once (the kernel's IOPub thread sends
@@ -377,7 +378,8 @@ class RegionGallery(W.VBox):
     @property
     def images(self) -> list:
         """PNG bytes of every grid on display (one per region shown), or of every
-        tile in the selection mode (one per example shown)."""
+        tile in the selection mode (one per example shown).
+        """
         if self.mode == "single":
             return [self.image.value]
         if self.mode == "selection":

@@ -25,15 +25,21 @@ from torch import nn
 
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
-from defuse_widgets.stages.correction_sweep import planned_lam_epochs
 from defuse_widgets.stages.correction_arms import run_arms
-from defuse_widgets.workflow.correction_step import corrected_arm
+from defuse_widgets.stages.correction_sweep import planned_lam_epochs
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._sweep_progress import RESULT_TRAITS, EpochOffset, LiveProgress
-from defuse_widgets.widgets._tradeoff_view import (CLICKABLE, HIDDEN_WHEN_EMPTY, TRACES,
-                                                   choice_html, hover_text, set_name,
-                                                   tradeoff_figure)
+from defuse_widgets.widgets._tradeoff_view import (
+    CLICKABLE,
+    HIDDEN_WHEN_EMPTY,
+    TRACES,
+    choice_html,
+    hover_text,
+    set_name,
+    tradeoff_figure,
+)
+from defuse_widgets.workflow.correction_step import corrected_arm
 
 __all__ = ["TradeoffPlot"]
 

@@ -26,8 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from defuse_widgets.workflow.html_sections import (CSS, esc, figure4_section, regions_section,
-                                                   summary_section)
+from defuse_widgets.workflow.html_sections import (
+    CSS,
+    esc,
+    figure4_section,
+    regions_section,
+    summary_section,
+)
 from defuse_widgets.workflow.tradeoff_svg import tradeoff_section
 
 __all__ = ["REPORT_FILE", "SessionHTMLReport", "check_report_path", "png_bytes",

@@ -10,12 +10,12 @@ from dataclasses import fields
 
 import torch
 
+from defuse_widgets.models.loading import copy_model
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.storage.persistence import SessionFormatError
-from defuse_widgets.models.loading import copy_model
 
 __all__ = ["SessionResults"]
 

@@ -25,8 +25,12 @@ import numpy as np
 import torch
 
 from defuse_widgets.callbacks import ProgressCallback
-from defuse_widgets.stages.label_review import (LabelReviewSet, apply_label_review,
-                                                label_error_regions, label_review_set)
+from defuse_widgets.stages.label_review import (
+    LabelReviewSet,
+    apply_label_review,
+    label_error_regions,
+    label_review_set,
+)
 
 __all__ = ["SessionLabelReview"]
 

@@ -26,12 +26,17 @@ from defuse_widgets.stages.labeling import RegionDecision, decide
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.storage.session_folder import STAGE_FILES, SessionFolder
 from defuse_widgets.workflow.config import OWN_DATA, STAGES, DefuseConfig
-from defuse_widgets.workflow.inputs import (ROLES, SessionInputs, check_fit, load_given,
-                                            load_recorded)
-from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
 from defuse_widgets.workflow.correction_step import SessionCorrection
 from defuse_widgets.workflow.grounding_step import SessionGrounding
 from defuse_widgets.workflow.html_report import REPORT_FILE, SessionHTMLReport
+from defuse_widgets.workflow.inputs import (
+    ROLES,
+    SessionInputs,
+    check_fit,
+    load_given,
+    load_recorded,
+)
+from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
 from defuse_widgets.workflow.results import SessionResults
 from defuse_widgets.workflow.review_step import SessionLabelReview
 from defuse_widgets.workflow.slices import SessionSlices

@@ -43,12 +43,14 @@ def _indices(param: str, values, n: int) -> list:
 
 class SessionSlices:
     """Slice methods of :class:`~defuse_widgets.workflow.Session` (needs ``folder``, ``data``,
-    ``load_adversarial``)."""
+    ``load_adversarial``).
+    """
 
     def load_slices(self) -> list[dict]:
         """The saved slices, oldest first: each ``name``, ``train`` (indices into the training
         split), ``adversarial`` (rows of the adversarial examples), ``source`` (their
-        training images), ``by`` and ``at`` (Unix time). [] before any."""
+        training images), ``by`` and ``at`` (Unix time). [] before any.
+        """
         saved = self.folder.load(SLICES_FILE)
         return [] if saved is None else [dict(s) for s in saved["slices"]]
 
@@ -94,7 +96,8 @@ class SessionSlices:
 
     def delete_slice(self, name: str) -> None:
         """Remove the slice ``name`` from the session (a ValueError naming the saved ones if
-        there is none)."""
+        there is none).
+        """
         slices = self.load_slices()
         self._slice(name, slices)
         self.folder.save(SLICES_FILE, {"slices": [s for s in slices if s["name"] != name]},

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-
 from defuse_widgets.workflow.html_sections import esc, is_number, lam_text, pct, table
 
 __all__ = ["tradeoff_section", "tradeoff_svg"]

@@ -3,12 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.stages.identification import AdversarialExamples
-from defuse_widgets.bayes_trex.evaluation import (ambiguity_counts, all_pair_targets,
-                                                 confident_failures, sampled_ambiguity,
-                                                 baseline_ambiguity)
+from defuse_widgets.bayes_trex.evaluation import (
+    all_pair_targets,
+    ambiguity_counts,
+    baseline_ambiguity,
+    confident_failures,
+    sampled_ambiguity,
+)
 from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target, level_set_log_likelihood
 from defuse_widgets.models.pretrained import load_pretrained
+from defuse_widgets.stages.identification import AdversarialExamples
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +100,10 @@ def test_bad_input_names_the_parameter(shipped):
 
 
 def test_generator_and_subset_classifier_helpers_check_their_input(shipped):
-    from defuse_widgets.bayes_trex.evaluation import (train_class_excluded_vae,
-                                                     train_subset_classifier)
+    from defuse_widgets.bayes_trex.evaluation import (
+        train_class_excluded_vae,
+        train_subset_classifier,
+    )
     X, y = torch.rand(6, 1, 32, 32), torch.tensor([0, 0, 1, 1, 2, 2])
     with pytest.raises(ValueError, match="exclude"):
         train_class_excluded_vae(X, y, 5)

@@ -3,7 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.bayes_trex.samplers import HMC, MALA, RandomWalkMetropolis, effective_sample_size
+from defuse_widgets.bayes_trex.samplers import (
+    HMC,
+    MALA,
+    RandomWalkMetropolis,
+    effective_sample_size,
+)
 
 MEAN = torch.tensor([1.0, -2.0])
 SD = torch.tensor([0.5, 2.0])

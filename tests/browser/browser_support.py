@@ -26,7 +26,6 @@ import pytest
 
 from defuse_widgets.storage.annotations import AnnotationStore
 
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
@@ -108,7 +107,8 @@ REUSED = ("adversarial.npz", "regions.npz", "session.json", "latent_map.npz",
 
 def server_factory(tmp_path: Path, request):
     """``start(app, notebook=NOTEBOOK)`` starts a token-less front end on a temporary folder
-    holding ``notebook`` (a path, or a (name, nbformat node) pair written there)."""
+    holding ``notebook`` (a path, or a (name, nbformat node) pair written there).
+    """
     require_tools()
 
     def start(app: str, notebook=NOTEBOOK) -> dict:
@@ -220,7 +220,8 @@ class Browser:
 @contextlib.contextmanager
 def browsing(pw, artifacts: Path, prefix: str, server: dict, log_name: str, **kw):
     """A :class:`Browser` that, when the test fails, takes a ``failure`` screenshot and keeps
-    the server's log as ``artifacts / log_name``; closed in any case."""
+    the server's log as ``artifacts / log_name``; closed in any case.
+    """
     b = Browser(pw, artifacts, prefix, **kw)
     try:
         yield b

@@ -1,6 +1,5 @@
 """Fixtures of the real-browser tests (see browser_support)."""
 import pytest
-
 from browser_support import artifacts_folder, server_factory
 
 

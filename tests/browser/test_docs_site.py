@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from browser_support import CHROMIUM, CHROMIUM_ARGS, REPO
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -62,7 +61,8 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A page that may read only ``file:`` and ``data:`` URLs; what else it asked for,
-    and every script error, are kept on ``page.outside`` and ``page.errors``."""
+    and every script error, are kept on ``page.outside`` and ``page.errors``.
+    """
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.outside, page.errors = [], []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))

@@ -19,9 +19,16 @@ import re
 import time
 
 import pytest
-
-from browser_support import (COMPUTED, SESSION, SLOW, browsing, run_all, votes, wait_for_kernel,
-                             wait_votes)
+from browser_support import (
+    COMPUTED,
+    SESSION,
+    SLOW,
+    browsing,
+    run_all,
+    votes,
+    wait_for_kernel,
+    wait_votes,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

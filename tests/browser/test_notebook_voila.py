@@ -4,7 +4,6 @@ They resume the session the JupyterLab test computed (see browser_support.COMPUT
 """
 
 import pytest
-
 from browser_support import SESSION, SLOW, browsing, run_all, wait_for_kernel, wait_votes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -9,10 +9,9 @@ Chromium or Playwright the test is skipped, or fails when ``CI`` is set.
 """
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_tools
 
 from defuse_widgets.workflow import DefuseConfig, run_defuse
-
-from browser_support import CHROMIUM, CHROMIUM_ARGS, require_tools
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

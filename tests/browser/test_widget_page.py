@@ -1,9 +1,9 @@
 """Widgets outside the dashboard in JupyterLab: the ambiguity matrix renders its cells, and
-plotly.js crosses the kernel connection once however many figures a page shows."""
+plotly.js crosses the kernel connection once however many figures a page shows.
+"""
 
 import nbformat
 import pytest
-
 from browser_support import SLOW, browsing, run_all, wait_for_kernel
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -13,7 +13,11 @@ import torch
 
 from defuse_widgets.data import load_dataset, load_mnist5k
 from defuse_widgets.data.torchvision_sets import (
-    FASHION_NAMES, GTSRB_NAMES, DatasetFilesMissing, load_torchvision)
+    FASHION_NAMES,
+    GTSRB_NAMES,
+    DatasetFilesMissing,
+    load_torchvision,
+)
 
 
 def _row_hashes(X: torch.Tensor) -> set:

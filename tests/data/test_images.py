@@ -40,7 +40,8 @@ def _listing(root):
 
 def _refused(tmp_path, path, *fragments, **kw):
     """load_images(path) raises an ImageDataError whose message matches every regex fragment;
-    nothing is written."""
+    nothing is written.
+    """
     before = _listing(tmp_path)
     with pytest.raises(ImageDataError) as info:
         load_images(path, **kw)

@@ -3,9 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.data.synthetic import (PALETTE, augmented_splits, biased_digits,
-                                           colorize, coloured_digits, shift_plan,
-                                           shifted_copies)
+from defuse_widgets.data.synthetic import (
+    PALETTE,
+    augmented_splits,
+    biased_digits,
+    colorize,
+    coloured_digits,
+    shift_plan,
+    shifted_copies,
+)
 
 
 def _reference_shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -12,8 +12,14 @@ import torch
 
 from defuse_widgets._validation import check_images
 from defuse_widgets.data import DataSplits
-from defuse_widgets.models.inference import (_UNIT, accuracy, encode_mean, predict,
-                                             predict_logits, to_unit)
+from defuse_widgets.models.inference import (
+    _UNIT,
+    accuracy,
+    encode_mean,
+    predict,
+    predict_logits,
+    to_unit,
+)
 from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae
 from defuse_widgets.stages.correction import Corrector
 from defuse_widgets.stages.identification import identify

@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from defuse_widgets.evaluation.debiasing import (gce_loss, group_reweighted, group_weights, jtt,
-                                                 lff, train_weighted, weighted_cross_entropy)
+from defuse_widgets.evaluation.debiasing import (
+    gce_loss,
+    group_reweighted,
+    group_weights,
+    jtt,
+    lff,
+    train_weighted,
+    weighted_cross_entropy,
+)
 from defuse_widgets.models.inference import accuracy, correct
 from defuse_widgets.models.training import train_classifier
 from defuse_widgets.seeding import seed_everything
@@ -16,7 +23,8 @@ from defuse_widgets.seeding import seed_everything
 def spurious_task(n: int, p_aligned: float, seed: int):
     """2-channel 8x8 images: the label is a line's direction (0: horizontal, 1: vertical)
     at a random place; the background colour (which channel is lit) equals the label
-    with probability ``p_aligned``."""
+    with probability ``p_aligned``.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     colour = np.where(rng.random(n) < p_aligned, y, 1 - y)

@@ -5,8 +5,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from defuse_widgets.evaluation.label_issues import (cleanlab_label_issues, label_issue_scores,
-                                                    out_of_fold_probs)
+from defuse_widgets.evaluation.label_issues import (
+    cleanlab_label_issues,
+    label_issue_scores,
+    out_of_fold_probs,
+)
 from defuse_widgets.evaluation.planted import BugSpec, plant_bugs
 
 
@@ -16,7 +19,7 @@ def _pixels(d):
 
 @pytest.fixture(scope="module")
 def flipped():
-    """sklearn digits with 5% of labels flipped to another class, seeded."""
+    """Sklearn digits with 5% of labels flipped to another class, seeded."""
     X, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(0)
     flip = rng.choice(len(y), size=len(y) // 20, replace=False)

@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from defuse_widgets.evaluation.planted import BugSpec, PlantedData, plant_bugs, sub_styles
+from defuse_widgets.evaluation.planted_eval import (
+    EnsembleOracle,
+    KnnOracle,
+    identification_precision,
+)
 from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
-from defuse_widgets.evaluation.planted_eval import EnsembleOracle, KnnOracle, identification_precision
 
 BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))
 
@@ -177,8 +181,8 @@ def test_trace_purity_follows_the_nearest_real_image(planted):
 
 
 def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
-    from defuse_widgets.models.inference import accuracy, decode, encode_mean
     from defuse_widgets.evaluation.planted_eval import rendered_accuracy
+    from defuse_widgets.models.inference import accuracy, decode, encode_mean
 
     clf, vae = tiny_models
     X, y = digits.X_test[:200], digits.y_test[:200]
@@ -190,11 +194,12 @@ def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
 
 def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
     """A full run on tiny models trained on the planted split; the perfect annotator labels
-    every reviewed training image by its clean label, so every relabel must hit a planted one."""
-    from defuse_widgets.stages.annotators import SimulatedAnnotator
-    from defuse_widgets.models import BetaVAE, MnistCNN
+    every reviewed training image by its clean label, so every relabel must hit a planted one.
+    """
     from defuse_widgets.evaluation.planted_eval import evaluate_planted
+    from defuse_widgets.models import BetaVAE, MnistCNN
     from defuse_widgets.models.training import train_classifier, train_vae
+    from defuse_widgets.stages.annotators import SimulatedAnnotator
 
     s = planted.splits
     clf = train_classifier(MnistCNN(1, 8, 10), s.X_train, s.y_train, epochs=3, seed=0,

@@ -2,11 +2,16 @@
 import pytest
 import torch
 
-from defuse_widgets.stages.correction import PAPER_LAMS
 from defuse_widgets.data.torchvision_sets import DatasetFilesMissing
+from defuse_widgets.evaluation.reproduce import (
+    PAPER_SETTINGS,
+    load_for_reproduction,
+    reproduction_config,
+    settings_for,
+    train_models,
+)
 from defuse_widgets.models.inference import predict
-from defuse_widgets.evaluation.reproduce import (PAPER_SETTINGS, load_for_reproduction,
-                                      reproduction_config, settings_for, train_models)
+from defuse_widgets.stages.correction import PAPER_LAMS
 
 
 def test_paper_settings_match_the_appendices():

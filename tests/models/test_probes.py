@@ -4,8 +4,7 @@ import torch
 from torch import nn
 
 from defuse_widgets.models import MnistCNN
-from defuse_widgets.models.probes import (check_decoder_fit, check_logits, input_shape,
-                                          latent_size)
+from defuse_widgets.models.probes import check_decoder_fit, check_logits, input_shape, latent_size
 
 
 def test_latent_size_and_input_shape_come_from_the_first_layer(bare_vae):

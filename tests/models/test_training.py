@@ -1,10 +1,15 @@
 import pytest
 import torch
 
-from defuse_widgets.models.inference import accuracy
 from defuse_widgets.models import BetaVAE, MnistCNN
+from defuse_widgets.models.inference import accuracy
+from defuse_widgets.models.training import (
+    reconstruction_fidelity,
+    train_classifier,
+    train_vae,
+    vae_loss,
+)
 from defuse_widgets.seeding import seed_everything
-from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae, vae_loss
 
 
 def test_classifier_learns_digits(digits, tiny_models):

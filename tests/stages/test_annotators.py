@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
-from defuse_widgets.stages.annotators import SimulatedAnnotator
-from defuse_widgets.models.inference import predict
-from defuse_widgets.stages.labeling import decide
 from defuse_widgets.models import MnistCNN
+from defuse_widgets.models.inference import predict
 from defuse_widgets.models.training import train_classifier
+from defuse_widgets.stages.annotators import SimulatedAnnotator
+from defuse_widgets.stages.labeling import decide
+from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
 
 
 class PixelLogits(nn.Module):

@@ -49,7 +49,8 @@ def test_prune_keeps_the_best_third_and_breaks_ties_towards_small_lambda():
 def test_halving_trains_only_the_survivors_with_the_full_sweeps_records(
         tiny_models, digits, task, full):
     """Each λ's records equal the full sweep's (own random streams), and the λs
-    that train on are exactly those the pruning rule picks from those records."""
+    that train on are exactly those the pruning rule picks from those records.
+    """
     full_c, _ = full
     half, seen = _fit(tiny_models, digits, task, schedule="halving")
     assert len(seen) == planned_lam_epochs(len(LAMS), 3, "halving") == 8
@@ -87,7 +88,8 @@ class _Live(Callback):
 
 def test_halving_holds_only_the_runs_still_in_the_race(tiny_models, digits, task, full):
     """A run that ⌈n/ETA⌉ finished runs of its rung already beat is finished at once, so
-    memory holds at most ⌈n/ETA⌉ + 1 runs (not all n), and the result is unchanged."""
+    memory holds at most ⌈n/ETA⌉ + 1 runs (not all n), and the result is unchanged.
+    """
     live = _Live()
     half, seen = _fit(tiny_models, digits, task, schedule="halving", callbacks=[live])
     assert live.most <= -(-len(LAMS) // ETA) + 1 < len(LAMS)
@@ -208,7 +210,8 @@ def test_halving_parks_paused_runs_so_it_holds_no_more_models_than_a_full_sweep(
         tiny_models, digits, task, full):
     """Paused runs go to disk: halving keeps as many classifier copies in memory as
     the full sweep (one run at a time), not one per paused λ, and its records stay
-    bit-equal to the full sweep's (test above)."""
+    bit-equal to the full sweep's (test above).
+    """
     kind = type(tiny_models[0])
     counts = {}
     for schedule in ("full", "halving"):

@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.stages.failure_data import (build_failure_sets, export_failure_data,
-                                         load_failure_data, review_seed, review_set)
+from defuse_widgets.stages.failure_data import (
+    build_failure_sets,
+    export_failure_data,
+    load_failure_data,
+    review_seed,
+    review_set,
+)
 from defuse_widgets.stages.labeling import RegionDecision
 
 

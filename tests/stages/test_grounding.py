@@ -4,8 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from defuse_widgets.stages.grounding import (RegionGrounding, assign_to_regions,
-                                             ground_regions)
+from defuse_widgets.stages.grounding import RegionGrounding, assign_to_regions, ground_regions
 from defuse_widgets.stages.regions import Regions
 
 

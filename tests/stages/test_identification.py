@@ -134,7 +134,8 @@ def test_identify_in_steps_equals_identify(digits, tiny_models):
 
 def test_bf16_identification_decides_like_fp32(digits, tiny_models):
     """bf16 autocast with the fp32 re-check of close calls keeps fp32's decisions and codes;
-    without the re-check (guard 0) some decisions differ."""
+    without the re-check (guard 0) some decisions differ.
+    """
     import defuse_widgets.stages.identification as ident
 
     clf, vae = tiny_models

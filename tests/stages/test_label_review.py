@@ -3,8 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.stages.label_review import (LabelReviewSet, apply_label_review, label_error_regions,
-                                         label_review_set)
+from defuse_widgets.stages.label_review import (
+    LabelReviewSet,
+    apply_label_review,
+    label_error_regions,
+    label_review_set,
+)
 from defuse_widgets.stages.labeling import RegionDecision
 from defuse_widgets.stages.regions import Regions
 

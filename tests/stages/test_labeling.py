@@ -4,9 +4,15 @@ import math
 import numpy as np
 import pytest
 
+from defuse_widgets.stages.labeling import (
+    MISSING,
+    NONE_OF_THE_ABOVE,
+    RegionDecision,
+    agreement_summary,
+    decide,
+    decide_region,
+)
 from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.stages.labeling import (MISSING, NONE_OF_THE_ABOVE, RegionDecision,
-                                     agreement_summary, decide, decide_region)
 
 N, M = NONE_OF_THE_ABOVE, MISSING
 

@@ -10,8 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from defuse_widgets.storage.annotations import (MISSING, NONE_OF_THE_ABOVE, AnnotationStore,
-                                        Vote)
+from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore, Vote
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import torch
 from defuse_widgets.seeding import seeded_subset
 from defuse_widgets.storage import persistence
 from defuse_widgets.storage.annotations import AnnotationStore
-from defuse_widgets.workflow import DefuseConfig
 from defuse_widgets.widgets.dashboard import DefuseDashboard
 from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
+from defuse_widgets.workflow import DefuseConfig
 
 TIMEOUT = 120  # only guards against a hung thread, never a threshold
 TINY = dict(dataset="digits", Q=4, a=5.0, b=5.0, centered=True, n_components=3, eps=0.0,

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from defuse_widgets.seeding import seeded_subset
-from defuse_widgets.workflow import DefuseConfig
 from defuse_widgets.widgets.dashboard import DefuseDashboard
+from defuse_widgets.workflow import DefuseConfig
 
 TIMEOUT = 120
 TINY = dict(dataset="digits", Q=4, a=5.0, b=5.0, centered=True, n_components=3, eps=0.0,

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from defuse_widgets.models.inference import decode, encode_mean, predict
 from defuse_widgets.stages.distillation import distill
 from defuse_widgets.stages.latent_map import LatentMap
-from defuse_widgets.models.inference import decode, encode_mean, predict
 from defuse_widgets.widgets._render import to_png
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 

@@ -2,11 +2,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
 import torch
+from PIL import Image
 
-from defuse_widgets.stages.distillation import distill
 from defuse_widgets.models.inference import predict
+from defuse_widgets.stages.distillation import distill
 from defuse_widgets.widgets._render import grid_png
 from defuse_widgets.widgets.region_gallery import RegionGallery, sample_seed
 

@@ -4,8 +4,6 @@ A tiny RGB ImageFolder (3 classes x 40 PNGs, 16x16) and a TorchScript
 classifier trained here in plain torch stand in for a user's own.
 """
 import json
-import os
-import sqlite3
 
 import numpy as np
 import pytest

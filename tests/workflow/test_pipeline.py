@@ -56,7 +56,8 @@ def test_interval_rule_says_when_no_lambda_corrects_and_a_person_can_choose_one(
         tmp_path, digits, tiny_models, contrarian):
     """λ = 5 with the contrarian oracle fixes the regions but costs 66 validation points:
     the interval rule refuses it, says so, and saves no "corrected" model; a person
-    can still choose it, and the session records who did."""
+    can still choose it, and the session records who did.
+    """
     clf, vae = tiny_models
     out, lines = tmp_path / "s", []
     res = run_defuse(_cfg(selection="interval"), out=out, classifier=clf, vae=vae,

@@ -7,7 +7,8 @@ from defuse_widgets.workflow import DefuseConfig, run_defuse
 @pytest.mark.slow
 def test_selected_lambda_fixes_the_regions_whenever_a_lambda_does(tmp_path):
     """Issue 14: if some λ raises region accuracy by 40 points within the validation
-    interval, the selected one does too; if none does, the output says so."""
+    interval, the selected one does too; if none does, the output says so.
+    """
     lines = []
     res = run_defuse(DefuseConfig.quick(baseline=False), out=tmp_path / "s", progress=False,
                      log=lines.append)
