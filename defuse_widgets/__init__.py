@@ -1,4 +1,4 @@
-"""defuse_widgets: Defuse (Slack, Rauschmayr and Kenthapadi) as a tested library and Jupyter widgets.
+"""defuse_widgets: Defuse (Slack, Rauschmayr and Kenthapadi) as a tested library and widgets.
 
 One import line reaches the main API::
 
@@ -8,26 +8,30 @@ One import line reaches the main API::
 The widgets live in :mod:`defuse_widgets.widgets` (the core never imports them).
 """
 from defuse_widgets._version import __version__
-
-from defuse_widgets.bayes_trex import DomainShiftCheck, LevelSetSampler, Target  # noqa: E402
-from defuse_widgets.callbacks import (Callback, History, ProgressCallback,  # noqa: E402
-                                      ProgressLine)
-from defuse_widgets.data import DataSplits, load_dataset, load_images, load_mnist5k  # noqa: E402
-from defuse_widgets.models.loading import ModelSpec, load_model  # noqa: E402
-from defuse_widgets.models.pretrained import load_pretrained  # noqa: E402
-from defuse_widgets.models.saliency import smoothgrad  # noqa: E402
-from defuse_widgets.stages.annotators import SimulatedAnnotator  # noqa: E402
-from defuse_widgets.stages.correction import PAPER_LAMS, Corrector  # noqa: E402
-from defuse_widgets.stages.distillation import Distiller  # noqa: E402
-from defuse_widgets.stages.failure_data import build_failure_sets, review_set  # noqa: E402
-from defuse_widgets.stages.identification import AdversarialExamples, identify  # noqa: E402
-from defuse_widgets.stages.labeling import RegionDecision, decide  # noqa: E402
-from defuse_widgets.stages.regions import Regions  # noqa: E402
-from defuse_widgets.storage.annotations import AnnotationStore  # noqa: E402
-from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError  # noqa: E402
-from defuse_widgets.workflow import (DefuseConfig, FidelityError, Session,  # noqa: E402
-                                     SessionInputs, SessionMismatchError, figure4_table,
-                                     run_defuse)
+from defuse_widgets.bayes_trex import DomainShiftCheck, LevelSetSampler, Target
+from defuse_widgets.callbacks import Callback, History, ProgressCallback, ProgressLine
+from defuse_widgets.data import DataSplits, load_dataset, load_images, load_mnist5k
+from defuse_widgets.models.loading import ModelSpec, load_model
+from defuse_widgets.models.pretrained import load_pretrained
+from defuse_widgets.models.saliency import smoothgrad
+from defuse_widgets.stages.annotators import SimulatedAnnotator
+from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
+from defuse_widgets.stages.distillation import Distiller
+from defuse_widgets.stages.failure_data import build_failure_sets, review_set
+from defuse_widgets.stages.identification import AdversarialExamples, identify
+from defuse_widgets.stages.labeling import RegionDecision, decide
+from defuse_widgets.stages.regions import Regions
+from defuse_widgets.storage.annotations import AnnotationStore
+from defuse_widgets.storage.persistence import SessionFormatError, UnsafeFileError
+from defuse_widgets.workflow import (
+    DefuseConfig,
+    FidelityError,
+    Session,
+    SessionInputs,
+    SessionMismatchError,
+    figure4_table,
+    run_defuse,
+)
 
 __all__ = ["AdversarialExamples", "AnnotationStore", "Callback", "Corrector", "DataSplits",
            "DefuseConfig", "Distiller", "DomainShiftCheck", "FidelityError", "History",
