@@ -38,22 +38,11 @@ LABEL_REVIEW_OFF = (
 
 
 def rerun_warning(session, stage: str) -> str | None:
-    """What running ``stage`` again would move to ``archive/``, or None when nothing would."""
-    if not session.done(stage):
+    """What running ``stage`` again would move to ``archive/`` (``Session.rerun_effects``), as
+    the sentence the dashboard asks with; None when nothing would move."""
+    parts = session.rerun_effects(stage)
+    if not parts:
         return None
-    parts = ["the adversarial examples"] if stage == "identification" else []
-    if "regions.npz" in session.folder.problems:
-        parts.append("the damaged regions.npz")
-    elif session.done("distillation"):
-        parts.append(f"{len(session.load_regions())} regions")
-    if session.folder.listed("annotations.sqlite"):
-        votes = session.open_store().votes()
-        if votes:
-            people = len({v.annotator for v in votes})
-            parts.append(f"{len(votes)} vote{'s' * (len(votes) != 1)} by {people} "
-                         f"annotator{'s' * (people != 1)}")
-    if session.done("correction"):
-        parts.append("the correction")
     return (f"Running {stage} again moves {', '.join(parts)} to archive/ (kept, never "
             f"deleted, but no longer used). Click the button again to confirm.")
 

@@ -192,6 +192,34 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
                 "start that stage again; nothing is deleted.")
         self.archive_from(stage)
 
+    def rerun_effects(self, stage: str) -> list[str]:
+        """What running ``stage`` again would move to ``archive/``, for people ([] when nothing).
+
+        Example: ``["the adversarial examples", "12 regions", "30 votes by 2 annotators",
+        "2 saved slices", "the correction"]``.
+        """
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
+        if not self.done(stage):
+            return []
+        parts = ["the adversarial examples"] if stage == "identification" else []
+        if stage == "identification" and self.load_slices():
+            n = len(self.load_slices())
+            parts.append(f"{n} saved slice{'s' * (n != 1)}")
+        if "regions.npz" in self.folder.problems:
+            parts.append("the damaged regions.npz")
+        elif self.done("distillation"):
+            parts.append(f"{len(self.load_regions())} regions")
+        if self.folder.listed("annotations.sqlite"):
+            votes = self.open_store().votes()
+            if votes:
+                people = len({v.annotator for v in votes})
+                parts.append(f"{len(votes)} vote{'s' * (len(votes) != 1)} by {people} "
+                             f"annotator{'s' * (people != 1)}")
+        if self.done("correction"):
+            parts.append("the correction")
+        return parts
+
     def archive_from(self, stage: str) -> "os.PathLike | None":
         """Move the results of ``stage`` and every later stage to ``archive/<time>/``.
 

@@ -109,3 +109,20 @@ def test_a_read_only_dashboard_shows_slices_without_save(dash):
     ex = ro.explorer.wait(TIMEOUT)
     assert list(ex._slice_menu.options) == ["—", "kept"]
     assert ex._slice_row.layout.display == "none" or ex._slice_save.disabled
+
+
+def test_rerun_effects_name_what_a_rerun_would_archive(dash):
+    d = dash()
+    s = d.session
+    assert s.rerun_effects("identification") == []   # nothing to move yet
+    d.run_identification(wait=True)
+    assert s.rerun_effects("identification") == ["the adversarial examples"]
+    s.save_slice("kept", adversarial=[0])
+    d.run_distillation(wait=True)
+    assert s.rerun_effects("identification") == [
+        "the adversarial examples", "1 saved slice", f"{len(d.regions)} regions"]
+    assert s.rerun_effects("distillation") == [f"{len(d.regions)} regions"]
+    from defuse_widgets.widgets._dashboard_tabs import rerun_warning
+    assert "1 saved slice" in rerun_warning(s, "identification")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        s.rerun_effects("labelling")
