@@ -16,10 +16,34 @@ from torch import nn
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import Corrector
 
-__all__ = ["ARM_NAMES", "run_arms"]
+__all__ = ["ARM_NAMES", "default_arms", "run_arms"]
 
 #: Display names of the arms (the rows of the paper's Figure 4).
 ARM_NAMES = {"defuse": "Defuse", "baseline": "Unrestricted adversarial examples"}
+
+
+def default_arms(X_f, y_f, X_adv=None, y_adv=None, review=None) -> dict:
+    """The correction's arms in their order: Defuse on D_f, the paper's baseline on the
+    labelled adversarial examples (when there are any), label review (when given).
+
+    Parameters
+    ----------
+    X_f : Tensor of shape (m, C, H, W)
+    y_f : Tensor of shape (m,)
+    X_adv, y_adv : Tensor of shape (k, C, H, W) and (k,), optional
+    review : tuple or dict, optional
+        The label-review arm, as :func:`run_arms` takes an arm.
+
+    Returns
+    -------
+    dict of str -> arm
+    """
+    arms = {"defuse": (X_f, y_f)}
+    if X_adv is not None:
+        arms["baseline"] = (X_adv, y_adv)
+    if review is not None:
+        arms["review"] = review
+    return arms
 
 
 def run_arms(classifier: nn.Module, X, y, arms: Mapping[str, tuple], *, eval_sets: dict,

@@ -25,7 +25,7 @@ from torch import nn
 
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
-from defuse_widgets.stages.correction_arms import run_arms
+from defuse_widgets.stages.correction_arms import default_arms, run_arms
 from defuse_widgets.stages.correction_sweep import planned_lam_epochs
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
@@ -352,9 +352,7 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
                 sweeps = self.runner(callbacks=callbacks, on_start=on_start,
                                      stop_event=self._stop_event)
             else:
-                arms = {"defuse": (self.X_f, self.y_f)}
-                if self.X_adv is not None:
-                    arms["baseline"] = (self.X_adv, self.y_adv)
+                arms = default_arms(self.X_f, self.y_f, self.X_adv, self.y_adv)
                 sweeps = run_arms(self.classifier, self.X, self.y, arms,
                                   eval_sets=self.eval_sets, lams=self.lams, epochs=self.epochs,
                                   callbacks=callbacks, on_start=on_start,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from defuse_widgets.callbacks import ProgressCallback, StageProgress
-from defuse_widgets.stages.correction_arms import run_arms
+from defuse_widgets.stages.correction_arms import default_arms, run_arms
 
 __all__ = ["SessionCorrection"]
 
@@ -100,13 +100,9 @@ class SessionCorrection:
         """
         c = self.config
         sets = self.failure_data() if sets is None else sets
-        arms = {"defuse": (sets["X_f"], sets["y_f"])}
-        if sets["X_adv"] is not None:
-            arms["baseline"] = (sets["X_adv"], sets["y_adv"])
         review = self.label_review_arm(sets["X_f"], sets["y_f"]) if c.label_review else None
-        if review is not None:
-            arms["review"] = review
-        arms.update(extra_arms or {})
+        arms = {**default_arms(sets["X_f"], sets["y_f"], sets["X_adv"], sets["y_adv"], review),
+                **(extra_arms or {})}
         cb_list = (lambda name: [*(callbacks(name) if callable(callbacks) else callbacks),
                                  *([StageProgress(callback)] if callback else [])])
         sweeps = run_arms(self.classifier, self.data.X_train, self.data.y_train, arms,
