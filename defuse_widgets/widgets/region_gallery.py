@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import html
 import math
-import zlib
 from typing import Sequence
 
 import ipywidgets as W
 import numpy as np
-import torch
 import traitlets
 
 from defuse_widgets._validation import check_choice, check_codes, check_module, check_number
-from defuse_widgets.models.inference import decode, predict
-from defuse_widgets.models.precision import PRECISIONS, autocast
-from defuse_widgets.models.saliency import smoothgrad
+from defuse_widgets.models.precision import PRECISIONS
 from defuse_widgets.stages.grounding import RegionGrounding
+from defuse_widgets.stages.region_preview import decode_and_predict, preview_regions, sample_seed
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import VERDICTS as _VERDICT_WORDS
@@ -39,20 +36,6 @@ __all__ = ["RegionGallery", "sample_seed"]
 
 #: An image next to a tall column is not stretched to its height (flexbox's default).
 _KEEP_ASPECT = dict(align_self="flex-start", object_fit="contain", max_width="100%")
-
-
-def sample_seed(region: int, tau: float, resample_count: int) -> int:
-    """Seed of the samples shown for ``(region, tau, resample_count)``.
-
-    Deterministic across sessions (``zlib.crc32``, not Python's salted
-    ``hash``), so moving the τ slider back to a position shows the same images.
-
-    Examples
-    --------
-    >>> sample_seed(0, 0.5, 0) == sample_seed(0, 0.5, 0) != sample_seed(0, 0.5, 1)
-    True
-    """
-    return zlib.crc32(f"{int(region)}|{float(tau)!r}|{int(resample_count)}".encode())
 
 
 class RegionGallery(W.VBox):
@@ -313,18 +296,14 @@ class RegionGallery(W.VBox):
 
     def _grids(self, ks) -> list:
         """PNG grids of regions ``ks``: one decode and one classifier pass for all of them."""
-        n = self.n_samples
-        codes = np.concatenate([self._regions.sample(
-            k, n, tau=self.tau, seed=sample_seed(k, self.tau, self.resample_count)) for k in ks])
-        images = decode(self._vae, torch.from_numpy(codes))   # one pass for all regions
-        with autocast(self._precision):   # small batches: 64 run faster than 320 on a CPU
-            predicted = predict(self._classifier, images, batch_size=64).tolist()
-        names = [self._class_names[p] for p in predicted]
-        if self.saliency:   # what the classifier keyed on for the class it predicts
-            images = saliency_overlay(images, smoothgrad(self._classifier, images,
-                                                         target=predicted, n_samples=16))
-        return [grid_png(images[i:i + n], names[i:i + n], ncols=self._ncols, size=self._size)
-                for i in range(0, len(codes), n)]
+        previews = preview_regions(self._regions, self._vae, self._classifier, ks,
+                                   n=self.n_samples, tau=self.tau,
+                                   resample_count=self.resample_count, saliency=self.saliency,
+                                   precision=self._precision)
+        return [grid_png(p.images if p.saliency is None else saliency_overlay(p.images,
+                                                                              p.saliency),
+                         [self._class_names[c] for c in p.predicted], ncols=self._ncols,
+                         size=self._size) for p in previews]
 
     def _draw_selection(self) -> None:
         codes = self.selection.get("codes", np.zeros((0, self._regions.n_latent)))
@@ -338,9 +317,8 @@ class RegionGallery(W.VBox):
             keep = spread_index(n, shown)
             kinds = [self.selection["kinds"][i] for i in keep]
             labels = np.asarray(self.selection["true_labels"])[keep]
-            images = decode(self._vae, torch.as_tensor(codes[keep], dtype=torch.float32))
-            with autocast(self._precision):
-                predicted = predict(self._classifier, images).tolist()
+            images, predicted = decode_and_predict(self._vae, self._classifier, codes[keep],
+                                                   precision=self._precision)
             names = self._class_names + ["?"]   # true label -1: unknown
             self._selection_pngs = tile_pngs(images, size=self._size)
             n_adv = sum(k == "adversarial" for k in self.selection["kinds"])
