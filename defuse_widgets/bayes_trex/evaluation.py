@@ -25,8 +25,9 @@ from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.models.inference import encode_mean, predict_logits
 
-__all__ = ["ambiguity_counts", "all_pair_targets", "pair_interpolation_codes", "sampled_ambiguity", "baseline_ambiguity",
-           "train_class_excluded_vae", "train_subset_classifier",
+__all__ = ["ambiguity_counts", "all_pair_targets", "pair_draws", "pair_interpolation_codes",
+           "sampled_ambiguity", "baseline_ambiguity", "train_class_excluded_vae",
+           "train_subset_classifier",
            "confident_failures"]
 
 
@@ -115,6 +116,36 @@ def pair_interpolation_codes(vae: nn.Module, X, y, pairs, *, n_per_pair: int = 1
     if not out:
         raise ValueError("pairs must name classes present in y; none of them are.")
     return np.concatenate(out)
+
+
+def pair_draws(sampler, i: int, j: int, *, n_show: int = 16, low: float = 0.4,
+               high: float = 0.6) -> tuple:
+    """Up to ``n_show`` level-set draws of the ambiguous pair (i, j).
+
+    Ambiguous draws (both confidences in [low, high]) come first, spread evenly
+    over the chain; when there are none, the draws closest to p_i = p_j = 0.5
+    are returned instead.
+
+    Returns
+    -------
+    codes : ndarray of shape (m, n_latent)
+    probs : ndarray of shape (m, n_classes)
+    ambiguous : bool
+        Whether the draws are ambiguous (False: the closest ones, a sampling failure).
+        ``m`` is 0 when the sampler has no target for the pair.
+    """
+    target = Target.ambiguous(i, j)
+    if target not in sampler.targets_:
+        return (np.zeros((0, sampler.codes_.shape[-1])), np.zeros((0, sampler.n_classes_)),
+                False)
+    codes, probs = sampler.samples(target)
+    inside = ((probs[:, [i, j]] >= low) & (probs[:, [i, j]] <= high)).all(1)
+    if inside.any():
+        idx = np.flatnonzero(inside)
+        idx = idx[np.linspace(0, len(idx) - 1, min(n_show, len(idx))).astype(int)]
+        return codes[idx], probs[idx], True
+    idx = np.argsort(np.abs(probs[:, [i, j]] - 0.5).sum(1))[:n_show]
+    return codes[idx], probs[idx], False
 
 
 def sampled_ambiguity(sampler: LevelSetSampler, *, low: float = 0.4,
@@ -246,7 +277,8 @@ def train_subset_classifier(X, y, classes, *, epochs: int = 5, seed: int = 0, de
     y = check_labels("y", y, n_samples=len(X))
     classes = [check_int("classes", c, low=0) for c in np.atleast_1d(classes).tolist()]
     if len(set(classes)) < 2 or not all((y == c).any() for c in classes):
-        raise ValueError(f"classes must name at least 2 distinct classes present in y; got {classes}.")
+        raise ValueError(f"classes must name at least 2 distinct classes present in y; "
+                         f"got {classes}.")
     keep = torch.isin(y, torch.tensor(classes))
     remap = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
     remap[torch.tensor(classes)] = torch.arange(len(classes))
@@ -304,6 +336,7 @@ def confident_failures(sampler: LevelSetSampler, annotator, *, target_class: int
             "n_annotated": int(len(chosen)), "n_confirmed": int(failed.sum()),
             "n_other_class": int((failed & (labels >= 0)).sum()),
             "confirmed_share": float(failed.mean()) if len(chosen) else float("nan"),
-            "mean_confidence": float(probs[confident, c].mean()) if len(confident) else float("nan"),
+            "mean_confidence": (float(probs[confident, c].mean()) if len(confident)
+                                else float("nan")),
             "annotator_labels": {int(v): int(n) for v, n in zip(values, counts)},
             "codes": codes[chosen][failed]}

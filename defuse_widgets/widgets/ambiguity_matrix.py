@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 import traitlets
 
 from defuse_widgets._validation import check_int, describe
-from defuse_widgets.bayes_trex.evaluation import sampled_ambiguity
-from defuse_widgets.bayes_trex.level_sets import LevelSetSampler, Target
+from defuse_widgets.bayes_trex.evaluation import pair_draws, sampled_ambiguity
+from defuse_widgets.bayes_trex.level_sets import LevelSetSampler
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 from defuse_widgets.widgets._render import class_labels, grid_png
@@ -33,8 +33,9 @@ class AmbiguityMatrix(W.VBox):
     sampler : LevelSetSampler
         Fitted with ambiguous targets (e.g. ``all_pair_targets(10)``).
     baseline : ndarray of shape (n_classes, n_classes), optional
-        Test-set ambiguity counts (:func:`~defuse_widgets.bayes_trex.evaluation.baseline_ambiguity`);
-        covered pairs get a circle.
+        Test-set ambiguity counts
+        (:func:`~defuse_widgets.bayes_trex.evaluation.baseline_ambiguity`); covered pairs get
+        a circle.
     class_names : sequence of str, optional
     n_show : int, default=16
         Draws shown for the selected pair.
@@ -132,22 +133,10 @@ class AmbiguityMatrix(W.VBox):
         self.pair = (min(i, j), max(i, j))
 
     def pair_draws(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Up to ``n_show`` draws of pair (i, j): codes, probs and whether they are ambiguous.
-
-        Ambiguous draws (both confidences in [low, high]) come first; when there
-        are none, the draws closest to p_i = p_j = 0.5 are returned instead.
+        """Up to ``n_show`` draws of pair (i, j) (see
+        :func:`~defuse_widgets.bayes_trex.evaluation.pair_draws`).
         """
-        target = Target.ambiguous(i, j)
-        if target not in self.sampler.targets_:
-            return np.zeros((0, self.sampler.codes_.shape[-1])), np.zeros((0, len(self.names))), False
-        codes, probs = self.sampler.samples(target)
-        inside = ((probs[:, [i, j]] >= self.low) & (probs[:, [i, j]] <= self.high)).all(1)
-        if inside.any():
-            idx = np.flatnonzero(inside)
-            idx = idx[np.linspace(0, len(idx) - 1, min(self.n_show, len(idx))).astype(int)]
-            return codes[idx], probs[idx], True
-        idx = np.argsort(np.abs(probs[:, [i, j]] - 0.5).sum(1))[:self.n_show]
-        return codes[idx], probs[idx], False
+        return pair_draws(self.sampler, i, j, n_show=self.n_show, low=self.low, high=self.high)
 
     @traitlets.observe("pair", "n_show")
     def _compose(self, change=None) -> None:
