@@ -26,7 +26,8 @@ SECTIONS = {"identification": "benchmarks.identification",
             "level_sets": "benchmarks.level_sets",        # Bayes-TrEx samplers (issue 5)
             "planted_bugs": "benchmarks.planted_bugs",    # planted-bug benchmark (issue 7)
             "performance": "benchmarks.performance",     # bf16, halving, the default run (issue 16)
-            "scale": "benchmarks.scale"}                  # 5k, 20k, 60k training images (issue 25)
+            "scale": "benchmarks.scale",                  # 5k, 20k, 60k training images (issue 25)
+            "kernel_memory": "benchmarks.kernel_memory"}  # the quickstart kernel (issue 27)
 
 
 def main(argv=None) -> int:
