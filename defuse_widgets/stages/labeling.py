@@ -161,27 +161,40 @@ def decide_region(votes: Any, predicted: Any, *, region: int = 0, rho: float = 0
         sample_agreement=tuple(float(a) for a in per_sample))
 
 
-def decide(store: AnnotationStore, *, rho: float = 0.5) -> list[RegionDecision]:
+def decide(store: AnnotationStore, *, rho: float = 0.5,
+           n_regions: int | None = None) -> list[RegionDecision]:
     """Decide every region of a store that has a review set.
 
     Parameters
     ----------
     store : AnnotationStore
     rho : float in [0, 1), default=0.5
+    n_regions : int, optional
+        Decide regions 0 .. n_regions - 1 instead: one decision each, in order,
+        a region nobody was shown (no review set yet) decided on no votes.
 
     Returns
     -------
     list of RegionDecision
-        One per region in ``store.regions()``, in that order.
+        One per region in ``store.regions()`` (or per region when ``n_regions``), in order.
     """
     if not isinstance(store, AnnotationStore):
         raise TypeError(f"store must be an AnnotationStore; got {describe(store)}.")
     rho = check_number("rho", rho, low=0.0, high=1.0, high_inclusive=False)
+    shown = store.regions()
+    if n_regions is None:
+        regions = shown
+    else:
+        regions = range(check_int("n_regions", n_regions, low=0))
     decisions = []
-    for region in store.regions():
-        _, matrix = store.vote_matrix(region)
-        decisions.append(decide_region(matrix, store.review_predictions(region),
-                                       region=region, rho=rho, n_classes=store.n_classes))
+    for region in regions:
+        if region in shown:
+            _, matrix = store.vote_matrix(region)
+            predicted = store.review_predictions(region)
+        else:   # never shown: no votes
+            matrix, predicted = np.zeros((0, 1), dtype=np.int64), np.zeros(1, dtype=np.int64)
+        decisions.append(decide_region(matrix, predicted, region=region, rho=rho,
+                                       n_classes=store.n_classes))
     return decisions
 
 

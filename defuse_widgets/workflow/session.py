@@ -223,8 +223,8 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     def archive_from(self, stage: str) -> "os.PathLike | None":
         """Move the results of ``stage`` and every later stage to ``archive/<time>/``.
 
-        Votes move with the labeling stage, the HTML report with any; nothing is deleted. Returns the
-        archive folder (None when there was nothing to move).
+        Votes move with the labeling stage, the HTML report with any; nothing is deleted.
+        Returns the archive folder (None when there was nothing to move).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}; got {stage!r}.")
@@ -254,7 +254,8 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         from defuse_widgets.storage import persistence
 
         ident = os.path.join(os.fspath(path), _IDENTITY)
-        return _check_identity(persistence.load_json(ident))["config"] if os.path.isfile(ident) else None
+        return (_check_identity(persistence.load_json(ident))["config"] if os.path.isfile(ident)
+                else None)
 
     def _check_fingerprint(self, name: str, value) -> None:
         fp = fingerprint_data(value) if name == "data" else fingerprint_module(value)
@@ -265,7 +266,9 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         self._fingerprints[name] = fp
 
     def _record_inputs(self, data=None) -> None:
-        """Keep the inputs' record for ``session.json`` (the data's description kept when not loaded)."""
+        """Keep the inputs' record for ``session.json`` (the data's description kept when not
+        loaded).
+        """
         old_data = self._inputs_record.get("data")
         self._inputs_record = self._inputs.to_record(data)
         if data is None and old_data and old_data.get("path") == self._inputs.data:
@@ -311,7 +314,9 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         return self._inputs
 
     def to_record_inputs(self) -> dict:
-        """The inputs as ``session.json`` records them (absolute paths, SHA-256s, the data's classes)."""
+        """The inputs as ``session.json`` records them (absolute paths, SHA-256s, the data's
+        classes).
+        """
         return dict(self._inputs_record)
 
     @property
@@ -350,7 +355,7 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
             spec = getattr(self._inputs, role)
             if spec is None or getattr(self, f"_{role}") is not None:
                 continue
-            model = load_recorded(role, lambda: spec.load(role))
+            model = load_recorded(role, lambda spec=spec, role=role: spec.load(role))
             setattr(self, f"_{role}", model)
             if role != "oracle":
                 self._check_fingerprint(role, model)
@@ -535,7 +540,7 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         """Apply the ρ rule to the votes; saves ``decisions.json``."""
         rho = self.config.rho if rho is None else rho
         regions = self._require_regions()
-        decisions = [d for d in decide(self.open_store(), rho=rho) if d.region < len(regions)]
+        decisions = decide(self.open_store(), rho=rho, n_regions=len(regions))
         self.folder.save("decisions.json", {"rho": rho, "decisions": [asdict(d) for d in
                                                                       decisions]})
         return decisions

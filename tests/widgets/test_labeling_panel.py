@@ -46,8 +46,13 @@ def test_key_vote_reaches_store_and_advances(make_panel):
     assert seen == votes and panel.position == (0, 1)
     panel.handle_key("n")
     assert panel.store.votes(annotator="ada")[1].label == NONE_OF_THE_ABOVE
-    assert panel._thumb_buttons[0].description == "8"
-    assert panel._thumb_buttons[1].description == "none"
+    badges = [b.value for b in panel._tiles.badges]
+    assert "defuse-vote-badge" in badges[0] and ">8</span>" in badges[0]
+    assert ">none</span>" in badges[1] and "defuse-vote-badge" not in badges[2]
+    # the vote is a badge under the thumbnail, not a button styled like the class buttons
+    assert [b.description for b in panel._tiles.buttons[:3]] == ["#1", "#2", "#3"]
+    assert all(b.button_style != "success" for b in panel._tiles.buttons)
+    assert panel._class_buttons[8].button_style == ""   # sample 3 shown: no vote on it
     assert not panel.handle_key("q")
 
 
@@ -112,6 +117,9 @@ def test_progress_and_resume(make_panel, tmp_path):
         panel.handle_key("1")
     assert panel._progress.value == 1
     assert panel._progress_label.value.startswith("1/")
+    assert panel.position == (0, 9)   # the finished region stays shown
+    panel.handle_key("]")
+    assert panel.position == (1, 0)
     panel.handle_key("2")
     panel.handle_key("2")
     assert panel.position == (1, 2)
