@@ -9,7 +9,8 @@ from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.region_gallery import RegionGallery
+from defuse_widgets.widgets.region_table import RegionTable
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 
-__all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelReviewPanel", "LabelingPanel", "LatentExplorer",
-           "RegionGallery", "TradeoffPlot"]
+__all__ = ["AmbiguityMatrix", "DefuseDashboard", "LabelReviewPanel", "LabelingPanel",
+           "LatentExplorer", "RegionGallery", "RegionTable", "TradeoffPlot"]
