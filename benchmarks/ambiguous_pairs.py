@@ -117,7 +117,8 @@ def reach(pairs=SHORT_AT_BEST, n_steps: int = 300, lr: float = 0.05) -> None:
         ok = ((p[:, i] - 0.5).abs() <= 0.05) & ((p[:, j] - 0.5).abs() <= 0.05)
         b = int(low.argmax())
         where = f", their mean |z| {float(z[ok].norm(dim=1).mean()):.2f}" if ok.any() else ""
-        print(f"{(i, j)}: best min(P_i, P_j) {float(low[b]):.3f} (others {1 - float(p[b, i] + p[b, j]):.3f}, "
+        print(f"{(i, j)}: best min(P_i, P_j) {float(low[b]):.3f} "
+              f"(others {1 - float(p[b, i] + p[b, j]):.3f}, "
               f"|z| {float(z[b].norm()):.2f}); {int(ok.sum())} of {len(z)} within ±0.05{where}; "
               f"{time.perf_counter() - t:.0f} s", flush=True)
 

@@ -106,7 +106,8 @@ def run(quick: bool = False) -> list:
         X, y = data.X_train[:n_images], data.y_train[:n_images]
         n = Q * n_images
         t = time.perf_counter()
-        adv = identify(classifier, vae, X, y, Q=Q, a=50, b=50, centered=False, seed=0, progress=False)
+        adv = identify(classifier, vae, X, y, Q=Q, a=50, b=50, centered=False, seed=0,
+                       progress=False)
         ours = n / (time.perf_counter() - t)
         kept, loop_s = per_instance_loop(classifier, vae, X, y, Q=Q)
         loop = n / loop_s

@@ -82,14 +82,16 @@ def _table1(clf, vae, data, quick: bool) -> list:
     high_means = [r["mean"][0] for r in table if r["kind"] == "high"]
     rows = [dict(what="Table 1: high confidence, P_4 = 1", value=_fmt(by["P_4 = 1"]),
                  target=">= 0.95", met=by["P_4 = 1"]["mean"][0] >= 0.95,
-                 note=f"{by['P_4 = 1']['n_chains']} chains x {ls.n_samples} draws", raw=by["P_4 = 1"]),
+                 note=f"{by['P_4 = 1']['n_chains']} chains x {ls.n_samples} draws",
+                 raw=by["P_4 = 1"]),
             dict(what="Table 1: high confidence, every class P_c = 1",
                  value=f"mean {np.mean(high_means):.3f}, lowest {min(high_means):.3f}",
                  target=">= 0.95", met=min(high_means) >= 0.95,
                  note=" ".join(f"{m:.3f}" for m in high_means), raw={"means": high_means})]
     amb = by["P_1 = P_7 = 0.5"]
     rows.append(dict(what="Table 1: ambiguous, P_1 = P_7 = 0.5", value=_fmt(amb),
-                     target="0.5 ± 0.05 on both", met=all(abs(m - 0.5) <= 0.05 for m in amb["mean"]),
+                     target="0.5 ± 0.05 on both",
+                     met=all(abs(m - 0.5) <= 0.05 for m in amb["mean"]),
                      note="paper: 0.49 ± 0.02, 0.49 ± 0.03", raw=amb))
     for key in ("P_8 = 0.3", "P_8 = 0.7, P_9 = 0.3"):
         rows.append(dict(what=f"Table 1: graded/general, {key}", value=_fmt(by[key]),
@@ -118,9 +120,10 @@ def _table1(clf, vae, data, quick: bool) -> list:
         rows.append(dict(
             what=f"ambiguous pairs within 0.5 ± 0.05 on both classes, {method.upper()}",
             value=f"{len(reached)} of 45", target=">= 40 of 45", met=len(reached) >= 40,
-            note=(f"{d['ess_per_s']:.1f} ESS/s ({d['n_chains']} chains of all {len(TABLE1_TARGETS)} "
-                  f"Table 1 targets, ESS min {d['ess_min']:.0f}, {draws_per_s:.0f} draws/s, "
-                  f"accept {d['accept_rate']:.2f}, {run.n_warmup}+{run.n_samples} iterations, "
+            note=(f"{d['ess_per_s']:.1f} ESS/s ({d['n_chains']} chains of all "
+                  f"{len(TABLE1_TARGETS)} Table 1 targets, ESS min {d['ess_min']:.0f}, "
+                  f"{draws_per_s:.0f} draws/s, accept {d['accept_rate']:.2f}, "
+                  f"{run.n_warmup}+{run.n_samples} iterations, "
                   f"{d['elapsed_s']:.0f} s); chains start at the MALA run's climbed codes"),
             raw=dict(d, pairs=reached, draws_per_s=draws_per_s)))
     d = ls.sampler_.diagnostics()
@@ -132,7 +135,9 @@ def _table1(clf, vae, data, quick: bool) -> list:
 
 
 def _class_excluded(clf, oracle, data, quick: bool) -> list:
-    """The earlier setting (20 epochs, 64 chains) and a longer one (60 epochs, 128 chains, σ annealed)."""
+    """The earlier setting (20 epochs, 64 chains) and a longer one (60 epochs, 128 chains,
+    σ annealed).
+    """
     c = EXCLUDED_CLASS
     rows = []
     annotator = SimulatedAnnotator(oracle)
@@ -157,7 +162,8 @@ def _class_excluded(clf, oracle, data, quick: bool) -> list:
                  dict(what=(f"class-excluded, {label}: confident failures "
                             f"(P_{c} >= 0.9, annotator says not {c})"),
                       value=(f"{r['n_confirmed']} of {r['n_annotated']} confident draws "
-                             f"({r['n_other_class']} given another digit), of {r['n_draws']} draws"),
+                             f"({r['n_other_class']} given another digit), "
+                             f"of {r['n_draws']} draws"),
                       target="> 0, confirmed by the simulated annotator", met=r["n_confirmed"] > 0,
                       note=f"annotator labels (-1: none of the above): {r['annotator_labels']}",
                       raw={k: v for k, v in r.items() if k != "codes"})]
@@ -176,7 +182,8 @@ def _novel_class(oracle, data, quick: bool) -> list:
                          ("chains started by an 80-step climb (2 candidates each)", 80)):
         ls = LevelSetSampler(targets=[Target.high_confidence(k) for k in range(5)],
                              n_chains=4 if quick else 10, n_warmup=80 if quick else 150,
-                             n_samples=30 if quick else 100, n_optimize=n_opt // (4 if quick else 1),
+                             n_samples=30 if quick else 100,
+                             n_optimize=n_opt // (4 if quick else 1),
                              optimize_candidates=2, seed=0).fit(
             clf1, vae2, callback=ProgressLine(every_s=60))
         table, said = ls.confidence_table(), {}
@@ -205,7 +212,8 @@ def _novel_class(oracle, data, quick: bool) -> list:
     top = {c: float(np.quantile(p[:, k], 0.99)) for k, c in enumerate(c1)}
     share = {c: float((p.argmax(1) == k)[p.max(1) >= 0.98].mean()) if (p.max(1) >= 0.98).any()
              else 0.0 for k, c in enumerate(c1)}
-    rows.append(dict(what="novel-class extrapolation: real C2 test digits through the C1 classifier",
+    rows.append(dict(what=("novel-class extrapolation: real C2 test digits "
+                           "through the C1 classifier"),
                      value=", ".join(f"{c}: 99th pct P_c {v:.3f}" for c, v in top.items()),
                      target=None, met=None,
                      note=(f"{len(real)} real C2 digits; {int((p.max(1) >= 0.98).sum())} get a "

@@ -244,8 +244,9 @@ def rows_from(doc: dict) -> list[dict]:
         rows.append(dict(what=f"classifier on {name}'s held-out images / their reconstructions",
                          value=f"{acc:.3f} / {rendered.get(name, float('nan')):.3f}", target="",
                          met=None, note=f"simulated oracle on the reconstructions: "
-                                        f"{oracle.get(name, float('nan')):.3f} (a low value means the VAE "
-                                        f"renders the style as another class)", raw=None))
+                                        f"{oracle.get(name, float('nan')):.3f} (a low value "
+                                        f"means the VAE renders the style as another class)",
+                         raw=None))
     for run in doc["runs"]:
         st = run["settings"]
         tag = _tag(st)
@@ -261,8 +262,8 @@ def rows_from(doc: dict) -> list[dict]:
                   f"best purity {[round(p, 2) for p in rec['best_purity']]}, candidates find "
                   f"{sum(run.get('recall_candidates', rec)['found'])}; by style: accepted "
                   f"{sum(run.get('style_recall', rec)['found'])}, candidates "
-                  f"{sum(run.get('style_recall_candidates', rec)['found'])}; by nearest real image: "
-                  f"accepted {sum(run.get('trace_recall', rec)['found'])}"),
+                  f"{sum(run.get('style_recall_candidates', rec)['found'])}; by nearest real "
+                  f"image: accepted {sum(run.get('trace_recall', rec)['found'])}"),
             raw=run))
         if "recall_with_label_errors" in run:
             found = sum(run["recall_with_label_errors"]["found"])
@@ -271,8 +272,9 @@ def rows_from(doc: dict) -> list[dict]:
                 value=f"{found}/{n_bugs}", target=">= 2/3" if main else "",
                 met=(found >= 2) if main else None,
                 note=(f"label-error regions are not in the paper; "
-                      f"{reg.get('n_label_error', 0)} of {reg.get('n_candidates', 0)} regions; best "
-                      f"purity {[round(p, 2) for p in run['recall_with_label_errors']['best_purity']]}"),
+                      f"{reg.get('n_label_error', 0)} of {reg.get('n_candidates', 0)} regions; "
+                      f"best purity "
+                      f"{[round(p, 2) for p in run['recall_with_label_errors']['best_purity']]}"),
                 raw=None))
         corr = run.get("correction")
         if corr and "defuse" in corr:
@@ -291,7 +293,8 @@ def rows_from(doc: dict) -> list[dict]:
                     f"held-out bug accuracy before → Defuse + label review [{tag}]",
                     sm["before"], rv, main,
                     note=(f"not in the paper; test {sm['before']['test']:.3f} → {rv['test']:.3f}; "
-                          f"per bug {[round(v, 3) for k, v in corr['review'].items() if k[:3] == 'bug']}; "
+                          f"per bug "
+                          f"{[round(v, 3) for k, v in corr['review'].items() if k[:3] == 'bug']}; "
                           f"{lr['n_reviewed']} training images reviewed, {lr['n_contested']} "
                           f"relabelled, {lr['n_true']} of them planted (precision "
                           f"{lr['precision']:.2f}, recall {lr['recall']:.2f}, per bug "

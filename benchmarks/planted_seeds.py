@@ -166,9 +166,12 @@ def table(docs: dict) -> list[str]:
     for s in seeds:
         d = docs[s]
         a = d["arms"]
-        cell = lambda n: (f"{a[n]['lam']:g}, {a[n]['bugs_gain']:+.3f}, {a[n]['test_change']:+.3f}"  # noqa: E731
-                          + ("" if a[n].get("corrected") is not False else " (not corrected)")
-                          if n in a else "–")
+
+        def cell(n, a=a):
+            return (f"{a[n]['lam']:g}, {a[n]['bugs_gain']:+.3f}, {a[n]['test_change']:+.3f}"
+                    + ("" if a[n].get("corrected") is not False else " (not corrected)")
+                    if n in a else "–")
+
         p5 = d["peers"]["5"]["label_issues"]
         lr, cl = p5.get("label_review", {}), p5["cleanlab"]
         md.append(f"| {s} | {sum(d['recall']['found'])}/3 / "
@@ -187,7 +190,8 @@ def table(docs: dict) -> list[str]:
     md += ["", "Precision@10 of the best-matching slice or region per bug, on held-out real "
            "images (recovered: ≥ 0.5), mean over seeds; in brackets the share of the bug's "
            "images among its class's pool images (what a slice that only knows the class "
-           "gets):", "", "| method | slices | " + " | ".join(_bug_label(b) for b in docs[seeds[0]]["bugs"])
+           "gets):", "",
+           "| method | slices | " + " | ".join(_bug_label(b) for b in docs[seeds[0]]["bugs"])
            + " | recovered |", "|---|---|" + "---|" * len(docs[seeds[0]]["bugs"]) + "---|"]
     methods = {}
     for s in seeds:

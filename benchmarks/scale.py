@@ -422,7 +422,10 @@ def main(argv=None) -> int:
         version, n = args.one[0], int(args.one[1])
         if version not in VERSIONS:
             p.error(f"VERSION must be one of {VERSIONS}; got {version!r}")
-        log = (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
+
+        def log(*a, **k):
+            print(*a, **k, file=sys.stderr, flush=True)
+
         rec = one(version, n, args.quick, log=log)
         print(json.dumps(rec) if args.out == "json" else json.dumps(rec, indent=1))
         return 0

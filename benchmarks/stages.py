@@ -75,8 +75,9 @@ def correction(classifier, vae, data, adv, quick: bool) -> list:
     one_lam, train_s = time.perf_counter() - t, clock.t1 - clock.t0
     samples = 2 * len(X)          # each step: a batch of D and a batch of D_f
     per_sample = train_s / samples
-    rows = [dict(what="correction: plain training epoch on D", value=f"{plain_per_sample * 1e6:.0f} "
-                 "µs/sample", note=f"{len(X)} images, batch 256, Adam",
+    rows = [dict(what="correction: plain training epoch on D",
+                 value=f"{plain_per_sample * 1e6:.0f} µs/sample",
+                 note=f"{len(X)} images, batch 256, Adam",
                  raw={"s_per_sample": plain_per_sample}),
             dict(what="correction: one λ epoch (batches of D + D_f)",
                  value=f"{per_sample * 1e6:.0f} µs/sample",

@@ -26,18 +26,19 @@ from defuse_widgets.stages.correction import PAPER_LAMS
 from defuse_widgets.workflow.fidelity import FIDELITY_WARNING
 
 #: Setting flags -> DefuseConfig fields.
-_FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance", "n_components", "eps",
-                "max_samples", "tau", "review_size", "rho", "n_workers", "error_rate", "lams",
-                "epochs", "tolerance", "confidence", "selection", "baseline", "seed", "precision",
-                "schedule", "label_review")
+_FLAG_FIELDS = ("dataset", "map_size", "tsne_iter", "Q", "a", "b", "centered", "max_per_instance",
+                "n_components", "eps", "max_samples", "tau", "review_size", "rho", "n_workers",
+                "error_rate", "lams", "epochs", "tolerance", "confidence", "selection", "baseline",
+                "seed", "precision", "schedule", "label_review")
 _STAGE_COMMANDS = ("identify", "distill", "label", "correct", "report", "status")
 
 
 def _lams(text: str) -> tuple:
     try:
         lams = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--lams must be comma-separated numbers; got {text!r}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--lams must be comma-separated numbers; "
+                                         f"got {text!r}") from exc
     if not lams or any(v < 0 for v in lams):
         raise argparse.ArgumentTypeError(f"--lams must be non-negative numbers; got {text!r}")
     return lams

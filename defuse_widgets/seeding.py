@@ -12,7 +12,7 @@ from defuse_widgets._validation import check_int
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)   # noqa: NPY002 - the legacy global RNG, for code that uses it
     torch.manual_seed(seed)
 
 

@@ -76,7 +76,8 @@ html_theme_options = {
     "footer_end": [],
 }
 html_show_sourcelink = False
-html_context = {"default_mode": "auto"}   # light or dark as the reader's system is (no console error)
+# light or dark as the reader's system is (no console error)
+html_context = {"default_mode": "auto"}
 #: Pages without sub-pages get no (empty) section navigation on the left.
 html_sidebars = {page: [] for page in (
     "index", "getting-started", "own-model", "session-folder", "widgets", "bayes-trex",

@@ -341,8 +341,9 @@ def test_load_dataset_seed(seed):
 
 
 CONFIG_BAD = {
-    "dataset": st.sampled_from(["imagenet", "", None]), "Q": bad_int(1), "a": bad_real(0, low_inclusive=False),
-    "b": bad_real(0, low_inclusive=False), "n_components": bad_int(1),
+    "dataset": st.sampled_from(["imagenet", "", None]), "Q": bad_int(1),
+    "a": bad_real(0, low_inclusive=False), "b": bad_real(0, low_inclusive=False),
+    "n_components": bad_int(1),
     "eps": bad_real(0, 1, high_inclusive=False), "tau": bad_real(0, low_inclusive=False),
     "rho": bad_real(0, 1, high_inclusive=False), "error_rate": bad_real(0, 1),
     "epochs": bad_int(1), "batch_size": bad_int(1), "review_size": bad_int(1),

@@ -71,5 +71,6 @@ def test_notebook_runs(path, tmp_path):
         if times[-1] - times[0] <= 10:
             continue
         gaps = [b - a for a, b in zip(times, times[1:])]
-        assert gaps[0] <= FIRST, f"cell {i} ran {times[-1] - times[0]:.0f} s, silent for {gaps[0]:.0f} s"
+        assert gaps[0] <= FIRST, (f"cell {i} ran {times[-1] - times[0]:.0f} s, "
+                                  f"silent for {gaps[0]:.0f} s")
         assert max(gaps) <= 60, f"cell {i} went silent for {max(gaps):.0f} s"

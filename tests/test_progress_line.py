@@ -7,7 +7,7 @@ from defuse_widgets.callbacks import ProgressLine
 def test_prints_first_and_last_step_and_restarts_per_run():
     out = io.StringIO()
     line = ProgressLine(every_s=3600, file=out)
-    for run in range(2):
+    for _run in range(2):
         for it in range(1, 6):
             assert line("level sets", it, 5) is None          # never asks to stop
     line("training", 1, 2)

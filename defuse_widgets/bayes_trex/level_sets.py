@@ -303,7 +303,8 @@ class LevelSetSampler(BaseEstimator):
         zeros = np.zeros(n_init, np.int64)
         starts = []
         for t in targets:
-            ll = level_set_log_likelihood(probs, pack_targets([t], zeros, n_classes, dev), sigma).cpu()
+            ll = level_set_log_likelihood(probs, pack_targets([t], zeros, n_classes, dev),
+                                          sigma).cpu()
             gumbel = -torch.log(-torch.log(torch.rand(n_init, generator=gen).clamp_min(1e-12)))
             starts.append(pool[(ll + gumbel).topk(n_chains).indices])
         return torch.cat(starts)
@@ -403,8 +404,9 @@ class LevelSetSampler(BaseEstimator):
             noise_norm=np.linalg.norm(codes, axis=1).astype(np.float32),
             n_decoded=int(self.codes_.shape[0] * keep.sum()),
             params={"source": "bayes-trex level sets", "sigma": float(self.sigma),
-                    "method": self.method, "targets": [self.targets_[k].label
-                                                       for k in np.unique(self.target_index_[keep])],
+                    "method": self.method,
+                    "targets": [self.targets_[k].label
+                                for k in np.unique(self.target_index_[keep])],
                     "min_confidence": float(min_confidence),
                     "true_label_source": "labels" if labels is not None else "predicted",
                     "seed": int(self.seed)})

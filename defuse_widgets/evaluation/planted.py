@@ -291,7 +291,7 @@ def plant_bugs(data: DataSplits, bugs=DEFAULT_BUGS, *, features: np.ndarray,
     rng = np.random.default_rng(seed)
     labels = y.copy()
     removed, planted_bugs = np.zeros(len(y), bool), []
-    for i, spec in enumerate(bugs):
+    for spec in bugs:
         idx = np.flatnonzero(y == spec.source_class)
         style_of = sub_styles(F[idx], n_styles, seed=seed)
         members_of = [idx[style_of == s] for s in range(n_styles)]

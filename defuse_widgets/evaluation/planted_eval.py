@@ -47,7 +47,8 @@ class EnsembleOracle(nn.Module):
     def __init__(self, oracles):
         super().__init__()
         if not isinstance(oracles, (list, tuple)) or not oracles:
-            raise TypeError(f"oracles must be a non-empty list of modules; got {describe(oracles)}.")
+            raise TypeError(f"oracles must be a non-empty list of modules; "
+                            f"got {describe(oracles)}.")
         self.oracles = nn.ModuleList(oracles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ def identification_precision(adv, annotator, vae, clean_labels: np.ndarray, *,
 
 def _bug_sets(planted: PlantedData) -> dict:
     sets = {}
-    for i, b in enumerate(planted.bugs):
+    for i, _bug in enumerate(planted.bugs):
         sets[f"bug{i}"] = planted.held_out(i)
     return sets
 
@@ -236,7 +237,9 @@ def _evaluate(session, planted, clean, res, t0, *, correct, min_purity, label_re
 
 
 def _correct(session, planted, *, label_review) -> dict:
-    """The correction arms of :meth:`Session.correct` (label review included), scored on the bugs."""
+    """The correction arms of :meth:`Session.correct` (label review included), scored on the
+    bugs.
+    """
     bug_sets = _bug_sets(planted)
     sets = session.failure_data()
     out = {"n_finetune": len(sets["y_f"]),

@@ -11,7 +11,8 @@ from defuse_widgets._validation import check_int, check_number, describe
 __all__ = ["bug_purity", "bug_recall", "region_shares"]
 
 
-def bug_purity(assignment: np.ndarray, source_index: np.ndarray, bugs, n_regions: int) -> np.ndarray:
+def bug_purity(assignment: np.ndarray, source_index: np.ndarray, bugs,
+               n_regions: int) -> np.ndarray:
     """Share of each region's members whose source image is a bug's planted image.
 
     Parameters

@@ -203,7 +203,7 @@ class DominoMixture:
         Y = np.eye(self.n_classes_)[y]
         resp = self._init_resp(F, y, P)
         self.converged_, bound = False, -np.inf
-        for it in range(1, self.max_iter + 1):
+        for it in range(1, self.max_iter + 1):   # noqa: B007 - read after the loop (n_iter_)
             self._m_step(F, Y, P, resp)
             log_resp, new = self._e_step(F, Y, P)
             resp = np.exp(log_resp)

@@ -1,4 +1,5 @@
-"""Training recipes for a user's own data: the β-VAE Defuse needs and the simulated annotator's oracle.
+"""Training recipes for a user's own data: the β-VAE Defuse needs and the simulated
+annotator's oracle.
 
 ``defuse-widgets train-vae`` and ``train-oracle`` call :func:`fit_vae` and
 :func:`fit_oracle`, and write the models as TorchScript, which carries the
@@ -118,9 +119,10 @@ def fit_vae(data, *, n_latent: int | None = None, width: int | None = None,
 
     The recipe is the shipped model's for one channel (Adam 1e-3, batch 64,
     KL annealed over 2,000 steps, β = 0.25, random small affine augmentation,
-    at most 200 epochs) and :data:`COLOUR_VAE` for three (:func:`vae_recipe`). After each epoch the loss on the validation split is measured;
-    training stops when it has not improved by 0.1 % for ``patience`` epochs,
-    and the best epoch's weights are kept.
+    at most 200 epochs) and :data:`COLOUR_VAE` for three (:func:`vae_recipe`).
+    After each epoch the loss on the validation split is measured; training
+    stops when it has not improved by 0.1 % for ``patience`` epochs, and the
+    best epoch's weights are kept.
 
     Parameters
     ----------

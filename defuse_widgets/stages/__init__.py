@@ -1,1 +1,3 @@
-"""The four Defuse stages: identification, distillation, labeling and correction, and what each hands to the next."""
+"""The four Defuse stages: identification, distillation, labeling and correction, and what
+each hands to the next.
+"""

@@ -41,7 +41,8 @@ from defuse_widgets.stages.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
 __all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run", "submit_runs",
-           "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule", "run_task"]
+           "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule",
+           "run_task"]
 
 #: Accepted values of ``Corrector(schedule=...)``.
 SCHEDULES = ("full", "halving")

@@ -73,7 +73,8 @@ class Distiller(BaseEstimator):
 
     Examples
     --------
-    >>> distiller = Distiller(n_components=100, eps=0.01).fit(adversarial, n_classes=10)  # doctest: +SKIP
+    >>> distiller = Distiller(n_components=100, eps=0.01).fit(  # doctest: +SKIP
+    ...     adversarial, n_classes=10)
     >>> len(distiller.regions_)  # doctest: +SKIP
     """
 

@@ -287,7 +287,8 @@ def identify_in_steps(classifier: torch.nn.Module, vae: torch.nn.Module, X, y, *
                       n_steps: int = 20, device: Any = None, precision: str = "fp32",
                       callback: ProgressCallback | None = None,
                       executor=None) -> AdversarialExamples | None:
-    """Run :func:`~defuse_widgets.stages.identification.identify` over slices of X, reporting progress.
+    """Run :func:`~defuse_widgets.stages.identification.identify` over slices of X, reporting
+    progress.
 
     The slices share one random generator and a whole number of identify's
     chunks, so the result equals ``identify(..., seed=seed)`` on all of X.

@@ -73,7 +73,8 @@ def nearest_misclassified(samples, classifier, X_train, y_train, *, device="cpu"
     wrong = np.flatnonzero((predict(classifier, X_train, device=device) != y_train).numpy())
     n = len(samples)
     if len(wrong) == 0:
-        return NoveltyResult(np.full(n, -1, np.int64), np.full(n, np.inf, np.float32), 0, float("nan"))
+        return NoveltyResult(np.full(n, -1, np.int64), np.full(n, np.inf, np.float32), 0,
+                             float("nan"))
     flat_w = to_unit(X_train[wrong]).flatten(1)
     dist = torch.cdist(samples.flatten(1), flat_w)
     best = dist.argmin(1)

@@ -93,7 +93,8 @@ class LabelReviewStore(AnnotationStore):
         return out
 
     def review_labels(self, review: LabelReviewSet, *, keys=None) -> np.ndarray:
-        """Label of each review row for :func:`~defuse_widgets.stages.label_review.apply_label_review`.
+        """Label of each review row for
+        :func:`~defuse_widgets.stages.label_review.apply_label_review`.
 
         ``keys`` (shape (len(review),)) are the rows' keys in the store when
         they are not ``review.index`` (a session keys validation images after

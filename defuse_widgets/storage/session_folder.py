@@ -31,7 +31,8 @@ _IDENTITY = "session.json"
 #: Names only a session folder holds: one of them without a manifest is a damaged session.
 _MARKERS = {_IDENTITY, ".manifest.lock", "adversarial.npz", "regions.npz",
             "annotations.sqlite", "decisions.json", "correction.json"}
-_LOADERS = {".npz": persistence.load_npz, ".json": persistence.load_json, ".pt": persistence.load_state_dict}
+_LOADERS = {".npz": persistence.load_npz, ".json": persistence.load_json,
+            ".pt": persistence.load_state_dict}
 
 
 class NotASessionError(ValueError):
@@ -160,18 +161,18 @@ class SessionFolder:
         if not marks:
             raise NotASessionError(self.path, found, (
                 f"session folder must be empty or a defuse_widgets session (with "
-                f"{persistence.MANIFEST}); it holds {shown}, and no {persistence.MANIFEST}. Nothing was "
-                "written. Choose a new or empty folder for the session."))
+                f"{persistence.MANIFEST}); it holds {shown}, and no {persistence.MANIFEST}. "
+                "Nothing was written. Choose a new or empty folder for the session."))
         if overwrite:
             self.archived.append(persistence.move_to_archive(
                 self.path, [self.path / n for n in found if n != "archive"]))
             return
         raise NotASessionError(self.path, found, (
-            f"session folder holds session files ({', '.join(marks)}) but no {persistence.MANIFEST}, "
-            "so they cannot be checked: the session is damaged. Nothing was written. "
-            f"Restore {persistence.MANIFEST} (from a backup, or a `defuse-widgets copy` of the "
-            "session), or open it with overwrite=True (--overwrite) to move every file to "
-            "archive/<time>/ and start a new session there."))
+            f"session folder holds session files ({', '.join(marks)}) but no "
+            f"{persistence.MANIFEST}, so they cannot be checked: the session is damaged. "
+            f"Nothing was written. Restore {persistence.MANIFEST} (from a backup, or a "
+            "`defuse-widgets copy` of the session), or open it with overwrite=True (--overwrite) "
+            "to move every file to archive/<time>/ and start a new session there."))
 
     def __repr__(self) -> str:
         return f"SessionFolder({str(self.path)!r})"

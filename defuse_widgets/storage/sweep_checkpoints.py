@@ -128,10 +128,10 @@ class SweepCheckpoints:
             return self
         record = persistence.load_json(self.path)
         if not isinstance(record, dict) or record.get("format_version") != SWEEP_FORMAT_VERSION:
-            raise persistence.SessionFormatError(self.path, f"sweep record must have format version "
-                                        f"{SWEEP_FORMAT_VERSION}; got "
-                                        f"{record.get('format_version') if isinstance(record, dict) else record!r}. "
-                                        "Pass resume=False to archive it and start over.")
+            raise persistence.SessionFormatError(
+                self.path, f"sweep record must have format version {SWEEP_FORMAT_VERSION}; got "
+                f"{record.get('format_version') if isinstance(record, dict) else record!r}. "
+                "Pass resume=False to archive it and start over.")
         if record.get("fingerprint") != self.fingerprint:
             self._archive()
             return self
@@ -149,7 +149,8 @@ class SweepCheckpoints:
 
     def load(self, i: int) -> dict:
         """The state_dict of finished λ ``i`` (``torch.load(weights_only=True)``)."""
-        return persistence.load_state_dict(persistence.resolve_inside(self.folder, self.finished[i]["file"]))
+        return persistence.load_state_dict(
+            persistence.resolve_inside(self.folder, self.finished[i]["file"]))
 
     def add(self, i: int, lam: float, state: dict, result: dict, history: list) -> None:
         """Save λ ``i``'s checkpoint, then record it as finished (both atomically)."""

@@ -23,7 +23,8 @@ from defuse_widgets.workflow.config import STAGES
 from defuse_widgets.workflow.fidelity import fidelity_warning
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "export_slice",
-           "map_slices", "region_widgets", "rerun_warning", "save_slice", "resume_status", "review_tab", "send_selection", "sweep_status"]
+           "map_slices", "region_widgets", "rerun_warning", "save_slice", "resume_status",
+           "review_tab", "send_selection", "sweep_status"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -39,7 +40,8 @@ LABEL_REVIEW_OFF = (
 
 def rerun_warning(session, stage: str) -> str | None:
     """What running ``stage`` again would move to ``archive/`` (``Session.rerun_effects``), as
-    the sentence the dashboard asks with; None when nothing would move."""
+    the sentence the dashboard asks with; None when nothing would move.
+    """
     parts = session.rerun_effects(stage)
     if not parts:
         return None

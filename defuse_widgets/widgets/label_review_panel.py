@@ -120,7 +120,9 @@ class LabelReviewPanel(widgets.VBox):
         return self.store.review_labels(self.review, keys=self.store_keys)
 
     def apply(self, y, *, mode: str = "relabel"):
-        """:func:`~defuse_widgets.stages.label_review.apply_label_review` with the answers so far."""
+        """:func:`~defuse_widgets.stages.label_review.apply_label_review` with the answers so
+        far.
+        """
         return apply_label_review(y, self.review, self.labels(), mode=mode)
 
     def _tile(self, row: int, mine: dict) -> widgets.VBox:
@@ -129,7 +131,8 @@ class LabelReviewPanel(widgets.VBox):
         image = widgets.Image(value=to_png(self.X[i], size=96), format="png",
                               layout=widgets.Layout(width="96px"))
         note = widgets.HTML(f"#{i}: given <b>{self.class_names[given]}</b>; region "
-                            f"{int(self.review.region[row])} says <b>{self.class_names[region]}</b>")
+                            f"{int(self.review.region[row])} says "
+                            f"<b>{self.class_names[region]}</b>")
         current = mine.get(int(self.store_keys[row]))
         buttons = []
         for text, label in ((f"keep {self.class_names[given]}", given),

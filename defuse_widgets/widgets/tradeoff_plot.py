@@ -114,7 +114,8 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
 
     Examples
     --------
-    >>> plot = TradeoffPlot(clf, X, y, X_f, y_f, eval_sets=evals, lams=[0.1, 1, 10])  # doctest: +SKIP
+    >>> plot = TradeoffPlot(clf, X, y, X_f, y_f, eval_sets=evals,  # doctest: +SKIP
+    ...                     lams=[0.1, 1, 10])
     >>> plot.start(); plot  # doctest: +SKIP
     >>> plot.join(); plot.choose(10.0)   # as a click on λ=10  # doctest: +SKIP
     """

@@ -34,7 +34,8 @@ STAGE_FIELDS = {
 #: The values of settings added since the first session format, for a
 #: ``session.json`` written before them: what those sessions actually ran.
 LEGACY_VALUES = {"precision": "fp32", "schedule": "full", "label_review": 0}
-#: ``dataset`` of a session on the user's own images (see :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
+#: ``dataset`` of a session on the user's own images (see
+#: :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
 OWN_DATA = "own"
 #: Settings that change how results are shown, never the results themselves.
 VIEW_FIELDS = ("map_size", "tsne_iter")

@@ -67,7 +67,9 @@ class SessionCorrection:
                          kind="failure_data")
 
     def baseline_set(self, n: int):
-        """The paper's baseline set (see :func:`~defuse_widgets.workflow.shared_steps.baseline_set`)."""
+        """The paper's baseline set (see
+        :func:`~defuse_widgets.workflow.shared_steps.baseline_set`).
+        """
         from defuse_widgets.workflow.shared_steps import baseline_set
 
         return baseline_set(self, n)
@@ -103,8 +105,11 @@ class SessionCorrection:
         review = self.label_review_arm(sets["X_f"], sets["y_f"]) if c.label_review else None
         arms = {**default_arms(sets["X_f"], sets["y_f"], sets["X_adv"], sets["y_adv"], review),
                 **(extra_arms or {})}
-        cb_list = (lambda name: [*(callbacks(name) if callable(callbacks) else callbacks),
-                                 *([StageProgress(callback)] if callback else [])])
+
+        def cb_list(name):
+            return [*(callbacks(name) if callable(callbacks) else callbacks),
+                    *([StageProgress(callback)] if callback else [])]
+
         sweeps = run_arms(self.classifier, self.data.X_train, self.data.y_train, arms,
                           eval_sets={**sets["eval_sets"], **(extra_eval_sets or {})},
                           lams=c.lams, epochs=c.epochs,

@@ -291,7 +291,8 @@ padding:1px 4px;border-radius:4px;word-break:break-all}
 .card .k{font-size:13px;color:var(--muted)}
 .card .v{font-size:18px;font-weight:600}
 .note{background:#fffaeb;border:1px solid #fedf89;border-radius:8px;padding:8px 12px}
-.warning{background:#fef3f2;border:1px solid #fda29b;border-radius:8px;padding:8px 12px;color:#912018}
+.warning{background:#fef3f2;border:1px solid #fda29b;border-radius:8px;padding:8px 12px;
+color:#912018}
 .verdict{background:#f0f9ff;border-left:4px solid #0086c9;padding:8px 12px;margin:10px 0}
 details summary{cursor:pointer;color:var(--muted);margin-top:8px}
 table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
@@ -307,8 +308,10 @@ table.overview{width:100%}table.overview :is(td,th):is(:nth-child(4),:nth-child(
 table.overview tr.acc td:nth-child(5){color:var(--acc);font-weight:600}
 table.settings td:last-child{text-align:left;font-family:ui-monospace,monospace;font-size:13px}
 table.votes tr.total td{font-weight:600}
-#tradeoff h3{margin-top:22px}.plotbox{margin:0}.plot{width:100%;max-width:860px;height:auto;display:block}
-.plot text{font-size:12px;fill:#344054}.plot text.lam{font-size:11px}.plot .axis{font-size:13px;fill:var(--fg)}
+#tradeoff h3{margin-top:22px}.plotbox{margin:0}
+.plot{width:100%;max-width:860px;height:auto;display:block}
+.plot text{font-size:12px;fill:#344054}.plot text.lam{font-size:11px}
+.plot .axis{font-size:13px;fill:var(--fg)}
 .plot .grid{stroke:#eaecf0}.plot circle,.plot polygon{cursor:default}
 figcaption{color:var(--muted);font-size:13px}
 .region{border:1px solid var(--line);border-left:5px solid #98a2b3;border-radius:8px;

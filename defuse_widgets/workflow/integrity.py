@@ -41,8 +41,9 @@ def check_no_symlinks(root: str | os.PathLike) -> None:
     """
     root = Path(root)
     if root.is_symlink():
-        raise persistence.UnsafeFileError(root, "session folder must not be a symlink; it points to "
-                                 f"{os.path.realpath(root)!r}. Open the real folder instead.")
+        raise persistence.UnsafeFileError(root, "session folder must not be a symlink; it "
+                                          f"points to {os.path.realpath(root)!r}. Open the "
+                                          "real folder instead.")
     if not root.exists():
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
@@ -67,9 +68,10 @@ def check_sqlite(path: str | os.PathLike) -> None:
     with open(path, "rb") as f:
         head = f.read(len(_SQLITE_MAGIC))
     if head != _SQLITE_MAGIC:
-        raise persistence.SessionFormatError(path, "file must be a SQLite database (annotations); its "
-                                    "header is damaged or it is another kind of file. Restore "
-                                    "it from a backup or from archive/; nothing was written.")
+        raise persistence.SessionFormatError(path, "file must be a SQLite database "
+                                             "(annotations); its header is damaged or it is "
+                                             "another kind of file. Restore it from a backup or "
+                                             "from archive/; nothing was written.")
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=10)
         try:
@@ -77,12 +79,13 @@ def check_sqlite(path: str | os.PathLike) -> None:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; SQLite "
-                                    f"says: {exc}. Nothing was written.") from exc
+        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; "
+                                             f"SQLite says: {exc}. Nothing was written.") from exc
     if rows != [("ok",)]:
         problems = "; ".join(r[0] for r in rows[:3])
-        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; SQLite's "
-                                    f"integrity check found: {problems}. Nothing was written.")
+        raise persistence.SessionFormatError(path, f"file must be an intact SQLite database; "
+                                             f"SQLite's integrity check found: {problems}. "
+                                             "Nothing was written.")
     check_wal(path)
 
 
@@ -107,11 +110,13 @@ def check_wal(path: str | os.PathLike, *, retries: int = 5) -> None:
         if problem is None:
             return
         time.sleep(0.05 * (attempt + 1))
-    raise persistence.SessionFormatError(wal, f"file must be whole write-ahead-log frames; {problem}, "
-                                "so it is torn (a copy made with cp while a voter was writing?) "
-                                "and SQLite would drop the votes in the cut tail in silence. "
-                                "Nothing was written. Copy the original session again with "
-                                "`defuse-widgets copy`, which copies a live store safely.")
+    raise persistence.SessionFormatError(wal, f"file must be whole write-ahead-log frames; "
+                                         f"{problem}, so it is torn (a copy made with cp while "
+                                         "a voter was writing?) and SQLite would drop the "
+                                         "votes in the cut tail in silence. Nothing was "
+                                         "written. Copy the original session again with "
+                                         "`defuse-widgets copy`, which copies a live store "
+                                         "safely.")
 
 
 def _wal_problem(wal: Path) -> str | None:
@@ -148,11 +153,11 @@ def listed_file_problems(root: str | os.PathLike) -> dict:
         try:
             path = manifest_io.verify_file(root, name)
             if not path.exists():
-                raise persistence.SessionFormatError(path, f"file must exist: {persistence.MANIFEST} lists it "
-                                            f"({entry.get('kind')}) but it is missing. Restore "
-                                            "it, or open the session with overwrite=True (the "
-                                            "CLI's --overwrite on a stage or run) to move the "
-                                            "results that depend on it to archive/ and go on.")
+                raise persistence.SessionFormatError(
+                    path, f"file must exist: {persistence.MANIFEST} lists it "
+                    f"({entry.get('kind')}) but it is missing. Restore it, or open the session "
+                    "with overwrite=True (the CLI's --overwrite on a stage or run) to move the "
+                    "results that depend on it to archive/ and go on.")
             if path.suffix == ".sqlite":
                 check_sqlite(path)
         except persistence.UnsafeFileError:

@@ -51,7 +51,8 @@ def run_defuse(config: DefuseConfig | None = None, *, out: str | os.PathLike = "
     progress : bool, default=True
     log : callable
     inputs : SessionInputs, optional
-        The user's images and model specs (see :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
+        The user's images and model specs (see
+        :class:`~defuse_widgets.workflow.inputs.SessionInputs`).
     min_fidelity : float, optional
         Stop with :class:`~defuse_widgets.workflow.fidelity.FidelityError`
         before identification when the generator's fidelity is lower.

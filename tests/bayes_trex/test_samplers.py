@@ -101,5 +101,6 @@ def test_schedule_changes_the_target_and_states_are_reevaluated():
     assert kernel.n_evaluations_ == 1 + 120 + 1
     # the stored log densities are those of the final target, not stale ones
     np.testing.assert_allclose(kernel.log_prob_.numpy(),
-                               (-0.5 * (kernel.samples_ ** 2).sum(-1)).numpy(), rtol=1e-4, atol=1e-4)
+                               (-0.5 * (kernel.samples_ ** 2).sum(-1)).numpy(),
+                               rtol=1e-4, atol=1e-4)
     assert abs(float(kernel.samples_.mean())) < 0.3

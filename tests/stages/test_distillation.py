@@ -68,7 +68,8 @@ def test_nan_codes():
         Distiller(n_components=5).fit(z)
 
 
-@pytest.mark.parametrize("kw, match", [({"eps": -0.1}, "eps"), ({"n_components": 0}, "n_components"),
+@pytest.mark.parametrize("kw, match", [({"eps": -0.1}, "eps"),
+                                       ({"n_components": 0}, "n_components"),
                                        ({"max_samples": 0}, "max_samples")])
 def test_bad_parameters(kw, match):
     z, *_ = _blobs()

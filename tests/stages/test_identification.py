@@ -40,7 +40,8 @@ def test_cap_keeps_smallest_noise(digits, tiny_models):
 def test_reproducible_and_independent_of_chunking(digits, tiny_models):
     clf, vae, X, y = _args(digits, tiny_models, 100)
     a = identify(clf, vae, X, y, Q=8, a=3, b=3, centered=True, seed=3, chunk_size=7, progress=False)
-    b = identify(clf, vae, X, y, Q=8, a=3, b=3, centered=True, seed=3, chunk_size=50, progress=False)
+    b = identify(clf, vae, X, y, Q=8, a=3, b=3, centered=True, seed=3, chunk_size=50,
+                 progress=False)
     c = identify(clf, vae, X, y, Q=8, a=3, b=3, centered=True, seed=4, progress=False)
     np.testing.assert_allclose(a.codes, b.codes, atol=1e-6)
     assert a.n_decoded == 800
