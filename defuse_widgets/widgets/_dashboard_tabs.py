@@ -13,18 +13,20 @@ import ipywidgets as W
 import numpy as np
 import traitlets
 
+from defuse_widgets.stages.region_summary import region_rows
 from defuse_widgets.widgets._background import red
 from defuse_widgets.widgets._grounding_view import session_grounding
 from defuse_widgets.widgets.label_review_panel import LabelReviewPanel
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
 from defuse_widgets.widgets.region_gallery import RegionGallery
+from defuse_widgets.widgets.region_table import RegionTable
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 from defuse_widgets.workflow.config import STAGES
 from defuse_widgets.workflow.fidelity import fidelity_warning
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "export_slice",
-           "map_slices", "region_widgets", "rerun_warning", "save_slice", "resume_status",
-           "review_tab", "send_selection", "sweep_status"]
+           "map_slices", "open_region", "region_widgets", "rerun_warning", "resume_status",
+           "review_tab", "save_slice", "send_selection", "sweep_status", "table_rows"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -49,8 +51,10 @@ def rerun_warning(session, stage: str) -> str | None:
             f"deleted, but no longer used). Click the button again to confirm.")
 
 
-def region_widgets(session, regions, annotator: str) -> tuple[RegionGallery, LabelingPanel]:
-    """The distillation tab's gallery and the labeling tab's panel of ``session``'s ``regions``."""
+def region_widgets(session, regions, annotator: str) -> tuple:
+    """The regions' widgets on ``session``: the gallery (tab 2), the labeling panel (tab 3)
+    and the region table shown above them and the correction (tabs 2–4).
+    """
     names, c, g = session.data.class_names, session.config, session_grounding(session, regions)
     gallery = RegionGallery(regions, session.vae, session.classifier, names, tau=c.tau,
                             grounding=g, precision=c.precision)
@@ -58,7 +62,28 @@ def region_widgets(session, regions, annotator: str) -> tuple[RegionGallery, Lab
                           class_names=names, annotator=annotator, review_size=c.review_size,
                           tau=c.tau, seed=c.seed, rho=c.rho, n_finetune=c.n_finetune,
                           on_export=session.export_failure_data, grounding=g)
-    return gallery, panel
+    table = RegionTable(table_rows(session, regions, g, c.rho))
+    return gallery, panel, table
+
+
+def table_rows(session, regions, grounding, rho: float) -> list:
+    """The region table's rows: ``region_rows`` on the session's votes and grounding."""
+    return region_rows(regions, store=session.open_store(), grounding=grounding,
+                       class_names=session.data.class_names, rho=rho)
+
+
+def open_region(dashboard, k: int) -> None:
+    """Show region ``k`` in the gallery and the labeling panel (a click on its table row)."""
+    try:
+        dashboard.gallery.mode = "single"
+        dashboard.gallery.region = int(k)
+        dashboard.labeling_panel.goto(int(k), 0)
+    except Exception as exc:   # a row click's error shows in the status line, not a log
+        dashboard._say(dashboard.stage, red(f"Opening region {k} failed: "
+                                            f"{type(exc).__name__}: {exc}"))
+        return
+    dashboard._say(dashboard.stage, f"Region {int(k)} is shown in the gallery (tab 2) and "
+                   "the labeling panel (tab 3).")
 
 
 def send_selection(dashboard, selection: dict) -> None:

@@ -33,12 +33,14 @@ from defuse_widgets.widgets._dashboard_tabs import (
     decisions_html,
     export_slice,
     map_slices,
+    open_region,
     region_widgets,
     resume_status,
     review_tab,
     save_slice,
     send_selection,
     sweep_status,
+    table_rows,
 )
 from defuse_widgets.widgets._dashboard_view import STAGES, StageLine, build_view
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
@@ -163,7 +165,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.classifier, self.vae, self.data = ((self.session.classifier, self.session.vae)
                                                 if self.session else (classifier, vae)) + (data,)
         self.annotator, self.device = annotator, device
-        self.explorer = self.gallery = self.labeling_panel = None
+        self.explorer = self.gallery = self.labeling_panel = self.region_table = None
         self.review_panels: list = []
         self._built, self._ready = {}, False
         super().__init__(**{k: v for k, v in kwargs.items() if k not in _CONTROLS})
@@ -233,7 +235,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                        "decisions", "tradeoff")
     def _render(self, change=None) -> None:
         """Rebuild the view from the traits; stage widgets only when their inputs changed."""
-        if not self._ready or self.session is None:
+        if not self._ready or self.session is None or getattr(self, "_closed", False):
             return
         with self._lock:
             busy = bool(self.running)
@@ -255,7 +257,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._render_review()
             self._decisions.value = decisions_html(self.decisions, self.data.class_names)
             n = sum(d.is_misclassification_region for d in self.decisions)
-            self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else [W.HTML(
+            table = [self.region_table] if self.region_table is not None else []
+            self._boxes[3].children = table + ([self.tradeoff] if self.tradeoff is not None
+                                               else [W.HTML(
                 f"<i>{n} region{'s' * (n != 1)} accepted by the votes so far: press <b>Build "
                 "failure data</b> to start the λ sweep." if n else
                 "<i>Vote in the Labeling tab, then build the failure data of the accepted "
@@ -298,20 +302,22 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         if "regions" in self._built and self._built["regions"] is regions:
             return
         self._built["regions"] = regions
-        for old in (self.gallery, self.labeling_panel):
+        for old in (self.gallery, self.labeling_panel, self.region_table):
             if old is not None:
                 old.close()
-        self.gallery = self.labeling_panel = None
+        self.gallery = self.labeling_panel = self.region_table = None
         if regions is None or len(regions) == 0:
             why = "lower ε: none was kept" if regions is not None else "run distillation"
             self._boxes[1].children = [W.HTML(self._damage_html("distillation") or
                                               f"<i>No regions yet ({why}).")]
             self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
-        self.gallery, self.labeling_panel = region_widgets(self.session, regions, self.annotator)
+        self.gallery, self.labeling_panel, self.region_table = region_widgets(
+            self.session, regions, self.annotator)
+        self.region_table.on_select(lambda k: open_region(self, k))
         self.labeling_panel.on_vote(lambda vote: self._votes_changed())
-        self._boxes[1].children = [self.gallery]
-        self._boxes[2].children = [self.labeling_panel]
+        self._boxes[1].children = [self.region_table, self.gallery]   # one table, three tabs
+        self._boxes[2].children = [self.region_table, self.labeling_panel]
 
     def _render_review(self) -> None:
         # the review is built from the saved decisions: not rebuilt on every vote
@@ -333,6 +339,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     def _votes_changed(self) -> None:
         """Keep tab 4 in step with the votes: the regions the ρ rule accepts now."""
         self.decisions = self.labeling_panel.decisions()
+        self.region_table.update(table_rows(self.session, self.regions,
+                                            self.labeling_panel.grounding,
+                                            self.labeling_panel.rho))
         n = sum(d.is_misclassification_region for d in self.decisions)
         if n and self.tradeoff is None:
             self._say("correction", f"{n} region{'s' * (n != 1)} accepted by the votes so far: "
@@ -538,10 +547,12 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     def close(self) -> None:
         """Stop background work, close the stage widgets and the store."""
+        self._closed = True   # a background thread that ends later renders nothing
         self.stop()
         if self.explorer is not None:
             self.explorer.stop()
-        for w in (self.explorer, self.gallery, self.labeling_panel, self.tradeoff):
+        for w in (self.explorer, self.gallery, self.labeling_panel, self.region_table,
+                  self.tradeoff):
             if w is not None:
                 w.close()
         if self.session is not None:

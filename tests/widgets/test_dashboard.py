@@ -105,8 +105,8 @@ def test_stages_write_the_session_folder(make, tmp_path):
     dash.run_distillation(wait=True)
     assert (folder / "regions.npz").exists() and len(dash.regions) == 3
     assert json.loads((folder / "session.json").read_text())["config"]["n_components"] == 3
-    assert dash._boxes[1].children == (dash.gallery,)
-    assert dash._boxes[2].children == (dash.labeling_panel,)
+    assert dash._boxes[1].children == (dash.region_table, dash.gallery)
+    assert dash._boxes[2].children == (dash.region_table, dash.labeling_panel)
     assert done == ["identification", "distillation"]
     # The map takes the regions in place: a notebook cell showing it keeps showing it.
     assert dash.explorer is explorer and explorer._dropdown.disabled is False
@@ -133,7 +133,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     # Tab 4 follows the votes at once, before Build failure data is pressed.
     assert [(d.region, d.label) for d in dash.decisions if d.is_misclassification_region] \
         == [(1, wrong)]
-    assert "1 region accepted by the votes" in dash._boxes[3].children[0].value
+    assert "1 region accepted by the votes" in dash._boxes[3].children[-1].value
     assert "region 1" in dash._decisions.value
     assert "1 region accepted" in dash._said["correction"]
 
@@ -142,7 +142,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert "the session" in dash.labeling_panel.status
     plot = dash.build_correction()
     assert isinstance(plot, TradeoffPlot) and dash.tradeoff is plot
-    assert dash.stage == "correction" and dash._boxes[3].children == (plot,)
+    assert dash.stage == "correction" and dash._boxes[3].children == (dash.region_table, plot)
     accepted = [d for d in dash.decisions if d.is_misclassification_region]
     assert [(d.region, d.label) for d in accepted] == [(1, wrong)]
     assert "region 1" in dash._decisions.value
@@ -188,7 +188,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     dash.close()   # a kernel restart: the saved sweep, the rule's λ and the choice come back
     again = make(resume=True)
     shown = again.tradeoff
-    assert shown is not None and again._boxes[3].children == (shown,)
+    assert shown is not None and again._boxes[3].children == (again.region_table, shown)
     assert again.stage == "identification" and "chosen by bob" in again.status
     assert shown.results == plot.results and shown.best == plot.best
     assert shown.chosen["lam"] == other and "<b>bob</b>" in shown._choice.value
@@ -346,3 +346,20 @@ def test_each_progress_line_keeps_its_own_stage_messages(make):
     assert "region" in second._text.value and first._text.value == said
     dash.write_report()   # a later stage's message stays out of both cells
     assert first._text.value == said and "Report written" not in second._text.value
+
+
+def test_the_region_table_is_above_tabs_2_to_4_and_opens_a_region(make):
+    dash = make()
+    dash.run_identification(wait=True).run_distillation(wait=True)
+    table = dash.region_table
+    assert [table in box.children for box in dash._boxes[1:4]] == [True, True, True]
+    assert len(table.rows) == len(dash.regions)
+    assert {r["decision"] for r in table.rows} == {"not labelled"}
+    dash.gallery.mode = "all"
+    table.select(2)   # what a click on region 2's row does
+    assert dash.gallery.mode == "single" and dash.gallery.region == 2
+    assert dash.labeling_panel.position == (2, 0) and "Region 2 is shown" in dash.status
+    wrong = _disagree(dash, 1)   # votes reach the table at once
+    row = table.rows[1]
+    assert row["decision"] == "accepted" and row["votes"] == 10
+    assert row["label"] == dash.data.class_names[wrong]
