@@ -2,7 +2,7 @@
 
 bf16 autocast roughly doubles the throughput of the decoder and classifier on
 CPUs with AVX-512 BF16 or AMX units (and on recent GPUs) at almost no cost in
-decisions (see the README's benchmarks). ``"auto"`` picks bf16 where the
+decisions (docs: "Speed"). ``"auto"`` picks bf16 where the
 hardware has such units and fp32 elsewhere; ``"fp32"`` keeps full precision.
 Weights, codes and results always stay fp32: only the matrix products run
 in bf16. Decisions that bf16 could get wrong are made again in fp32
@@ -29,7 +29,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 #: than 0.094 under bf16, so a decision can flip only when the two logits'
 #: errors add up to more than the margin, and 0.25 leaves 1.3x headroom over
 #: the worst pair seen. About 1 % of decodes and a tenth of the near-boundary
-#: region sets fall under it (README, "Speed").
+#: region sets fall under it (docs: "Speed").
 GUARD = 0.25
 
 

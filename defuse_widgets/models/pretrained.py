@@ -21,7 +21,7 @@ from defuse_widgets.storage.persistence import load_state_dict, save_json, save_
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: Settings of the shipped models; the β-VAE ones were chosen to reach the
-#: 0.93 held-out reconstruction accuracy (see README, "Generative fidelity").
+#: 0.93 held-out reconstruction accuracy (docs: "Generative fidelity").
 DEFAULT_SETTINGS = {
     "seed": 0,
     "classifier": dict(epochs=5, batch_size=64, lr=1.0, optimizer="adadelta"),

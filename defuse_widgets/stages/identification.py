@@ -182,8 +182,9 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         of perturbation noise"). ``centered=False`` is the paper's literal
         Algorithm 1, which adds ε ~ Beta(a, b) and so shifts every code by
         about +0.5 in every dimension. The default was chosen on the
-        planted-bug benchmark (README): centred noise gave more precise
-        adversarial examples and found more planted bugs.
+        planted-bug benchmark (docs: "Choices that differ from the paper"):
+        centred noise gave more precise adversarial examples and found more
+        planted bugs.
     chunk_size : int, optional
         Images whose noise is drawn per step; defaults to ``max(1, 4096 // Q)``.
         Results do not depend on it.
@@ -202,7 +203,7 @@ def identify(classifier: nn.Module, vae: nn.Module, X, y, *, Q: int = 500,
         :data:`~defuse_widgets.models.precision.GUARD` of each other is
         decoded and classified again in fp32, so the misclassified/not
         decisions are fp32's (``params["n_rechecked"]`` counts those decodes;
-        README, benchmarks).
+        docs: "Speed").
     progress : bool, default=True
 
     Returns
