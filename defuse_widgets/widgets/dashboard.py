@@ -444,8 +444,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self._require_session()
         path = self.session.write_html_report()
         href = html.escape(os.path.relpath(path).replace(os.sep, "/"), quote=True)
-        self._report_link.value = (f"<a href='{href}' target='_blank' "
-                                   f"class='defuse-report-link'>open {path.name}</a>")
+        self._report_link.value = (   # JupyterLab shows a bare link as plain text
+            f"<a href='{href}' target='_blank' class='defuse-report-link' style='color:#1a66c9;"
+            f"text-decoration:underline'>open {path.name} ↗</a>")
         self._say("correction", f"Report written to {html.escape(str(path))}.")
         return path
 
