@@ -119,7 +119,7 @@ def done_html() -> str:
     """The banner shown once the annotator has voted every sample of the shown region."""
     return ("<div style='background:#e8f5e9;border-left:4px solid #2e7d32;padding:2px 8px'>"
             "✓ You have voted every sample here: the decision below is what your votes "
-            "made. <b>Next region ⏭</b> (key <code>]</code> or <code>Enter</code>) moves on."
+            "made. <b>Next region</b> (key <code>]</code> or <code>Enter</code>) moves on."
             "</div>")
 
 

@@ -234,9 +234,10 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
                                         icon="forward",
                                         tooltip="key u: your next sample without a vote")
         self._undo = self._button("Undo", self.undo, icon="undo", tooltip="key Backspace")
-        self._prev_region = self._button("⏮ Previous region", self.previous_region,
+        self._prev_region = self._button("Previous region", self.previous_region,
+                                         icon="step-backward",   # font icons: no missing glyph
                                          tooltip="key [: the previous region of the queue")
-        self._next_region = self._button("Next region ⏭", self.next_region,
+        self._next_region = self._button("Next region", self.next_region, icon="step-forward",
                                          tooltip="key ] or Enter: the next region of the "
                                                  "queue")
         return widgets.HBox([self._prev, self._next, self._unlabelled, self._undo,
