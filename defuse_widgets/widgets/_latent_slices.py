@@ -15,7 +15,7 @@ def slice_controls(explorer) -> W.Box:
     """Build the controls on ``explorer`` (a LatentExplorer); hidden until it has an
     ``on_save_slice`` callback.
     """
-    explorer._slice_name = W.Text(placeholder="name this selection", layout=W.Layout(
+    explorer._slice_name = W.Text(placeholder="slice name", layout=W.Layout(
         width="120px"), _dom_classes=["defuse-slice-name"])
     explorer._slice_save = W.Button(description="Save slice", icon="bookmark", disabled=True,
                                     layout=W.Layout(width="auto"),
@@ -33,8 +33,9 @@ def slice_controls(explorer) -> W.Box:
                                  "value")
     explorer._slice_export.on_click(guard("export slice", lambda _: explorer.export_slice(
         explorer._slice_menu.value)))
-    return W.VBox([W.HBox([explorer._slice_name, explorer._slice_save]),
-                   W.HBox([explorer._slice_menu, explorer._slice_export])],
+    row = W.Layout(flex_flow="row wrap")   # wraps rather than cuts in a narrow column
+    return W.VBox([W.HBox([explorer._slice_name, explorer._slice_save], layout=row),
+                   W.HBox([explorer._slice_menu, explorer._slice_export], layout=row)],
                   layout=W.Layout(display="none"))
 
 
