@@ -131,35 +131,34 @@ def map_traces(groups, train_xy, adv_xy, adversarial, highlight_xy) -> list:
     return traces
 
 
-def _legend(color_by: str, n_entries: int) -> dict:
-    """Below the plot while it fits in a few rows; a scrolling column at the right beyond."""
+def _legend_layout(traces, color_by: str) -> dict:
+    """The legend (titled for ``color_by``) and margins: below the plot while its entries fit
+    in a few rows, a scrolling column at the right beyond.
+    """
+    n = sum(bool(t.showlegend) for t in traces)
     title = dict(text=_LEGEND_TITLES[color_by], side="top")
-    if n_entries <= 12:
-        return dict(itemsizing="constant", orientation="h", x=0, y=0, yanchor="top",
-                    title=title)
-    return dict(itemsizing="constant", orientation="v", x=1.0, y=1, xanchor="left",
-                title=title)
-
-
-def _margin(color_by: str, n_entries: int) -> dict:
-    return dict(l=10, r=10 if n_entries <= 12 else 120, t=30, b=50)
+    if n <= 12:
+        return dict(legend=dict(itemsizing="constant", orientation="h", x=0, y=0,
+                                yanchor="top", title=title),
+                    margin=dict(l=10, r=10, t=30, b=50))
+    return dict(legend=dict(itemsizing="constant", orientation="v", x=1.0, y=1,
+                            xanchor="left", title=title),
+                margin=dict(l=10, r=120, t=30, b=50))
 
 
 def map_figure(traces, color_by: str) -> SharedFigureWidget:
     """The map's FigureWidget holding ``traces`` (from :func:`map_traces`)."""
-    n = sum(bool(t.showlegend) for t in traces)
     return SharedFigureWidget(data=traces, layout=dict(
-        dragmode="lasso", width=600, height=580, margin=_margin(color_by, n),
-        xaxis=dict(visible=False), yaxis=dict(visible=False),
-        legend=_legend(color_by, n), title="t-SNE of the latent space"))
+        dragmode="lasso", width=600, height=580, xaxis=dict(visible=False),
+        yaxis=dict(visible=False), title="t-SNE of the latent space",
+        **_legend_layout(traces, color_by)))
 
 
 def replace_traces(fig, traces, color_by: str) -> None:
     """Put ``traces`` in place of ``fig``'s traces, with the legend for ``color_by``."""
-    n = sum(bool(t.showlegend) for t in traces)
     fig.data = ()
     fig.add_traces(traces)
-    fig.update_layout(legend=_legend(color_by, n), margin=_margin(color_by, n))
+    fig.update_layout(**_legend_layout(traces, color_by))
 
 
 def highlight(fig, xy, name: str) -> None:

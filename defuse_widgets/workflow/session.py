@@ -203,8 +203,8 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         if not self.done(stage):
             return []
         parts = ["the adversarial examples"] if stage == "identification" else []
-        if stage == "identification" and self.load_slices():
-            n = len(self.load_slices())
+        n = len(self.load_slices()) if stage == "identification" else 0
+        if n:
             parts.append(f"{n} saved slice{'s' * (n != 1)}")
         if "regions.npz" in self.folder.problems:
             parts.append("the damaged regions.npz")

@@ -10,31 +10,6 @@ def _unpredicted(store, region):
     return min(set(range(10)) - set(store.review_predictions(region).tolist()))
 
 
-@pytest.fixture(scope="module")
-def regions(tiny_adversarial):
-    from defuse_widgets.stages.distillation import distill
-
-    regions = distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
-    assert len(regions) >= 2
-    return regions
-
-
-@pytest.fixture
-def make_panel(tmp_path, regions, tiny_models):
-    clf, vae = tiny_models
-    panels = []
-
-    def make(annotator="ada", **kw):
-        panel = LabelingPanel(tmp_path / "votes.sqlite", regions, vae, clf,
-                              annotator=annotator, n_finetune=16, **kw)
-        panels.append(panel)
-        return panel
-
-    yield make
-    for panel in panels:
-        panel.close()
-
-
 def test_key_vote_reaches_store_and_advances(make_panel):
     panel = make_panel()
     seen = []

@@ -18,31 +18,6 @@ def _listed(panel):
     return {region: label for label, region in panel._selector._dropdown.options}
 
 
-@pytest.fixture(scope="module")
-def regions(tiny_adversarial):
-    from defuse_widgets.stages.distillation import distill
-
-    regions = distill(tiny_adversarial, n_components=3, eps=0.0, n_classes=10)
-    assert len(regions) >= 2
-    return regions
-
-
-@pytest.fixture
-def make_panel(tmp_path, regions, tiny_models):
-    clf, vae = tiny_models
-    panels = []
-
-    def make(annotator="ada", **kw):
-        panel = LabelingPanel(tmp_path / "votes.sqlite", regions, vae, clf,
-                              annotator=annotator, n_finetune=16, **kw)
-        panels.append(panel)
-        return panel
-
-    yield make
-    for panel in panels:
-        panel.close()
-
-
 # ------------------------------------------------------------ the queue, without widgets
 def test_region_states_count_your_votes_and_see_disagreement(tmp_path):
     with AnnotationStore(tmp_path / "s.sqlite", n_classes=10) as store:
