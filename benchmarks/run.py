@@ -27,7 +27,8 @@ SECTIONS = {"identification": "benchmarks.identification",
             "planted_bugs": "benchmarks.planted_bugs",    # planted-bug benchmark (issue 7)
             "performance": "benchmarks.performance",     # bf16, halving, the default run (issue 16)
             "scale": "benchmarks.scale",                  # 5k, 20k, 60k training images (issue 25)
-            "kernel_memory": "benchmarks.kernel_memory"}  # the quickstart kernel (issue 27)
+            "kernel_memory": "benchmarks.kernel_memory",  # the quickstart kernel (issue 27)
+            "browser": "benchmarks.browser_latency"}      # real-browser latency (issue 27)
 
 
 def main(argv=None) -> int:

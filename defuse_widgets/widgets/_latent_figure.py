@@ -155,10 +155,14 @@ def map_figure(traces, color_by: str) -> SharedFigureWidget:
 
 
 def replace_traces(fig, traces, color_by: str) -> None:
-    """Put ``traces`` in place of ``fig``'s traces, with the legend for ``color_by``."""
+    """Put ``traces`` in place of ``fig``'s traces, with the legend for ``color_by``.
+
+    Each step is one redraw in the page; the layout changes while the figure is empty,
+    so that only adding the traces draws the points.
+    """
     fig.data = ()
-    fig.add_traces(traces)
     fig.update_layout(**_legend_layout(traces, color_by))
+    fig.add_traces(traces)
 
 
 def highlight(fig, xy, name: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import os
+import time
 from pathlib import Path
 
 import ipywidgets as W
@@ -447,7 +448,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self._report_link.value = (   # JupyterLab shows a bare link as plain text
             f"<a href='{href}' target='_blank' class='defuse-report-link' style='color:#1a66c9;"
             f"text-decoration:underline'>open {path.name} ↗</a>")
-        self._say("correction", f"Report written to {html.escape(str(path))}.")
+        self._say("correction", f"Report written to {html.escape(str(path))} at "
+                  f"{time.strftime('%H:%M:%S')}.")   # a second press visibly updates
         return path
 
     @property

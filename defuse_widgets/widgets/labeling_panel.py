@@ -191,7 +191,7 @@ class LabelingPanel(ReviewNavigation, widgets.VBox):
                                for c, name in enumerate(self.class_names)]
         self._none = self._button("None of the above", lambda: self.submit(NONE_OF_THE_ABOVE),
                                   tooltip="key n")
-        self._status = widgets.HTML()
+        self._status = widgets.HTML(_dom_classes=["defuse-labeling-status"])
         traitlets.dlink((self, "status"), (self._status, "value"))
         self._export = self._button("Export D_f", self._on_export, icon="download",
                                     tooltip="save the accepted regions' failure data as .npz")

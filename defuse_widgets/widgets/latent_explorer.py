@@ -195,8 +195,8 @@ class LatentExplorer(W.VBox):
         self._plot_box = W.Box(layout=W.Layout(width="600px", min_height="120px",
                                                flex="0 0 600px"))   # never clipped
         self._point_label = W.HTML("Click a point to see its decode.")
-        self.image = W.Image(format="png", layout=W.Layout(width="96px", height="96px",
-                                                           display="none"))
+        self.image = W.Image(format="png", _dom_classes=["defuse-click-decode"],
+                             layout=W.Layout(width="96px", height="96px", display="none"))
         self.thumbnail = W.Image(format="png", _dom_classes=["defuse-hover-thumbnail"],
                                  layout=W.Layout(width="96px", height="96px", display="none"))
         self._hover_label = W.HTML("Hover a point to see its decode.",

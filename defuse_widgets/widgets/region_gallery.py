@@ -81,7 +81,7 @@ class RegionGallery(W.VBox):
         The state the view is rebuilt from; ``selection`` is the dict given to
         :meth:`show_selection` (``codes``, ``kinds``, ``true_labels``); ``saliency``
         overlays each sample's SmoothGrad map for the predicted class (the
-        "SmoothGrad saliency" box; 16 noisy copies per image, seeded).
+        "SmoothGrad saliency" box; ``SALIENCY_COPIES`` noisy copies per image, seeded).
     busy : traitlet, bool
         True while the view is being redrawn (decode, classify, draw).
     image : ipywidgets.Image

@@ -129,48 +129,70 @@ def server_factory(tmp_path: Path, request):
             manifest = json.loads((root / SESSION / "manifest.json").read_text())
             manifest["files"] = {k: v for k, v in manifest["files"].items() if k in REUSED}
             (root / SESSION / "manifest.json").write_text(json.dumps(manifest))
-        news = home / "settings" / "@jupyterlab" / "apputils-extension"
-        news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
-        (news / "notification.jupyterlab-settings").write_text(
-            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-               "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-               "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
-        port = free_port()
-        command, page = APPS[app]
-        command = [a.format(nb=name) for a in command]
-        if app == "voila":
-            command += ["--no-browser", f"--port={port}"]
-        else:
-            command += ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-                        "--ServerApp.port_retries=0", "--ServerApp.token=",
-                        "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-                        f"--ServerApp.root_dir={root}"]
-        if os.geteuid() == 0 and app != "voila":
-            command.append("--allow-root")
         log_path = tmp_path / f"{app}.log"
-        log = open(log_path, "wb")
-        server = subprocess.Popen([sys.executable, *command], cwd=root, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        kernels: list = []
-        request.addfinalizer(lambda: (stop_server(server, kernels), log.close()))
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:   # Voila runs the notebook on every page load: probe the port only
-            with contextlib.suppress(OSError):
-                if app == "voila":
-                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
-                    break
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2):
-                    break
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{app} did not start:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        return dict(url=url, page=f"{url}/{page.format(nb=name)}", root=root,
-                    pid=server.pid, kernels=kernels, log=log_path, app=app)
+        try:
+            server = start_front_end(app, root, home, name, log_path)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        request.addfinalizer(lambda: server["close"]())
+        return server
 
     return start
+
+
+def start_front_end(app: str, root: Path, home: Path, name: str, log_path: Path) -> dict:
+    """Start a token-less ``app`` ("lab", "notebook" or "voila") on ``root``, which holds the
+    notebook ``name``; settings under ``home``, output to ``log_path``. A dict with ``url``,
+    ``page`` (the notebook's), ``root``, ``pid``, ``kernels``, ``log``, ``app`` and ``close``
+    (stops the server and its kernels). Raises RuntimeError if it does not start in 120 s.
+    """
+    news = home / "settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)   # no "Would you like to get notified about news?" toast
+    (news / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+           "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces")}
+    port = free_port()
+    command, page = APPS[app]
+    command = [a.format(nb=name) for a in command]
+    if app == "voila":
+        command += ["--no-browser", f"--port={port}"]
+    else:
+        command += ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
+                    "--ServerApp.port_retries=0", "--ServerApp.token=",
+                    "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+                    f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0 and app != "voila":
+        command.append("--allow-root")
+    log = open(log_path, "wb")
+    server = subprocess.Popen([sys.executable, *command], cwd=root, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    kernels: list = []
+    closed = []
+
+    def close() -> None:
+        if not closed:
+            closed.append(True)
+            stop_server(server, kernels)
+            log.close()
+
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:   # Voila runs the notebook on every page load: probe the port only
+        with contextlib.suppress(OSError):
+            if app == "voila":
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                break
+            with urllib.request.urlopen(f"{url}/api/status", timeout=2):
+                break
+        if server.poll() is not None or time.monotonic() > deadline:
+            close()
+            raise RuntimeError(f"{app} did not start:\n{log_path.read_text()}")
+        time.sleep(0.5)
+    return dict(url=url, page=f"{url}/{page.format(nb=name)}", root=root,
+                pid=server.pid, kernels=kernels, log=log_path, app=app, close=close)
 
 
 def wait_for_kernel(lab: dict, timeout: float = 120) -> None:

@@ -30,3 +30,11 @@ def test_saliency_is_one_map_per_sample(regions, tiny_models):
     clf, vae = tiny_models
     (p,) = preview_regions(regions, vae, clf, [1], n=3, tau=0.5, saliency=True)
     assert p.saliency.shape == (3, *p.images.shape[-2:]) and np.all(p.saliency >= 0)
+    from defuse_widgets.models.saliency import smoothgrad
+    from defuse_widgets.stages.region_preview import SALIENCY_COPIES
+
+    expected = smoothgrad(clf, p.images, target=p.predicted, n_samples=SALIENCY_COPIES)
+    np.testing.assert_allclose(p.saliency, expected, rtol=1e-5, atol=1e-6)   # fp32: exact
+    (fast,) = preview_regions(regions, vae, clf, [1], n=3, tau=0.5, saliency=True,
+                              precision="bf16")
+    assert np.corrcoef(fast.saliency.ravel(), expected.ravel())[0, 1] > 0.9   # bf16: close
