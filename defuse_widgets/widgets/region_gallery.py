@@ -278,7 +278,7 @@ class RegionGallery(W.VBox):
         if self.mode == "single":
             self.stats.value = self._stats_html(self.region)
             self.image.value = self._grids([self.region])[0]
-            self._view.children = [self.stats, self.image]
+            self._show(self.stats, self.image)
         elif self.mode == "all":
             grids = self._grids(range(len(self._regions)))
             if not self._rows:   # made once: a τ change only updates their values
@@ -290,9 +290,25 @@ class RegionGallery(W.VBox):
             for k, (card, png) in enumerate(zip(self._rows, grids)):
                 card.children[0].value = self._card_html(k)
                 card.children[1].value = png
-            self._view.children = [self._all_box]
+            self._show(self._all_box)
         else:
             self._draw_selection()
+
+    def _show(self, *parts) -> None:
+        """Show ``parts``; the other modes' widgets stay in the page, hidden, so that a mode
+        switch redraws images and does not make the page build 19 cards again.
+        """
+        kids = list(self._view.children)
+        kids += [p for p in parts if p not in kids]
+        for p in kids:
+            p.layout.display = None if p in parts else "none"
+        if tuple(kids) != self._view.children:
+            self._view.children = kids
+
+    @property
+    def shown(self) -> tuple:
+        """The widgets on display in the view, in order."""
+        return tuple(p for p in self._view.children if p.layout.display != "none")
 
     def _grids(self, ks) -> list:
         """PNG grids of regions ``ks``: one decode and one classifier pass for all of them."""
@@ -326,7 +342,7 @@ class RegionGallery(W.VBox):
                 f"<b>Selection</b>: {n} examples ({n_adv} adversarial, {n - n_adv} training)"
                 f"; showing {shown}" + tiles_html(self._selection_pngs, kinds, labels.tolist(),
                                                    predicted, names, size=self._size))
-        self._view.children = [self.selection_view]
+        self._show(self.selection_view)
 
     def _card_html(self, k: int) -> str:
         """The "all" view's caption of region ``k``: one line, its top confusion, its verdict."""

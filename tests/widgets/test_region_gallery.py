@@ -160,17 +160,20 @@ def test_all_mode_draws_each_region_as_single_mode_does(gallery, regions):
 
 def test_tau_change_in_all_mode_reuses_its_widgets(gallery, regions):
     gallery.mode = "all"
-    rows = gallery._view.children
+    rows = gallery.shown
     before = _n_widgets()
     first = gallery.images
     for tau in np.geomspace(0.05, 1.5, 10):
         gallery.tau = float(tau)
     assert _n_widgets() == before               # no widget made, none leaked
-    assert gallery._view.children == rows       # the same rows, new images in them
+    assert gallery.shown == rows       # the same rows, new images in them
     assert gallery.images != first and len(gallery.images) == len(regions)
+    mounted = gallery._view.children
     gallery.mode = "single"
+    assert gallery.shown == (gallery.stats, gallery.image)
     gallery.mode = "all"
-    assert gallery._view.children == rows and _n_widgets() == before
+    assert gallery.shown == rows and _n_widgets() == before
+    assert gallery._view.children == mounted   # a mode switch hides, the page rebuilds nothing
 
 
 def test_busy_indicator_is_shown_during_work_and_hidden_after(gallery):
@@ -220,7 +223,7 @@ def test_show_selection_shows_decodes_of_exactly_those_codes(gallery, tiny_adver
     images = decode(vae, torch.as_tensor(codes, dtype=torch.float32))
     assert gallery.images == [to_png(im, size=64) for im in images]
     view = gallery.selection_view.value
-    assert gallery._view.children == (gallery.selection_view,)
+    assert gallery.shown == (gallery.selection_view,)
     assert "3 examples (2 adversarial, 1 training)" in view
     assert view.count("defuse-tile defuse-tile-adversarial") == 2
     assert view.count("defuse-tile defuse-tile-train") == 1
@@ -281,7 +284,7 @@ def test_all_mode_is_compact_cards_and_only_one_mode_picks_a_region(gallery, reg
     assert not gallery._dropdown.disabled and not gallery._next.disabled
     gallery.mode = "all"
     assert gallery._dropdown.disabled and gallery._prev.disabled and gallery._next.disabled
-    (box,) = gallery._view.children   # cards side by side, wrapping: no wide stats column
+    (box,) = gallery.shown   # cards side by side, wrapping: no wide stats column
     assert box.layout.flex_flow == "row wrap" and len(box.children) == len(regions)
     s, p, c = regions.top_confusions(1, 1)[0]
     caption = box.children[1].children[0].value
