@@ -107,3 +107,33 @@ def test_modules_take_the_version_from_its_own_module():
     # importing the package __init__ from inside it is what tied every module in one cycle
     graph = _import_graph()
     assert not [m for m, deps in graph.items() if "defuse_widgets" in deps and m.count(".")]
+
+
+#: What only the core does: train, sample, encode or decode, fit. A widget asks the core
+#: (``stages``, ``models``) for results and draws them.
+CORE_WORK = {"backward", "zero_grad", "randn", "rand", "randint", "normal", "sample", "decode",
+             "encode", "fit", "fit_transform", "train", "manual_seed"}
+CORE_LIBRARIES = ("sklearn", "openTSNE", "scipy", "torch.optim", "torch.distributions")
+
+
+def test_widgets_draw_and_leave_the_work_to_the_core():
+    """No widget module imports an optimiser, scikit-learn, openTSNE or SciPy (torch, for
+    tensor types, it may) or calls a function that trains, samples, encodes, decodes or
+    fits (``bytes.decode`` of a PNG aside).
+    """
+    found = []
+    for path in sorted((ROOT / "widgets").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module] if isinstance(node, ast.ImportFrom) else [
+                    a.name for a in node.names]
+                found += [(path.name, node.lineno, n) for n in names
+                          if n and any(n == lib or n.startswith(lib + ".")
+                                       for lib in CORE_LIBRARIES)]
+            elif isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+                text = ast.unparse(node)
+                if name in CORE_WORK and not text.endswith(".decode('ascii')"):
+                    found.append((path.name, node.lineno, text[:80]))
+    assert not found, found

@@ -27,6 +27,7 @@ class TimedClient(NotebookClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.events: dict = {}
+        self.closed: set = set()   # comm ids of widgets the kernel closed
         self.on_cell_execute = lambda cell, cell_index: self.events.setdefault(
             cell_index, []).append(("start", time.monotonic()))
         self.on_cell_executed = lambda cell, cell_index, execute_reply: self.events[
@@ -39,6 +40,8 @@ class TimedClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
     def handle_comm_msg(self, outs, msg, cell_index):
+        if msg["msg_type"] == "comm_close":
+            self.closed.add(msg["content"]["comm_id"])
         # a widget update is a sign of life only once a widget is on the page (the
         # quickstart's dashboard, shown in one cell, reports the next cell's progress)
         if any(kind == "widget shown" for events in self.events.values() for kind, _ in events):
@@ -66,6 +69,10 @@ def test_notebook_runs(path, tmp_path):
     raw = [(i, m.group(0), text[max(0, m.start() - 60):m.end() + 20])
            for i, text in _texts(nb) for m in RAW.finditer(text)]
     assert not raw, f"cells show nan or a raw repr: {raw}"
+    shown = [(i, o["data"][WIDGET]["model_id"]) for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" for o in c.get("outputs", []) if WIDGET in o.get("data", {})]
+    dead = [(i, m) for i, m in shown if m in client.closed]
+    assert not dead, f"cells show a widget the kernel closed (an empty output): {dead}"
     for i, events in client.events.items():
         times = [t for _, t in events]
         if times[-1] - times[0] <= 10:

@@ -38,10 +38,15 @@ from scipy import stats
 from defuse_widgets._validation import check_codes, check_int, check_labels, check_number, describe
 from defuse_widgets.stages.regions import Regions
 
-__all__ = ["VERDICTS", "RegionGrounding", "assign_to_regions", "ground_regions"]
+__all__ = ["VERDICTS", "VERDICT_WORDS", "RegionGrounding", "assign_to_regions", "ground_regions"]
 
 #: The possible outcomes of :meth:`RegionGrounding.verdict`.
 VERDICTS = ("confirmed", "not_confirmed", "no_support")
+#: How each verdict reads everywhere (dashboard, region table, report): a short form for
+#: a table cell and a long one for a badge or a sentence.
+VERDICT_WORDS = {"confirmed": ("bug confirmed", "bug confirmed on real data"),
+                 "not_confirmed": ("not confirmed", "not confirmed on real data"),
+                 "no_support": ("too few real images", "too few real images to judge")}
 
 
 def assign_to_regions(regions: Regions, codes, *, alpha: float = 0.99,

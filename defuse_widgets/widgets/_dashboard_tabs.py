@@ -79,10 +79,10 @@ def open_region(dashboard, k: int) -> None:
         dashboard.gallery.region = int(k)
         dashboard.labeling_panel.goto(int(k), 0)
     except Exception as exc:   # a row click's error shows in the status line, not a log
-        dashboard._say(dashboard.stage, red(f"Opening region {k} failed: "
+        dashboard.say(dashboard.stage, red(f"Opening region {k} failed: "
                                             f"{type(exc).__name__}: {exc}"))
         return
-    dashboard._say(dashboard.stage, f"Region {int(k)} is shown in the gallery (tab 2) and "
+    dashboard.say(dashboard.stage, f"Region {int(k)} is shown in the gallery (tab 2) and "
                    "the labeling panel (tab 3).")
 
 
@@ -118,9 +118,9 @@ def save_slice(dashboard, map_index, name, train_rows, adversarial_rows) -> None
     """Keep a map selection as slice ``name`` in the session, and list it on the map."""
     session = dashboard.session
     s = session.save_slice(name, train=map_index[np.asarray(train_rows, int)],
-                           adversarial=adversarial_rows, by=dashboard._who())
+                           adversarial=adversarial_rows, by=dashboard.annotator_name())
     dashboard.explorer.slices = map_slices(session, map_index)
-    dashboard._say("identification", html.escape(
+    dashboard.say("identification", html.escape(
         f"Slice {s['name']!r} saved in the session: {len(s['train'])} training images, "
         f"{len(s['adversarial'])} adversarial examples.", quote=False))
 
@@ -131,7 +131,7 @@ def export_slice(dashboard, name) -> None:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     path = folder.parent / f"{folder.name}-slice-{safe}.csv"
     dashboard.session.export_slice(name, path)
-    dashboard._say("identification", f"Slice {html.escape(repr(name), quote=False)} exported to "
+    dashboard.say("identification", f"Slice {html.escape(repr(name), quote=False)} exported to "
                    f"<code>{html.escape(str(path))}</code> (kind, index, source_index, "
                    "true_label, predicted_label).")
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import html
 
-from defuse_widgets.stages.grounding import RegionGrounding
+from defuse_widgets.stages.grounding import VERDICT_WORDS, RegionGrounding
 from defuse_widgets.stages.regions import Regions
 
 __all__ = ["VERDICTS", "check_grounding", "grounding_html", "session_grounding"]
 
-VERDICTS = {"confirmed": ("#dc0000", "confirmed bug"),
-             "not_confirmed": ("#2a7d2a", "not confirmed by real images")}
+#: The colour and words of each verdict a region can show (no_support shows none).
+VERDICTS = {v: (color, VERDICT_WORDS[v][1])
+            for v, color in (("confirmed", "#dc0000"), ("not_confirmed", "#2a7d2a"))}
 
 
 def grounding_html(grounding: RegionGrounding | None, k: int) -> str:

@@ -1,7 +1,8 @@
 """The labeling queue: which regions to visit, and moving through them by button or key.
 
-:func:`region_states` and :func:`in_queue` are plain functions of the
-annotation store (no widget code). :class:`ReviewNavigation` is mixed into
+:func:`~defuse_widgets.stages.labeling_queue.region_states` and
+:func:`~defuse_widgets.stages.labeling_queue.in_queue` (the core) say where each region
+stands; :class:`ReviewNavigation` is mixed into
 :class:`~defuse_widgets.widgets.labeling_panel.LabelingPanel`; it needs the
 panel's ``position``, ``queue_filter``, ``grid_mode`` and ``grid_selection``
 traits, ``regions``, ``review_size``, ``store``, ``annotator``, ``rho``,
@@ -10,15 +11,13 @@ traits, ``regions``, ``review_size``, ``store``, ``annotator``, ``rho``,
 from __future__ import annotations
 
 import html
-import math
-from dataclasses import dataclass
 
-from defuse_widgets._validation import check_choice, check_int
-from defuse_widgets.stages.labeling import RegionDecision, decide_region
-from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, AnnotationStore
+from defuse_widgets._validation import check_int
+from defuse_widgets.stages.labeling_queue import RegionState, in_queue, region_states
+from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE
 from defuse_widgets.widgets._labeling_view import KEY_ALIASES, QUEUE_FILTERS
 
-__all__ = ["RegionState", "ReviewNavigation", "check_index", "in_queue", "region_states"]
+__all__ = ["ReviewNavigation", "check_index"]
 
 
 def check_index(name: str, value, n: int, what: str) -> int:
@@ -31,84 +30,6 @@ def check_index(name: str, value, n: int, what: str) -> int:
     if not 0 <= value < n:
         raise ValueError(f"{name} must be {what} in [0, {n - 1}]; got {value}.")
     return value
-
-
-@dataclass(frozen=True)
-class RegionState:
-    """Where one region stands in the labeling queue.
-
-    Attributes
-    ----------
-    region : int
-    n_samples : int
-        Review samples of the region.
-    n_mine : int
-        Samples with a vote of the annotator the states were computed for.
-    decision : RegionDecision or None
-        The ρ rule on every annotator's votes; None before the region's review
-        set is recorded in the store.
-    """
-
-    region: int
-    n_samples: int
-    n_mine: int
-    decision: RegionDecision | None
-
-    @property
-    def complete(self) -> bool:
-        """Whether the annotator has voted every sample."""
-        return self.n_mine >= self.n_samples
-
-    @property
-    def disagree(self) -> bool:
-        """Whether the annotators' votes differ on a sample (agreement below 1)."""
-        return self.decision is not None and not math.isnan(self.decision.agreement) \
-            and self.decision.agreement < 1.0
-
-
-def region_states(store: AnnotationStore, n_regions: int, review_size: int, annotator: str,
-                  rho: float = 0.5) -> list[RegionState]:
-    """The queue state of regions ``0 .. n_regions - 1`` for ``annotator``.
-
-    Parameters
-    ----------
-    store : AnnotationStore
-    n_regions : int
-    review_size : int
-        Samples of a region whose review set is not in the store yet.
-    annotator : str
-        Whose votes ``n_mine`` counts ("" counts none).
-    rho : float, default=0.5
-        The ρ of the decisions.
-
-    Returns
-    -------
-    list of RegionState
-        One per region, in order.
-    """
-    shown, states = set(store.regions()), []
-    for k in range(n_regions):
-        if k not in shown:
-            states.append(RegionState(k, review_size, 0, None))
-            continue
-        names, matrix = store.vote_matrix(k)
-        mine = int((matrix[names.index(annotator)] != MISSING).sum()) if annotator in names \
-            else 0
-        decision = decide_region(matrix, store.review_predictions(k), region=k, rho=rho,
-                                 n_classes=store.n_classes)
-        states.append(RegionState(k, matrix.shape[1], mine, decision))
-    return states
-
-
-def in_queue(state: RegionState, queue_filter: str) -> bool:
-    """Whether the filter keeps the region.
-
-    ``"all"`` keeps every region, ``"unlabelled"`` those where the annotator
-    has not voted every sample, ``"disagree"`` those where annotators disagree.
-    """
-    check_choice("queue_filter", queue_filter, QUEUE_FILTERS)
-    return {"all": True, "unlabelled": not state.complete,
-            "disagree": state.disagree}[queue_filter]
 
 
 class ReviewNavigation:

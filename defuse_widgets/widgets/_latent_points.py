@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from defuse_widgets._validation import check_choice, check_int
-from defuse_widgets.models.inference import decode, predict
+from defuse_widgets.stages.region_preview import decode_and_predict
 from defuse_widgets.widgets._render import to_png
 from defuse_widgets.widgets._tiles import spread_index, tile_pngs, tiles_html
 
@@ -61,8 +60,8 @@ class PointImages:
         if (kind, i) not in self._cache:
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
-            images = decode(self.vae, torch.as_tensor(self.codes(kind)[i:i + 1]))
-            p = int(predict(self.classifier, images)[0])
+            images, (p,) = decode_and_predict(self.vae, self.classifier,
+                                              self.codes(kind)[i:i + 1])
             self._cache[kind, i] = (to_png(images[0], label=self.names[p]), p)
         return self._cache[kind, i]
 
@@ -82,8 +81,8 @@ class PointImages:
     def train_predicted(self) -> np.ndarray:
         """The classifier's prediction for each training point, shape (n_train,)."""
         if self._train_predicted is None:
-            images = decode(self.vae, torch.as_tensor(self.train_codes, dtype=torch.float32))
-            self._train_predicted = predict(self.classifier, images).numpy()
+            _, predicted = decode_and_predict(self.vae, self.classifier, self.train_codes)
+            self._train_predicted = np.asarray(predicted, dtype=np.int64)
         return self._train_predicted
 
     def examples(self, selection: dict, max_n: int | None = None) -> dict:
@@ -108,8 +107,7 @@ class PointImages:
 
     def tiles(self, examples: dict, *, size: int = 48) -> tuple:
         """(PNG per tile, HTML of the captioned tiles) of :meth:`examples`' output."""
-        images = decode(self.vae, torch.as_tensor(examples["codes"]))
-        predicted = predict(self.classifier, images).tolist()
+        images, predicted = decode_and_predict(self.vae, self.classifier, examples["codes"])
         pngs = tile_pngs(images, size=size)
         return pngs, tiles_html(pngs, examples["kinds"], examples["true_labels"].tolist(),
                                 predicted, self.names, size=size)

@@ -224,7 +224,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         """File each message under its tab: the running job's, else the one on display."""
         self._said[self._saying or self.running or self.stage] = change["new"]
 
-    def _say(self, stage: str, text: str) -> None:
+    def say(self, stage: str, text: str) -> None:
         """Set ``status`` as a message of tab ``stage``, whichever tab is on display."""
         self._saying = stage
         try:
@@ -330,7 +330,8 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._built["review"] = key
             for panel in self.review_panels:
                 panel.close()
-            self._boxes[4].children, self.review_panels = review_tab(self.session, self._who())
+            self._boxes[4].children, self.review_panels = review_tab(self.session,
+                                                                     self.annotator_name())
 
     def _correction_inputs(self) -> tuple:
         """What a correction plot depends on: settings, accepted regions and their labels."""
@@ -345,10 +346,10 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                                             self.labeling_panel.rho))
         n = sum(d.is_misclassification_region for d in self.decisions)
         if n and self.tradeoff is None:
-            self._say("correction", f"{n} region{'s' * (n != 1)} accepted by the votes so far: "
+            self.say("correction", f"{n} region{'s' * (n != 1)} accepted by the votes so far: "
                       "press Build failure data to start the λ sweep.")
 
-    def _who(self) -> str:
+    def annotator_name(self) -> str:
         """The annotator's name: the labeling panel's field, else the ``annotator`` given."""
         panel = self.labeling_panel
         return (panel.annotator.strip() if panel is not None else "") or self.annotator
@@ -423,7 +424,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         rho = self.labeling_panel.rho if self.labeling_panel is not None else self.config.rho
         self.decisions = self.session.decide(rho)
         if not any(d.is_misclassification_region for d in self.decisions):
-            self._say("correction", "No region is accepted yet: a region is accepted when "
+            self.say("correction", "No region is accepted yet: a region is accepted when "
                       f"more than ρ={rho:g} of its votes disagree with the classifier.")
             return None
         if shown is not None and not shown.running and self._correction_inputs() == before:
@@ -432,7 +433,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             plot = self._show_correction(self.session.failure_data())
         self._plot_inputs = self._correction_inputs()
         self.stage = "correction"
-        self._say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. " + (
+        self.say("correction", f"Failure data: {len(plot.y_f)} samples in D_f. " + (
             "Its saved sweep is shown; Start runs it again." if plot.results
             else "Start the λ sweep."))
         self._notify("correction", plot)
@@ -448,7 +449,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self._report_link.value = (   # JupyterLab shows a bare link as plain text
             f"<a href='{href}' target='_blank' class='defuse-report-link' style='color:#1a66c9;"
             f"text-decoration:underline'>open {path.name} ↗</a>")
-        self._say("correction", f"Report written to {html.escape(str(path))} at "
+        self.say("correction", f"Report written to {html.escape(str(path))} at "
                   f"{time.strftime('%H:%M:%S')}.")   # a second press visibly updates
         return path
 
@@ -478,9 +479,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         """Show the λ sweep's plot of ``sets`` (``Session.failure_data()``) in tab 4."""
         if self.tradeoff is not None:
             self.tradeoff.close()
-        plot = correction_plot(self.session, sets, self._who)
+        plot = correction_plot(self.session, sets, self.annotator_name)
         plot.observe(self._on_sweep, "running")
-        plot.on_choose(lambda choice: self._say("correction", html.escape(plot.status)))
+        plot.on_choose(lambda choice: self.say("correction", html.escape(plot.status)))
         self.tradeoff = plot
         return plot
 
@@ -488,7 +489,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         plot = self.tradeoff
         if change["new"] or plot is None or plot.error_ is not None or not plot.results:
             return
-        self._say("correction", sweep_status(self.session, plot))
+        self.say("correction", sweep_status(self.session, plot))
 
     def _resume(self) -> None:
         """Load what the session folder holds; a damaged file is reported on its tab, not raised."""
@@ -506,11 +507,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._plot_inputs = self._correction_inputs()
         for stage in STAGES:
             if stage in self._damaged:
-                self._say(stage, red(self._damaged[stage]))
+                self.say(stage, red(self._damaged[stage]))
         if s.folder.read_only:
             text = (text or "") + ("<br><i>Opened read-only: nothing is written; stages, "
                                    "votes and the report are off.</i>")
-        self._say("identification", (text or "") + damage_note(s, self._damaged))
+        self.say("identification", (text or "") + damage_note(s, self._damaged))
         self._render()
 
     def _load(self, stage: str, load):
@@ -545,7 +546,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             button.disabled = True
         for stage, box in zip(STAGES, self._boxes):
             box.children = [W.HTML(text)]
-            self._say(stage, text)
+            self.say(stage, text)
         self._status.value = text
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ import anywidget
 import traitlets
 
 from defuse_widgets._validation import check_choice, check_int, describe
+from defuse_widgets.stages.grounding import VERDICT_WORDS
 from defuse_widgets.stages.region_summary import DECISIONS
 
 __all__ = ["COLUMNS", "RegionTable", "cell_texts"]
@@ -32,8 +33,7 @@ COLUMNS = (("region", "Region"), ("weight", "Weight π"), ("members", "Members")
            ("verdict", "Real data"), ("accuracy", "Real-image accuracy"))
 
 _KEYS = [key for key, _ in COLUMNS]
-_VERDICTS = {"confirmed": "bug confirmed", "not_confirmed": "not confirmed",
-             "no_support": "too few real images", None: "–"}
+_VERDICTS = {**{v: short for v, (short, _) in VERDICT_WORDS.items()}, None: "–"}
 
 _ESM = """
 function compare(a, b, key, descending) {

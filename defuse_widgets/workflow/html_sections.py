@@ -11,14 +11,15 @@ import base64
 import html
 import math
 
+from defuse_widgets.stages.grounding import VERDICT_WORDS
+
 __all__ = ["CSS", "esc", "figure4_section", "is_number", "lam_text", "pct", "regions_section",
            "summary_section", "table"]
 
 _FIG4 = (("Before finetuning", "before"), ("Unrestricted adversarial examples", "baseline"),
          ("Defuse", "defuse"), ("Defuse + label review", "review"))
-_VERDICTS = {"confirmed": ("bad", "bug confirmed on real data"),
-             "not_confirmed": ("muted", "not confirmed on real data"),
-             "no_support": ("muted", "too few real images to judge")}
+_VERDICTS = {v: (cls, VERDICT_WORDS[v][1]) for v, cls in (
+    ("confirmed", "bad"), ("not_confirmed", "muted"), ("no_support", "muted"))}
 
 
 def esc(value) -> str:

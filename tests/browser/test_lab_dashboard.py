@@ -155,6 +155,9 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             expect(tiles.first).to_contain_text("adversarial")
             expect(tiles.first).to_contain_text("true")
             _shot(b, "latent-map-selection")
+            _saved_slice_and_legend_filter(page, tab1, scatter, session)
+            _shots_at_sizes(b, "latent-map", ".defuse-identification .js-plotly-plot")
+            _side_column_beside_map_at_1280(page, tab1, scatter)
             send = tab1.get_by_role("button", name="Show selection in gallery")
             expect(send).to_be_enabled()
             send.click()
@@ -202,6 +205,8 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             panel.get_by_role("button", name="◀ Previous").click()   # back to region 0
             expect(panel).to_contain_text("decision so far")        # one annotator is enough
             expect(panel).to_contain_text("1 annotator")
+            _labeling_queue(page, panel, keys, store)
+            _shots_at_sizes(b, "labeling-queue", ".defuse-region-table")
 
             # 4 · Correction: failure data (busy meanwhile), the λ sweep, the report
             _tab(page, "4 · Correction")
@@ -249,3 +254,94 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             expect(tab).to_contain_text("Saved sweep: 5 λ")   # not an empty "Press Start"
             expect(tab.locator(".defuse-lam-choice")).to_contain_text("Rule's choice")
             _shot(b, "tradeoff-after-restart")
+
+
+def _saved_slice_and_legend_filter(page, tab1, scatter, session) -> None:
+    """Issue 27: the selection named by keyboard and saved by mouse, reopened from the menu and
+    exported as a new CSV; a click on a legend entry hides its points and a second shows them.
+    """
+    from playwright.sync_api import expect
+
+    name = tab1.locator(".defuse-slice-name input")
+    name.click()
+    name.press_sequentially("lasso one")
+    tab1.locator("button.defuse-slice-save").click()
+    menu = tab1.get_by_role("combobox", name="Saved slices")
+    expect(menu.locator("option", has_text="lasso one")).to_have_count(1, timeout=30_000)
+    assert "lasso one" in (session / "slices.json").read_text()
+    menu.select_option(label="lasso one")
+    export = tab1.locator("button.defuse-slice-export")
+    expect(export).to_be_enabled()
+    export.click()
+    deadline = time.monotonic() + 30
+    while not list(session.parent.glob("*.csv")) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    (csv,) = session.parent.glob("*.csv")
+    assert csv.read_text().count("\n") > 1   # a header and the slice's rows
+    first = scatter.locator(".legend .traces").first
+    first.click()
+    page.wait_for_function("gd => gd._fullData[0].visible === 'legendonly'",
+                           arg=scatter.element_handle(), timeout=10_000)
+    first.click()
+    page.wait_for_function("gd => gd._fullData[0].visible === true",
+                           arg=scatter.element_handle(), timeout=10_000)
+    first.click()   # hidden again for the screenshots: the legend filter in use
+
+
+def _labeling_queue(page, panel, keys, store) -> None:
+    """Issue 27: jump to a region from the menu, move on with "]", filter the queue to the
+    unlabelled regions, and vote one class for all samples in grid mode (one vote each).
+    """
+    from playwright.sync_api import expect
+
+    menu = panel.get_by_role("combobox", name="Region")
+    menu.select_option(index=2)
+    expect(panel).to_contain_text("Region 2 (of")
+    keys.click()
+    keys.press("]")
+    expect(panel).not_to_contain_text("Region 2 (of")
+    queue = panel.get_by_role("combobox", name="Queue")
+    queue.select_option(index=1)   # only unlabelled
+    options = menu.locator("option").all_text_contents()
+    assert options and not any(o.split()[0] == "0" for o in options), options   # 0 is done
+    n = len(votes(store))
+    keys.click()
+    keys.press("g")        # grid mode
+    keys.press("a")        # every sample
+    keys.press("3")        # one class for all of them
+    cast = wait_votes(store, n + 2)
+    assert len(cast) > n + 1 and len({(v.region, v.sample) for v in cast[n:]}) == len(cast) - n
+    keys.press("g")        # back to one sample at a time
+    queue.select_option(index=0)
+
+
+def _shots_at_sizes(b, name: str, top: str) -> None:
+    """Screenshots at 1600×1000 and 1280×800 (the file browser open) with ``top`` in view."""
+    page = b.page
+    before = page.viewport_size
+    for w, h in ((1600, 1000), (1280, 800)):
+        page.set_viewport_size({"width": w, "height": h})
+        time.sleep(1)
+        page.locator(top).locator("visible=true").first.evaluate(
+            "e => e.scrollIntoView({block: 'start'})")
+        time.sleep(0.5)
+        page.screenshot(path=str(b.artifacts / f"lab-{name}-{w}x{h}.png"), full_page=True)
+    page.set_viewport_size(before)
+    time.sleep(1)
+
+
+def _side_column_beside_map_at_1280(page, tab1, scatter) -> None:
+    """Issue 27: at 1280×800 with the file browser open the map's side column (hover
+    thumbnail, decode, tiles, Show selection in gallery) stays beside the map.
+    """
+    before = page.viewport_size
+    page.set_viewport_size({"width": 1280, "height": 800})
+    time.sleep(1)
+    try:
+        plot = scatter.bounding_box()
+        side = tab1.get_by_role("button", name="Show selection in gallery").bounding_box()
+        assert side["x"] >= plot["x"] + plot["width"] - 5, (plot, side)
+        assert side["x"] + side["width"] <= 1280, side
+    finally:
+        page.set_viewport_size(before)
+        time.sleep(1)

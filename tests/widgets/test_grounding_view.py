@@ -28,7 +28,7 @@ def grounding(regions):
 def test_html_names_counts_accuracy_and_verdict(grounding):
     text = grounding_html(grounding, 0)
     assert "Real images here: 12 validation (accuracy 25%), 9 test (33%)" in text
-    assert "confirmed bug" in text
+    assert "bug confirmed on real data" in text
     assert "No real validation or test image" in grounding_html(grounding, 1)
     assert grounding_html(None, 0) == ""
 
@@ -50,7 +50,7 @@ def test_panel_shows_grounding_next_to_the_region(tmp_path, regions, tiny_models
     panel = LabelingPanel(tmp_path / "votes.sqlite", regions, vae, clf, annotator="ada",
                           grounding=grounding)
     try:
-        assert "confirmed bug" in panel._info.value and "Region 0" in panel._info.value
+        assert "bug confirmed on real data" in panel._info.value and "Region 0" in panel._info.value
         panel.skip()
         assert "No real validation or test image" in panel._info.value
     finally:
