@@ -23,8 +23,12 @@ from plotly.colors import qualitative
 
 from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 
-__all__ = ["COLOR_BY", "MapEvents", "MapGroup", "highlight", "map_figure", "map_groups",
-           "map_traces", "replace_traces"]
+__all__ = ["COLOR_BY", "MAP_WIDTH", "MapEvents", "MapGroup", "highlight", "map_figure",
+           "map_groups", "map_traces", "replace_traces"]
+
+#: The map's width in px: with its side column (at least 200 px) it fits beside the
+#: map in JupyterLab at 1280 px with the file browser open (checked in a browser test).
+MAP_WIDTH = 570
 
 #: The map's "Colour by" choices: (label, value).
 COLOR_BY = (("true class", "true"), ("predicted class", "predicted"), ("region", "region"))
@@ -149,7 +153,7 @@ def _legend_layout(traces, color_by: str) -> dict:
 def map_figure(traces, color_by: str) -> SharedFigureWidget:
     """The map's FigureWidget holding ``traces`` (from :func:`map_traces`)."""
     return SharedFigureWidget(data=traces, layout=dict(
-        dragmode="lasso", width=600, height=580, xaxis=dict(visible=False),
+        dragmode="lasso", width=MAP_WIDTH, height=560, xaxis=dict(visible=False),
         yaxis=dict(visible=False), title="t-SNE of the latent space",
         **_legend_layout(traces, color_by)))
 

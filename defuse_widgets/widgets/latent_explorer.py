@@ -33,6 +33,7 @@ from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._latent_figure import (
     COLOR_BY,
+    MAP_WIDTH,
     MapEvents,
     highlight,
     map_figure,
@@ -192,8 +193,8 @@ class LatentExplorer(W.VBox):
         traitlets.link((self, "region"), (self._dropdown, "value"),
                        transform=(lambda r: _NO_REGION if r is None else r,
                                   lambda v: None if v == _NO_REGION else v))
-        self._plot_box = W.Box(layout=W.Layout(width="600px", min_height="120px",
-                                               flex="0 0 600px"))   # never clipped
+        self._plot_box = W.Box(layout=W.Layout(width=f"{MAP_WIDTH}px", min_height="120px",
+                                               flex=f"0 0 {MAP_WIDTH}px"))   # never clipped
         self._point_label = W.HTML("Click a point to see its decode.")
         self.image = W.Image(format="png", _dom_classes=["defuse-click-decode"],
                              layout=W.Layout(width="96px", height="96px", display="none"))
@@ -215,7 +216,7 @@ class LatentExplorer(W.VBox):
             W.HBox([self._plot_box, W.VBox([
                 W.HBox([self.thumbnail, self._hover_label]), self._point_label, self.image,
                 self._grid_label, self._send_button, self._slice_row, self.grid],
-                layout=W.Layout(flex="1 1 220px", min_width="220px", max_width="480px"))],
+                layout=W.Layout(flex="1 1 200px", min_width="200px", max_width="480px"))],
                 layout=W.Layout(flex_flow="row wrap"))]   # the side column wraps below
         self._ready = True
         self._fit.start(self._map_done, background=background)
