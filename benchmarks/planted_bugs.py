@@ -48,6 +48,7 @@ from defuse_widgets.models.inference import accuracy, encode_mean
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained
 from defuse_widgets.models.training import reconstruction_fidelity, train_classifier, train_vae
 from defuse_widgets.stages.annotators import SimulatedAnnotator
+from defuse_widgets.workflow import DefuseConfig
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = RESULTS / ".cache" / "planted"
@@ -194,10 +195,12 @@ def measure(quick: bool = False, seed: int = 0, log=print, partial: Path | None 
     annotators = _annotators(planted, vae, sim, ens, seed)
     for run in _grid(quick, annotators):
         log(f"[run] {run}")
-        kw = {k: v for k, v in run.items() if k != "annotator"}
-        res = evaluate_planted(planted, clf, vae, annotators[run["annotator"]], seed=seed,
+        config = DefuseConfig.quick(label_review=50, seed=seed, **{
+            k: v for k, v in run.items() if k not in ("annotator", "correct")})
+        res = evaluate_planted(planted, clf, vae, annotators[run["annotator"]], config,
+                               correct=run["correct"],
                                style_features=lambda X: encode_mean(shipped_vae, X).numpy(),
-                               log=log, **kw)
+                               log=log)
         doc["runs"].append({"settings": run, **res})
         if partial is not None:
             partial.parent.mkdir(parents=True, exist_ok=True)

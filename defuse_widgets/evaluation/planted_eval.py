@@ -127,29 +127,35 @@ def _bug_sets(planted: PlantedData) -> dict:
     return sets
 
 
-def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module, annotator, *,
-                     Q: int = 20, a: float = 50.0, b: float = 50.0, centered: bool = True,
-                     n_components: int = 30, eps: float = 0.01, max_samples: int = 3000,
-                     tau: float = 0.5, review_size: int = 10, rho: float = 0.5,
-                     n_finetune: int = 128, n_region_test: int = 128, lams=(0.01, 0.1, 1.0),
-                     epochs: int = 2, correct: bool = True, min_purity: float = 0.5,
-                     label_review: int = 50, style_features=None, seed: int = 0,
-                     log=print) -> dict:
+def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module, annotator,
+                     config=None, *, correct: bool = True, min_purity: float = 0.5,
+                     style_features=None, log=print) -> dict:
     """Run Defuse on planted data and score it against the planted bugs.
 
-    Parameters are those of :class:`~defuse_widgets.workflow.pipeline.DefuseConfig`
-    (quick-run defaults); ``annotator`` labels the review sets, the precision
-    sample and the baseline's adversarial examples; ``correct=False`` stops
-    after labeling. ``style_features`` (a callable mapping images (n, C, H, W)
-    to the features the styles were defined with) adds ``style_recall``,
-    scored with :func:`style_purity`. ``label_review`` > 0 adds a correction
-    arm ``"review"`` (not in the paper): the annotator labels the
-    ``label_review`` training images nearest each accepted region and each
-    label-error region (:mod:`~defuse_widgets.stages.label_review`), D is relabelled
-    with its answers, then corrected with the same D_f: the session's own label
-    review (``DefuseConfig.label_review``), selected on the validation images
-    the review left uncontested. ``recall_with_label_errors``
-    counts label-error regions as found bugs too.
+    Parameters
+    ----------
+    planted : PlantedData
+    classifier, vae : nn.Module
+        The classifier under test and the β-VAE, trained on ``planted.splits``.
+    annotator
+        Labels the review sets, the precision sample and the baseline's
+        adversarial examples (e.g. a ``SimulatedAnnotator``).
+    config : DefuseConfig, optional
+        The run's settings; by default ``DefuseConfig.quick(label_review=50)``.
+        ``config.label_review`` > 0 adds a correction arm ``"review"`` (not in
+        the paper): the annotator labels that many training images nearest each
+        accepted region and each label-error region
+        (:mod:`~defuse_widgets.stages.label_review`), D is relabelled with its
+        answers, then corrected with the same D_f, selected on the validation
+        images the review left uncontested.
+    correct : bool, default=True
+        False stops after labeling.
+    min_purity : float, default=0.5
+        A bug counts as found by a region whose purity for it reaches this.
+    style_features : callable, optional
+        Maps images (n, C, H, W) to the features the styles were defined with;
+        adds ``style_recall``, scored with :func:`style_purity`.
+    log : callable, default=print
 
     Returns
     -------
@@ -159,15 +165,17 @@ def evaluate_planted(planted: PlantedData, classifier: nn.Module, vae: nn.Module
         regions) and ``recall_candidates`` (over all candidates), and with
         ``correct`` the accuracies on each bug's held-out real images and on
         test before, after Defuse and after the baseline.
+        ``recall_with_label_errors`` counts label-error regions as found bugs too.
     """
     from defuse_widgets.workflow import DefuseConfig, Session
 
     t0, res = time.perf_counter(), {}
     splits, clean = planted.splits, planted.clean_train_labels()
-    config = DefuseConfig(Q=Q, a=a, b=b, centered=centered, n_components=n_components, eps=eps,
-                          max_samples=max_samples, tau=tau, review_size=review_size, rho=rho,
-                          n_finetune=n_finetune, n_region_test=n_region_test, lams=tuple(lams),
-                          epochs=epochs, label_review=label_review, seed=seed)
+    if config is None:
+        config = DefuseConfig.quick(label_review=50)
+    elif not isinstance(config, DefuseConfig):
+        raise TypeError(f"config must be a DefuseConfig or None; got {type(config).__name__}.")
+    label_review = config.label_review
     with tempfile.TemporaryDirectory() as tmp:   # the same workflow a user runs
         session = Session(Path(tmp) / "session", config, classifier=classifier, vae=vae,
                           data=splits, annotator=annotator)

@@ -10,6 +10,7 @@ from defuse_widgets.evaluation.planted_eval import (
     identification_precision,
 )
 from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
+from defuse_widgets.workflow import DefuseConfig
 
 BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))
 
@@ -208,9 +209,10 @@ def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
                     beta=0.5, epochs=8, batch_size=64, anneal_steps=50, seed=0, progress=False)
     knn = KnnOracle(vae, planted.X_pool, planted.y_pool, 10, k=1).eval()
     perfect = SimulatedAnnotator(knn, seed=0, name="perfect")
-    res = evaluate_planted(planted, clf, vae, perfect, Q=6, a=5.0, b=5.0, n_components=6,
-                           max_samples=1500, n_finetune=16, n_region_test=16, lams=(0.1,),
-                           epochs=1, label_review=120, seed=0, log=lambda *a: None)
+    config = DefuseConfig.quick(Q=6, a=5.0, b=5.0, n_components=6, max_samples=1500,
+                                n_finetune=16, n_region_test=16, lams=(0.1,), epochs=1,
+                                label_review=120, seed=0)
+    res = evaluate_planted(planted, clf, vae, perfect, config, log=lambda *a: None)
     reg = res["regions"]
     assert reg["n_candidates"] == len(reg["purity"]) >= 1
     assert all(not (r["accepted"] and r["label_error"]) for r in reg["purity"])

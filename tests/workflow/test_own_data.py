@@ -59,10 +59,6 @@ def own(tmp_path_factory):
     return root
 
 
-def _files(folder) -> set:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
 def _run_args(own, session, *extra):
     return ["run", "--quick", "--Q", "10", "--no-baseline", "--no-progress", "--out", str(session),
             "--data", str(own / "images"), "--classifier", str(own / "clf.pt"),
