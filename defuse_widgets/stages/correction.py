@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -43,7 +44,7 @@ PAPER_LAMS = (1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
               1.0, 2.0, 5.0, 10.0, 20.0, 100.0, 1000.0)
 
 
-class Corrector:
+class Corrector(BaseEstimator):
     """Fine-tune a classifier on the training data plus the failure data D_f.
 
     For each λ in ``lams`` a fresh copy of the classifier is fine-tuned for
@@ -348,13 +349,6 @@ class Corrector:
         if cl is None:
             cl = resolve_precision(self.precision, dev) == "bf16"
         return torch.channels_last if cl else torch.contiguous_format
-
-    def get_params(self) -> dict:
-        """The constructor's parameters (scikit-learn style)."""
-        names = ("lams", "epochs", "lr", "batch_size", "selection", "tolerance", "confidence",
-                 "device", "seed", "callbacks", "checkpoint_dir", "name", "progress", "resume",
-                 "executor", "schedule", "precision", "channels_last", "eval_batch_size")
-        return {k: getattr(self, k) for k in names}
 
     def _replay(self, i: int, lam: float, checkpoints: SweepCheckpoints) -> None:
         """Take a finished λ from its checkpoint; callbacks see it as if it had just run."""

@@ -235,3 +235,18 @@ def test_lams_must_be_a_sequence_of_finite_non_negative_numbers(lams, error, mes
     X, y = torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
     with pytest.raises(error, match=message):
         Corrector(lams=lams).fit(MnistCNN(1, 8, 10), X, y, X[:2], y[:2])
+
+
+def test_corrector_follows_the_estimator_contract():
+    """clone, get_params and set_params as in scikit-learn; a clone shares no stop flag."""
+    from sklearn.base import clone
+
+    c = Corrector(lams=(0.1, 1.0), epochs=2, seed=3)
+    params = c.get_params()
+    assert params["lams"] == (0.1, 1.0) and params["epochs"] == 2 and params["seed"] == 3
+    twin = clone(c)
+    assert twin.get_params() == params and twin is not c
+    c.stop()
+    assert not twin._stop.is_set()
+    assert c.set_params(epochs=4) is c and c.epochs == 4
+    assert "epochs=4" in repr(c)
