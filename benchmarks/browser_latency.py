@@ -79,7 +79,8 @@ const idle = () => !q('.defuse-busy').some(shown);
 const srcs = (s) => q(s).filter(shown).map((e) => e.src);
 """
 
-GALLERY_IMAGES = ".defuse-distillation .widget-image"
+GALLERY_IMAGES = (".defuse-distillation img.widget-image, "   # one region, or every card
+                  ".defuse-distillation img.defuse-card-image")
 
 
 def measure(page, types: list, cond: str, action, arg=None, timeout: float = 60_000) -> dict:

@@ -54,6 +54,10 @@ POINT_XY = """gd => {
 }"""
 
 
+#: The gallery's images: one region's grid, or every region's card.
+GALLERY_IMAGES = "img.widget-image, img.defuse-card-image"
+
+
 def _busy_seen(page, clear: bool = False) -> list:
     seen = page.evaluate("window.__busySeen")
     if clear:
@@ -95,7 +99,7 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             _tab(page, "2 · Distillation")
             expect(gallery).to_be_visible(timeout=SLOW)
             dash.get_by_role("button", name="all", exact=True).click()
-            images = dash.locator(".widget-image >> visible=true")   # modes hide, not remove
+            images = dash.locator(GALLERY_IMAGES).locator("visible=true")   # modes hide, not remove
             expect(images.nth(3)).to_be_visible(timeout=60_000)
             before = images.nth(1).get_attribute("src")
             _shot(b, "gallery-all")
@@ -110,8 +114,9 @@ def test_jupyterlab_every_tab_and_each_fix(serve, artifacts):
             _shot(b, "gallery-all-after-tau")
             # SmoothGrad saliency on the region's samples (issue 17)
             dash.get_by_role("button", name="one", exact=True).click()
-            expect(dash.locator(".widget-image >> visible=true")).to_have_count(1, timeout=60_000)
-            single = dash.locator(".widget-image >> visible=true").first
+            expect(dash.locator(GALLERY_IMAGES).locator("visible=true")).to_have_count(
+                1, timeout=60_000)
+            single = dash.locator(GALLERY_IMAGES).locator("visible=true").first
             before = single.get_attribute("src")
             dash.get_by_role("checkbox", name="SmoothGrad saliency").check()
             expect(single).not_to_have_attribute("src", before, timeout=60_000)
