@@ -106,12 +106,13 @@ REUSED = ("adversarial.npz", "regions.npz", "session.json", "latent_map.npz",
 
 
 def server_factory(tmp_path: Path, request):
-    """``start(app, notebook=NOTEBOOK)`` starts a token-less front end on a temporary folder
-    holding ``notebook`` (a path, or a (name, nbformat node) pair written there).
+    """``start(app, notebook=NOTEBOOK, session=None)`` starts a token-less front end on a
+    temporary folder holding ``notebook`` (a path, or a (name, nbformat node) pair written
+    there) and, when given, a copy of the session folder ``session`` as the quickstart's.
     """
     require_tools()
 
-    def start(app: str, notebook=NOTEBOOK) -> dict:
+    def start(app: str, notebook=NOTEBOOK, session: Path | None = None) -> dict:
         root, home = tmp_path / app / "root", tmp_path / app / "home"
         root.mkdir(parents=True)
         if isinstance(notebook, tuple):   # (name, node): a notebook made by the test
@@ -120,7 +121,9 @@ def server_factory(tmp_path: Path, request):
         else:
             name = Path(notebook).name
             shutil.copy(notebook, root / name)
-        if notebook == NOTEBOOK and app != "lab" and "session" in COMPUTED:   # not for lab
+        if session is not None:
+            shutil.copytree(session, root / SESSION)
+        elif notebook == NOTEBOOK and app != "lab" and "session" in COMPUTED:   # not for lab
             (root / SESSION).mkdir()
             for file in REUSED:
                 if (COMPUTED["session"] / file).exists():

@@ -4,7 +4,15 @@ They resume the session the JupyterLab test computed (see browser_support.COMPUT
 """
 
 import pytest
-from browser_support import SESSION, SLOW, browsing, run_all, wait_for_kernel, wait_votes
+from browser_support import (
+    COMPUTED,
+    SESSION,
+    SLOW,
+    browsing,
+    run_all,
+    wait_for_kernel,
+    wait_votes,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,3 +51,27 @@ def test_every_stage_renders_in_notebook7_and_voila(serve, artifacts, app):
             expect(page.locator(".defuse-correction").get_by_role(
                 "button", name="Build failure data")).to_be_visible()
             b.shot("labeling")
+
+
+def test_voila_draws_the_quickstarts_saved_sweep(serve, artifacts):
+    """Issue 27: the quickstart in Voila on a session with a finished sweep draws it in tab 4
+    (a page that asks for a figure's state after the notebook ran used to get it empty).
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    if "session" not in COMPUTED:
+        pytest.skip("needs the session the JupyterLab test finished (run the browser folder)")
+    server = serve("voila", session=COMPUTED["session"])
+    with sync_playwright() as pw:
+        with browsing(pw, artifacts, "voila-sweep", server, "voila-sweep.log") as b:
+            page = b.page
+            page.goto(server["page"], timeout=SLOW)
+            tab = page.get_by_role("tab", name="4 · Correction")
+            expect(tab).to_be_visible(timeout=SLOW)
+            tab.click()
+            plot = page.locator(".defuse-correction .js-plotly-plot")
+            expect(plot.locator(".scatterlayer .trace .point").first).to_be_visible(
+                timeout=SLOW)
+            assert plot.locator(".scatterlayer .trace .point").count() >= 3
+            expect(page.locator(".defuse-correction")).to_contain_text("Saved sweep")
+            b.shot("saved-sweep")
