@@ -5,8 +5,8 @@ prediction in red in each image's corner, next to the region's weight π_j, its
 member count, its source-class → predicted-class confusions and, given a
 :class:`~defuse_widgets.stages.grounding.RegionGrounding`, the real validation
 and test images that fall in it and the classifier's accuracy on them. The
-"all" view draws every region from one decode and one classifier pass and
-updates its rows in place; the "selection" view shows codes handed over by
+"all" view draws every region from one decode and one classifier pass as
+captioned cards in one HTML widget; the "selection" view shows codes handed over by
 :meth:`RegionGallery.show_selection` (the latent map's selection) as
 captioned tiles. "Resampling…" (CSS class ``defuse-busy``) shows while a
 view is redrawn.
@@ -87,6 +87,8 @@ class RegionGallery(W.VBox):
         True while the view is being redrawn (decode, classify, draw).
     image : ipywidgets.Image
         The single-mode grid.
+    all_view : ipywidgets.HTML
+        The "all" mode's cards (CSS ``defuse-card``, images ``defuse-card-image``).
     stats : ipywidgets.HTML
         The single-mode region statistics.
     busy_indicator : ipywidgets.HTML
