@@ -53,7 +53,7 @@ def rerun_warning(session, stage: str) -> str | None:
 
 def region_widgets(session, regions, annotator: str) -> tuple:
     """The regions' widgets on ``session``: the gallery (tab 2), the labeling panel (tab 3)
-    and the region table shown above them and the correction (tabs 2–4).
+    and the region table shown above them and below the λ sweep (tabs 2–4).
     """
     names, c, g = session.data.class_names, session.config, session_grounding(session, regions)
     gallery = RegionGallery(regions, session.vae, session.classifier, names, tau=c.tau,

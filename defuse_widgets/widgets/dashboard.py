@@ -259,12 +259,12 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._decisions.value = decisions_html(self.decisions, self.data.class_names)
             n = sum(d.is_misclassification_region for d in self.decisions)
             table = [self.region_table] if self.region_table is not None else []
-            self._boxes[3].children = table + ([self.tradeoff] if self.tradeoff is not None
-                                               else [W.HTML(
+            # the sweep first: tab 4 is for it, and the 19-row table below does not hide it
+            self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else [W.HTML(
                 f"<i>{n} region{'s' * (n != 1)} accepted by the votes so far: press <b>Build "
                 "failure data</b> to start the λ sweep." if n else
                 "<i>Vote in the Labeling tab, then build the failure data of the accepted "
-                "regions.")])
+                "regions.")]) + table
 
     def _render_explorer(self) -> None:
         adv, regions, old = self.adversarial, self.regions, self.explorer

@@ -133,7 +133,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     # Tab 4 follows the votes at once, before Build failure data is pressed.
     assert [(d.region, d.label) for d in dash.decisions if d.is_misclassification_region] \
         == [(1, wrong)]
-    assert "1 region accepted by the votes" in dash._boxes[3].children[-1].value
+    assert "1 region accepted by the votes" in dash._boxes[3].children[0].value
     assert "region 1" in dash._decisions.value
     assert "1 region accepted" in dash._said["correction"]
 
@@ -142,7 +142,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert "the session" in dash.labeling_panel.status
     plot = dash.build_correction()
     assert isinstance(plot, TradeoffPlot) and dash.tradeoff is plot
-    assert dash.stage == "correction" and dash._boxes[3].children == (dash.region_table, plot)
+    assert dash.stage == "correction" and dash._boxes[3].children == (plot, dash.region_table)
     accepted = [d for d in dash.decisions if d.is_misclassification_region]
     assert [(d.region, d.label) for d in accepted] == [(1, wrong)]
     assert "region 1" in dash._decisions.value
@@ -188,7 +188,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     dash.close()   # a kernel restart: the saved sweep, the rule's λ and the choice come back
     again = make(resume=True)
     shown = again.tradeoff
-    assert shown is not None and again._boxes[3].children == (again.region_table, shown)
+    assert shown is not None and again._boxes[3].children == (shown, again.region_table)
     assert again.stage == "identification" and "chosen by bob" in again.status
     assert shown.results == plot.results and shown.best == plot.best
     assert shown.chosen["lam"] == other and "<b>bob</b>" in shown._choice.value
