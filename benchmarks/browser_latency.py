@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01_quickstart.ipynb"
 SESSION = "quickstart-session"
 REPS = 10
-VERBOSE = False
-INIT_SCRIPT = None   # debugging: a script run before the page loads
+VERBOSE = False   # print each timing as it is taken
 #: Targets of issue 27, in ms: the action's median unless the row says otherwise.
 TARGET_MS, SALIENCY_ALL_MS, BUSY_MS = 300, 1500, 100
 
@@ -87,27 +86,21 @@ def measure(page, types: list, cond: str, action, arg=None, timeout: float = 60_
     """Time ``action()`` from its input event to the first frame where ``cond`` holds."""
     page.evaluate(_ARM, [types, _JS + cond, arg])
     action()
-    try:
-        page.wait_for_function("window.__lat.painted !== null", timeout=timeout)
-    except Exception:
-        print("timed out:", page.evaluate("JSON.stringify(window.__lat)"), cond, str(arg)[:300],
-              page.evaluate("() => [...document.querySelectorAll('.defuse-selection-tiles')]"
-                            ".map(e => [e.innerHTML.length, e.offsetParent !== null, "
-                            "e.innerHTML.slice(0, 300)])"), flush=True)
-        raise
+    page.wait_for_function("window.__lat.painted !== null", timeout=timeout)
     t = page.evaluate("window.__lat")
     if VERBOSE:
         print(f"    {t['painted'] - t['t0']:.0f} ms", flush=True)
-        if INIT_SCRIPT:
-            for e in page.evaluate(f"window.__ws.filter(e => e[1] >= {t['t0'] - 5})"):
-                print(f"      {e[0]} {e[1] - t['t0']:.0f} ms {e[2]} B {e[3][:200]}")
-            page.evaluate("window.__ws = []")
     return {"ms": t["painted"] - t["t0"],
             "busy_ms": None if t["busy"] is None else t["busy"] - t["t0"]}
 
 
+def _in_page(body: str) -> str:
+    """A page function running ``body`` with the condition helpers ``_JS`` in scope."""
+    return "() => {" + _JS + body + "}"
+
+
 def _gallery_srcs(page) -> list:
-    return page.evaluate(_JS + f"return srcs({GALLERY_IMAGES!r});".join(["(() => {", "})()"]))
+    return page.evaluate(_in_page(f"return srcs({GALLERY_IMAGES!r});"))
 
 
 def _tab(page, name: str) -> None:
@@ -146,14 +139,14 @@ def gallery_actions(page) -> dict:
         out["saliency_one"].append(measure(page, ["click"], changed, box.check,
                                            [GALLERY_IMAGES, _gallery_srcs(page)]))
         box.uncheck()
-        page.wait_for_function(_JS.join(["() => {", "return idle();}"]))
+        page.wait_for_function(_in_page("return idle();"))
         time.sleep(0.5)
         out["all"].append(measure(page, ["click"], count + " > 1;", click("all")))
         out["saliency_all"].append(measure(page, ["click"], changed, box.check,
                                            [GALLERY_IMAGES, _gallery_srcs(page)]))
         out["one_saliency"].append(measure(page, ["click"], count + " === 1;", click("one")))
         box.uncheck()
-        page.wait_for_function(_JS.join(["() => {", "return idle();}"]))
+        page.wait_for_function(_in_page("return idle();"))
         time.sleep(0.5)
     return out
 
@@ -291,8 +284,8 @@ def correction_actions(page) -> dict:
     status = ("const e = q('.defuse-status').find(shown);"
               "return e && e.textContent.includes('Report written') && e.textContent !== arg;")
     for _ in range(REPS):
-        before = page.evaluate(_JS.join(["() => {", "const e = q('.defuse-status').find(shown);"
-                                         " return e ? e.textContent : '';}"]))
+        before = page.evaluate(_in_page("const e = q('.defuse-status').find(shown);"
+                                        "return e ? e.textContent : '';"))
         out["report"].append(measure(page, ["click"], status, tab.get_by_role(
             "button", name="HTML report").click, before))
         time.sleep(1.1)   # the message names the second it was written
@@ -366,8 +359,6 @@ def run_in_lab(folder: Path, artifacts: Path) -> dict:
         with sync_playwright() as pw:
             b = Browser(pw, artifacts, "latency", height=1500)
             page = b.page
-            if INIT_SCRIPT:
-                page.add_init_script(INIT_SCRIPT)
             try:
                 page.goto(lab["page"])
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)

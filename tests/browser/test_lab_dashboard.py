@@ -15,6 +15,7 @@ active one activates the cell and is not delivered to plotly as the start of a
 drag, so the test clicks the map once before drawing its lasso (a user's first
 lasso there fails the same way; the second works).
 """
+import contextlib
 import re
 import time
 
@@ -321,33 +322,36 @@ def _labeling_queue(page, panel, keys, store) -> None:
     queue.select_option(index=0)
 
 
+@contextlib.contextmanager
+def _viewport(page, width: int, height: int):
+    """The page at ``width``×``height`` (JupyterLab relaid out), then back to its size."""
+    before = page.viewport_size
+    page.set_viewport_size({"width": width, "height": height})
+    time.sleep(1)
+    try:
+        yield
+    finally:
+        page.set_viewport_size(before)
+        time.sleep(1)
+
+
 def _shots_at_sizes(b, name: str, top: str) -> None:
     """Screenshots at 1600×1000 and 1280×800 (the file browser open) with ``top`` in view."""
-    page = b.page
-    before = page.viewport_size
     for w, h in ((1600, 1000), (1280, 800)):
-        page.set_viewport_size({"width": w, "height": h})
-        time.sleep(1)
-        page.locator(top).locator("visible=true").first.evaluate(
-            "e => e.scrollIntoView({block: 'start'})")
-        time.sleep(0.5)
-        page.screenshot(path=str(b.artifacts / f"lab-{name}-{w}x{h}.png"), full_page=True)
-    page.set_viewport_size(before)
-    time.sleep(1)
+        with _viewport(b.page, w, h):
+            b.page.locator(top).locator("visible=true").first.evaluate(
+                "e => e.scrollIntoView({block: 'start'})")
+            time.sleep(0.5)
+            b.page.screenshot(path=str(b.artifacts / f"lab-{name}-{w}x{h}.png"),
+                              full_page=True)
 
 
 def _side_column_beside_map_at_1280(page, tab1, scatter) -> None:
     """Issue 27: at 1280×800 with the file browser open the map's side column (hover
     thumbnail, decode, tiles, Show selection in gallery) stays beside the map.
     """
-    before = page.viewport_size
-    page.set_viewport_size({"width": 1280, "height": 800})
-    time.sleep(1)
-    try:
+    with _viewport(page, 1280, 800):
         plot = scatter.bounding_box()
         side = tab1.get_by_role("button", name="Show selection in gallery").bounding_box()
         assert side["x"] >= plot["x"] + plot["width"] - 5, (plot, side)
         assert side["x"] + side["width"] <= 1280, side
-    finally:
-        page.set_viewport_size(before)
-        time.sleep(1)
