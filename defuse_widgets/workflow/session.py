@@ -37,6 +37,7 @@ from defuse_widgets.workflow.inputs import (
     load_recorded,
 )
 from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
+from defuse_widgets.workflow.memo import Memo, digest
 from defuse_widgets.workflow.results import SessionResults
 from defuse_widgets.workflow.review_step import SessionLabelReview
 from defuse_widgets.workflow.slices import SessionSlices
@@ -114,6 +115,8 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
     folder : SessionFolder
     store : AnnotationStore or None
         The vote store once :meth:`open_store` ran.
+    memo : Memo
+        Review sets and baseline sets already computed, by their inputs.
     archived : Path or None
         Where the latest stage moved the results it made stale.
 
@@ -150,6 +153,7 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
         self.folder.on_first_write = self._write_identity
         self.path = self.folder.path
         self.store = None
+        self.memo = Memo()
         self.archived = self.folder.archived[-1] if self.folder.archived else None
         self._overwrite = overwrite
         self._classifier, self._vae = given["classifier"], given["vae"]
@@ -502,8 +506,11 @@ class Session(SessionCorrection, SessionGrounding, SessionHTMLReport, SessionLab
 
         c = self.config
         regions = self._require_regions() if regions is None else regions
-        return review_set(regions, region, self.vae, self.classifier,
-                          size=c.review_size, tau=c.tau, seed=c.seed)
+        key = ("review_set", digest(regions.means, regions.covariances), region,
+               c.review_size, c.tau, c.seed)
+        return self.memo.get(key, lambda: review_set(
+            regions, region, self.vae, self.classifier, size=c.review_size, tau=c.tau,
+            seed=c.seed))
 
     def label_simulated(self, *, callback: ProgressCallback | None = None):
         """Labeling by the simulated annotator (oracle CNN workers), then :meth:`decide`.

@@ -19,6 +19,7 @@ import torch
 
 from defuse_widgets.callbacks import ProgressCallback
 from defuse_widgets.seeding import seeded_subset
+from defuse_widgets.workflow.memo import digest
 
 __all__ = ["annotate_regions", "baseline_set", "correction_data"]
 
@@ -68,6 +69,7 @@ def baseline_set(session, n: int):
         ``config.baseline`` is False.
     """
     from defuse_widgets.models.inference import decode
+    from defuse_widgets.stages.annotators import SimulatedAnnotator
 
     annotator = session.simulated_annotator() if session.config.baseline else None
     if annotator is None:
@@ -75,11 +77,20 @@ def baseline_set(session, n: int):
     adv = session.load_adversarial()
     if adv is None or len(adv) == 0:
         return None
-    pick = seeded_subset(len(adv), n, session.config.seed)
-    X_adv = decode(session.vae, torch.from_numpy(adv.codes[pick]))
-    y_adv = torch.from_numpy(np.asarray(annotator.label(X_adv)))
-    keep = y_adv >= 0
-    return X_adv[keep], y_adv[keep]
+    seed = session.config.seed
+
+    def compute():
+        pick = seeded_subset(len(adv), n, seed)
+        X_adv = decode(session.vae, torch.from_numpy(adv.codes[pick]))
+        y_adv = torch.from_numpy(np.asarray(annotator.label(X_adv)))
+        keep = y_adv >= 0
+        return X_adv[keep], y_adv[keep]
+
+    if not isinstance(annotator, SimulatedAnnotator):
+        return compute()   # another annotator may answer differently each time
+    crowd = (id(annotator.oracle), annotator.n_workers, annotator.error_rate,
+             annotator.none_threshold, annotator.seed)
+    return session.memo.get(("baseline_set", digest(adv.codes), n, seed, crowd), compute)
 
 
 def correction_data(session) -> dict:

@@ -227,6 +227,25 @@ def test_correct_runs_both_arms_and_saves_them(labelled, digits, tiny_models, tm
     s.close()
 
 
+def test_review_and_baseline_sets_are_kept_by_their_inputs(labelled, digits, tiny_models,
+                                                           tmp_path):
+    clf, vae = tiny_models
+    s = Session(_copy(labelled, tmp_path), classifier=clf, vae=vae, data=digits, oracle=clf)
+    images, predicted = s.review_set(0)
+    X, y = s.baseline_set(16)
+    misses = s.memo.misses
+    images[:] = 0   # a caller's change never reaches the kept set
+    again, again_pred = s.review_set(0)
+    assert s.memo.misses == misses and s.memo.hits == 1
+    assert again.abs().sum() > 0 and np.array_equal(predicted, again_pred)
+    assert torch.equal(s.baseline_set(16)[1], y) and s.memo.misses == misses
+    s.memo.clear()   # computed again from scratch: the same sets
+    assert torch.equal(s.review_set(0)[0], again) and torch.equal(s.baseline_set(16)[0], X)
+    s.configure(tau=s.config.tau * 2)   # another τ is another review set, computed anew
+    assert not torch.equal(s.review_set(0)[0], again) and s.memo.misses == misses + 3
+    s.close()
+
+
 def test_only_the_session_writes_into_its_folder():
     """Static check: no module outside the session's storage writes session files."""
     from pathlib import Path
