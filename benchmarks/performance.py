@@ -78,7 +78,7 @@ def _fig4(res: dict, arm: str = "defuse") -> dict:
 def halving_choice(record: dict, selection: str, tolerance: float) -> float:
     """The λ successive halving selects, replayed on a full sweep's per-epoch records."""
     from defuse_widgets.stages.correction import Corrector
-    from defuse_widgets.stages.correction_sweep import best_score, prune
+    from defuse_widgets.stages.correction.sweep import best_score, prune
 
     c = Corrector(selection=selection, tolerance=tolerance)
     c.before_ = record["before"]
@@ -234,7 +234,7 @@ def _identification(quick: bool) -> list:
 
 
 def run(quick: bool = False) -> list:
-    from defuse_widgets.stages.correction_arms import run_arms
+    from defuse_widgets.stages.correction.arms import run_arms
     from defuse_widgets.workflow.session import Session
 
     rows = _identification(quick)

@@ -4,7 +4,7 @@ Two kinds of tasks run on an executor:
 
 - **The λ sweep.** Each λ of a :class:`~defuse_widgets.stages.correction.Corrector`
   sweep is a *run* that carries its own weights, optimiser and random
-  streams (:mod:`~defuse_widgets.stages.correction_sweep`), so runs are
+  streams (:mod:`~defuse_widgets.stages.correction.sweep`), so runs are
   independent tasks: one task per λ under ``schedule="full"``, one per λ and
   rung under ``"halving"``.
 - **Identification.** :func:`identify_sharded` splits the training images into
@@ -25,7 +25,7 @@ Examples
 from __future__ import annotations
 
 from defuse_widgets._validation import check_executor
-from defuse_widgets.stages.correction_sweep import submit_runs
+from defuse_widgets.stages.correction.sweep import submit_runs
 from defuse_widgets.stages.identification import identify_sharded
 
 __all__ = ["check_executor", "identify_sharded", "submit_runs"]

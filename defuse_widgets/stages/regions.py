@@ -57,7 +57,7 @@ class Regions:
 
     def members(self, k: int) -> np.ndarray:
         """Indices (into the fitted examples) of region ``k``'s members, shape (m,)."""
-        k = self._check_region(k)
+        k = self.check_region(k)
         return np.flatnonzero(self.assignment == k)
 
     def confusion(self, k: int) -> np.ndarray:
@@ -98,7 +98,7 @@ class Regions:
         -------
         ndarray of shape (n, n_latent), float32
         """
-        k = self._check_region(k)
+        k = self.check_region(k)
         n = check_int("n", n, low=1)
         tau = check_number("tau", tau, low=0, low_inclusive=False)
         rng = np.random.default_rng(check_seed("seed", seed))
@@ -133,7 +133,8 @@ class Regions:
         codes = self.sample(k, n, tau=tau, seed=seed)
         return codes, decode(decoder, torch.from_numpy(codes), device=device)
 
-    def _check_region(self, k) -> int:
+    def check_region(self, k) -> int:
+        """``k`` as an int, or a ValueError naming ``region`` when it is not in ``[0, len)``."""
         return check_int("region", k, low=0, high=len(self) - 1)
 
     def to_npz(self) -> dict:

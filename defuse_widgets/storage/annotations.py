@@ -258,7 +258,7 @@ class AnnotationStore:
     def _read(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
         return self._transaction(fn, "BEGIN")  # one snapshot for multi-query reads
 
-    def _check_region(self, cur: sqlite3.Cursor, region: Any) -> tuple[int, int]:
+    def check_region(self, cur: sqlite3.Cursor, region: Any) -> tuple[int, int]:
         """Return (region, review-set size) or raise ValueError for an unknown region."""
         region = check_int("region", region, low=0)
         n = cur.execute("SELECT COUNT(*) FROM review WHERE region = ?", (region,)).fetchone()[0]
@@ -329,7 +329,7 @@ class AnnotationStore:
     def review_predictions(self, region: int) -> np.ndarray:
         """Return the classifier's predictions on a region's review set, shape (n_samples,)."""
         def read(cur):
-            region_, _ = self._check_region(cur, region)
+            region_, _ = self.check_region(cur, region)
             return [p for (p,) in cur.execute(
                 "SELECT predicted FROM review WHERE region = ? ORDER BY sample", (region_,))]
 
@@ -362,7 +362,7 @@ class AnnotationStore:
             out = []
             for annotator, region, sample, label in rows:
                 if region not in sizes:
-                    sizes[region] = self._check_region(cur, region)[1]
+                    sizes[region] = self.check_region(cur, region)[1]
                 if not 0 <= sample < sizes[region]:
                     raise ValueError(f"sample must be an index into region {region}'s review "
                                      f"set, in [0, {sizes[region] - 1}]; got {sample}.")
@@ -425,7 +425,7 @@ class AnnotationStore:
             and ``MISSING`` (-2) where the annotator has not voted.
         """
         def read(cur):
-            region_, n = self._check_region(cur, region)
+            region_, n = self.check_region(cur, region)
             return n, cur.execute("SELECT annotator, sample, label FROM votes WHERE region = ?"
                                   " ORDER BY annotator", (region_,)).fetchall()
 

@@ -147,7 +147,8 @@ def decisions_html(decisions: list, class_names) -> str:
         for d in accepted) + "</ul>")
 
 
-def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot:
+def correction_plot(session, sets: dict, who: Callable[[], str],
+                    plot: TradeoffPlot | None = None) -> TradeoffPlot:
     """The λ sweep's plot on ``session``: Start runs ``session.correct``, a click ``choose_lam``.
 
     Parameters
@@ -157,6 +158,9 @@ def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot
         ``session.failure_data()``.
     who : callable() -> str
         The annotator's name at the time of a click; saved with the chosen λ.
+    plot : TradeoffPlot, optional
+        A shown plot, not running, to load the sweep into (updated in place) instead of
+        making a new one.
 
     Returns
     -------
@@ -175,10 +179,13 @@ def correction_plot(session, sets: dict, who: Callable[[], str]) -> TradeoffPlot
                              "the choice); enter your name in the Labeling tab.")
         return session.choose_lam(lam, by=by, arm=arm)
 
-    plot = TradeoffPlot(session.classifier, data.X_train, data.y_train, sets["X_f"],
-                        sets["y_f"], eval_sets=sets["eval_sets"], lams=c.lams, epochs=c.epochs,
-                        X_adv=sets["X_adv"], y_adv=sets["y_adv"], runner=runner,
-                        chooser=chooser, schedule=c.schedule)
+    args = (session.classifier, data.X_train, data.y_train, sets["X_f"], sets["y_f"])
+    kw = dict(eval_sets=sets["eval_sets"], lams=c.lams, epochs=c.epochs, X_adv=sets["X_adv"],
+              y_adv=sets["y_adv"], runner=runner, chooser=chooser, schedule=c.schedule)
+    if plot is None:
+        plot = TradeoffPlot(*args, **kw)
+    else:
+        plot.load(*args, **kw)
     saved = session.load_correction()
     if saved and (saved.get("defuse") or {}).get("results"):
         plot.show_saved(saved, session.load_lam_choice())

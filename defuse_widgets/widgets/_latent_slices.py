@@ -1,63 +1,78 @@
 """The latent explorer's saved-slice controls: name and save the selection, reopen a saved
-slice, export its indices. The explorer only hands names and indices to its callbacks
-(the dashboard keeps slices in the session).
+slice, export its indices. The controls only hand names to the explorer's methods (the
+dashboard keeps slices in the session).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import ipywidgets as W
 
-__all__ = ["NO_SLICE", "render_slice_menu", "slice_controls"]
+__all__ = ["NO_SLICE", "SliceControls"]
 
 NO_SLICE = "—"
 
 
-def slice_controls(explorer) -> W.Box:
-    """Build the controls on ``explorer`` (a LatentExplorer); hidden until it has an
-    ``on_save_slice`` callback.
+class SliceControls:
+    """A name box, *Save slice*, the saved-slice menu and *Export indices*.
+
+    Parameters
+    ----------
+    save, show, export : callable(name)
+        The explorer's ``save_slice``, ``show_slice`` and ``export_slice``.
+    guard : callable(action, handler) -> handler
+        Wraps each handler so that an error is shown, not raised (``ErrorLine.guard``).
+
+    Attributes
+    ----------
+    row : ipywidgets.VBox
+        The controls; hidden until :meth:`show`.
     """
-    explorer._slice_name = W.Text(placeholder="slice name", layout=W.Layout(
-        width="120px"), _dom_classes=["defuse-slice-name"])
-    explorer._slice_save = W.Button(description="Save slice", icon="bookmark", disabled=True,
-                                    layout=W.Layout(width="auto"),
-                                    _dom_classes=["defuse-slice-save"])
-    explorer._slice_menu = W.Dropdown(options=[NO_SLICE], description="Saved slices",
-                                      style={"description_width": "initial"},
-                                      layout=W.Layout(width="210px"),
-                                      _dom_classes=["defuse-slice-menu"])
-    explorer._slice_export = W.Button(description="Export indices", icon="download",
-                                      disabled=True, layout=W.Layout(width="auto"),
-                                      _dom_classes=["defuse-slice-export"])
-    guard = explorer.error.guard
-    explorer._slice_save.on_click(guard("save slice", lambda _: _save(explorer)))
-    explorer._slice_menu.observe(guard("show slice", lambda ch: _shown(explorer, ch["new"])),
-                                 "value")
-    explorer._slice_export.on_click(guard("export slice", lambda _: explorer.export_slice(
-        explorer._slice_menu.value)))
-    row = W.Layout(flex_flow="row wrap")   # wraps rather than cuts in a narrow column
-    return W.VBox([W.HBox([explorer._slice_name, explorer._slice_save], layout=row),
-                   W.HBox([explorer._slice_menu, explorer._slice_export], layout=row)],
-                  layout=W.Layout(display="none"))
 
+    def __init__(self, save: Callable[[str], None], show: Callable[[str], None],
+                 export: Callable[[str], None], guard: Callable):
+        self._save_slice, self._show_slice = save, show
+        self.name = W.Text(placeholder="slice name", layout=W.Layout(width="120px"),
+                           _dom_classes=["defuse-slice-name"])
+        self.save = W.Button(description="Save slice", icon="bookmark", disabled=True,
+                             layout=W.Layout(width="auto"), _dom_classes=["defuse-slice-save"])
+        self.menu = W.Dropdown(options=[NO_SLICE], description="Saved slices",
+                               style={"description_width": "initial"},
+                               layout=W.Layout(width="210px"),
+                               _dom_classes=["defuse-slice-menu"])
+        self.export = W.Button(description="Export indices", icon="download", disabled=True,
+                               layout=W.Layout(width="auto"),
+                               _dom_classes=["defuse-slice-export"])
+        self.save.on_click(guard("save slice", lambda _: self._on_save()))
+        self.menu.observe(guard("show slice", lambda ch: self._on_menu(ch["new"])), "value")
+        self.export.on_click(guard("export slice", lambda _: export(self.menu.value)))
+        wrap = W.Layout(flex_flow="row wrap")   # wraps rather than cuts in a narrow column
+        self.row = W.VBox([W.HBox([self.name, self.save], layout=wrap),
+                           W.HBox([self.menu, self.export], layout=wrap)],
+                          layout=W.Layout(display="none"))
 
-def _save(explorer) -> None:
-    explorer.save_slice(explorer._slice_name.value)
-    explorer._slice_name.value = ""
+    def show(self) -> None:
+        """Show the controls (once the explorer has somewhere to keep slices)."""
+        self.row.layout.display = None
 
+    def allow_save(self, allowed: bool) -> None:
+        """*Save slice* is enabled while something is selected."""
+        self.save.disabled = not allowed
 
-def _shown(explorer, name) -> None:
-    explorer._slice_export.disabled = name == NO_SLICE
-    if name != NO_SLICE:
-        explorer.show_slice(name)
+    def render(self, slices) -> None:
+        """The menu lists ``slices``; the one shown stays chosen while it exists."""
+        names = [NO_SLICE, *slices]
+        if list(self.menu.options) != names:
+            keep = self.menu.value if self.menu.value in names else NO_SLICE
+            self.menu.options = names
+            self.menu.value = keep
+        self.export.disabled = self.menu.value == NO_SLICE
 
+    def _on_save(self) -> None:
+        self._save_slice(self.name.value)
+        self.name.value = ""
 
-def render_slice_menu(explorer) -> None:
-    """The menu lists ``explorer.slices``; the one shown stays chosen while it exists."""
-    if not hasattr(explorer, "_slice_menu"):
-        return
-    names = [NO_SLICE, *explorer.slices]
-    menu = explorer._slice_menu
-    if list(menu.options) != names:
-        keep = menu.value if menu.value in names else NO_SLICE
-        menu.options = names
-        menu.value = keep
-    explorer._slice_export.disabled = menu.value == NO_SLICE
+    def _on_menu(self, name: str) -> None:
+        self.export.disabled = name == NO_SLICE
+        if name != NO_SLICE:
+            self._show_slice(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.stages.correction_sweep import planned_lam_epochs
+from defuse_widgets.stages.correction.sweep import planned_lam_epochs
 
 __all__ = ["EpochOffset", "LiveProgress", "RESULT_TRAITS"]
 

@@ -4,7 +4,7 @@ Traces, in order: Defuse, baseline, before fine-tuning, the rule's λ (star),
 label review, the λ chosen by hand (ring). Each λ point's hover shows its
 change in validation and region-validation accuracy against the model before
 fine-tuning, with the paired 95 % interval the ``"interval"`` rule uses
-(:mod:`~defuse_widgets.stages.selection`), e.g. "validation −1.3 pts [−2.8, +0.2]".
+(:mod:`~defuse_widgets.stages.correction.lambda_rule`), e.g. "validation −1.3 pts [−2.8, +0.2]".
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import html
 from defuse_widgets.widgets._plotly_shared import SharedFigureWidget
 
 __all__ = ["CLICKABLE", "HIDDEN_WHEN_EMPTY", "TRACES", "change_text", "choice_html", "hover_text",
-           "set_name", "tradeoff_figure"]
+           "label_axes", "set_name", "tradeoff_figure"]
 
 #: The figure's traces, in order.
 TRACES = ("defuse", "baseline", "before", "rule", "review", "chosen")
@@ -54,15 +54,12 @@ def set_name(key: str) -> str:
     return SET_NAMES.get(key, key.replace("_", " "))
 
 
-def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
+def tradeoff_figure(x: str = "test", y_key: str = "region_test") -> SharedFigureWidget:
     """The empty figure: accuracy on eval set ``x`` against ``y_key``, one trace per TRACES."""
-    xn, yn = set_name(x), set_name(y_key)
-    hover = (f"λ=%{{customdata}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
-             "<extra>%{fullData.name}</extra>")
     fig = SharedFigureWidget(layout=dict(
         title="Test vs misclassification-region accuracy over λ (paper Fig. 5)",
-        xaxis_title=f"{xn} accuracy", yaxis_title=f"{yn} accuracy", hovermode="closest",
-        height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
+        hovermode="closest", height=420, width=640, margin=dict(l=60, r=20, t=50, b=50)))
+    hover = "λ=%{customdata}<br>%{x:.3f}, %{y:.3f}%{text}"   # label_axes names the sets
     fig.add_scatter(name="Defuse", mode="lines+markers+text", hovertemplate=hover,
                     marker=dict(size=9, color="#1f77b4"), **_lam_labels("#1f77b4", "top right"))
     fig.add_scatter(name="Baseline (adversarial examples)", mode="lines+markers+text",
@@ -80,7 +77,25 @@ def tradeoff_figure(x: str, y_key: str) -> SharedFigureWidget:
     fig.add_scatter(name="Chosen by hand", mode="markers", hovertemplate=hover, visible=False,
                     marker=dict(size=26, symbol="circle-open", color="#d62728",
                                 line=dict(width=3, color="#d62728")))
+    label_axes(fig, x, y_key)
     return fig
+
+
+def label_axes(fig: SharedFigureWidget, x: str, y_key: str) -> None:
+    """Name eval sets ``x`` and ``y_key`` on ``fig``'s axes and in its hovers (no message
+    when they already do).
+    """
+    xn, yn = set_name(x), set_name(y_key)
+    hover = (f"λ=%{{customdata}}<br>{xn} %{{x:.3f}}<br>{yn} %{{y:.3f}}%{{text}}"
+             "<extra>%{fullData.name}</extra>")
+    if fig.layout.xaxis.title.text == f"{xn} accuracy" and fig.data[0].hovertemplate == hover:
+        return
+    with fig.batch_update():
+        fig.layout.xaxis.title.text, fig.layout.yaxis.title.text = (f"{xn} accuracy",
+                                                                    f"{yn} accuracy")
+        for trace in fig.data:
+            trace.hovertemplate = (hover.replace("λ=%{customdata}<br>", "")
+                                   if trace.name == "Before fine-tuning" else hover)
 
 
 def _lam_labels(color: str, position: str) -> dict:

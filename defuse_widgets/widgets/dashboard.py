@@ -43,7 +43,7 @@ from defuse_widgets.widgets._dashboard_tabs import (
     sweep_status,
     table_rows,
 )
-from defuse_widgets.widgets._dashboard_view import STAGES, StageLine, build_view
+from defuse_widgets.widgets._dashboard_view import STAGES, DashboardView, StageLine
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 from defuse_widgets.workflow import DefuseConfig, Session
@@ -217,7 +217,10 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     def _build(self) -> None:
         self._said, self._saying = {}, None   # stage -> its latest message; the one speaking
         self._lines = []   # progress lines handed to notebook cells
-        build_view(self)
+        self.view = DashboardView(self, self._confirmed, self._path)
+        self._log = self.view.log   # where background work writes tracebacks
+        self.add_class("defuse-dashboard")
+        self.children = self.view.children
 
     @traitlets.observe("status")
     def _file_status(self, change) -> None:
@@ -241,35 +244,37 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         with self._lock:
             busy = bool(self.running)
             off = busy or self.session.folder.read_only   # a read-only view runs nothing
-            self._run_id.disabled = off
-            self._run_distill.disabled = off or self.adversarial is None
-            self._build_button.disabled = off or self.regions is None
-            self._report_button.disabled = off
-            self._stop.disabled = not busy
-            self._bar.value = round(100 * self.progress) if busy or self.error_ else 0
-            self._bar.bar_style = "info" if busy else ("danger" if self.error_ else "")
-            self._bar.layout.visibility = "visible" if busy or self.error_ else "hidden"
-            (self._bar.add_class if busy else self._bar.remove_class)("defuse-busy")
-            self._status.value = self._said.get(self.running or self.stage, "")
+            self.view.identify_button.disabled = off
+            self.view.distill_button.disabled = off or self.adversarial is None
+            self.view.build_button.disabled = off or self.regions is None
+            self.view.report_button.disabled = off
+            self.view.stop_button.disabled = not busy
+            self.view.bar.value = round(100 * self.progress) if busy or self.error_ else 0
+            self.view.bar.bar_style = "info" if busy else ("danger" if self.error_ else "")
+            self.view.bar.layout.visibility = "visible" if busy or self.error_ else "hidden"
+            (self.view.bar.add_class if busy else self.view.bar.remove_class)("defuse-busy")
+            self.view.status.value = self._said.get(self.running or self.stage, "")
             for line in self._lines:
                 line.show(self.running, self.progress, self._said)
             self._render_explorer()
             self._render_regions()
             self._render_review()
-            self._decisions.value = decisions_html(self.decisions, self.data.class_names)
+            self.view.decisions.value = decisions_html(self.decisions, self.data.class_names)
             n = sum(d.is_misclassification_region for d in self.decisions)
             table = [self.region_table] if self.region_table is not None else []
             # the sweep first: tab 4 is for it, and the 19-row table below does not hide it
-            self._boxes[3].children = ([self.tradeoff] if self.tradeoff is not None else [W.HTML(
+            waiting = W.HTML(
                 f"<i>{n} region{'s' * (n != 1)} accepted by the votes so far: press <b>Build "
                 "failure data</b> to start the λ sweep." if n else
                 "<i>Vote in the Labeling tab, then build the failure data of the accepted "
-                "regions.")]) + table
+                "regions.")
+            self.view.boxes[3].children = [self.tradeoff if self.tradeoff is not None
+                                           else waiting] + table
 
     def _render_explorer(self) -> None:
         adv, regions, old = self.adversarial, self.regions, self.explorer
         if adv is None:
-            self._boxes[0].children = [W.HTML(self._damage_html("identification") or
+            self.view.boxes[0].children = [W.HTML(self._damage_html("identification") or
                                               "<i>Run identification to find unrestricted "
                                               "adversarial examples.")]
             return
@@ -293,7 +298,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.explorer.on_export_slice(lambda name: export_slice(self, name))
         self.explorer.slices = map_slices(self.session, idx)
         self._built["explorer"] = (adv, regions)
-        self._boxes[0].children = [self.explorer]
+        self.view.boxes[0].children = [self.explorer]
         if old is not None:
             old.stop()
             old.close()
@@ -309,16 +314,16 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.gallery = self.labeling_panel = self.region_table = None
         if regions is None or len(regions) == 0:
             why = "lower ε: none was kept" if regions is not None else "run distillation"
-            self._boxes[1].children = [W.HTML(self._damage_html("distillation") or
+            self.view.boxes[1].children = [W.HTML(self._damage_html("distillation") or
                                               f"<i>No regions yet ({why}).")]
-            self._boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
+            self.view.boxes[2].children = [W.HTML("<i>Labeling starts once there are regions.")]
             return
         self.gallery, self.labeling_panel, self.region_table = region_widgets(
             self.session, regions, self.annotator)
         self.region_table.on_select(lambda k: open_region(self, k))
         self.labeling_panel.on_vote(lambda vote: self._votes_changed())
-        self._boxes[1].children = [self.region_table, self.gallery]   # one table, three tabs
-        self._boxes[2].children = [self.region_table, self.labeling_panel]
+        self.view.boxes[1].children = [self.region_table, self.gallery]   # one table, three tabs
+        self.view.boxes[2].children = [self.region_table, self.labeling_panel]
 
     def _render_review(self) -> None:
         # the review is built from the saved decisions: not rebuilt on every vote
@@ -330,7 +335,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
             self._built["review"] = key
             for panel in self.review_panels:
                 panel.close()
-            self._boxes[4].children, self.review_panels = review_tab(self.session,
+            self.view.boxes[4].children, self.review_panels = review_tab(self.session,
                                                                      self.annotator_name())
 
     def _correction_inputs(self) -> tuple:
@@ -446,7 +451,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self._require_session()
         path = self.session.write_html_report()
         href = html.escape(os.path.relpath(path).replace(os.sep, "/"), quote=True)
-        self._report_link.value = (   # JupyterLab shows a bare link as plain text
+        self.view.report_link.value = (   # JupyterLab shows a bare link as plain text
             f"<a href='{href}' target='_blank' class='defuse-report-link' style='color:#1a66c9;"
             f"text-decoration:underline'>open {path.name} ↗</a>")
         self.say("correction", f"Report written to {html.escape(str(path))} at "
@@ -476,7 +481,11 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         return f"; earlier regions and votes moved to {where}" if where else ""
 
     def _show_correction(self, sets: dict) -> TradeoffPlot:
-        """Show the λ sweep's plot of ``sets`` (``Session.failure_data()``) in tab 4."""
+        """Show the λ sweep's plot of ``sets`` (``Session.failure_data()``) in tab 4; a shown
+        plot that is not running takes the new sweep in place (the browser redraws no figure).
+        """
+        if self.tradeoff is not None and not self.tradeoff.running:
+            return correction_plot(self.session, sets, self.annotator_name, self.tradeoff)
         if self.tradeoff is not None:
             self.tradeoff.close()
         plot = correction_plot(self.session, sets, self.annotator_name)
@@ -541,13 +550,12 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.error_ = exc
         text = red(f"Could not open the session {str(self._path)!r}: "
                    f"{type(exc).__name__}: {exc}")
-        for button in (self._run_id, self._run_distill, self._build_button,
-                       self._report_button, self._stop):
+        for button in self.view.buttons:
             button.disabled = True
-        for stage, box in zip(STAGES, self._boxes):
+        for stage, box in zip(STAGES, self.view.boxes):
             box.children = [W.HTML(text)]
             self.say(stage, text)
-        self._status.value = text
+        self.view.status.value = text
 
     def close(self) -> None:
         """Stop background work, close the stage widgets and the store."""

@@ -42,7 +42,7 @@ from defuse_widgets.widgets._latent_figure import (
     replace_traces,
 )
 from defuse_widgets.widgets._latent_points import KINDS, PointImages
-from defuse_widgets.widgets._latent_slices import render_slice_menu, slice_controls
+from defuse_widgets.widgets._latent_slices import SliceControls
 from defuse_widgets.widgets._map_fitting import MapFit
 from defuse_widgets.widgets._render import class_labels
 
@@ -113,6 +113,9 @@ class LatentExplorer(W.VBox):
     grid : ipywidgets.HTML
         Captioned tiles of the selection (CSS ``defuse-selection-tiles``, tiles
         ``figure.defuse-tile.defuse-tile-adversarial`` or ``.defuse-tile-train``).
+    slice_controls : SliceControls
+        The saved-slice name box, *Save slice*, menu and *Export indices*, shown
+        once :meth:`on_save_slice` has a callback.
 
     Examples
     --------
@@ -209,13 +212,14 @@ class LatentExplorer(W.VBox):
         self._send_button.on_click(self.error.guard("show selection in gallery",
                                                     lambda _: self.send_selection()))
         self.grid = W.HTML(layout=W.Layout(display="none"), _dom_classes=["defuse-selection-tiles"])
-        self._slice_row = slice_controls(self)
+        self.slice_controls = SliceControls(self.save_slice, self.show_slice, self.export_slice,
+                                       self.error.guard)
         self.children = [
             self._fit.row,
             W.HBox([self._dropdown, self._color_dropdown]), self.error,
             W.HBox([self._plot_box, W.VBox([
                 W.HBox([self.thumbnail, self._hover_label]), self._point_label, self.image,
-                self._grid_label, self._send_button, self._slice_row, self.grid],
+                self._grid_label, self._send_button, self.slice_controls.row, self.grid],
                 layout=W.Layout(flex="1 1 200px", min_width="200px", max_width="480px"))],
                 layout=W.Layout(flex_flow="row wrap"))]   # the side column wraps below
         self._ready = True
@@ -333,7 +337,7 @@ class LatentExplorer(W.VBox):
         slice controls show once a callback is registered.
         """
         self._slice_callbacks.append(callback)
-        self._slice_row.layout.display = None
+        self.slice_controls.show()
 
     def on_export_slice(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(name)`` when "Export indices" is pressed on a saved slice."""
@@ -387,14 +391,15 @@ class LatentExplorer(W.VBox):
             if self._regions is None:
                 raise ValueError("region must be None when no regions were given; "
                                  f"got {value}.")
-            self._regions._check_region(value)
+            self._regions.check_region(value)
         return value
 
     # -------------------------------------------------------------- render
     @traitlets.observe("slices")
     def _render_slices(self, change=None) -> None:
         """The saved-slice menu follows ``slices``."""
-        render_slice_menu(self)
+        if hasattr(self, "slice_controls"):   # traitlets may call this before __init__ ends
+            self.slice_controls.render(self.slices)
 
     @traitlets.observe("status", "region", "point", "selection", "hovered", "color_by")
     def _render(self, change=None) -> None:
@@ -465,7 +470,7 @@ class LatentExplorer(W.VBox):
         shown = self.selected_examples(self._max_grid)
         self.grid.layout.display = None if sum(n.values()) else "none"
         self._send_button.disabled = not sum(n.values())
-        self._slice_save.disabled = not sum(n.values())
+        self.slice_controls.allow_save(bool(sum(n.values())))
         if not sum(n.values()):
             self.grid.value, self._grid_pngs = "", []
             self._grid_label.value = "Box- or lasso-select points to see their decodes."

@@ -236,7 +236,7 @@ class RegionGallery(W.VBox):
     # ---------------------------------------------------------- validation
     @traitlets.validate("region")
     def _valid_region(self, proposal):
-        return self._regions._check_region(proposal["value"])
+        return self._regions.check_region(proposal["value"])
 
     @traitlets.validate("tau")
     def _valid_tau(self, proposal):

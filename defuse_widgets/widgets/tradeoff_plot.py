@@ -25,8 +25,8 @@ from torch import nn
 
 from defuse_widgets.callbacks import Callback
 from defuse_widgets.stages.correction import PAPER_LAMS, Corrector
-from defuse_widgets.stages.correction_arms import default_arms, run_arms
-from defuse_widgets.stages.correction_sweep import planned_lam_epochs
+from defuse_widgets.stages.correction.arms import default_arms, run_arms
+from defuse_widgets.stages.correction.sweep import planned_lam_epochs
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._sweep_progress import RESULT_TRAITS, EpochOffset, LiveProgress
@@ -36,6 +36,7 @@ from defuse_widgets.widgets._tradeoff_view import (
     TRACES,
     choice_html,
     hover_text,
+    label_axes,
     set_name,
     tradeoff_figure,
 )
@@ -77,7 +78,7 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
     callbacks : sequence of Callback, optional
         Passed on to each Corrector, after the plot's own.
     runner : callable, optional
-        Runs the arms instead of :func:`~defuse_widgets.stages.correction_arms.run_arms`:
+        Runs the arms instead of :func:`~defuse_widgets.stages.correction.arms.run_arms`:
         ``runner(callbacks=, on_start=, stop_event=) -> dict of Corrector``. The
         dashboard passes its session's ``correct``, which also saves the results
         (and adds the ``"review"`` arm after label review).
@@ -139,6 +140,27 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
                  runner=None, chooser: Callable[..., dict] | None = None, **corrector_params):
         self._init_background()
         super().__init__()
+        self._choose_callbacks: list = []
+        self._build()
+        self.load(classifier, X, y, X_f, y_f, eval_sets=eval_sets, lams=lams, epochs=epochs,
+                  X_adv=X_adv, y_adv=y_adv, baseline_results=baseline_results, x=x,
+                  y_key=y_key, callbacks=callbacks, runner=runner, chooser=chooser,
+                  **corrector_params)
+
+    def load(self, classifier: nn.Module, X, y, X_f, y_f, *, eval_sets: dict,
+             lams: Sequence[float] = PAPER_LAMS, epochs: int = 3, X_adv=None, y_adv=None,
+             baseline_results: list | None = None, x: str = "test",
+             y_key: str = "region_test", callbacks: Sequence[Callback] = (),
+             runner=None, chooser: Callable[..., dict] | None = None,
+             **corrector_params) -> None:
+        """Take a new sweep's inputs (as the constructor's) and forget the results shown.
+
+        The figure and controls stay, so a notebook updates them in place
+        instead of drawing a new plot (the dashboard's *Build failure data*).
+        """
+        if self.running:
+            raise RuntimeError("a new sweep cannot be loaded while a sweep runs; press Stop "
+                               "first.")
         self.classifier, self.X, self.y, self.X_f, self.y_f = classifier, X, y, X_f, y_f
         self.eval_sets, self.lams, self.epochs = eval_sets, list(lams), epochs
         self.X_adv, self.y_adv, self.x, self.y_key = X_adv, y_adv, x, y_key
@@ -148,15 +170,19 @@ class TradeoffPlot(BackgroundWork, widgets.VBox):
         self.corrector_ = self.baseline_corrector_ = None
         self.correctors_: dict = {}
         self._current: Corrector | None = None
-        self._choose_callbacks: list = []
-        self.epoch_offset, self._drawn = 0, None
-        self._build()
-        self.baseline_results = [dict(r) for r in self._precomputed]
+        self.epoch_offset, self._drawn, self.error_ = 0, None, None
+        self.error.clear()
+        label_axes(self._fig, x, y_key)
+        with self.hold_trait_notifications():
+            for name in ("status", "results", "review_results", "before", "best", "arm",
+                         "verdict", "corrected", "chosen", "epochs_done"):
+                setattr(self, name, self.trait_defaults(name))
+            self.baseline_results = [dict(r) for r in self._precomputed]
         self._render()
 
     # -- view -----------------------------------------------------------------------
     def _build(self) -> None:
-        self._fig = tradeoff_figure(self.x, self.y_key)
+        self._fig = tradeoff_figure()
         self._start_button = widgets.Button(description="Start", icon="play",
                                             button_style="success")
         self.error = ErrorBox()

@@ -14,7 +14,7 @@ from typing import Any
 from defuse_widgets._validation import check_choice, check_int, check_number, check_seed
 from defuse_widgets.models.precision import PRECISIONS
 from defuse_widgets.stages.correction import PAPER_LAMS, SELECTIONS
-from defuse_widgets.stages.correction_sweep import SCHEDULES
+from defuse_widgets.stages.correction.sweep import SCHEDULES
 
 __all__ = ["STAGES", "STAGE_FIELDS", "DefuseConfig"]
 
@@ -65,7 +65,7 @@ class DefuseConfig:
         Correction: samples per accepted region in D_f and in the region test
         set, the λ sweep and its model-selection rule (see
         :class:`~defuse_widgets.stages.correction.Corrector` and
-        :mod:`~defuse_widgets.stages.selection`).
+        :mod:`~defuse_widgets.stages.correction.lambda_rule`).
     label_review : int, default=0
         Label review (not in the paper; see :mod:`~defuse_widgets.stages.label_review`):
         the training and validation images nearest each accepted or
@@ -84,7 +84,7 @@ class DefuseConfig:
         identification's settings, so changing it makes every result stale.
     schedule : {"halving", "full"}, default="halving"
         The λ sweep: successive halving or every λ for every epoch (see
-        :mod:`~defuse_widgets.stages.correction_sweep`).
+        :mod:`~defuse_widgets.stages.correction.sweep`).
     map_size, tsne_iter
         The latent map: training images shown (None for all), t-SNE iterations.
 

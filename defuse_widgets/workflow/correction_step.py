@@ -1,7 +1,7 @@
 """Correction in a session: D_f, the baseline set and the arms' λ sweeps, saved.
 
 The correction half of :class:`~defuse_widgets.workflow.Session`; the arms
-themselves are :func:`~defuse_widgets.stages.correction_arms.run_arms`, the
+themselves are :func:`~defuse_widgets.stages.correction.arms.run_arms`, the
 one definition the widgets and benchmarks use too. This module imports no UI code.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from defuse_widgets.callbacks import ProgressCallback, StageProgress
-from defuse_widgets.stages.correction_arms import default_arms, run_arms
+from defuse_widgets.stages.correction.arms import default_arms, run_arms
 
 __all__ = ["SessionCorrection"]
 
@@ -86,11 +86,11 @@ class SessionCorrection:
         callback : ProgressCallback, optional
             Reports steps; a True return stops the sweep within one batch.
         on_start, stop_event, executor, progress
-            As in :func:`~defuse_widgets.stages.correction_arms.run_arms`.
+            As in :func:`~defuse_widgets.stages.correction.arms.run_arms`.
         extra_arms : dict of str -> (X_f, y_f) or dict, optional
             More arms after Defuse, the baseline and label review (``"review"``,
             with ``config.label_review`` and at least one changed label); see
-            :func:`~defuse_widgets.stages.correction_arms.run_arms`.
+            :func:`~defuse_widgets.stages.correction.arms.run_arms`.
         extra_eval_sets : dict of str -> (X, y), optional
             More sets every arm is evaluated on (e.g. held-out images of a bug).
         sets : dict, optional
@@ -129,7 +129,7 @@ class SessionCorrection:
         The corrected model is the selected λ of the ``"review"`` arm when
         label review ran, else of Defuse; it is saved as
         ``corrected_classifier.pt`` only when the rule's verdict is that it
-        fixes the regions (:func:`~defuse_widgets.stages.selection.verdict`).
+        fixes the regions (:func:`~defuse_widgets.stages.correction.lambda_rule.verdict`).
         An earlier λ choice by hand (:meth:`choose_lam`) no longer applies and
         moves to ``archive/``.
         """

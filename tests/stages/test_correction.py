@@ -120,7 +120,7 @@ def test_callbacks_and_history(digits, tiny_models, task):
     assert c.history_.column("epoch") == [1, 2, 1, 2]
     for r in c.results_:  # the selected epoch ranks first among its lambda's epochs
         epochs = [h for h in c.history_ if h["lam"] == r["lam"]]
-        top = max(epochs, key=c._rank)
+        top = max(epochs, key=c.rank)
         assert (r["epoch"], r["region_validation"]) == (top["epoch"], top["region_validation"])
 
 
@@ -247,6 +247,6 @@ def test_corrector_follows_the_estimator_contract():
     twin = clone(c)
     assert twin.get_params() == params and twin is not c
     c.stop()
-    assert not twin._stop.is_set()
+    assert not twin.stopping
     assert c.set_params(epochs=4) is c and c.epochs == 4
     assert "epochs=4" in repr(c)

@@ -8,7 +8,7 @@ import torch
 
 from defuse_widgets.callbacks import Callback, StageProgress
 from defuse_widgets.stages.correction import Corrector
-from defuse_widgets.stages.correction_sweep import ETA, planned_lam_epochs, prune
+from defuse_widgets.stages.correction.sweep import ETA, planned_lam_epochs, prune
 
 LAMS = [0.0, 0.01, 0.1, 1.0, 10.0]
 
@@ -223,7 +223,8 @@ def test_halving_parks_paused_runs_so_it_holds_no_more_models_than_a_full_sweep(
 
 
 def test_parked_runs_round_trip_bit_for_bit(tiny_models, tmp_path):
-    from defuse_widgets.stages.parked_runs import ParkedRuns
+    from defuse_widgets.stages.correction.parked_runs import ParkedRuns
+    from defuse_widgets.stages.correction.sweep import Run
 
     base = tiny_models[0]
     model = copy.deepcopy(base)
@@ -231,17 +232,18 @@ def test_parked_runs_round_trip_bit_for_bit(tiny_models, tmp_path):
     model(torch.rand(4, 1, 8, 8)).sum().backward()
     opt.step()
     best = {k: v.clone() for k, v in model.state_dict().items()}
-    run = dict(i=3, model=model, opt_state=opt.state_dict(), best_state=best)
+    run = Run(i=3, lam=1.0, model=model, opt_state=opt.state_dict(), rng_state=(None, None),
+              gen_state=torch.Generator().get_state(), perm_f=torch.arange(4), best_state=best)
     want = {k: v.clone() for k, v in model.state_dict().items()}
     moments = opt.state_dict()["state"][0]["exp_avg"].clone()
     parked = ParkedRuns(base, torch.contiguous_format, torch.device("cpu"), folder=tmp_path)
     parked.park(run)
-    assert run["model"] is None and run["opt_state"] is None and run["best_state"] is None
-    parked.restore(run)
-    assert run["model"] is not model and "parked" not in run
-    for k, v in run["model"].state_dict().items():
+    assert run.model is None and run.opt_state is None and run.best_state is None
+    assert run.parked is not None
+    assert parked.restore(run) is run and run.model is not model and run.parked is None
+    for k, v in run.model.state_dict().items():
         assert torch.equal(v, want[k]), k
-    assert torch.equal(run["opt_state"]["state"][0]["exp_avg"], moments)
-    assert all(torch.equal(run["best_state"][k], best[k]) for k in best)
+    assert torch.equal(run.opt_state["state"][0]["exp_avg"], moments)
+    assert all(torch.equal(run.best_state[k], best[k]) for k in best)
     parked.close()
     assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from defuse_widgets.stages.selection import paired_change, rank, verdict
+from defuse_widgets.stages.correction.lambda_rule import paired_change, rank, verdict
 
 
 def test_paired_change_counts_and_interval():

@@ -82,10 +82,10 @@ def test_stages_write_the_session_folder(make, tmp_path):
     dash = make()
     folder = tmp_path / "session"
     assert dash.stage == "identification" and "New session" in dash.status
-    off = dash._boxes[4].children[0].value   # label review is off: how to turn it on
+    off = dash.view.boxes[4].children[0].value   # label review is off: how to turn it on
     assert "Label review is off" in off and "DefuseConfig(label_review=50)" in off
     assert "--label-review 50" in off and dash.review_panels == []
-    assert dash._run_distill.disabled and dash._build_button.disabled
+    assert dash.view.distill_button.disabled and dash.view.build_button.disabled
     with pytest.raises(ValueError, match="run identification first"):
         dash.run_distillation()
     done = []
@@ -93,20 +93,20 @@ def test_stages_write_the_session_folder(make, tmp_path):
 
     dash.run_identification(wait=True)
     assert dash.running == "" and dash.progress == 1.0 and dash.error_ is None
-    assert "adversarial examples" in dash.status and not dash._run_distill.disabled
+    assert "adversarial examples" in dash.status and not dash.view.distill_button.disabled
     saved = dash.session.load_adversarial()
     np.testing.assert_array_equal(saved.codes, dash.adversarial.codes)
     assert saved.params["Q"] == 4 and not list(folder.glob("*.tmp"))
-    assert dash._boxes[0].children == (dash.explorer,)
+    assert dash.view.boxes[0].children == (dash.explorer,)
     explorer = dash.explorer
 
     dash.stage = "distillation"
-    assert dash._tabs.selected_index == 1
+    assert dash.view.tabs.selected_index == 1
     dash.run_distillation(wait=True)
     assert (folder / "regions.npz").exists() and len(dash.regions) == 3
     assert json.loads((folder / "session.json").read_text())["config"]["n_components"] == 3
-    assert dash._boxes[1].children == (dash.region_table, dash.gallery)
-    assert dash._boxes[2].children == (dash.region_table, dash.labeling_panel)
+    assert dash.view.boxes[1].children == (dash.region_table, dash.gallery)
+    assert dash.view.boxes[2].children == (dash.region_table, dash.labeling_panel)
     assert done == ["identification", "distillation"]
     # The map takes the regions in place: a notebook cell showing it keeps showing it.
     assert dash.explorer is explorer and explorer._dropdown.disabled is False
@@ -133,8 +133,8 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     # Tab 4 follows the votes at once, before Build failure data is pressed.
     assert [(d.region, d.label) for d in dash.decisions if d.is_misclassification_region] \
         == [(1, wrong)]
-    assert "1 region accepted by the votes" in dash._boxes[3].children[0].value
-    assert "region 1" in dash._decisions.value
+    assert "1 region accepted by the votes" in dash.view.boxes[3].children[0].value
+    assert "region 1" in dash.view.decisions.value
     assert "1 region accepted" in dash._said["correction"]
 
     X_f, _ = dash.labeling_panel.export()   # through the session: listed in its manifest
@@ -142,10 +142,10 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert "the session" in dash.labeling_panel.status
     plot = dash.build_correction()
     assert isinstance(plot, TradeoffPlot) and dash.tradeoff is plot
-    assert dash.stage == "correction" and dash._boxes[3].children == (plot, dash.region_table)
+    assert dash.stage == "correction" and dash.view.boxes[3].children == (plot, dash.region_table)
     accepted = [d for d in dash.decisions if d.is_misclassification_region]
     assert [(d.region, d.label) for d in accepted] == [(1, wrong)]
-    assert "region 1" in dash._decisions.value
+    assert "region 1" in dash.view.decisions.value
     assert len(plot.y_f) == 16 and set(plot.y_f.tolist()) == {wrong}
     plot.start()
     assert plot.join(TIMEOUT) and plot.error_ is None
@@ -160,14 +160,14 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     assert plot.verdict == saved["verdict"] and html.escape(saved["verdict"]) in plot._choice.value
     assert not (folder / "corrected_classifier.pt").exists() and dash.corrected_classifier is None
     assert "no corrected classifier" in dash.status
-    assert "no corrected classifier" in dash._status.value        # tab 4's message, on tab 4
+    assert "no corrected classifier" in dash.view.status.value        # tab 4's message, on tab 4
     dash.stage = "identification"
-    assert "no corrected classifier" not in dash._status.value    # ... and not on tab 1
-    assert dash._bar.layout.visibility == "hidden" and dash._bar.value == 0   # idle: no bar
+    assert "no corrected classifier" not in dash.view.status.value    # ... and not on tab 1
+    assert dash.view.bar.layout.visibility == "hidden" and dash.view.bar.value == 0   # idle: no bar
     dash.stage = "correction"
     report = dash.write_report()                                  # the one file to share
     assert report.exists() and dash.session.folder.listed(report.name)
-    assert report.name in dash._report_link.value and "Report written" in dash._status.value
+    assert report.name in dash.view.report_link.value and "Report written" in dash.view.status.value
 
     # a click on the other λ keeps it, saved with the annotator's current name
     dash.labeling_panel.annotator = "bob"
@@ -188,7 +188,7 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
     dash.close()   # a kernel restart: the saved sweep, the rule's λ and the choice come back
     again = make(resume=True)
     shown = again.tradeoff
-    assert shown is not None and again._boxes[3].children == (shown, again.region_table)
+    assert shown is not None and again.view.boxes[3].children == (shown, again.region_table)
     assert again.stage == "identification" and "chosen by bob" in again.status
     assert shown.results == plot.results and shown.best == plot.best
     assert shown.chosen["lam"] == other and "<b>bob</b>" in shown._choice.value
@@ -199,11 +199,12 @@ def test_votes_reach_the_store_and_correction_gets_a_plot(make, tmp_path):
 def test_label_review_tab_answers_reach_the_store_with_the_session_keys(make, digits):
     dash = make(label_review=3)
     dash.run_identification(wait=True).run_distillation(wait=True)
-    assert "Label review starts once" in dash._boxes[4].children[0].value
+    assert "Label review starts once" in dash.view.boxes[4].children[0].value
     _disagree(dash, 1)
     plot = dash.build_correction()
     train, val = dash.review_panels
-    assert [p for p in dash._boxes[4].children if isinstance(p, LabelReviewPanel)] == [train, val]
+    shown = dash.view.boxes[4].children
+    assert [p for p in shown if isinstance(p, LabelReviewPanel)] == [train, val]
     sets = dash.session.label_review_sets()
     n_train = len(digits.y_train)
     np.testing.assert_array_equal(train.store_keys, sets["train"].index)
@@ -260,7 +261,7 @@ def test_background_errors_are_shown(make):
         dash.run_distillation(wait=True)
     assert dash.running == "" and "Distillation failed" in dash.status
     assert any("ValueError" in o["text"] for o in dash._log.outputs)
-    assert dash._bar.bar_style == "danger" and not dash._run_distill.disabled
+    assert dash.view.bar.bar_style == "danger" and not dash.view.distill_button.disabled
     assert dash.regions is None
 
 
@@ -281,7 +282,7 @@ def test_stop_ends_identification_without_saving(make, tmp_path):
 
 def test_button_errors_show_in_status(make):
     dash = make()
-    dash._run_distill.click()   # no adversarial examples yet
+    dash.view.distill_button.click()   # no adversarial examples yet
     assert "run identification first" in dash.status and "dc0000" in dash.status
 
 
@@ -291,12 +292,12 @@ def test_rerunning_identification_asks_before_archiving_votes(make, tmp_path):
     dash.run_identification(wait=True).run_distillation(wait=True)
     dash.labeling_panel.handle_key("0")
     first = (tmp_path / "session" / "adversarial.npz").read_bytes()
-    dash._run_id.click()                       # first click: a warning, nothing runs
+    dash.view.identify_button.click()                       # first click: a warning, nothing runs
     assert dash.running == "" and "Click the button again to confirm" in dash.status
     assert "1 vote by 1 annotator" in dash.status and "3 regions" in dash.status
     assert (tmp_path / "session" / "adversarial.npz").read_bytes() == first
     assert not (tmp_path / "session" / "archive").exists()
-    dash._run_id.click()                       # second click: it runs
+    dash.view.identify_button.click()                       # second click: it runs
     dash.wait(TIMEOUT)
     assert (tmp_path / "session" / "archive").exists()   # the votes moved there, kept
 
@@ -305,7 +306,7 @@ def test_build_failure_data_shows_a_busy_state_while_it_runs(make, monkeypatch):
     """Issue 15: the button gave no sign of its 1.5 s of work."""
     dash = make()
     seen = []
-    button = dash._build_button
+    button = dash.view.build_button
     before = button.disabled   # disabled while there are no regions: restored as it was
 
     def build():
@@ -319,19 +320,22 @@ def test_build_failure_data_shows_a_busy_state_while_it_runs(make, monkeypatch):
 
 
 def test_building_again_with_the_same_decisions_keeps_the_plot(make):
-    """A rerun notebook cell (dash.build_correction()) must not replace the restored plot."""
+    """A rerun notebook cell (dash.build_correction()) must not replace the restored plot;
+    other inputs load into the shown plot, so the browser updates its figure in place.
+    """
     dash = make()
     dash.run_identification(wait=True).run_distillation(wait=True)
     _disagree(dash, 1)
     plot = dash.build_correction()
+    figure, y_f = plot._fig, plot.y_f
     assert plot is not None and dash.build_correction() is plot    # same votes: same plot
-    dash.baseline = not dash.baseline                               # other settings: new plot
-    old, plot = plot, dash.build_correction()
-    assert plot is not None and plot is not old
-    assert dash.tradeoff is plot and dash.build_correction() is plot
+    assert plot.y_f is y_f                                          # ... and the same D_f
+    dash.baseline = not dash.baseline                               # other settings: loaded
+    assert dash.build_correction() is plot and plot.y_f is not y_f  # ... into the same plot
+    n_f = len(plot.y_f)
     _disagree(dash, 0)
-    again = dash.build_correction()
-    assert again is not plot and dash.tradeoff is again             # new votes: new D_f
+    assert dash.build_correction() is plot and len(plot.y_f) > n_f  # new votes: new D_f
+    assert plot._fig is figure and dash.tradeoff is plot and plot.results == []
 
 
 def test_each_progress_line_keeps_its_own_stage_messages(make):
@@ -352,7 +356,7 @@ def test_the_region_table_is_above_tabs_2_to_4_and_opens_a_region(make):
     dash = make()
     dash.run_identification(wait=True).run_distillation(wait=True)
     table = dash.region_table
-    assert [table in box.children for box in dash._boxes[1:4]] == [True, True, True]
+    assert [table in box.children for box in dash.view.boxes[1:4]] == [True, True, True]
     assert len(table.rows) == len(dash.regions)
     assert {r["decision"] for r in table.rows} == {"not labelled"}
     dash.gallery.mode = "all"

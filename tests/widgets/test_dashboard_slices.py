@@ -35,11 +35,11 @@ def test_a_selection_is_saved_reopened_and_exported(dash, digits, tmp_path):
     first = dash()
     first.run_identification(wait=True)
     explorer = first.explorer.wait(TIMEOUT)
-    assert explorer._slice_row.layout.display is None and explorer._slice_save.disabled
+    assert explorer.slice_controls.row.layout.display is None and explorer.slice_controls.save.disabled
     explorer.select_points(train=[0, 5, 7], adversarial=[1, 2])
-    assert not explorer._slice_save.disabled
-    explorer._slice_name.value = "odd fours"
-    explorer._slice_save.click()
+    assert not explorer.slice_controls.save.disabled
+    explorer.slice_controls.name.value = "odd fours"
+    explorer.slice_controls.save.click()
     assert explorer.error.value == "" and "Slice 'odd fours' saved" in first.status
     idx = seeded_subset(len(digits.y_train), TINY["map_size"], 0)
     saved = first.session.load_slices()
@@ -48,8 +48,8 @@ def test_a_selection_is_saved_reopened_and_exported(dash, digits, tmp_path):
     adv = first.adversarial
     assert saved[0]["source"] == adv.source_index[[1, 2]].tolist()
     explorer.select_points(train=[1])
-    explorer._slice_name.value = "odd fours"
-    explorer._slice_save.click()   # a saved name is not replaced in silence
+    explorer.slice_controls.name.value = "odd fours"
+    explorer.slice_controls.save.click()   # a saved name is not replaced in silence
     assert "already has a slice &#x27;odd fours&#x27;" in explorer.error.value
     with pytest.raises(ValueError, match="already has a slice 'odd fours'"):
         first.session.save_slice("odd fours", train=[1])
@@ -57,12 +57,12 @@ def test_a_selection_is_saved_reopened_and_exported(dash, digits, tmp_path):
 
     again = dash(resume=True)   # after a restart: the slice is in the menu and reselects
     ex = again.explorer.wait(TIMEOUT)
-    assert list(ex._slice_menu.options) == ["—", "odd fours"]
-    ex._slice_menu.value = "odd fours"
+    assert list(ex.slice_controls.menu.options) == ["—", "odd fours"]
+    ex.slice_controls.menu.value = "odd fours"
     np.testing.assert_array_equal(ex.selection["train"], [0, 5, 7])
     np.testing.assert_array_equal(ex.selection["adversarial"], [1, 2])
-    assert not ex._slice_export.disabled
-    ex._slice_export.click()
+    assert not ex.slice_controls.export.disabled
+    ex.slice_controls.export.click()
     out = tmp_path / "session-slice-odd_fours.csv"
     rows = list(csv.DictReader(out.open()))
     assert [(r["kind"], int(r["index"])) for r in rows] == [
@@ -70,7 +70,7 @@ def test_a_selection_is_saved_reopened_and_exported(dash, digits, tmp_path):
     assert int(rows[0]["true_label"]) == int(digits.y_train[idx[0]])
     assert int(rows[3]["source_index"]) == int(adv.source_index[1])
     before = out.read_bytes()
-    ex._slice_export.click()   # never written over
+    ex.slice_controls.export.click()   # never written over
     assert "exists" in ex.error.value and out.read_bytes() == before
 
     again.session.configure(Q=5)
@@ -107,8 +107,8 @@ def test_a_read_only_dashboard_shows_slices_without_save(dash):
     d.close()
     ro = dash(resume=True, read_only=True)
     ex = ro.explorer.wait(TIMEOUT)
-    assert list(ex._slice_menu.options) == ["—", "kept"]
-    assert ex._slice_row.layout.display == "none" or ex._slice_save.disabled
+    assert list(ex.slice_controls.menu.options) == ["—", "kept"]
+    assert ex.slice_controls.row.layout.display == "none" or ex.slice_controls.save.disabled
 
 
 def test_rerun_effects_name_what_a_rerun_would_archive(dash):

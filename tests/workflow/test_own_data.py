@@ -162,7 +162,7 @@ def test_a_weak_vae_warns_everywhere_and_min_fidelity_stops(own, tmp_path, capsy
 
     dash = DefuseDashboard.open(session)
     try:
-        assert "reconstruction artefacts" in dash._status.value
+        assert "reconstruction artefacts" in dash.view.status.value
     finally:
         dash.close()
 

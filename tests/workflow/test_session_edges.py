@@ -77,7 +77,7 @@ def test_a_folder_that_is_not_a_session_is_refused_and_left_as_it_was(tmp_path, 
     from defuse_widgets.widgets.dashboard import DefuseDashboard
 
     dash = DefuseDashboard.open(X)
-    assert "NotASessionError" in dash.status and dash._run_id.disabled
+    assert "NotASessionError" in dash.status and dash.view.identify_button.disabled
     dash.close()
     assert _hashes(X) == before   # nothing written: no session.json, no manifest
 
@@ -130,8 +130,8 @@ def test_the_dashboard_shows_a_truncated_file_and_keeps_the_rest_usable(S):
         assert "regions.npz" in dash.status and "tab 2" in dash.status
         assert dash.adversarial is not None and dash.regions is None   # tab 1 still works
         assert "regions.npz" in dash._said["distillation"]
-        assert "regions.npz" in dash._boxes[1].children[0].value
-        assert not dash._run_distill.disabled
+        assert "regions.npz" in dash.view.boxes[1].children[0].value
+        assert not dash.view.distill_button.disabled
         dash.run_distillation(wait=True)   # the stage again replaces the damaged file
         assert dash.regions is not None and "Could not" not in dash._said["distillation"]
     finally:
@@ -149,7 +149,7 @@ def test_the_dashboard_opened_read_only_writes_nothing(S):
     dash = DefuseDashboard.open(S, read_only=True)
     try:
         assert dash.regions is not None and "Resumed" in dash.status
-        assert "read-only" in dash.status and dash._run_id.disabled
+        assert "read-only" in dash.status and dash.view.identify_button.disabled
         dash.labeling_panel.annotator = "ada"
         assert dash.labeling_panel.vote(3) is None   # refused, said where the user looks
         assert "read-only" in dash.labeling_panel.status

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -37,10 +38,10 @@ from defuse_widgets.models.inference import to_unit
 from defuse_widgets.models.loading import copy_model
 from defuse_widgets.models.precision import autocast
 from defuse_widgets.seeding import seed_everything
-from defuse_widgets.stages.parked_runs import ParkedRuns
+from defuse_widgets.stages.correction.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
-__all__ = ["ETA", "SCHEDULES", "Cancelled", "advance", "finish", "new_run", "submit_runs",
+__all__ = ["ETA", "SCHEDULES", "Cancelled", "Run", "advance", "finish", "new_run", "submit_runs",
            "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule",
            "run_task"]
 
@@ -52,6 +53,53 @@ ETA = 3
 
 class Cancelled(Exception):
     """Raised inside a run when the corrector was asked to stop."""
+
+
+@dataclass
+class Run:
+    """One λ's fine-tuning in a sweep: everything needed to advance it by more epochs.
+
+    Attributes
+    ----------
+    i : int
+        Index of the λ in the sweep's ``lams``.
+    lam : float
+    model : nn.Module or None
+        The classifier copy being fine-tuned (None while parked on disk).
+    opt_state : dict or None
+        Adam's state.
+    rng_state : tuple
+        torch's CPU (and CUDA) generator states of this run.
+    gen_state : Tensor
+        The data-order generator's state.
+    perm_f : Tensor of shape (n_f,), int64
+        The current pass over D_f, and ``pos_f`` the position in it.
+    pos_f : int
+    epoch : int
+        Epochs trained so far.
+    best : dict or None
+        Record of the best epoch so far under the selection rule.
+    best_state : dict or None
+        Its weights (state dict, on the CPU).
+    history : list of dict
+        Every epoch's record.
+    parked : str or None
+        The file holding the tensors while parked (:class:`ParkedRuns`).
+    """
+
+    i: int
+    lam: float
+    model: torch.nn.Module | None
+    opt_state: dict | None
+    rng_state: tuple
+    gen_state: torch.Tensor
+    perm_f: torch.Tensor
+    pos_f: int = 0
+    epoch: int = 0
+    best: dict | None = None
+    best_state: dict | None = None
+    history: list = field(default_factory=list)
+    parked: str | None = None
 
 
 def planned_lam_epochs(n_lams: int, epochs: int, schedule: str) -> int:
@@ -127,7 +175,7 @@ def _set_rng_state(state: tuple, dev: torch.device) -> None:
 
 
 def new_run(corrector, i: int, lam: float, base: torch.nn.Module, n_f: int,
-            dev: torch.device) -> dict:
+            dev: torch.device) -> Run:
     """A fresh run of λ number ``i``: a copy of ``base`` seeded with ``seed + i``."""
     seed_everything(corrector.seed + i)
     state = _rng_state(dev)
@@ -135,12 +183,11 @@ def new_run(corrector, i: int, lam: float, base: torch.nn.Module, n_f: int,
     model = copy_model(base).to(dev).to(memory_format=corrector.memory_format(dev))
     opt = torch.optim.Adam(model.parameters(), lr=corrector.lr)
     perm_f = torch.randperm(n_f, generator=gen)
-    return dict(i=i, lam=lam, model=model, opt_state=opt.state_dict(), rng_state=state,
-                gen_state=gen.get_state(), perm_f=perm_f, pos_f=0, epoch=0, best=None,
-                best_state=None, history=[])
+    return Run(i=i, lam=lam, model=model, opt_state=opt.state_dict(), rng_state=state,
+               gen_state=gen.get_state(), perm_f=perm_f)
 
 
-def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
+def advance(corrector, run: Run, n_epochs: int, X, y, X_f, y_f, eval_sets,
             dev: torch.device) -> list:
     """Train ``run`` for ``n_epochs`` more epochs; return their records.
 
@@ -148,33 +195,33 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
     best epoch's weights. Raises :class:`Cancelled` when the corrector was
     asked to stop.
     """
-    c, model, lam = corrector, run["model"], run["lam"]
+    c, model, lam = corrector, run.model, run.lam
     opt = torch.optim.Adam(model.parameters(), lr=c.lr)
-    opt.load_state_dict(run["opt_state"])
+    opt.load_state_dict(run.opt_state)
     gen = torch.Generator()
-    gen.set_state(run["gen_state"])
+    gen.set_state(run.gen_state)
     outer = _rng_state(dev)
-    _set_rng_state(run["rng_state"], dev)
-    if dev.type == "cuda" and run["rng_state"][1] is None:   # started on the CPU
-        torch.cuda.manual_seed(c.seed + run["i"])
+    _set_rng_state(run.rng_state, dev)
+    if dev.type == "cuda" and run.rng_state[1] is None:   # started on the CPU
+        torch.cuda.manual_seed(c.seed + run.i)
     bs, new = c.batch_size, []
     n_batches = math.ceil(len(X) / bs)
     fmt = c.memory_format(dev)
     try:
         for _ in range(n_epochs):
-            epoch = run["epoch"] + 1
+            epoch = run.epoch + 1
             if epoch == 1:
-                c._call("on_lam_begin", lam=lam)
+                c.notify("on_lam_begin", lam=lam)
             perm, total = torch.randperm(len(X), generator=gen), 0.0
             model.train()
             for b in range(n_batches):
-                if c._stop.is_set():
+                if c.stopping:
                     raise Cancelled
                 idx = perm[b * bs:(b + 1) * bs]
-                if run["pos_f"] + bs > len(run["perm_f"]):
-                    run["perm_f"], run["pos_f"] = torch.randperm(len(X_f), generator=gen), 0
-                idx_f = run["perm_f"][run["pos_f"]:run["pos_f"] + bs]
-                run["pos_f"] += bs
+                if run.pos_f + bs > len(run.perm_f):
+                    run.perm_f, run.pos_f = torch.randperm(len(X_f), generator=gen), 0
+                idx_f = run.perm_f[run.pos_f:run.pos_f + bs]
+                run.pos_f += bs
                 # D may be uint8 and D_f float: each part is made float in [0, 1] alone
                 xb = torch.cat([to_unit(X[idx]), to_unit(X_f[idx_f])])
                 xb = xb.to(dev).contiguous(memory_format=fmt)
@@ -187,39 +234,39 @@ def advance(corrector, run: dict, n_epochs: int, X, y, X_f, y_f, eval_sets,
                 opt.step()
                 total += loss.item()
                 c.steps_done_ += 1
-                c._call("on_batch_end", lam=lam, epoch=epoch, batch=b + 1,
+                c.notify("on_batch_end", lam=lam, epoch=epoch, batch=b + 1,
                         n_batches=n_batches)
             model.eval()
             rec = {"lam": lam, "epoch": epoch, "loss": total / n_batches,
-                   **c._evaluate(model, X, y, X_f, y_f, eval_sets, dev, c._selection_sets())}
+                   **c.evaluate(model, X, y, X_f, y_f, eval_sets, dev, c.selection_sets())}
             trim_heap()   # the epoch's freed activations go back to the system
-            run["epoch"] = epoch
-            run["history"].append(rec)
+            run.epoch = epoch
+            run.history.append(rec)
             new.append(rec)
             c.history_.append(rec)
-            c._call("on_epoch_end", record=rec)
-            if run["best"] is None or c._rank(rec) > c._rank(run["best"]):
-                run["best"] = rec
-                run["best_state"] = {k: v.detach().cpu().clone()
+            c.notify("on_epoch_end", record=rec)
+            if run.best is None or c.rank(rec) > c.rank(run.best):
+                run.best = rec
+                run.best_state = {k: v.detach().cpu().clone()
                                      for k, v in model.state_dict().items()}
     finally:
-        run["rng_state"], run["gen_state"] = _rng_state(dev), gen.get_state()
-        run["opt_state"] = opt.state_dict()
+        run.rng_state, run.gen_state = _rng_state(dev), gen.get_state()
+        run.opt_state = opt.state_dict()
         _set_rng_state(outer, dev)
     return new
 
 
-def finish(corrector, run: dict, X, y, X_f, y_f, eval_sets, dev: torch.device) -> tuple:
+def finish(corrector, run: Run, X, y, X_f, y_f, eval_sets, dev: torch.device) -> tuple:
     """The run's selected weights, its record on every eval set, and its history."""
-    model = run["model"]
-    model.load_state_dict(run["best_state"])
+    model = run.model
+    model.load_state_dict(run.best_state)
     model.eval()
-    rest = set(eval_sets) - set(corrector._selection_sets())
-    best = {**run["best"], **corrector._evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
-    return run["best_state"], best, list(run["history"])
+    rest = set(eval_sets) - set(corrector.selection_sets())
+    best = {**run.best, **corrector.evaluate(model, X, y, X_f, y_f, eval_sets, dev, rest)}
+    return run.best_state, best, list(run.history)
 
 
-def run_task(cls, params: dict, before: tuple, run: dict, n_epochs: int, finish_after: bool,
+def run_task(cls, params: dict, before: tuple, run: Run, n_epochs: int, finish_after: bool,
              X, y, X_f, y_f, eval_sets) -> tuple:
     """Advance one run as an executor task.
 
@@ -250,17 +297,17 @@ def run_task(cls, params: dict, before: tuple, run: dict, n_epochs: int, finish_
     c = cls(**params)
     (c.before_, c.before_correct_), c.history_, c.steps_done_ = before, History(), 0
     dev = resolve_device(c.device)
-    run["model"] = run["model"].to(dev)
+    run.model = run.model.to(dev)
     new = advance(c, run, n_epochs, X, y, X_f, y_f, eval_sets, dev)
     done = finish(c, run, X, y, X_f, y_f, eval_sets, dev) if finish_after else None
-    run["model"] = run["model"].cpu()
+    run.model = run.model.cpu()
     return run, new, done
 
 
 def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torch.device,
                  checkpoints) -> None:
     """Train every λ not in ``done`` under ``corrector.schedule``; finished λs reach
-    ``corrector._finish_lam`` (and ``checkpoints``) as they finish.
+    ``corrector.finish_lam`` (and ``checkpoints``) as they finish.
 
     Parameters
     ----------
@@ -285,21 +332,21 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
         histories[i] = history
         if checkpoints is not None:
             checkpoints.add(i, lams[i], state, result, history)
-        c._finish_lam(i, state, result)
+        c.finish_lam(i, state, result)
 
     def start(i: int) -> dict:
         return new_run(c, i, lams[i], base, len(data[2]),
                        dev if c.executor is None else torch.device("cpu"))
 
     def history(i: int) -> list:
-        return runs[i]["history"] if i in runs else histories[i]
+        return runs[i].history if i in runs else histories[i]
 
     def drop_beaten(candidates: list, epoch: int) -> None:
         """Finish now every run of this rung that ⌈n/ETA⌉ scored runs already beat:
         :func:`prune` cannot keep it, and only the runs still in the race stay in memory.
         """
         scored = [i for i in candidates if i in histories or i in runs
-                  and runs[i]["epoch"] >= epoch]
+                  and runs[i].epoch >= epoch]
         key = {i: (best_score(history(i), epoch), -lams[i]) for i in scored}
         order = sorted(scored, key=key.get, reverse=True)
         for i in order[math.ceil(len(candidates) / ETA):]:
@@ -321,16 +368,16 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
                               finish_after, data)
         try:
             for i in indices:
-                if c._stop.is_set():
+                if c.stopping:
                     raise Cancelled
                 run, new, out = futures[i].result()
-                if c._stop.is_set():
+                if c.stopping:
                     raise Cancelled
-                if run["epoch"] == len(new):
-                    c._call("on_lam_begin", lam=lams[i])
+                if run.epoch == len(new):
+                    c.notify("on_lam_begin", lam=lams[i])
                 for rec in new:
                     c.history_.append(rec)
-                    c._call("on_epoch_end", record=rec)
+                    c.notify("on_epoch_end", record=rec)
                 c.steps_done_ += len(new) * n_batches
                 runs[i] = run
                 if finish_after:
@@ -357,7 +404,7 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
             for i in candidates:
                 if i not in keep and i in runs:
                     run = parked.restore(runs.pop(i)) if parked else runs.pop(i)
-                    run["model"] = run["model"].to(dev)
+                    run.model = run.model.to(dev)
                     finalize(i, finish(c, run, *data, dev))
             candidates = keep
     finally:
@@ -376,7 +423,7 @@ def submit_runs(corrector, runs: dict, n_epochs: int, finish_after: bool, data: 
     ----------
     corrector : Corrector
     runs : dict of int -> run
-        Runs of :func:`~defuse_widgets.stages.correction_sweep.new_run`, keyed by λ index.
+        Runs of :func:`~defuse_widgets.stages.correction.sweep.new_run`, keyed by λ index.
     n_epochs : int
         Epochs each task trains.
     finish_after : bool
@@ -387,7 +434,7 @@ def submit_runs(corrector, runs: dict, n_epochs: int, finish_after: bool, data: 
     Returns
     -------
     dict of int -> Future
-        Each resolves to :func:`~defuse_widgets.stages.correction_sweep.run_task`'s result.
+        Each resolves to :func:`~defuse_widgets.stages.correction.sweep.run_task`'s result.
     """
     check_executor(corrector.executor)
     params = {k: v for k, v in corrector.get_params().items() if k not in _LOCAL_ONLY}

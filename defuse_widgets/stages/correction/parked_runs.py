@@ -22,9 +22,6 @@ from defuse_widgets.models.loading import copy_model
 
 __all__ = ["ParkedRuns"]
 
-_TENSORS = ("model", "opt_state", "best_state")
-
-
 class ParkedRuns:
     """Write paused runs' tensors to a temporary folder and restore them.
 
@@ -47,25 +44,27 @@ class ParkedRuns:
             os.makedirs(folder, exist_ok=True)
         self._dir = tempfile.TemporaryDirectory(prefix="parked-runs-", dir=folder)
 
-    def park(self, run: dict) -> None:
-        """Move ``run``'s model, optimiser state and best weights to a file."""
-        path = os.path.join(self._dir.name, f"run-{run['i']}.pt")
-        torch.save({"model": run["model"].state_dict(), "opt_state": run["opt_state"],
-                    "best_state": run["best_state"]}, path)
-        for key in _TENSORS:
-            run[key] = None
-        run["parked"] = path
+    def park(self, run) -> None:
+        """Move ``run``'s (a :class:`~.sweep.Run`) model, optimiser state and best weights to
+        a file.
+        """
+        path = os.path.join(self._dir.name, f"run-{run.i}.pt")
+        torch.save({"model": run.model.state_dict(), "opt_state": run.opt_state,
+                    "best_state": run.best_state}, path)
+        run.model = run.opt_state = run.best_state = None
+        run.parked = path
 
-    def restore(self, run: dict) -> dict:
+    def restore(self, run):
         """Read a parked ``run``'s tensors back (a live run is returned as is)."""
-        path = run.pop("parked", None)
+        path, run.parked = run.parked, None
         if path is None:
             return run
         saved = torch.load(path, map_location="cpu", weights_only=True)   # Adam moves its state
         os.remove(path)
         model = copy_model(self.base).to(self.device).to(memory_format=self.memory_format)
         model.load_state_dict(saved["model"])
-        run.update(model=model, opt_state=saved["opt_state"], best_state=saved["best_state"])
+        run.model, run.opt_state = model, saved["opt_state"]
+        run.best_state = saved["best_state"]
         return run
 
     def close(self) -> None:

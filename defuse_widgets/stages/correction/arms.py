@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 from torch import nn
 
 from defuse_widgets.callbacks import Callback
-from defuse_widgets.stages.correction import Corrector
+from defuse_widgets.stages.correction.corrector import Corrector
 
 __all__ = ["ARM_NAMES", "default_arms", "run_arms"]
 

@@ -1,4 +1,4 @@
-"""Correction (paper §3.3): fine-tune on L(D) + λ·L(D_f), sweeping λ."""
+"""The :class:`Corrector`: fine-tune on L(D) + λ·L(D_f) for every λ of a sweep (paper §3.3)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-import defuse_widgets.stages.selection as rule
+import defuse_widgets.stages.correction.lambda_rule as rule
 from defuse_widgets._validation import (
     check_choice,
     check_eval_sets,
@@ -29,14 +29,14 @@ from defuse_widgets.callbacks import Callback, History
 from defuse_widgets.models.inference import accuracy, check_images_fit, correct, n_outputs
 from defuse_widgets.models.loading import copy_model
 from defuse_widgets.models.precision import PRECISIONS, resolve_precision
-from defuse_widgets.stages.correction_sweep import (
+from defuse_widgets.stages.correction.lambda_rule import PAIRED_SETS, SELECTIONS
+from defuse_widgets.stages.correction.sweep import (
     SCHEDULES,
     Cancelled,
     open_checkpoints,
     planned_lam_epochs,
     run_schedule,
 )
-from defuse_widgets.stages.selection import PAIRED_SETS, SELECTIONS
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints
 
 #: The paper's λ sweep (appendix B).
@@ -64,7 +64,7 @@ class Corrector(BaseEstimator):
         from D_f, cycling through it.
     selection : {"interval", "balanced", "validation", "training"}, default="interval"
         Model-selection rule (per λ over its epochs, then over λ; see
-        :mod:`~defuse_widgets.stages.selection`). ``"interval"``: the best
+        :mod:`~defuse_widgets.stages.correction.lambda_rule`). ``"interval"``: the best
         ``"region_validation"`` accuracy among models whose validation
         accuracy is not significantly below the model before fine-tuning
         (paired interval at ``confidence``), so λ fixes the regions while
@@ -111,7 +111,7 @@ class Corrector(BaseEstimator):
         ``"full"`` trains every λ for every epoch (the paper's sweep);
         ``"halving"`` is successive halving: after each epoch but the last
         only the best third of the λs, ranked by the selection rule's score,
-        trains on (see :mod:`~defuse_widgets.stages.correction_sweep`).
+        trains on (see :mod:`~defuse_widgets.stages.correction.sweep`).
     precision : {"fp32", "bf16", "auto"}, default="fp32"
         bf16 autocast of the training and evaluation passes; ``"auto"`` is
         bf16 where the hardware runs it natively. Weights stay fp32, and an
@@ -137,7 +137,7 @@ class Corrector(BaseEstimator):
         for ``validation`` and ``region_validation`` their change from the
         model before with its interval (``<set>_change``, ``_change_low``,
         ``_change_high``, ``_lost``, ``_gained``; see
-        :func:`~defuse_widgets.stages.selection.change_fields`).
+        :func:`~defuse_widgets.stages.correction.lambda_rule.change_fields`).
     best_ : dict
         The record of the selected λ.
     corrected_ : bool or None
@@ -268,14 +268,14 @@ class Corrector(BaseEstimator):
         self.precision_ = resolve_precision(self.precision, dev)
         base = copy_model(classifier).cpu()
         checkpoints = open_checkpoints(self, base, X, y, X_f, y_f, eval_sets)
-        self.before_ = self._evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev,
-                                      {*eval_sets, *self._selection_sets()}, base=True)
+        self.before_ = self.evaluate(base.to(dev), X, y, X_f, y_f, eval_sets, dev,
+                                      {*eval_sets, *self.selection_sets()}, base=True)
         base = base.cpu()
         self._n_batches = math.ceil(len(X) / self.batch_size)
         self.steps_done_ = 0
         self.steps_total_ = (planned_lam_epochs(len(lams), self.epochs, self.schedule)
                              * self._n_batches)
-        self._call("on_train_begin")
+        self.notify("on_train_begin")
         done = checkpoints.finished if checkpoints is not None else {}
         self._bar = tqdm(total=len(lams), desc=self.name, disable=not self.progress)
         try:
@@ -292,7 +292,7 @@ class Corrector(BaseEstimator):
         self.lam_index_ = [self.lam_index_[j] for j in order]
         if self.results_:
             i_best = max(range(len(self.results_)),
-                         key=lambda i: (*self._rank(self.results_[i]), -self.results_[i]["lam"]))
+                         key=lambda i: (*self.rank(self.results_[i]), -self.results_[i]["lam"]))
             self.best_ = self.results_[i_best]
             self.best_model_ = copy_model(base)
             self.best_model_.load_state_dict(self._best_state)   # the same λ: same key
@@ -301,7 +301,7 @@ class Corrector(BaseEstimator):
         v = rule.verdict(self.best_, self.confidence, tolerance=self.tolerance
                          if self.selection == "balanced" else None)
         self.corrected_, self.verdict_ = v["corrected"], v["message"]
-        self._call("on_train_end")
+        self.notify("on_train_end")
         return self
 
     # -- internals ----------------------------------------------------------------
@@ -354,35 +354,44 @@ class Corrector(BaseEstimator):
         """Take a finished λ from its checkpoint; callbacks see it as if it had just run."""
         entry = checkpoints.finished[i]
         state = checkpoints.load(i)
-        self._call("on_lam_begin", lam=lam, resumed=True)
+        self.notify("on_lam_begin", lam=lam, resumed=True)
         for rec in entry["history"]:
             self.history_.append(rec)
-            self._call("on_epoch_end", record=rec, resumed=True)
+            self.notify("on_epoch_end", record=rec, resumed=True)
         self.steps_done_ += len(entry["history"]) * self._n_batches
         self.resumed_.append(i)
-        self._finish_lam(i, state, entry["result"], resumed=True)
+        self.finish_lam(i, state, entry["result"], resumed=True)
 
-    def _finish_lam(self, i: int, state: dict, result: dict, **kw) -> None:
-        key = (*self._rank(result), -result["lam"])   # hold only the best λ's weights
+    # -- what the sweep (correction.sweep) reports to and asks of its corrector -----------
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was asked and the running :meth:`fit` has not yet returned."""
+        return self._stop.is_set()
+
+    def finish_lam(self, i: int, state: dict, result: dict, **kw) -> None:
+        """Take λ number ``i``'s result; keep its weights ``state`` while it is the best."""
+        key = (*self.rank(result), -result["lam"])   # hold only the best λ's weights
         if self._best_key is None or key > self._best_key:
             self._best_state, self._best_key = state, key
         self.results_.append(result)
         self.lam_index_.append(i)
         self._bar.update()
-        self._call("on_lam_end", result=result, **kw)
+        self.notify("on_lam_end", result=result, **kw)
 
-    def _call(self, hook: str, **kw) -> None:
+    def notify(self, hook: str, **kw) -> None:
+        """Call ``hook`` (``"on_lam_begin"``, ``"on_epoch_end"``…) of every callback."""
         for cb in self.callbacks:
             getattr(cb, hook)(self, **kw)
 
-    def _rank(self, rec: dict) -> tuple:
+    def rank(self, rec: dict) -> tuple:
         """Sort key of a record under the selection rule (larger is better)."""
         return rule.rank(self.selection, rec, self.before_, self.tolerance)
 
-    def _selection_sets(self) -> tuple:
+    def selection_sets(self) -> tuple:
+        """The eval sets the selection rule scores every epoch on."""
         return rule.selection_sets(self.selection)
 
-    def _evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None, *,
+    def evaluate(self, model, X, y, X_f, y_f, eval_sets, dev, names=None, *,
                   base: bool = False) -> dict:
         """Accuracies on the sets in ``names`` (all sets when None) plus the score.
 
@@ -413,6 +422,6 @@ class Corrector(BaseEstimator):
             elif k in PAIRED_SETS:
                 rec.update(rule.change_fields(k, rule.paired_change(
                     self.before_correct_[k], r, self.confidence)))
-        if all(k in rec for k in self._selection_sets()):
+        if all(k in rec for k in self.selection_sets()):
             rec["score"] = rule.score(self.selection, rec)
         return rec
