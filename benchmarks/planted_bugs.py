@@ -1,12 +1,12 @@
 """Planted-bug benchmark (issue 7): does Defuse find and fix bugs we planted ourselves?
 
-On embedded MNIST-5k, :func:`defuse_widgets.evaluation.planted.plant_bugs` plants the
+On embedded MNIST-5k, :func:`benchmarks.harness.planted.plant_bugs` plants the
 default three bugs (sub-styles = k-means clusters, k=3 per class, of the
 shipped β-VAE's latent means; the most confusable cluster of each class),
 all "mislabelled" (``planted.DEFAULT_BUGS`` says why). The classifier (paper
 recipe), the β-VAE (shipped recipe, 200 epochs) and the simulated
 annotator's oracle are trained on the planted training split; no model sees
-a held-out image. Then :func:`~defuse_widgets.evaluation.planted_eval.evaluate_planted`
+a held-out image. Then :func:`~benchmarks.harness.planted_eval.evaluate_planted`
 runs Defuse with the quick pipeline settings (K=30, 3,000 codes, λ ∈ {0.01,
 0.1, 1}, 2 epochs) and three annotators:
 
@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from defuse_widgets.data import load_mnist5k
-from defuse_widgets.evaluation.planted import plant_bugs
-from defuse_widgets.evaluation.planted_eval import (
+from benchmarks.harness.planted import plant_bugs
+from benchmarks.harness.planted_eval import (
     EnsembleOracle,
     KnnOracle,
     evaluate_planted,
     rendered_accuracy,
 )
+from defuse_widgets.data import load_mnist5k
 from defuse_widgets.models import BetaVAE, MnistCNN, OracleCNN
 from defuse_widgets.models.inference import accuracy, encode_mean
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained

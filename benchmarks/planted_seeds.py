@@ -10,9 +10,9 @@ is also evaluated on each bug's held-out real images (``extra_eval_sets``;
 the selection rule never sees them). Then, on the same planted data:
 
 * bugs found through accepted or label-error regions (purity ≥ 0.5, as in
-  :mod:`~defuse_widgets.evaluation.planted_scores`);
+  :mod:`~benchmarks.harness.planted_scores`);
 * the held-out real-image gain and test change of each correction arm;
-* the peers of :func:`~defuse_widgets.evaluation.peers.compare_peers`:
+* the peers of :func:`~benchmarks.harness.peers.compare_peers`:
   Domino-style slice discovery and k-means on errors (precision@10 of the
   best slice on held-out real images, 5 slices and as many slices as Defuse
   has candidate regions), cleanlab's ``find_label_issues`` against label
@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.harness.peers import compare_peers
+from benchmarks.harness.planted import plant_bugs
+from benchmarks.harness.planted_eval import label_review_scores
+from benchmarks.harness.planted_scores import bug_purity, bug_recall
 from benchmarks.planted_bugs import train_models
 from defuse_widgets.data import load_mnist5k
-from defuse_widgets.evaluation.peers import compare_peers
-from defuse_widgets.evaluation.planted import plant_bugs
-from defuse_widgets.evaluation.planted_eval import label_review_scores
-from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
 from defuse_widgets.models.inference import encode_mean
 from defuse_widgets.models.pretrained import DEFAULT_SETTINGS, load_pretrained
 from defuse_widgets.stages.annotators import SimulatedAnnotator

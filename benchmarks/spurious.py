@@ -301,7 +301,7 @@ def peers(b, clf, seed, log) -> dict:
 
 def slice_discovery(b, clf, session_folder, seed) -> dict:
     """Domino on the validation split and Defuse's accepted regions, scored on the test split."""
-    from defuse_widgets.evaluation.peers import best_slice_precision, defuse_region_scores
+    from benchmarks.harness.peers import best_slice_precision, defuse_region_scores
     from defuse_widgets.evaluation.slice_discovery import DominoMixture, classifier_outputs
     from defuse_widgets.workflow import Session
 

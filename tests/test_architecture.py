@@ -30,6 +30,26 @@ def test_no_module_is_very_long():
     assert not long, long
 
 
+def _body_lines(fn) -> int:
+    """Lines of ``fn``'s body without its docstring."""
+    first = fn.body[0]
+    has_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None),
+                                                         ast.Constant) \
+        and isinstance(first.value.value, str)
+    start = first.end_lineno + 1 if has_doc and len(fn.body) > 1 else first.lineno
+    return fn.end_lineno - start + 1
+
+
+def test_no_function_is_very_long():
+    # Functions stay near 60 lines where a reader benefits (issue 29); this guards
+    # against very long ones only: an argparse table or a widget's layout may run longer.
+    long = {f"{p.relative_to(ROOT)}:{fn.name}": n for p in ROOT.rglob("*.py")
+            for fn in ast.walk(ast.parse(p.read_text()))
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and (n := _body_lines(fn)) > 80}
+    assert not long, long
+
+
 def test_the_folders_name_the_pipeline():
     for stage in ("identification", "distillation", "labeling", "correction"):
         assert ((ROOT / "stages" / f"{stage}.py").exists()

@@ -26,7 +26,7 @@ from defuse_widgets.workflow.fidelity import fidelity_warning
 
 __all__ = ["LABEL_REVIEW_OFF", "correction_plot", "damage_note", "decisions_html", "export_slice",
            "map_slices", "open_region", "region_widgets", "rerun_warning", "resume_status",
-           "review_tab", "save_slice", "send_selection", "sweep_status", "table_rows"]
+           "label_review_tab", "save_slice", "send_selection", "sweep_status", "table_rows"]
 
 #: The label-review tab while label review is off: how to turn it on.
 LABEL_REVIEW_OFF = (
@@ -242,7 +242,7 @@ def sweep_status(session, plot: TradeoffPlot) -> str:
                        "regions (see under the plot). Click a λ in the plot to keep it by hand.")
 
 
-def review_tab(session, annotator: str) -> tuple[list, list]:
+def label_review_tab(session, annotator: str) -> tuple[list, list]:
     """The label-review tab's children and its panels (one per split with images to check).
 
     Answers go to the session's store under :meth:`~defuse_widgets.workflow.Session.review_keys`

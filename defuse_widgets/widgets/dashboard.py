@@ -33,11 +33,11 @@ from defuse_widgets.widgets._dashboard_tabs import (
     damage_note,
     decisions_html,
     export_slice,
+    label_review_tab,
     map_slices,
     open_region,
     region_widgets,
     resume_status,
-    review_tab,
     save_slice,
     send_selection,
     sweep_status,
@@ -117,7 +117,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
     adversarial, regions, decisions, tradeoff : traitlets
         Stage results; ``decisions`` and ``tradeoff`` from :meth:`build_correction`.
     explorer, gallery, labeling_panel : the stage widgets, or None
-    review_panels : list of LabelReviewPanel (training, then validation images)
+    label_review_panels : list of LabelReviewPanel (training, then validation images)
     session : Session or None
         Also holds the vote ``store``. None when the folder could not be opened:
         the status line then says why, and every stage control is disabled.
@@ -167,7 +167,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                                                 if self.session else (classifier, vae)) + (data,)
         self.annotator, self.device = annotator, device
         self.explorer = self.gallery = self.labeling_panel = self.region_table = None
-        self.review_panels: list = []
+        self.label_review_panels: list = []
         self._built, self._ready = {}, False
         super().__init__(**{k: v for k, v in kwargs.items() if k not in _CONTROLS})
         for name in _CONTROLS:
@@ -258,7 +258,7 @@ class DefuseDashboard(BackgroundWork, W.VBox):
                 line.show(self.running, self.progress, self._said)
             self._render_explorer()
             self._render_regions()
-            self._render_review()
+            self._render_label_review()
             self.view.decisions.value = decisions_html(self.decisions, self.data.class_names)
             n = sum(d.is_misclassification_region for d in self.decisions)
             table = [self.region_table] if self.region_table is not None else []
@@ -325,18 +325,18 @@ class DefuseDashboard(BackgroundWork, W.VBox):
         self.view.boxes[1].children = [self.region_table, self.gallery]   # one table, three tabs
         self.view.boxes[2].children = [self.region_table, self.labeling_panel]
 
-    def _render_review(self) -> None:
-        # the review is built from the saved decisions: not rebuilt on every vote
+    def _render_label_review(self) -> None:
+        # label review is built from the saved decisions: not rebuilt on every vote
         key = (self.regions, self.session.folder.listed("decisions.json") and
                self.session.folder.file("decisions.json").stat().st_mtime_ns,
                self.config.label_review)
-        old = self._built.get("review")
+        old = self._built.get("label_review")
         if old is None or old[0] is not key[0] or old[1:] != key[1:]:
-            self._built["review"] = key
-            for panel in self.review_panels:
+            self._built["label_review"] = key
+            for panel in self.label_review_panels:
                 panel.close()
-            self.view.boxes[4].children, self.review_panels = review_tab(self.session,
-                                                                     self.annotator_name())
+            box, panels = label_review_tab(self.session, self.annotator_name())
+            self.view.boxes[4].children, self.label_review_panels = box, panels
 
     def _correction_inputs(self) -> tuple:
         """What a correction plot depends on: settings, accepted regions and their labels."""

@@ -188,6 +188,14 @@ class LatentExplorer(W.VBox):
                            on_fitted=on_map_fitted, guard=self.error.guard,
                            params=dict(perplexity=perplexity, joint=joint, n_iter=n_iter,
                                        seed=seed, n_jobs=n_jobs))
+        self.children = self._build_view(regions)
+        self._ready = True
+        self._fit.start(self._map_done, background=background)
+        if not background and self.error_ is not None:
+            raise self.error_
+
+    def _build_view(self, regions) -> list:
+        """Create the controls, the map's box and the side column; the explorer's children."""
         self._dropdown = W.Dropdown(options=_region_options(regions), description="Highlight",
                                     disabled=regions is None)
         self._color_dropdown = W.Dropdown(options=_color_options(regions),
@@ -213,8 +221,8 @@ class LatentExplorer(W.VBox):
                                                     lambda _: self.send_selection()))
         self.grid = W.HTML(layout=W.Layout(display="none"), _dom_classes=["defuse-selection-tiles"])
         self.slice_controls = SliceControls(self.save_slice, self.show_slice, self.export_slice,
-                                       self.error.guard)
-        self.children = [
+                                            self.error.guard)
+        return [
             self._fit.row,
             W.HBox([self._dropdown, self._color_dropdown]), self.error,
             W.HBox([self._plot_box, W.VBox([
@@ -222,10 +230,6 @@ class LatentExplorer(W.VBox):
                 self._grid_label, self._send_button, self.slice_controls.row, self.grid],
                 layout=W.Layout(flex="1 1 200px", min_width="200px", max_width="480px"))],
                 layout=W.Layout(flex_flow="row wrap"))]   # the side column wraps below
-        self._ready = True
-        self._fit.start(self._map_done, background=background)
-        if not background and self.error_ is not None:
-            raise self.error_
 
     @classmethod
     def from_models(cls, classifier, vae, X_train, y_train, adversarial: AdversarialExamples,

@@ -37,9 +37,9 @@ from defuse_widgets.workflow.inputs import (
     load_recorded,
 )
 from defuse_widgets.workflow.integrity import fingerprint_data, fingerprint_module
+from defuse_widgets.workflow.label_review_step import SessionLabelReview
 from defuse_widgets.workflow.memo import Memo, digest
 from defuse_widgets.workflow.results import SessionResults
-from defuse_widgets.workflow.review_step import SessionLabelReview
 from defuse_widgets.workflow.slices import SessionSlices
 
 __all__ = ["Session", "SessionMismatchError"]

@@ -5,12 +5,12 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from benchmarks.harness.planted import BugSpec, plant_bugs
 from defuse_widgets.evaluation.label_issues import (
     cleanlab_label_issues,
     label_issue_scores,
     out_of_fold_probs,
 )
-from defuse_widgets.evaluation.planted import BugSpec, plant_bugs
 
 
 def _pixels(d):

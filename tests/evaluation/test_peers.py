@@ -7,14 +7,14 @@ import torch
 from scipy.stats import multivariate_normal
 from torch import nn
 
-from defuse_widgets.evaluation.peers import (
+from benchmarks.harness.peers import (
     best_slice_precision,
     compare_peers,
     defuse_region_scores,
     evaluation_pool,
     precision_at_k,
 )
-from defuse_widgets.evaluation.planted import BugSpec, plant_bugs
+from benchmarks.harness.planted import BugSpec, plant_bugs
 from defuse_widgets.stages.regions import Regions
 
 

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.evaluation.planted import BugSpec, PlantedData, plant_bugs, sub_styles
-from defuse_widgets.evaluation.planted_eval import (
+from benchmarks.harness.planted import BugSpec, PlantedData, plant_bugs, sub_styles
+from benchmarks.harness.planted_eval import (
     EnsembleOracle,
     KnnOracle,
     identification_precision,
 )
-from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall
+from benchmarks.harness.planted_scores import bug_purity, bug_recall
 from defuse_widgets.workflow import DefuseConfig
 
 BUGS = (BugSpec(3, "rare"), BugSpec(8, "mislabelled", target_label=1))
@@ -155,7 +155,7 @@ def test_style_purity_counts_members_in_the_style(planted):
     F = np.stack([b.centroids[b.style], b.centroids[(b.style + 1) % len(b.centroids)],
                   b.centroids[b.style], b.centroids[b.style]])
     src = np.array([b.source_class, b.source_class, b.source_class + 1, b.source_class])
-    from defuse_widgets.evaluation.planted_eval import style_purity
+    from benchmarks.harness.planted_eval import style_purity
 
     P = style_purity(np.array([0, 0, 0, 1]), F, src, [b], 2)
     np.testing.assert_allclose(P[:, 0], [1 / 3, 1.0])
@@ -164,7 +164,7 @@ def test_style_purity_counts_members_in_the_style(planted):
 
 
 def test_trace_purity_follows_the_nearest_real_image(planted):
-    from defuse_widgets.evaluation.planted_eval import trace_purity
+    from benchmarks.harness.planted_eval import trace_purity
 
     n_pool = len(planted.y_pool)
     ref = np.zeros((n_pool, 2), np.float32)
@@ -182,7 +182,7 @@ def test_trace_purity_follows_the_nearest_real_image(planted):
 
 
 def test_rendered_accuracy_scores_reconstructions(digits, tiny_models):
-    from defuse_widgets.evaluation.planted_eval import rendered_accuracy
+    from benchmarks.harness.planted_eval import rendered_accuracy
     from defuse_widgets.models.inference import accuracy, decode, encode_mean
 
     clf, vae = tiny_models
@@ -197,7 +197,7 @@ def test_evaluate_planted_end_to_end_with_label_review(planted, digits):
     """A full run on tiny models trained on the planted split; the perfect annotator labels
     every reviewed training image by its clean label, so every relabel must hit a planted one.
     """
-    from defuse_widgets.evaluation.planted_eval import evaluate_planted
+    from benchmarks.harness.planted_eval import evaluate_planted
     from defuse_widgets.models import BetaVAE, MnistCNN
     from defuse_widgets.models.training import train_classifier, train_vae
     from defuse_widgets.stages.annotators import SimulatedAnnotator

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from defuse_widgets.evaluation.peers import best_slice_precision
+from benchmarks.harness.peers import best_slice_precision
 from defuse_widgets.evaluation.slice_discovery import DominoMixture, ErrorKMeans, classifier_outputs
 from defuse_widgets.models.inference import predict
 

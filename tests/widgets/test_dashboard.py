@@ -84,7 +84,7 @@ def test_stages_write_the_session_folder(make, tmp_path):
     assert dash.stage == "identification" and "New session" in dash.status
     off = dash.view.boxes[4].children[0].value   # label review is off: how to turn it on
     assert "Label review is off" in off and "DefuseConfig(label_review=50)" in off
-    assert "--label-review 50" in off and dash.review_panels == []
+    assert "--label-review 50" in off and dash.label_review_panels == []
     assert dash.view.distill_button.disabled and dash.view.build_button.disabled
     with pytest.raises(ValueError, match="run identification first"):
         dash.run_distillation()
@@ -202,7 +202,7 @@ def test_label_review_tab_answers_reach_the_store_with_the_session_keys(make, di
     assert "Label review starts once" in dash.view.boxes[4].children[0].value
     _disagree(dash, 1)
     plot = dash.build_correction()
-    train, val = dash.review_panels
+    train, val = dash.label_review_panels
     shown = dash.view.boxes[4].children
     assert [p for p in shown if isinstance(p, LabelReviewPanel)] == [train, val]
     sets = dash.session.label_review_sets()

@@ -35,7 +35,8 @@ def test_a_selection_is_saved_reopened_and_exported(dash, digits, tmp_path):
     first = dash()
     first.run_identification(wait=True)
     explorer = first.explorer.wait(TIMEOUT)
-    assert explorer.slice_controls.row.layout.display is None and explorer.slice_controls.save.disabled
+    controls = explorer.slice_controls
+    assert controls.row.layout.display is None and controls.save.disabled
     explorer.select_points(train=[0, 5, 7], adversarial=[1, 2])
     assert not explorer.slice_controls.save.disabled
     explorer.slice_controls.name.value = "odd fours"

@@ -41,9 +41,9 @@ from defuse_widgets.seeding import seed_everything
 from defuse_widgets.stages.correction.parked_runs import ParkedRuns
 from defuse_widgets.storage.sweep_checkpoints import SweepCheckpoints, fingerprint
 
-__all__ = ["ETA", "SCHEDULES", "Cancelled", "Run", "advance", "finish", "new_run", "submit_runs",
-           "best_score", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule",
-           "run_task"]
+__all__ = ["ETA", "SCHEDULES", "Cancelled", "Run", "Schedule", "advance", "best_score", "finish",
+           "new_run", "open_checkpoints", "planned_lam_epochs", "prune", "run_schedule",
+           "run_task", "submit_runs"]
 
 #: Accepted values of ``Corrector(schedule=...)``.
 SCHEDULES = ("full", "halving")
@@ -322,50 +322,114 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
     dev : torch.device
     checkpoints : SweepCheckpoints or None
     """
-    c, runs, histories = corrector, {}, {i: entry["history"] for i, entry in done.items()}
-    n_batches = math.ceil(len(data[0]) / c.batch_size)
-    parked = (ParkedRuns(base, c.memory_format(dev), dev)
-              if c.executor is None and c.schedule == "halving" else None)
+    schedule = Schedule(corrector, lams, base, data, dev, checkpoints,
+                        histories={i: entry["history"] for i, entry in done.items()})
+    todo = [i for i in range(len(lams)) if i not in done]
+    if corrector.schedule == "full":
+        schedule.step(todo, corrector.epochs, True)
+        return
+    if corrector.executor is None:
+        schedule.parked = ParkedRuns(base, corrector.memory_format(dev), dev)
+    try:
+        schedule.halving(todo)
+    finally:
+        if schedule.parked is not None:
+            schedule.parked.close()
 
-    def finalize(i: int, out: tuple) -> None:
+
+@dataclass
+class Schedule:
+    """The state of one sweep's schedule: the runs in training and the finished λs' histories.
+
+    Parameters
+    ----------
+    corrector : Corrector
+    lams : list of float
+    base : nn.Module
+        The classifier before fine-tuning, on the CPU.
+    data : tuple
+        ``(X, y, X_f, y_f, eval_sets)``.
+    dev : torch.device
+    checkpoints : SweepCheckpoints or None
+    runs : dict of int -> Run
+        The runs started and not yet finished, by λ index.
+    histories : dict of int -> list of dict
+        Every finished λ's epoch records.
+    parked : ParkedRuns or None
+        Where paused runs wait (successive halving in this process only).
+    """
+
+    corrector: object
+    lams: list
+    base: torch.nn.Module
+    data: tuple
+    dev: torch.device
+    checkpoints: SweepCheckpoints | None = None
+    runs: dict = field(default_factory=dict)
+    histories: dict = field(default_factory=dict)
+    parked: ParkedRuns | None = None
+
+    def finalize(self, i: int, out: tuple) -> None:
+        """λ ``i`` is finished with ``out`` = (state, record, history) from :func:`finish`."""
         state, result, history = out
-        histories[i] = history
-        if checkpoints is not None:
-            checkpoints.add(i, lams[i], state, result, history)
-        c.finish_lam(i, state, result)
+        self.histories[i] = history
+        if self.checkpoints is not None:
+            self.checkpoints.add(i, self.lams[i], state, result, history)
+        self.corrector.finish_lam(i, state, result)
 
-    def start(i: int) -> dict:
-        return new_run(c, i, lams[i], base, len(data[2]),
-                       dev if c.executor is None else torch.device("cpu"))
+    def finish(self, i: int) -> None:
+        """Evaluate run ``i``'s selected epoch on every set and finalize it."""
+        run = self.runs.pop(i)
+        if self.parked is not None:
+            run = self.parked.restore(run)
+        run.model = run.model.to(self.dev)
+        self.finalize(i, finish(self.corrector, run, *self.data, self.dev))
 
-    def history(i: int) -> list:
-        return runs[i].history if i in runs else histories[i]
+    def start(self, i: int) -> Run:
+        """A new run of λ ``i`` (on the CPU when an executor trains it)."""
+        c = self.corrector
+        return new_run(c, i, self.lams[i], self.base, len(self.data[2]),
+                       self.dev if c.executor is None else torch.device("cpu"))
 
-    def drop_beaten(candidates: list, epoch: int) -> None:
+    def history(self, i: int) -> list:
+        """λ ``i``'s epoch records so far."""
+        return self.runs[i].history if i in self.runs else self.histories[i]
+
+    def step(self, indices: list, n_epochs: int, finish_after: bool, rung: tuple = ()) -> None:
+        """Train the runs of ``indices`` ``n_epochs`` more epochs (started when new);
+        finish them after when ``finish_after``. ``rung`` = (candidates, epoch) of a
+        halving rung lets runs that are already beaten finish early.
+        """
+        if self.corrector.executor is not None:
+            self._step_on_executor(indices, n_epochs, finish_after)
+            return
+        for i in indices:
+            run = self.runs.get(i)
+            self.runs[i] = self.parked.restore(run) if run is not None else self.start(i)
+            advance(self.corrector, self.runs[i], n_epochs, *self.data, self.dev)
+            if finish_after:
+                self.finish(i)
+            elif rung:
+                self.parked.park(self.runs[i])    # only the run in training stays in memory
+                self.drop_beaten(*rung)
+
+    def drop_beaten(self, candidates: list, epoch: int) -> None:
         """Finish now every run of this rung that ⌈n/ETA⌉ scored runs already beat:
         :func:`prune` cannot keep it, and only the runs still in the race stay in memory.
         """
-        scored = [i for i in candidates if i in histories or i in runs
-                  and runs[i].epoch >= epoch]
-        key = {i: (best_score(history(i), epoch), -lams[i]) for i in scored}
+        scored = [i for i in candidates if i in self.histories or i in self.runs
+                  and self.runs[i].epoch >= epoch]
+        key = {i: (best_score(self.history(i), epoch), -self.lams[i]) for i in scored}
         order = sorted(scored, key=key.get, reverse=True)
         for i in order[math.ceil(len(candidates) / ETA):]:
-            if i in runs:
-                finalize(i, finish(c, parked.restore(runs.pop(i)), *data, dev))
+            if i in self.runs:
+                self.finish(i)
 
-    def step(indices: list, n_epochs: int, finish_after: bool, rung: tuple = ()) -> None:
-        if c.executor is None:
-            for i in indices:
-                runs[i] = parked.restore(runs[i]) if i in runs else start(i)
-                advance(c, runs[i], n_epochs, *data, dev)
-                if finish_after:
-                    finalize(i, finish(c, runs.pop(i), *data, dev))
-                elif rung:
-                    parked.park(runs[i])    # only the run in training stays in memory
-                    drop_beaten(*rung)
-            return
-        futures = submit_runs(c, {i: runs.get(i) or start(i) for i in indices}, n_epochs,
-                              finish_after, data)
+    def _step_on_executor(self, indices: list, n_epochs: int, finish_after: bool) -> None:
+        c = self.corrector
+        n_batches = math.ceil(len(self.data[0]) / c.batch_size)
+        futures = submit_runs(c, {i: self.runs.get(i) or self.start(i) for i in indices},
+                              n_epochs, finish_after, self.data)
         try:
             for i in indices:
                 if c.stopping:
@@ -374,42 +438,34 @@ def run_schedule(corrector, lams: list, done: dict, base, data: tuple, dev: torc
                 if c.stopping:
                     raise Cancelled
                 if run.epoch == len(new):
-                    c.notify("on_lam_begin", lam=lams[i])
+                    c.notify("on_lam_begin", lam=self.lams[i])
                 for rec in new:
                     c.history_.append(rec)
                     c.notify("on_epoch_end", record=rec)
                 c.steps_done_ += len(new) * n_batches
-                runs[i] = run
+                self.runs[i] = run
                 if finish_after:
-                    runs.pop(i)
-                    finalize(i, out)
+                    self.runs.pop(i)
+                    self.finalize(i, out)
         finally:
             for future in futures.values():
                 future.cancel()
 
-    todo = [i for i in range(len(lams)) if i not in done]
-    if c.schedule == "full":
-        step(todo, c.epochs, True)
-        return
-    try:
-        candidates = list(range(len(lams)))
-        for epoch in range(1, c.epochs + 1):
-            last = epoch == c.epochs
-            step([i for i in candidates if i in runs or i in todo and epoch == 1], 1, last,
-                 (candidates, epoch))
+    def halving(self, todo: list) -> None:
+        """Successive halving over every λ; those in ``todo`` start at the first rung."""
+        candidates, epochs = list(range(len(self.lams))), self.corrector.epochs
+        for epoch in range(1, epochs + 1):
+            last = epoch == epochs
+            self.step([i for i in candidates if i in self.runs or i in todo and epoch == 1], 1,
+                      last, (candidates, epoch))
             if last:
                 return
-            scores = {i: best_score(history(i), epoch) for i in candidates}
-            keep = prune(candidates, scores, lams)
+            scores = {i: best_score(self.history(i), epoch) for i in candidates}
+            keep = prune(candidates, scores, self.lams)
             for i in candidates:
-                if i not in keep and i in runs:
-                    run = parked.restore(runs.pop(i)) if parked else runs.pop(i)
-                    run.model = run.model.to(dev)
-                    finalize(i, finish(c, run, *data, dev))
+                if i not in keep and i in self.runs:
+                    self.finish(i)
             candidates = keep
-    finally:
-        if parked is not None:
-            parked.close()
 
 
 #: Corrector parameters that stay in this process (not sent with a task).

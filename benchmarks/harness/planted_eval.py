@@ -1,7 +1,7 @@
 """Scoring Defuse on planted bugs: annotators with known truth and one evaluation run.
 
 :func:`evaluate_planted` runs identification → distillation → labeling →
-correction on :class:`~defuse_widgets.evaluation.planted.PlantedData` with any annotator
+correction on :class:`~benchmarks.harness.planted.PlantedData` with any annotator
 that has :class:`~defuse_widgets.stages.annotators.SimulatedAnnotator`'s interface,
 and scores the run against the planted truth (see :mod:`.planted`).
 
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.harness.planted import PlantedData
+from benchmarks.harness.planted_scores import bug_purity, bug_recall, region_shares
 from defuse_widgets._validation import check_int, describe
-from defuse_widgets.evaluation.planted import PlantedData
-from defuse_widgets.evaluation.planted_scores import bug_purity, bug_recall, region_shares
 from defuse_widgets.models.inference import accuracy, decode, encode_mean
 from defuse_widgets.stages.label_review import label_error_regions
 
@@ -348,7 +348,7 @@ def trace_purity(assignment: np.ndarray, codes: np.ndarray, reference_codes: np.
                  bugs, n_regions: int) -> np.ndarray:
     """Share of each region's members whose nearest real image belongs to a bug's sub-style.
 
-    Where :func:`~defuse_widgets.evaluation.planted.bug_purity` traces a member back to
+    Where :func:`~benchmarks.harness.planted.bug_purity` traces a member back to
     the training image it was perturbed from, this traces it to the real image
     it *lies nearest to* in latent space, among every image of the pool
     (held-out and dropped ones included: the truth is known for all of them).

@@ -107,7 +107,7 @@ class PlantedBug:
         the bug's source images for recall.
     centroids : ndarray of shape (n_styles, d)
         Feature centroids of all sub-styles of ``source_class`` (row
-        ``style`` is this bug's), for :func:`~defuse_widgets.evaluation.planted_eval.style_purity`.
+        ``style`` is this bug's), for :func:`~benchmarks.harness.planted_eval.style_purity`.
     """
 
     name: str

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.harness.planted import PlantedData
 from defuse_widgets._validation import (
     check_choice,
     check_images,
@@ -43,7 +44,6 @@ from defuse_widgets.evaluation.label_issues import (
     label_issue_scores,
     out_of_fold_probs,
 )
-from defuse_widgets.evaluation.planted import PlantedData
 from defuse_widgets.evaluation.slice_discovery import DominoMixture, ErrorKMeans, classifier_outputs
 
 __all__ = ["best_slice_precision", "compare_peers", "defuse_region_scores", "evaluation_pool",
@@ -232,7 +232,7 @@ def compare_peers(planted: PlantedData, classifier: nn.Module, vae: nn.Module | 
         Precomputed out-of-fold probabilities (skips the training).
     label_review : dict or array-like, optional
         The label review to compare with: the ``label_review`` stats of
-        :func:`~defuse_widgets.evaluation.planted_eval.evaluate_planted`, or
+        :func:`~benchmarks.harness.planted_eval.evaluate_planted`, or
         the relabelled training indices.
     seed : int, default=0
     log : callable(str), default=print
