@@ -559,6 +559,9 @@ class DefuseDashboard(BackgroundWork, W.VBox):
 
     def close(self) -> None:
         """Stop background work, close the stage widgets and the store."""
+        if not hasattr(self, "_stop_event"):   # the constructor raised: nothing runs yet
+            super().close()
+            return
         self._closed = True   # a background thread that ends later renders nothing
         self.stop()
         if self.explorer is not None:

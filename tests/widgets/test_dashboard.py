@@ -367,3 +367,18 @@ def test_the_region_table_is_above_tabs_2_to_4_and_opens_a_region(make):
     row = table.rows[1]
     assert row["decision"] == "accepted" and row["votes"] == 10
     assert row["label"] == dash.data.class_names[wrong]
+
+
+def test_a_dashboard_whose_constructor_raised_is_collected_quietly(monkeypatch):
+    """DefuseDashboard() without its arguments raised a TypeError, then printed an
+    AttributeError from __del__ (close() stopped a job that never existed).
+    """
+    import gc
+    import sys
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with pytest.raises(TypeError, match="required positional"):
+        DefuseDashboard()
+    gc.collect()
+    assert seen == []
