@@ -170,7 +170,7 @@ def test_widgets_draw_and_leave_the_work_to_the_core():
     fits (``bytes.decode`` of a PNG aside).
     """
     found = []
-    for path in sorted((ROOT / "widgets").glob("*.py")):
+    for path in sorted((ROOT / "widgets").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module] if isinstance(node, ast.ImportFrom) else [

@@ -123,7 +123,7 @@ def test_rerun_effects_name_what_a_rerun_would_archive(dash):
     assert s.rerun_effects("identification") == [
         "the adversarial examples", "1 saved slice", f"{len(d.regions)} regions"]
     assert s.rerun_effects("distillation") == [f"{len(d.regions)} regions"]
-    from defuse_widgets.widgets._dashboard_tabs import rerun_warning
+    from defuse_widgets.widgets.dashboard.tabs import rerun_warning
     assert "1 saved slice" in rerun_warning(s, "identification")
     with pytest.raises(ValueError, match="stage must be one of"):
         s.rerun_effects("labelling")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from defuse_widgets.models.inference import decode
-from defuse_widgets.widgets._dashboard_tabs import send_selection
 from defuse_widgets.widgets._render import to_png
 from defuse_widgets.widgets.dashboard import DefuseDashboard
+from defuse_widgets.widgets.dashboard.tabs import send_selection
 from defuse_widgets.workflow import DefuseConfig
 
 TIMEOUT = 120  # only guards against a hung thread, never a threshold

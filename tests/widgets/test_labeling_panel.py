@@ -230,7 +230,7 @@ def test_zoom_and_contrast_rerender_the_review_image(make_panel):
 
 
 def test_stretch_contrast_keeps_the_mean_and_clips():
-    from defuse_widgets.widgets._review_image import stretch_contrast
+    from defuse_widgets.widgets.labeling_panel.review_image import stretch_contrast
 
     x = np.array([[[0.4, 0.5, 0.6, 0.5]]], dtype=np.float32)
     np.testing.assert_allclose(stretch_contrast(x, 2.0), [[[0.3, 0.5, 0.7, 0.5]]], atol=1e-6)

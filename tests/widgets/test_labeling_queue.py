@@ -4,8 +4,8 @@ import pytest
 from defuse_widgets.stages.labeling import decide_region
 from defuse_widgets.stages.labeling_queue import in_queue, region_states
 from defuse_widgets.storage.annotations import NONE_OF_THE_ABOVE, AnnotationStore
-from defuse_widgets.widgets._labeling_view import KEYS_HELP, region_option
 from defuse_widgets.widgets.labeling_panel import LabelingPanel
+from defuse_widgets.widgets.labeling_panel.view import KEYS_HELP, region_option
 
 
 def _unpredicted(store, region):
@@ -237,6 +237,6 @@ def test_grid_mode_votes_for_each_selected_sample_and_undo_removes_one(make_pane
 
 def test_the_panel_labels_exactly_the_cores_queue_filters():
     from defuse_widgets.stages import labeling_queue
-    from defuse_widgets.widgets import _labeling_view
+    from defuse_widgets.widgets.labeling_panel import view as labeling_view
 
-    assert tuple(_labeling_view.QUEUE_FILTERS) == labeling_queue.QUEUE_FILTERS
+    assert tuple(labeling_view.QUEUE_FILTERS) == labeling_queue.QUEUE_FILTERS

@@ -281,7 +281,7 @@ def test_a_saved_sweep_and_choice_are_shown_again(swept, digits, tiny_models, ta
 
 
 def test_a_chosen_lambda_that_costs_validation_accuracy_is_flagged():
-    from defuse_widgets.widgets._tradeoff_view import choice_html
+    from defuse_widgets.widgets.tradeoff_plot.view import choice_html
 
     record = dict(lam=1.0, validation_change=-0.03, validation_change_low=-0.047,
                   validation_change_high=-0.013)

@@ -31,7 +31,8 @@ from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.latent_map import LatentMap
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._errors import ErrorBox
-from defuse_widgets.widgets._latent_figure import (
+from defuse_widgets.widgets._render import class_labels
+from defuse_widgets.widgets.latent_explorer.figure import (
     COLOR_BY,
     MAP_WIDTH,
     MapEvents,
@@ -41,10 +42,9 @@ from defuse_widgets.widgets._latent_figure import (
     map_traces,
     replace_traces,
 )
-from defuse_widgets.widgets._latent_points import KINDS, PointImages
-from defuse_widgets.widgets._latent_slices import SliceControls
-from defuse_widgets.widgets._map_fitting import MapFit
-from defuse_widgets.widgets._render import class_labels
+from defuse_widgets.widgets.latent_explorer.map_fitting import MapFit
+from defuse_widgets.widgets.latent_explorer.points import KINDS, PointImages
+from defuse_widgets.widgets.latent_explorer.slices import SliceControls
 
 __all__ = ["LatentExplorer"]
 

@@ -12,7 +12,7 @@ import html
 import ipywidgets as W
 import traitlets
 
-from defuse_widgets.widgets._dashboard_tabs import rerun_warning
+from defuse_widgets.widgets.dashboard.tabs import rerun_warning
 
 __all__ = ["STAGES", "TITLES", "DashboardView", "StageLine", "busy"]
 

@@ -15,7 +15,7 @@ import html
 from defuse_widgets._validation import check_int
 from defuse_widgets.stages.labeling_queue import RegionState, in_queue, region_states
 from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE
-from defuse_widgets.widgets._labeling_view import KEY_ALIASES, QUEUE_FILTERS
+from defuse_widgets.widgets.labeling_panel.view import KEY_ALIASES, QUEUE_FILTERS
 
 __all__ = ["ReviewNavigation", "check_index"]
 

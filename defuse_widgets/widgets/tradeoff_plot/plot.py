@@ -29,8 +29,8 @@ from defuse_widgets.stages.correction.arms import default_arms, run_arms
 from defuse_widgets.stages.correction.sweep import planned_lam_epochs
 from defuse_widgets.widgets._background import BackgroundWork
 from defuse_widgets.widgets._errors import ErrorBox
-from defuse_widgets.widgets._sweep_progress import RESULT_TRAITS, EpochOffset, LiveProgress
-from defuse_widgets.widgets._tradeoff_view import (
+from defuse_widgets.widgets.tradeoff_plot.progress import RESULT_TRAITS, EpochOffset, LiveProgress
+from defuse_widgets.widgets.tradeoff_plot.view import (
     CLICKABLE,
     HIDDEN_WHEN_EMPTY,
     TRACES,

@@ -28,7 +28,7 @@ from defuse_widgets.seeding import seeded_subset
 from defuse_widgets.stages.identification import AdversarialExamples
 from defuse_widgets.stages.regions import Regions
 from defuse_widgets.widgets._background import BackgroundWork, red
-from defuse_widgets.widgets._dashboard_tabs import (
+from defuse_widgets.widgets.dashboard.tabs import (
     correction_plot,
     damage_note,
     decisions_html,
@@ -43,7 +43,7 @@ from defuse_widgets.widgets._dashboard_tabs import (
     sweep_status,
     table_rows,
 )
-from defuse_widgets.widgets._dashboard_view import STAGES, DashboardView, StageLine
+from defuse_widgets.widgets.dashboard.view import STAGES, DashboardView, StageLine
 from defuse_widgets.widgets.latent_explorer import LatentExplorer
 from defuse_widgets.widgets.tradeoff_plot import TradeoffPlot
 from defuse_widgets.workflow import DefuseConfig, Session

@@ -33,9 +33,12 @@ from defuse_widgets.storage.annotations import MISSING, NONE_OF_THE_ABOVE, Annot
 from defuse_widgets.widgets._background import plain_button, red
 from defuse_widgets.widgets._errors import ErrorBox
 from defuse_widgets.widgets._grounding_view import check_grounding
-from defuse_widgets.widgets._keys import KeyCapture
-from defuse_widgets.widgets._labeling_nav import ReviewNavigation, check_index, in_queue
-from defuse_widgets.widgets._labeling_view import (
+from defuse_widgets.widgets._render import class_labels, to_png
+from defuse_widgets.widgets.labeling_panel.keys import KeyCapture
+from defuse_widgets.widgets.labeling_panel.navigation import ReviewNavigation, check_index, in_queue
+from defuse_widgets.widgets.labeling_panel.review_image import ReviewImage
+from defuse_widgets.widgets.labeling_panel.review_tiles import ReviewTiles
+from defuse_widgets.widgets.labeling_panel.view import (
     KEYS_HELP,
     QUEUE_FILTERS,
     RegionSelector,
@@ -46,9 +49,6 @@ from defuse_widgets.widgets._labeling_view import (
     region_option,
     sample_html,
 )
-from defuse_widgets.widgets._render import class_labels, to_png
-from defuse_widgets.widgets._review_image import ReviewImage
-from defuse_widgets.widgets._review_tiles import ReviewTiles
 
 __all__ = ["KEYS_HELP", "LabelingPanel"]
 
