@@ -258,7 +258,7 @@ def test_only_the_session_writes_into_its_folder():
                "stages/latent_map.py", "models/pretrained.py",
                # Write where their caller says, outside any session: a standalone
                # panel's export path and the reproductions' model cache.
-               "widgets/labeling_panel.py", "evaluation/reproduce.py",
+               "widgets/labeling_panel/panel.py", "evaluation/reproduce.py",
                # train-vae / train-oracle write the user's --out model and its report.
                "models/recipes.py",
                # `copy` writes a new folder (the copy), never into the session.
