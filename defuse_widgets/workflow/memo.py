@@ -16,22 +16,25 @@ from typing import Any, Callable, Hashable
 import numpy as np
 import torch
 
+from defuse_widgets.storage.sweep_checkpoints import hash_tensors
+
 __all__ = ["Memo", "digest"]
 
 
 def digest(*parts: Any) -> str:
-    """SHA-1 of ``parts``: arrays by dtype, shape and bytes; anything else by its ``repr``."""
-    h = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().numpy()
+    """SHA-1 of ``parts``: arrays and tensors by shape, dtype and bytes
+    (:func:`~defuse_widgets.storage.sweep_checkpoints.hash_tensors`), anything else by its
+    ``repr``.
+    """
+    h, arrays = hashlib.sha1(), {}
+    for i, part in enumerate(parts):
         if isinstance(part, np.ndarray):
-            h.update(f"{part.dtype}{part.shape}".encode())
-            h.update(np.ascontiguousarray(part).tobytes())
+            part = torch.from_numpy(np.ascontiguousarray(part))
+        if isinstance(part, torch.Tensor):
+            arrays[f"{i:04d}"] = part   # hash_tensors feeds them in name order
         else:
-            h.update(repr(part).encode())
-        h.update(b"|")
-    return h.hexdigest()
+            h.update(f"{i}:{part!r}|".encode())
+    return hash_tensors(h, arrays).hexdigest()
 
 
 def _copy(value: Any) -> Any:
